@@ -1,0 +1,109 @@
+"""ColBERTEncoder gives the same token ids and vectors as pylate.models.ColBERT.encode."""
+
+import numpy as np
+import pytest
+
+from lfm2_retrieval import ColBERTEncoder
+
+pylate_models = pytest.importorskip("pylate.models")
+
+QUERIES = ["What is a fox?", "  日本語のテキスト検索  ", "", "very long query " * 40,
+           "¿Dónde está la biblioteca?", "كيف حالك", "[Q] literal prefix text", "a"]
+DOCUMENTS = ["The quick brown fox jumps over the lazy dog.", "Le renard brun saute ! " * 30,
+             "日本語のテキスト検索です。", "", "a, b. c; d! (e) [f] {g}", "   padded with spaces   ",
+             "한국어 문장도 검색할 수 있어야 합니다.", "x"]
+
+
+@pytest.fixture(scope="module")
+def both(pylate_tiny_dir):
+    return pylate_models.ColBERT(str(pylate_tiny_dir), device="cpu"), ColBERTEncoder.from_pretrained(pylate_tiny_dir)
+
+
+def assert_same_vectors(expected, got, tol=1e-4):
+    assert len(expected) == len(got)
+    for e, g in zip(expected, got):
+        assert e.shape == g.shape
+        assert np.abs(e - g).max() <= tol
+
+
+def test_query_token_ids_match(both):
+    reference, ours = both
+    expected = reference.tokenize(QUERIES, is_query=True)
+    batch = ours.tokenizer.queries(QUERIES)
+    np.testing.assert_array_equal(expected["input_ids"].numpy(), batch.input_ids)
+    np.testing.assert_array_equal(expected["attention_mask"].numpy(), batch.attention_mask)
+
+
+def test_document_token_ids_match(both):
+    reference, ours = both
+    for text, ids in zip(DOCUMENTS, ours.tokenizer.documents(DOCUMENTS)):
+        expected = reference.tokenize([text], is_query=False)["input_ids"][0].numpy()
+        np.testing.assert_array_equal(expected, ids)
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_query_vectors_match(both, batch_size):
+    reference, ours = both
+    # pylate masks expansion tokens only in batches of two or more (see lfm2_core/model.py);
+    # batch sizes that leave no single-query batch compare like with like.
+    expected = reference.encode(QUERIES, is_query=True, batch_size=4, convert_to_numpy=True)
+    assert_same_vectors(expected, ours.encode_queries(QUERIES, batch_size=batch_size))
+
+
+@pytest.mark.parametrize("batch_size, max_tokens", [(3, 16384), (64, 64), (1, 16384)])
+def test_document_vectors_match(both, batch_size, max_tokens):
+    reference, ours = both
+    expected = reference.encode(DOCUMENTS, is_query=False, batch_size=3, convert_to_numpy=True)
+    got = ours.encode_documents(DOCUMENTS, batch_size=batch_size, max_tokens=max_tokens)
+    assert_same_vectors(expected, got)
+    skip = set(ours.tokenizer.skiplist_ids.tolist())
+    ids = ours.tokenizer.documents(DOCUMENTS)
+    assert all(len(g) == sum(t not in skip for t in i) for g, i in zip(got, ids))
+
+
+def test_vectors_are_unit_length_and_of_the_model_dimension(both):
+    _, ours = both
+    for vecs in ours.encode_queries(QUERIES[:2]) + ours.encode_documents(DOCUMENTS[:2]):
+        assert vecs.shape[1] == ours.dim == 32 and vecs.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_streaming_equals_one_shot(both):
+    _, ours = both
+    streamed = list(ours.iter_encode_documents(iter(DOCUMENTS * 3), chunk_size=5))
+    assert_same_vectors(ours.encode_documents(DOCUMENTS * 3), streamed, tol=1e-6)
+
+
+def test_saved_folder_loads_in_pylate_with_the_same_outputs(both, tmp_path):
+    _, ours = both
+    ours.save(tmp_path / "copy")
+    reloaded_pylate = pylate_models.ColBERT(str(tmp_path / "copy"), device="cpu")
+    reloaded_ours = ColBERTEncoder.from_pretrained(tmp_path / "copy")
+    expected = reloaded_pylate.encode(DOCUMENTS, is_query=False, batch_size=4)
+    assert_same_vectors(expected, ours.encode_documents(DOCUMENTS))
+    assert_same_vectors(expected, reloaded_ours.encode_documents(DOCUMENTS), tol=1e-6)
+    assert reloaded_ours.fingerprint == ours.fingerprint
+
+
+def test_bf16_is_close_to_fp32(pylate_tiny_dir):
+    fp32 = ColBERTEncoder.from_pretrained(pylate_tiny_dir)
+    bf16 = ColBERTEncoder.from_pretrained(pylate_tiny_dir, dtype="bfloat16")
+    for a, b in zip(fp32.encode_documents(DOCUMENTS), bf16.encode_documents(DOCUMENTS)):
+        assert a.shape == b.shape
+        assert (a * b).sum(axis=1).min() > 0.98
+
+
+@pytest.mark.parametrize("settings", [
+    {"do_query_expansion": False},
+    {"attend_to_expansion_tokens": True},
+    {"query_length": 8, "document_length": 12},
+    {"query_prefix": "[Q] ", "document_prefix": "[D] ", "skiplist_words": ["a", "!"]},
+])
+def test_colbert_settings_match_pylate(tmp_path_factory, settings):
+    from lfm2_retrieval.random_models import build_random_colbert
+
+    folder = build_random_colbert(tmp_path_factory.mktemp("variant") / "m", colbert_kwargs=settings)
+    reference = pylate_models.ColBERT(str(folder), device="cpu")
+    ours = ColBERTEncoder.from_pretrained(folder)
+    assert_same_vectors(reference.encode(QUERIES, is_query=True, batch_size=4), ours.encode_queries(QUERIES))
+    assert_same_vectors(reference.encode(DOCUMENTS, is_query=False, batch_size=4), ours.encode_documents(DOCUMENTS))
