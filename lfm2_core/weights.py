@@ -114,5 +114,5 @@ def save_backbone(model: LFM2Model, out_dir: str | Path) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.config.save(out / "config.json")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(tensors, str(out / SINGLE_FILE), metadata={"format": "pt"})

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfm2_core import LFM2Model, load_backbone, resolve_model_dir, save_backbone
+from lfm2_core.model import native_bf16_available
 
 from .colbert_config import DENSE_TYPES, ColBERTConfig, read_modules, write_modules
 from .tokenization import ColBERTTokenizer
@@ -80,7 +81,7 @@ class Dense(nn.Module):
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(self.config_dict(), indent=4), encoding="utf-8")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()},
                   str(folder / "model.safetensors"))
 
 
@@ -117,25 +118,37 @@ class ColBERTEncoder:
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, dtype: str | torch.dtype = "float32") -> "ColBERTEncoder":
-        """Load a PyLate ColBERT folder (or hub id) whose backbone is LFM2."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, dtype: str | torch.dtype = "float32",
+                        compute_dtype: str | torch.dtype = "auto") -> "ColBERTEncoder":
+        """Load a PyLate ColBERT folder (or hub id) whose backbone is LFM2.
+
+        dtype: how weights are held (float32, or bfloat16 for half the memory).
+        compute_dtype: the dtype of the math; "auto" uses bf16 math only where the CPU has
+        native bf16, and fp32 math on bf16 weights elsewhere (much faster on AVX2 CPUs).
+        """
         torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        if compute_dtype == "auto":
+            bf16_math = torch_dtype == torch.bfloat16 and native_bf16_available()
+            compute = torch.bfloat16 if bf16_math else torch.float32
+        else:
+            compute = DTYPES[compute_dtype] if isinstance(compute_dtype, str) else compute_dtype
         model_dir = resolve_model_dir(name_or_path)
         modules = read_modules(model_dir)
         backbone, _ = load_backbone(model_dir, dtype=torch_dtype)
-        dense = [Dense.load(model_dir / m["path"]).to(torch_dtype) for m in modules[1:] if m["type"] in DENSE_TYPES]
+        backbone.compute_dtype = compute
+        dense = [Dense.load(model_dir / m["path"]).to(compute) for m in modules[1:] if m["type"] in DENSE_TYPES]
         config = ColBERTConfig.from_folder(model_dir)
         tokenizer = ColBERTTokenizer.from_folder(model_dir, config)
         return cls(backbone, dense, tokenizer, config, source_dir=model_dir)
 
     def save(self, out_dir: str | os.PathLike) -> None:
-        """Write a PyLate folder: backbone at the root, `1_Dense/`, tokenizer, configs."""
+        """Write a PyLate folder: backbone at the root, `1_Dense/`, tokenizer, configs (fp32)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_backbone(self.backbone.float(), out)
+        save_backbone(self.backbone, out)
         paths = []
         for i, layer in enumerate(self.dense, start=1):
-            layer.float().save(out / f"{i}_Dense")
+            layer.save(out / f"{i}_Dense")
             paths.append(f"{i}_Dense")
         write_modules(out, paths)
         self.config.save(out)
@@ -169,9 +182,9 @@ class ColBERTEncoder:
 
     # ------------------------------------------------------------------ the forward pass
     @torch.inference_mode()
-    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, state_mask: np.ndarray | None = None) -> torch.Tensor:
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray | None, state_mask: np.ndarray | None = None) -> torch.Tensor:
         ids = torch.from_numpy(input_ids)
-        mask = torch.from_numpy(attention_mask)
+        mask = None if attention_mask is None else torch.from_numpy(attention_mask)
         state = None if state_mask is None else torch.from_numpy(state_mask)
         hidden = self.backbone(ids, mask, state_mask=state)
         for layer in self.dense:
@@ -231,7 +244,12 @@ class ColBERTEncoder:
                 ids[row, : lengths[i]] = token_ids[i]
                 mask[row, : lengths[i]] = 1
             keep = mask.astype(bool) & self.tokenizer.document_keep_mask(ids)
-            vectors = self._forward(ids, mask)
+            if self.backbone.config.bidirectional:
+                vectors = self._forward(ids, mask)
+            else:
+                # Causal and right-padded: real tokens never see padding, so no mask is needed
+                # and attention takes its fused causal path. Padded outputs are discarded.
+                vectors = self._forward(ids, None)
             for i, vecs in zip(batch, self._split_normalized(vectors, keep)):
                 results[i] = vecs
             bar.update(len(batch))

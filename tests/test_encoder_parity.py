@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from lfm2_retrieval import ColBERTEncoder
 
@@ -85,12 +86,23 @@ def test_saved_folder_loads_in_pylate_with_the_same_outputs(both, tmp_path):
     assert reloaded_ours.fingerprint == ours.fingerprint
 
 
-def test_bf16_is_close_to_fp32(pylate_tiny_dir):
+@pytest.mark.parametrize("compute_dtype", ["bfloat16", "float32", "auto"])
+def test_bf16_weights_stay_close_to_fp32(pylate_tiny_dir, compute_dtype):
     fp32 = ColBERTEncoder.from_pretrained(pylate_tiny_dir)
-    bf16 = ColBERTEncoder.from_pretrained(pylate_tiny_dir, dtype="bfloat16")
-    for a, b in zip(fp32.encode_documents(DOCUMENTS), bf16.encode_documents(DOCUMENTS)):
+    bf16 = ColBERTEncoder.from_pretrained(pylate_tiny_dir, dtype="bfloat16", compute_dtype=compute_dtype)
+    assert bf16.dtype == torch.bfloat16
+    for a, b in zip(fp32.encode_documents(DOCUMENTS) + fp32.encode_queries(QUERIES),
+                    bf16.encode_documents(DOCUMENTS) + bf16.encode_queries(QUERIES)):
         assert a.shape == b.shape
         assert (a * b).sum(axis=1).min() > 0.98
+
+
+def test_native_bf16_math_matches_pylate_in_bf16(pylate_tiny_dir):
+    reference = pylate_models.ColBERT(str(pylate_tiny_dir), device="cpu", model_kwargs={"dtype": torch.bfloat16})
+    ours = ColBERTEncoder.from_pretrained(pylate_tiny_dir, dtype="bfloat16", compute_dtype="bfloat16")
+    expected = reference.encode(DOCUMENTS, is_query=False, batch_size=4)
+    for e, g in zip(expected, ours.encode_documents(DOCUMENTS)):
+        assert (np.asarray(e, dtype=np.float32) * g).sum(axis=1).min() > 0.99
 
 
 @pytest.mark.parametrize("settings", [
