@@ -1,0 +1,191 @@
+"""ColBERTv2 residual compression: a centroid id plus an nbits-per-dimension residual per token.
+
+Training (`ResidualCodec.train`): k-means with faiss on a sample of token vectors (centroids
+are then L2-normalised, as ColBERTv2 does), then bucket cutoffs and weights learned from the
+residuals of held-out tokens: cutoffs are the quantiles that split residual values into 2^nbits
+equally likely buckets, weights the quantiles at the middle of each bucket.
+
+A token is stored as `code` (uint16, or uint32 past 65,536 centroids) and `dim * nbits / 8`
+packed bytes. Decompression is a table look-up (one row of bucket weights per possible byte)
+plus the centroid, so it is exact: the same bytes always give the same vector.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+SUPPORTED_NBITS = (1, 2, 4)
+
+
+def default_num_centroids(n_tokens: int) -> int:
+    """ColBERTv2/PLAID's rule: 2^floor(log2(16 * sqrt(n_tokens)))."""
+    return 2 ** int(math.floor(math.log2(16 * math.sqrt(max(n_tokens, 1)))))
+
+
+@dataclass
+class ResidualCodec:
+    centroids: np.ndarray  # [K, dim] float32, unit rows
+    cutoffs: np.ndarray  # [2^nbits - 1] float32
+    weights: np.ndarray  # [2^nbits] float32
+    nbits: int
+
+    def __post_init__(self) -> None:
+        if self.nbits not in SUPPORTED_NBITS:
+            raise ValueError(f"nbits must be one of {SUPPORTED_NBITS}, not {self.nbits}")
+        if (self.dim * self.nbits) % 8:
+            raise ValueError(f"dim * nbits must be a multiple of 8 (dim={self.dim}, nbits={self.nbits})")
+        self._assigner = _CentroidAssigner(self.centroids)
+        per_byte = 8 // self.nbits
+        # For every byte value, the residual values of the `per_byte` dimensions it packs
+        # (most significant bits first).
+        shifts = np.arange(per_byte - 1, -1, -1) * self.nbits
+        buckets = (np.arange(256)[:, None] >> shifts[None, :]) & ((1 << self.nbits) - 1)
+        self._byte_table = self.weights[buckets].astype(np.float32)  # [256, per_byte]
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.shape[1]
+
+    @property
+    def num_centroids(self) -> int:
+        return self.centroids.shape[0]
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        return np.dtype(np.uint16 if self.num_centroids <= 1 << 16 else np.uint32)
+
+    @property
+    def bytes_per_token(self) -> int:
+        return self.dim * self.nbits // 8 + self.code_dtype.itemsize
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(cls, sample: np.ndarray, nbits: int, num_centroids: int | None = None, seed: int = 0,
+              niter: int = 10, heldout_fraction: float = 0.05) -> "ResidualCodec":
+        """Learn centroids and buckets from a sample of token vectors `[n, dim]`."""
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        n, dim = sample.shape
+        if n == 0:
+            raise ValueError("cannot train a codec on zero vectors")
+        rng = np.random.default_rng(seed)
+        sample = sample[rng.permutation(n)]
+        n_heldout = min(max(int(n * heldout_fraction), 1), 50_000) if n > 1 else 0
+        train, heldout = sample[n_heldout:], sample[:n_heldout] if n_heldout else sample
+        k = num_centroids or default_num_centroids(n)
+        k = max(1, min(k, len(train)))
+        centroids = train_centroids(train, k, niter=niter, seed=seed)
+        residuals = heldout - centroids[_CentroidAssigner(centroids).nearest(heldout)]
+        levels = 1 << nbits
+        values = residuals.ravel()
+        cutoffs = np.quantile(values, np.arange(1, levels) / levels).astype(np.float32)
+        weights = np.quantile(values, (np.arange(levels) + 0.5) / levels).astype(np.float32)
+        return cls(centroids.astype(np.float32), cutoffs, weights, nbits)
+
+    # ------------------------------------------------------------------ compression
+    def assign(self, vectors: np.ndarray) -> np.ndarray:
+        return self._assigner.nearest(vectors).astype(self.code_dtype)
+
+    def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(codes [n], packed residuals [n, dim*nbits/8] uint8) for vectors [n, dim]."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        codes = self.assign(vectors)
+        residuals = vectors - self.centroids[codes]
+        buckets = np.searchsorted(self.cutoffs, residuals).astype(np.uint8)  # [n, dim]
+        per_byte = 8 // self.nbits
+        buckets = buckets.reshape(len(vectors), -1, per_byte)
+        packed = np.zeros(buckets.shape[:2], dtype=np.uint8)
+        for j in range(per_byte):
+            packed |= buckets[:, :, j] << np.uint8((per_byte - 1 - j) * self.nbits)
+        return codes, packed
+
+    def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
+        """Vectors [n, dim] float32 (not re-normalised, as in ColBERTv2)."""
+        residuals = self._byte_table[packed].reshape(len(codes), self.dim)
+        return self.centroids[codes] + residuals
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "centroids.npy", self.centroids)
+        meta = {"nbits": self.nbits, "cutoffs": self.cutoffs.tolist(), "weights": self.weights.tolist()}
+        (folder / "codec.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> "ResidualCodec":
+        meta = json.loads((folder / "codec.json").read_text(encoding="utf-8"))
+        centroids = np.load(folder / "centroids.npy")
+        return cls(centroids, np.asarray(meta["cutoffs"], np.float32), np.asarray(meta["weights"], np.float32),
+                   int(meta["nbits"]))
+
+
+def _kmeans(points: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+    kmeans = faiss.Kmeans(points.shape[1], k, niter=niter, seed=seed, spherical=True,
+                          max_points_per_centroid=256, min_points_per_centroid=1, verbose=False)
+    kmeans.train(np.ascontiguousarray(points))
+    return kmeans.centroids
+
+
+def train_centroids(points: np.ndarray, k: int, niter: int = 10, seed: int = 0,
+                    flat_limit: int = 4096) -> np.ndarray:
+    """k unit-norm centroids. Plain k-means up to `flat_limit`; above it two-level k-means
+    (sqrt(k) coarse clusters, then each split in proportion to its size), which costs
+    2 * sqrt(k) instead of k distance computations per point and iteration."""
+    if k <= flat_limit or len(points) < 4 * k:
+        centroids = _kmeans(points, k, niter, seed)
+    else:
+        n_coarse = int(math.sqrt(k))
+        coarse = _kmeans(points, n_coarse, niter, seed)
+        assignment = _CentroidAssigner(coarse / np.linalg.norm(coarse, axis=1, keepdims=True)).nearest(points)
+        sizes = np.bincount(assignment, minlength=n_coarse)
+        # Largest-remainder split of k across coarse clusters, at least one each when non-empty.
+        share = sizes / sizes.sum() * k
+        counts = np.floor(share).astype(int)
+        counts[np.argsort(share - counts)[::-1][: k - counts.sum()]] += 1
+        parts = []
+        for c in range(n_coarse):
+            members = points[assignment == c]
+            want = min(int(counts[c]), len(members))
+            if want == 0:
+                continue
+            parts.append(members if want == len(members) else _kmeans(members, want, niter, seed + c))
+        centroids = np.concatenate(parts)
+    return (centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+class _CentroidAssigner:
+    """Most similar centroid (inner product) of each vector.
+
+    Exact (a flat faiss index) up to `EXACT_LIMIT` centroids. Beyond that a brute-force pass
+    costs n * K * dim multiply-adds (540 TFLOP for 32M tokens and 65k centroids, over an hour
+    on two cores), so a coarse IVF over the centroids probes about 1/20 of them. A token may
+    then get a near-best centroid; its residual absorbs the difference, and decompression is
+    unaffected.
+    """
+
+    EXACT_LIMIT = 8192
+
+    def __init__(self, centroids: np.ndarray) -> None:
+        k, dim = centroids.shape
+        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        if k <= self.EXACT_LIMIT:
+            self.index = faiss.IndexFlatIP(dim)
+        else:
+            nlist = int(4 * math.sqrt(k))
+            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            self.index.train(centroids)
+            self.index.nprobe = max(8, nlist // 20)
+        self.index.add(centroids)
+
+    def nearest(self, vectors: np.ndarray, batch: int = 1 << 16) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        out = np.empty(len(vectors), dtype=np.int64)
+        for start in range(0, len(vectors), batch):
+            _, ids = self.index.search(vectors[start:start + batch], 1)
+            out[start:start + batch] = ids[:, 0]
+        return out

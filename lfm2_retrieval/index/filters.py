@@ -1,0 +1,91 @@
+"""Metadata filters, evaluated with pyarrow before any scoring.
+
+A filter is a JSON object; every key must match (AND):
+    {"lang": "en"}                          equality
+    {"year": {"$gte": 2019, "$lt": 2024}}   ranges: $gt $gte $lt $lte
+    {"source": {"$in": ["a.md", "b.md"]}}   membership ($nin for the opposite)
+    {"lang": {"$ne": "fr"}}                 inequality
+    {"$or": [{...}, {...}]}                 any of several filters
+A key absent from a document's metadata never matches (except under $ne / $nin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Filter = dict[str, Any]
+_COMPARISONS = {"$eq": pc.equal, "$ne": pc.not_equal, "$gt": pc.greater, "$gte": pc.greater_equal,
+                "$lt": pc.less, "$lte": pc.less_equal}
+OPERATORS = sorted([*_COMPARISONS, "$in", "$nin", "$or"])
+
+
+class FilterError(ValueError):
+    """A filter that is not of the documented form."""
+
+
+def validate(filter_: Filter) -> None:
+    """Raise FilterError with a precise message if `filter_` is malformed."""
+    if not isinstance(filter_, dict):
+        raise FilterError(f"a filter must be a JSON object, not {type(filter_).__name__}")
+    for key, condition in filter_.items():
+        if key == "$or":
+            if not isinstance(condition, list) or not condition:
+                raise FilterError("$or takes a non-empty list of filters")
+            for sub in condition:
+                validate(sub)
+        elif key.startswith("$"):
+            raise FilterError(f"unknown top-level operator {key!r}; only $or may appear there")
+        elif isinstance(condition, dict):
+            if not condition:
+                raise FilterError(f"empty condition for {key!r}")
+            for op, value in condition.items():
+                if op not in _COMPARISONS and op not in ("$in", "$nin"):
+                    raise FilterError(f"unknown operator {op!r} for {key!r}; use one of {OPERATORS}")
+                if op in ("$in", "$nin") and not isinstance(value, list):
+                    raise FilterError(f"{op} for {key!r} takes a list")
+                if op in ("$gt", "$gte", "$lt", "$lte") and not isinstance(value, (int, float, str)):
+                    raise FilterError(f"{op} for {key!r} takes a number or a string")
+
+
+def evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:
+    """Boolean mask over the rows of a metadata table."""
+    validate(filter_)
+    return _evaluate(filter_, table)
+
+
+def _evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:
+    n = table.num_rows
+    mask = np.ones(n, dtype=bool)
+    for key, condition in filter_.items():
+        if key == "$or":
+            any_mask = np.zeros(n, dtype=bool)
+            for sub in condition:
+                any_mask |= _evaluate(sub, table)
+            mask &= any_mask
+            continue
+        ops = condition if isinstance(condition, dict) else {"$eq": condition}
+        column = table.column(key) if key in table.column_names else None
+        for op, value in ops.items():
+            mask &= _apply(column, op, value, n)
+    return mask
+
+
+def _apply(column: pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.ndarray:
+    negative = op in ("$ne", "$nin")
+    if column is None:
+        return np.full(n, negative)
+    try:
+        if op in ("$in", "$nin"):
+            result = pc.is_in(column, value_set=pa.array(value, type=column.type))
+            result = pc.invert(result) if op == "$nin" else result
+        else:
+            result = _COMPARISONS[op](column, pa.scalar(value, type=column.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        # The value cannot compare with this column's type (e.g. a string against years).
+        return np.full(n, negative)
+    # Missing values never match a positive condition and always match a negative one.
+    return pc.fill_null(result, negative).to_numpy(zero_copy_only=False)

@@ -1,0 +1,224 @@
+"""Immutable segments: the compressed token vectors, inverted file and document table of a batch
+of documents, written once and then only read (memory-mapped).
+
+Files of `seg-NNNNNN/`:
+    codes.bin        centroid id of every token (uint16 or uint32)
+    residuals.bin    packed residuals, [n_tokens, dim * nbits / 8] uint8
+    doc_offsets.npy  token range of each document, [n_docs + 1] uint32 (uint64 past 4G tokens)
+    ivf_offsets.npy  range in ivf_docs of each (centroid, block of 65,536 documents), [K * B + 1]
+    ivf_docs.npy     uint16 document numbers within their block, grouped by centroid then block
+                     (each document once per centroid). Blocks keep the inverted file at
+                     2 bytes per entry, which keeps nbits=2 under 36 bytes per token in all.
+    docs.parquet     id (external, string), internal_id (int64), text, metadata (JSON)
+    segment.json     counts and dtypes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .codec import ResidualCodec
+from .storage import publish_dir
+
+ROW_GROUP_ROWS = 256
+DOC_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("internal_id", pa.int64()),
+    ("text", pa.string()),
+    ("metadata", pa.string()),
+])
+
+
+@dataclass
+class DocumentBatch:
+    """Documents ready to store: external ids, token vectors and their payload."""
+
+    ids: list[str]
+    vectors: list[np.ndarray]
+    texts: list[str]
+    metadata: list[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if not (len(self.vectors) == len(self.texts) == len(self.metadata) == n):
+            raise ValueError("ids, vectors, texts and metadata must have the same length")
+
+
+class SegmentWriter:
+    """Streams batches of documents into a new segment folder, then publishes it atomically."""
+
+    def __init__(self, index_dir: Path, name: str, codec: ResidualCodec) -> None:
+        self.final_dir = index_dir / "segments" / name
+        self.tmp_dir = index_dir / "segments" / f"{name}.tmp-{os.getpid()}"
+        if self.tmp_dir.exists():
+            shutil.rmtree(self.tmp_dir)
+        self.tmp_dir.mkdir(parents=True)
+        self.name = name
+        self.codec = codec
+        self._codes = open(self.tmp_dir / "codes.bin", "wb")
+        self._residuals = open(self.tmp_dir / "residuals.bin", "wb")
+        self._docs = pq.ParquetWriter(str(self.tmp_dir / "docs.parquet"), DOC_SCHEMA, compression="zstd")
+        self._doclens: list[int] = []
+        self.n_docs = 0
+
+    def add(self, batch: DocumentBatch, internal_ids: np.ndarray) -> None:
+        lengths = [len(v) for v in batch.vectors]
+        if any(n == 0 for n in lengths):
+            empty = batch.ids[lengths.index(0)]
+            raise ValueError(f"document {empty!r} has no token vectors")
+        flat = np.concatenate(batch.vectors).astype(np.float32, copy=False)
+        if flat.shape[1] != self.codec.dim:
+            raise ValueError(f"vectors have dimension {flat.shape[1]}, the index expects {self.codec.dim}")
+        codes, packed = self.codec.compress(flat)
+        self._codes.write(codes.tobytes())
+        self._residuals.write(packed.tobytes())
+        self._doclens.extend(lengths)
+        table = pa.table({
+            "id": batch.ids,
+            "internal_id": pa.array(internal_ids, pa.int64()),
+            "text": batch.texts,
+            "metadata": [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in batch.metadata],
+        }, schema=DOC_SCHEMA)
+        # Small row groups: fetching a search hit's text reads one group, not the table.
+        self._docs.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.n_docs += len(batch.ids)
+
+    def finish(self) -> dict[str, Any]:
+        """Write the inverted file and metadata, fsync, rename into place; return its summary."""
+        self._codes.close()
+        self._residuals.close()
+        self._docs.close()
+        total = sum(self._doclens)
+        offsets = np.zeros(len(self._doclens) + 1, dtype=np.uint32 if total < 1 << 32 else np.uint64)
+        np.cumsum(self._doclens, out=offsets[1:])
+        np.save(self.tmp_dir / "doc_offsets.npy", offsets)
+        codes = np.fromfile(self.tmp_dir / "codes.bin", dtype=self.codec.code_dtype)
+        ivf_offsets, ivf_docs = build_ivf(codes, offsets, self.codec.num_centroids)
+        np.save(self.tmp_dir / "ivf_offsets.npy", ivf_offsets)
+        np.save(self.tmp_dir / "ivf_docs.npy", ivf_docs)
+        info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]),
+                "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
+        (self.tmp_dir / "segment.json").write_text(json.dumps(info), encoding="utf-8")
+        publish_dir(self.tmp_dir, self.final_dir)
+        return info
+
+    def abort(self) -> None:
+        for f in (self._codes, self._residuals):
+            f.close()
+        try:
+            self._docs.close()
+        except Exception:
+            pass
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+IVF_BLOCK = 1 << 16
+
+
+def n_blocks(n_docs: int) -> int:
+    return max(1, -(-n_docs // IVF_BLOCK))
+
+
+def build_ivf(codes: np.ndarray, doc_offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centroid, block) -> distinct documents of that block with a token at that centroid."""
+    n_docs = max(len(doc_offsets) - 1, 1)
+    doc_of_token = np.repeat(np.arange(len(doc_offsets) - 1, dtype=np.int64), np.diff(doc_offsets.astype(np.int64)))
+    pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of_token)  # sorted by centroid, then doc
+    doc = pairs % n_docs
+    key = (pairs // n_docs) * n_blocks(n_docs) + doc // IVF_BLOCK
+    counts = np.bincount(key, minlength=num_centroids * n_blocks(n_docs))
+    ivf_offsets = np.zeros(len(counts) + 1, dtype=np.uint32 if len(pairs) < 1 << 32 else np.uint64)
+    np.cumsum(counts, out=ivf_offsets[1:])
+    return ivf_offsets, (doc % IVF_BLOCK).astype(np.uint16)
+
+
+class Segment:
+    """Read-only view of a published segment; arrays are memory-mapped, not loaded."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        info = json.loads((folder / "segment.json").read_text(encoding="utf-8"))
+        self.name = info["name"]
+        self.n_docs = info["n_docs"]
+        self.n_tokens = info["n_tokens"]
+        width = info["packed_width"]
+        self.codes = _memmap(folder / "codes.bin", np.dtype(info["code_dtype"]), (self.n_tokens,))
+        self.residuals = _memmap(folder / "residuals.bin", np.dtype(np.uint8), (self.n_tokens, width))
+        self.doc_offsets = np.load(folder / "doc_offsets.npy", mmap_mode="r")
+        self.ivf_offsets = np.load(folder / "ivf_offsets.npy", mmap_mode="r")
+        self.ivf_docs = np.load(folder / "ivf_docs.npy", mmap_mode="r")
+        # Keep the table's file open: a later commit may unlink it while we still read.
+        self._docs_file = pq.ParquetFile(pa.memory_map(str(folder / "docs.parquet")))
+
+    @cached_property
+    def internal_ids(self) -> np.ndarray:
+        return self._docs_file.read(columns=["internal_id"]).column(0).to_numpy()
+
+    @cached_property
+    def external_ids(self) -> list[str]:
+        return self._docs_file.read(columns=["id"]).column(0).to_pylist()
+
+    @cached_property
+    def metadata_table(self) -> pa.Table:
+        """Metadata as columns (one per key seen in this segment), for filtering."""
+        rows = [json.loads(m) for m in self._docs_file.read(columns=["metadata"]).column(0).to_pylist()]
+        if not any(rows):
+            return pa.table({"__row": pa.array(range(len(rows)), pa.int64())})
+        return pa.Table.from_pylist(rows)
+
+    @cached_property
+    def _row_group_starts(self) -> np.ndarray:
+        meta = self._docs_file.metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def documents(self, local: Sequence[int]) -> list[dict[str, Any]]:
+        """id, text and metadata of local document numbers, in the order given."""
+        local = np.asarray(local, dtype=np.int64)
+        groups = np.searchsorted(self._row_group_starts, local, side="right") - 1
+        out: dict[int, dict[str, Any]] = {}
+        for group in np.unique(groups):
+            rows = self._docs_file.read_row_group(int(group), columns=["id", "text", "metadata"]).to_pylist()
+            for i in local[groups == group]:
+                row = rows[int(i - self._row_group_starts[group])]
+                out[int(i)] = {"id": row["id"], "text": row["text"], "metadata": json.loads(row["metadata"])}
+        return [out[int(i)] for i in local]
+
+    def token_ranges(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token positions of the given documents, concatenated, and each document's count."""
+        starts = self.doc_offsets[local].astype(np.int64)
+        counts = self.doc_offsets[local + 1].astype(np.int64) - starts
+        return concat_ranges(starts, counts), counts
+
+    def ivf_lookup(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(document, centroid) pairs of the inverted-file lists of `centroids`."""
+        blocks = n_blocks(self.n_docs)
+        keys = (centroids[:, None] * blocks + np.arange(blocks)[None, :]).ravel()
+        starts = self.ivf_offsets[keys].astype(np.int64)
+        sizes = self.ivf_offsets[keys + 1].astype(np.int64) - starts
+        positions = concat_ranges(starts, sizes)
+        block_base = np.repeat(np.tile(np.arange(blocks, dtype=np.int64) * IVF_BLOCK, len(centroids)), sizes)
+        docs = block_base + self.ivf_docs[positions]
+        return docs, np.repeat(np.repeat(centroids, blocks), sizes)
+
+
+def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(start, start + count) for each pair, without a Python loop."""
+    return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+
+def _memmap(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    if shape[0] == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)

@@ -1,0 +1,84 @@
+"""Crash-safe file operations: atomic JSON replacement, durable renames, the single-writer lock.
+
+An index changes the way SQLite and Lucene change a database: new immutable files are
+written under temporary names, made durable (fsync), renamed into place, and only then does
+the one small `manifest.json` get atomically replaced to point at them. A `kill -9` at any
+moment leaves either the old manifest or the new one, and both name complete files.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class IndexLockedError(RuntimeError):
+    """Another process (or another writer in this process) is writing to the index."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write `value` to a temporary file, fsync it, and rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Make every file in `tmp_dir` durable, then rename the folder to its final name."""
+    for file in tmp_dir.iterdir():
+        fsync_file(file)
+    fsync_dir(tmp_dir)
+    os.replace(tmp_dir, final_dir)
+    fsync_dir(final_dir.parent)
+
+
+class WriterLock:
+    """An exclusive `flock` on `<index>/write.lock`; the kernel drops it if the process dies."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.path = index_dir / "write.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise IndexLockedError(
+                    f"{self.path.parent} is being written by another writer (pid {holder}); "
+                    "wait for it to finish, or stop it. Readers are not affected."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
