@@ -1,23 +1,19 @@
-"""Synthetic token vectors with topic structure, for index tests and benchmarks."""
+"""Token vectors for index tests: the benchmark's synthetic generator, plus exact MaxSim."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
 
-
-def clustered_corpus(n_docs: int, dim: int = 64, n_topics: int = 200, seed: int = 0,
-                     min_tokens: int = 8, max_tokens: int = 40, noise: float = 0.35) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    topics = rng.standard_normal((n_topics, dim)).astype(np.float32)
-    docs = []
-    for _ in range(n_docs):
-        n = int(rng.integers(min_tokens, max_tokens + 1))
-        # A document mixes a few topics, as real text does.
-        own = rng.choice(n_topics, size=3, replace=False)
-        v = topics[rng.choice(own, size=n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
-        docs.append(v / np.linalg.norm(v, axis=1, keepdims=True))
-    return docs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+from synthetic_vectors import clustered_docs  # noqa: E402
 
 
-def queries_from(docs: list[np.ndarray], n: int, n_tokens: int = 16, seed: int = 1, noise: float = 0.2):
+def clustered_corpus(n_docs: int, dim: int = 64, seed: int = 0) -> list[np.ndarray]:
+    return clustered_docs(n_docs, dim=dim, seed=seed, min_tokens=8, max_tokens=40)
+
+
+def queries_from(docs: list[np.ndarray], n: int, n_tokens: int = 16, seed: int = 1, noise: float = 0.05):
     """Queries made from perturbed tokens of random documents (so each has real matches)."""
     rng = np.random.default_rng(seed)
     out = []

@@ -27,7 +27,7 @@ import torch
 
 from .codec import ResidualCodec, default_num_centroids
 from .filters import Filter, evaluate, validate
-from .search import SearchParams, exhaustive_segment, search_segment
+from .search import SearchParams, exhaustive_segment, search_segment, similarities
 from .segment import DocumentBatch, Segment, SegmentWriter
 from .storage import WriterLock, write_json_atomic
 
@@ -88,7 +88,7 @@ class MultiVectorIndex:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, path: str | os.PathLike, dim: int, nbits: int = 2, model_fingerprint: str | None = None,
+    def create(cls, path: str | os.PathLike, dim: int, nbits: int = 4, model_fingerprint: str | None = None,
                num_centroids: int | None = None, exist_ok: bool = False) -> "MultiVectorIndex":
         path = Path(path)
         if (path / MANIFEST).exists():
@@ -240,8 +240,8 @@ class MultiVectorIndex:
             raise ValueError(f"a query must be a non-empty [n_tokens, {self.dim}] array, got shape {query.shape}")
         if snap.codec is None:
             return []
-        q = torch.from_numpy(query)
-        centroid_scores = q @ torch.from_numpy(snap.codec.centroids).T
+        q = np.ascontiguousarray(query)
+        centroid_scores = similarities(snap.codec.centroids, q)  # [K, nq]
         found: list[tuple[float, int, int]] = []
         for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
             if exhaustive:
@@ -259,8 +259,14 @@ class MultiVectorIndex:
                 for score, s, local in found]
 
     # ------------------------------------------------------------------ writing
-    def writer(self) -> "IndexWriter":
-        return IndexWriter(self)
+    def writer(self, expected_tokens: int | None = None) -> "IndexWriter":
+        """The single writer (raises IndexLockedError if another is active).
+
+        expected_tokens: for a first build streamed in chunks, the total number of tokens, so
+        the codec gets as many centroids as the whole collection calls for (it is trained on
+        the first ~1M tokens).
+        """
+        return IndexWriter(self, expected_tokens)
 
     def add(self, ids, vectors, texts=None, metadata=None) -> int:
         """Add documents in one commit; returns the commit number."""
@@ -292,8 +298,9 @@ class MultiVectorIndex:
 class IndexWriter:
     """The only way an index changes. Use as a context manager; nothing is visible until commit."""
 
-    def __init__(self, index: MultiVectorIndex) -> None:
+    def __init__(self, index: MultiVectorIndex, expected_tokens: int | None = None) -> None:
         self.index = index
+        self.expected_tokens = expected_tokens or 0
         self.lock = WriterLock(index.path)
         self.lock.acquire()
         try:
@@ -415,7 +422,8 @@ class IndexWriter:
 
     def _train_codec_from_pending(self) -> None:
         vectors = np.concatenate([v for b in self._pending for v in b.vectors])
-        k = self.manifest.get("num_centroids") or default_num_centroids(max(len(vectors), self.manifest["counts"]["tokens"]))
+        n_tokens = max(len(vectors), self.manifest["counts"]["tokens"], self.expected_tokens)
+        k = self.manifest.get("num_centroids") or default_num_centroids(n_tokens)
         if len(vectors) > MAX_CODEC_SAMPLE:
             vectors = vectors[np.random.default_rng(0).choice(len(vectors), MAX_CODEC_SAMPLE, replace=False)]
         self.codec = ResidualCodec.train(vectors, self.manifest["nbits"], num_centroids=k)

@@ -1,0 +1,255 @@
+"""Index benchmark: this index against exhaustive MaxSim, pylate's PLAID and pylate's Voyager.
+
+One table, side by side, per collection: build time, bytes per token on disk, single-query
+latency p50/p95, QPS, and recall@10 / recall@100 against exhaustive MaxSim over the raw fp32
+vectors. Collections: token vectors of BEIR SciFact from this project's encoder (random-weight
+tiny LFM2 until a trained model ships) and synthetic clustered vectors at 10k / 100k / 1M
+documents (about 32 tokens each, 128-d). Peers run only up to --peer-max-docs (pylate PLAID took
+about 160 ms per query on 2k documents here); rows say when a system was skipped and why.
+
+    .venv/bin/python eval/bench_index.py --sizes 10k          # a few minutes
+    .venv/bin/python eval/bench_index.py --sizes 10k,100k,1m  # the full table (about an hour)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
+from synthetic_vectors import clustered_docs, clustered_queries, topic_pool  # noqa: E402
+
+DIM = 128
+CHUNK_DOCS = 20_000
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
+
+
+@dataclass
+class Collection:
+    name: str
+    n_docs: int
+    n_tokens: int
+    queries: list[np.ndarray]
+    chunks: callable  # () -> iterator of (first_doc_number, list of [n, dim] arrays)
+    truth: dict[int, list[list[int]]] = field(default_factory=dict)
+
+
+def synthetic(n_docs: int, n_queries: int) -> Collection:
+    topics = topic_pool(DIM)
+
+    def chunks():
+        for c, start in enumerate(range(0, n_docs, CHUNK_DOCS)):
+            yield start, clustered_docs(min(CHUNK_DOCS, n_docs - start), DIM, seed=1000 + c, topics=topics)
+
+    n_tokens = sum(sum(len(d) for d in docs) for _, docs in chunks()) if n_docs <= 100_000 else 32 * n_docs
+    return Collection(f"synthetic-{_short(n_docs)}", n_docs, n_tokens, clustered_queries(n_queries, DIM, topics=topics), chunks)
+
+
+def scifact(n_queries: int) -> Collection | None:
+    if not (SCIFACT / "corpus.jsonl").exists():
+        return None
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.random_models import build_random_colbert
+
+    texts = [json.loads(l) for l in open(SCIFACT / "corpus.jsonl", encoding="utf-8")]
+    texts = [f"{d.get('title', '')}. {d['text']}" for d in texts]
+    queries = [json.loads(l)["text"] for l in open(SCIFACT / "queries.jsonl", encoding="utf-8")][:n_queries]
+    folder = Path(tempfile.mkdtemp()) / "encoder"
+    build_random_colbert(folder, embedding_dim=DIM, texts=texts[:2000], vocab_size=8000)
+    encoder = ColBERTEncoder.from_pretrained(folder)
+    docs = encoder.encode_documents(texts, show_progress=True)
+    q = encoder.encode_queries(queries)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    return Collection("SciFact (tiny random LFM2)", len(docs), sum(len(d) for d in docs), q,
+                      lambda: iter([(0, docs)]))
+
+
+def _short(n: int) -> str:
+    return f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
+
+
+def ground_truth(col: Collection, k: int) -> list[list[int]]:
+    """Exhaustive MaxSim over raw vectors, streamed chunk by chunk, for all queries at once."""
+    q = torch.from_numpy(np.concatenate(col.queries))
+    bounds = np.cumsum([0] + [len(x) for x in col.queries])
+    best_scores = torch.full((len(col.queries), k), -1e9)
+    best_ids = torch.full((len(col.queries), k), -1, dtype=torch.long)
+    for start, docs in col.chunks():
+        flat = torch.from_numpy(np.concatenate(docs))
+        counts = np.array([len(d) for d in docs])
+        sims = q @ flat.T  # [all query tokens, chunk tokens]
+        seg_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        per_doc = torch.from_numpy(np.maximum.reduceat(sims.numpy(), seg_starts, axis=1))
+        scores = torch.stack([per_doc[bounds[i]:bounds[i + 1]].sum(0) for i in range(len(col.queries))])
+        ids = torch.arange(start, start + len(docs)).expand(len(col.queries), -1)
+        all_scores = torch.cat([best_scores, scores], 1)
+        all_ids = torch.cat([best_ids, ids], 1)
+        top = all_scores.topk(k, dim=1)
+        best_scores, best_ids = top.values, all_ids.gather(1, top.indices)
+    return best_ids.tolist()
+
+
+def recall(got: list[list[int]], truth: list[list[int]], k: int) -> float:
+    return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth)]))
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def time_queries(search, queries) -> tuple[list[float], list]:
+    lat, out = [], []
+    for q in queries:
+        t = time.perf_counter()
+        out.append(search(q))
+        lat.append(time.perf_counter() - t)
+    return lat, out
+
+
+def row(system, build_s, bytes_per_token, lat10, res10, res100, col, note="") -> dict:
+    return {"collection": col.name, "system": system, "build_s": build_s, "bytes_per_token": bytes_per_token,
+            "p50_ms": 1000 * statistics.median(lat10), "p95_ms": 1000 * float(np.percentile(lat10, 95)),
+            "qps": len(lat10) / sum(lat10), "recall@10": recall(res10, col.truth[10], 10),
+            "recall@100": recall(res100, col.truth[100], 100) if res100 is not None else None, "note": note}
+
+
+def bench_ours(col: Collection, nbits: int, workdir: Path) -> dict:
+    path = workdir / f"ours-{nbits}"
+    t = time.perf_counter()
+    index = MultiVectorIndex.create(path, dim=DIM, nbits=nbits)
+    with index.writer(expected_tokens=col.n_tokens) as w:
+        for start, docs in col.chunks():
+            w.add([str(start + i) for i in range(len(docs))], docs)
+    build = time.perf_counter() - t
+    seg_bytes = sum(f.stat().st_size for f in (path / "segments").rglob("*")
+                    if f.is_file() and f.name != "docs.parquet")
+    to_int = lambda hits: [int(h.id) for h in hits]  # noqa: E731
+    lat10, res10 = time_queries(lambda q: to_int(index.search(q, k=10)), col.queries)
+    _, res100 = time_queries(lambda q: to_int(index.search(q, k=100)), col.queries)
+    r = row(f"lfm2-search PLAID nbits={nbits}", build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
+            f"peak RSS {peak_rss_gb():.1f} GB, {index.stats()['centroids']} centroids")
+    del index
+    shutil.rmtree(path, ignore_errors=True)
+    return r
+
+
+def bench_exhaustive_torch(col: Collection) -> dict:
+    t = time.perf_counter()
+    docs = [d for _, chunk in col.chunks() for d in chunk]
+    lengths = torch.tensor([len(d) for d in docs])
+    padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(d) for d in docs], batch_first=True)
+    mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+    build = time.perf_counter() - t
+
+    def search(q, k):
+        sims = torch.einsum("qd,ntd->nqt", torch.from_numpy(q), padded).masked_fill(~mask[:, None, :], -1e9)
+        return sims.max(-1).values.sum(-1).topk(k).indices.tolist()
+
+    lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
+    _, res100 = time_queries(lambda q: search(q, 100), col.queries)
+    return row("exhaustive MaxSim (torch, fp32)", build, 4 * DIM, lat10, res10, res100, col, "raw vectors in RAM")
+
+
+def bench_pylate(col: Collection, kind: str, workdir: Path) -> dict:
+    from pylate import indexes, retrieve
+
+    docs = [d for _, chunk in col.chunks() for d in chunk]
+    ids = [str(i) for i in range(len(docs))]
+    t = time.perf_counter()
+    if kind == "plaid":
+        index = indexes.PLAID(index_folder=str(workdir), index_name="pylate-plaid", override=True,
+                              use_fast=False, nbits=2, embedding_size=DIM)
+    else:
+        index = indexes.Voyager(index_folder=str(workdir), index_name="pylate-voyager", override=True,
+                                embedding_size=DIM)
+    index.add_documents(documents_ids=ids, documents_embeddings=docs)
+    build = time.perf_counter() - t
+    folder = workdir / ("pylate-plaid" if kind == "plaid" else "pylate-voyager")
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    retriever = retrieve.ColBERT(index=index)
+
+    def search(q, k):
+        return [int(r["id"]) for r in retriever.retrieve(queries_embeddings=[q], k=k)[0]]
+
+    lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
+    _, res100 = time_queries(lambda q: search(q, 100), col.queries)
+    name = "pylate PLAID (use_fast=False, nbits=2)" if kind == "plaid" else "pylate Voyager (HNSW)"
+    return row(name, build, size / col.n_tokens, lat10, res10, res100, col)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10k", help="synthetic sizes, comma separated: 10k,100k,1m")
+    parser.add_argument("--no-scifact", action="store_true")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--peer-max-docs", type=int, default=10_000,
+                        help="largest collection the pylate peers and torch exhaustive run on")
+    parser.add_argument("--torch-max-docs", type=int, default=100_000)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+
+    sizes = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+    collections = [] if args.no_scifact else [scifact(args.queries)]
+    collections += [synthetic(sizes[s.strip().lower()], args.queries) for s in args.sizes.split(",") if s.strip()]
+    rows = []
+    for col in [c for c in collections if c is not None]:
+        print(f"== {col.name}: {col.n_docs} docs, {col.n_tokens} tokens", file=sys.stderr)
+        col.truth = {100: ground_truth(col, 100)}
+        col.truth[10] = [t[:10] for t in col.truth[100]]
+        with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as tmp:
+            work = Path(tmp)
+            for nbits in (2, 4):
+                rows.append(bench_ours(col, nbits, work))
+                print(rows[-1], file=sys.stderr)
+                gc.collect()
+            if col.n_docs <= args.torch_max_docs:
+                rows.append(bench_exhaustive_torch(col))
+                gc.collect()
+            else:
+                rows.append({"collection": col.name, "system": "exhaustive MaxSim (torch, fp32)",
+                             "note": f"skipped: raw vectors ({col.n_tokens * DIM * 4 / 1e9:.0f} GB) exceed RAM; "
+                                     "recall truth computed chunk by chunk"})
+            for kind in ("plaid", "voyager"):
+                if col.n_docs <= args.peer_max_docs:
+                    try:
+                        rows.append(bench_pylate(col, kind, work))
+                    except Exception as exc:  # a peer failing is a result, not a crash
+                        rows.append({"collection": col.name, "system": f"pylate {kind}", "note": f"failed: {exc!r}"[:200]})
+                else:
+                    rows.append({"collection": col.name, "system": f"pylate {kind}",
+                                 "note": f"skipped above --peer-max-docs={args.peer_max_docs}"})
+                print(rows[-1], file=sys.stderr)
+                gc.collect()
+
+    print(f"\nIndex benchmark, {torch.get_num_threads()} threads, {args.queries} queries, k=10 latency "
+          f"(one query at a time), recall against exhaustive MaxSim on raw fp32 vectors\n")
+    print("| collection | system | build s | bytes/token | p50 ms | p95 ms | QPS | R@10 | R@100 | note |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        if "p50_ms" not in r:
+            print(f"| {r['collection']} | {r['system']} | | | | | | | | {r['note']} |")
+            continue
+        r100 = f"{r['recall@100']:.3f}" if r["recall@100"] is not None else ""
+        print(f"| {r['collection']} | {r['system']} | {r['build_s']:.1f} | {r['bytes_per_token']:.1f} | "
+              f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['qps']:.1f} | {r['recall@10']:.3f} | {r100} | {r['note']} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
