@@ -82,24 +82,36 @@ def _short(n: int) -> str:
     return f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
 
 
+def _token_bounded(col: Collection, max_tokens: int = 65536):
+    """(first doc number, docs) pieces of at most ~max_tokens tokens (one doc at least)."""
+    for chunk_start, chunk in col.chunks():
+        piece, tokens, first = [], 0, chunk_start
+        for i, doc in enumerate(chunk):
+            if piece and tokens + len(doc) > max_tokens:
+                yield first, piece
+                piece, tokens, first = [], 0, chunk_start + i
+            piece.append(doc)
+            tokens += len(doc)
+        if piece:
+            yield first, piece
+
+
 def ground_truth(col: Collection, k: int) -> list[list[int]]:
-    """Exhaustive MaxSim over raw vectors, streamed chunk by chunk, for all queries at once."""
+    """Exhaustive MaxSim over raw vectors for all queries at once, streamed in pieces of ~64k
+    tokens so the similarity matrix stays near 1 GB for 100 queries."""
     q = torch.from_numpy(np.concatenate(col.queries))
     bounds = np.cumsum([0] + [len(x) for x in col.queries])
     best_scores = torch.full((len(col.queries), k), -1e9)
     best_ids = torch.full((len(col.queries), k), -1, dtype=torch.long)
-    for start, docs in col.chunks():
-        flat = torch.from_numpy(np.concatenate(docs))
+    for start, docs in _token_bounded(col):
         counts = np.array([len(d) for d in docs])
-        sims = q @ flat.T  # [all query tokens, chunk tokens]
+        sims = q @ torch.from_numpy(np.concatenate(docs)).T  # [all query tokens, piece tokens]
         seg_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         per_doc = torch.from_numpy(np.maximum.reduceat(sims.numpy(), seg_starts, axis=1))
         scores = torch.stack([per_doc[bounds[i]:bounds[i + 1]].sum(0) for i in range(len(col.queries))])
         ids = torch.arange(start, start + len(docs)).expand(len(col.queries), -1)
-        all_scores = torch.cat([best_scores, scores], 1)
-        all_ids = torch.cat([best_ids, ids], 1)
-        top = all_scores.topk(k, dim=1)
-        best_scores, best_ids = top.values, all_ids.gather(1, top.indices)
+        top = torch.cat([best_scores, scores], 1).topk(k, dim=1)
+        best_scores, best_ids = top.values, torch.cat([best_ids, ids], 1).gather(1, top.indices)
     return best_ids.tolist()
 
 

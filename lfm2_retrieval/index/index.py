@@ -13,6 +13,7 @@ one complete snapshot and is replaced atomically. `refresh()` moves a reader to 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .codec import ResidualCodec, default_num_centroids
 from .filters import Filter, evaluate, validate
@@ -442,7 +442,14 @@ class IndexWriter:
         if self._new_segments or self._pending or self._seg_writer:
             raise RuntimeError("optimize must be the only change of its commit")
         snap = self.base
-        batches = []
+        # Reset to an empty index first, then stream documents back in: the new codec trains
+        # on the first ~1M tokens and the rest go straight to the new segment.
+        self._replace_all = True
+        self.codec = None
+        self.manifest.update(codec=None, nbits=nbits or self.manifest["nbits"], tombstones=None,
+                             counts={"documents": 0, "tokens": 0, "deleted": 0})
+        self._where, self._deleted = {}, set()
+        self.expected_tokens = max(self.expected_tokens, snap.manifest["counts"]["tokens"])
         for seg, live in zip(snap.segments, snap.live):
             local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
             for start in range(0, len(local), 4096):
@@ -455,14 +462,7 @@ class IndexWriter:
                     positions, counts = seg.token_ranges(part)
                     flat = snap.codec.decompress(seg.codes[positions], seg.residuals[positions])
                     vectors = np.split(flat, np.cumsum(counts)[:-1])
-                batches.append(DocumentBatch([d["id"] for d in docs], vectors, texts, [d["metadata"] for d in docs]))
-        self._replace_all = True
-        self.codec = None
-        self.manifest.update(codec=None, nbits=nbits or self.manifest["nbits"], tombstones=None,
-                             counts={"documents": 0, "tokens": 0, "deleted": 0})
-        self._where, self._deleted = {}, set()
-        for batch in batches:
-            self.add(batch.ids, batch.vectors, batch.texts, batch.metadata)
+                self.add([d["id"] for d in docs], vectors, texts, [d["metadata"] for d in docs])
         if self.codec is None and self._pending:
             self._train_codec_from_pending()
 
@@ -524,8 +524,6 @@ class IndexWriter:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
