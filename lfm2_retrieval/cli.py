@@ -1,24 +1,45 @@
 """The `lfm2-search` command line.
 
-    lfm2-search model-info PATH_OR_HUB_ID   what a ColBERT model folder holds
-    lfm2-search index-info INDEX_FOLDER     what an index holds
+    lfm2-search index ./docs                 index a folder (again: only what changed)
+    lfm2-search search "a question" -k 5     ranked chunks with their sources
+    lfm2-search info | list | delete | optimize
+    lfm2-search serve                        the HTTP API on 127.0.0.1:8000
+    lfm2-search model-info MODEL             what a ColBERT model folder holds
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 app = typer.Typer(
-    help="Multilingual late-interaction search on the LFM2 backbone.",
+    help="Multilingual late-interaction search on the LFM2 backbone.\n\n"
+         "Start with:  lfm2-search index ./docs  then  lfm2-search search \"your question\".\n"
+         "Indexes live under ./indexes (a bare --index name) unless LFM2_SEARCH_INDEXES says otherwise.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="rich",
 )
 console = Console()
+err = Console(stderr=True)
+
+INDEX_HELP = "Index name (a folder under ./indexes) or path."
+MODEL_HELP = ("Model: a PyLate ColBERT folder or a hub id (needs internet). Default: the model the index "
+              "was built with, else $LFM2_SEARCH_MODEL, else the embedded default model.")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code=code)
 
 
 def _table(title: str, rows: dict) -> Table:
@@ -26,13 +47,347 @@ def _table(title: str, rows: dict) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows.items():
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     return table
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code=1)
+def _open_engine(index: str | None, model: str | None, create: bool = False, **kwargs):
+    """The engine for an index, with every expected failure turned into a clear message."""
+    from lfm2_core import ModelNotFoundError
+    from lfm2_retrieval.engine import SearchEngine
+    from lfm2_retrieval.index import IndexFolderError
+    from lfm2_retrieval.locations import NoModelError, resolve_index_path
+
+    path = resolve_index_path(index)
+    try:
+        return SearchEngine.open(path, model=model, create=create, **kwargs)
+    except (IndexFolderError, NoModelError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _open_index(index: str | None):
+    from lfm2_retrieval.index import IndexFolderError, MultiVectorIndex
+    from lfm2_retrieval.locations import resolve_index_path
+
+    path = resolve_index_path(index)
+    try:
+        return MultiVectorIndex(path)
+    except IndexFolderError as exc:
+        _fail(f"{exc}; build one with `lfm2-search index PATH --index {index or 'default'}`")
+
+
+def _display_source(source: str | None) -> str:
+    if not source:
+        return ""
+    try:
+        return os.path.relpath(source)
+    except ValueError:
+        return source
+
+
+# ---------------------------------------------------------------------- index
+@app.command("index")
+def index_command(
+    paths: list[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    include: list[str] = typer.Option([], "--include", help="Only paths matching this glob (relative to "
+                                                            "the folder; '*' crosses '/'). Repeatable."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Skip paths matching this glob. Repeatable."),
+    chunk_tokens: int = typer.Option(200, help="Chunk size in model tokens (capped by the model's document length)."),
+    overlap: int = typer.Option(20, help="Tokens shared by consecutive chunks."),
+    text_field: str = typer.Option("text", help="Text field of JSON/JSONL/CSV/Parquet records."),
+    id_field: str = typer.Option("id", help="Id field of records (row number when absent)."),
+    title_field: str = typer.Option("title", help="Title field of records."),
+    metadata_field: list[str] = typer.Option(None, "--metadata-field", help="Record fields kept as metadata "
+                                                                           "(default: all other fields). Repeatable."),
+    nbits: int = typer.Option(4, help="Bits per dimension of compressed residuals (1, 2 or 4) for a new index."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Index files: .txt .md .rst .html .json .jsonl .csv .tsv .parquet .pdf.
+
+    Run it again to update: only new and changed files are re-indexed, and chunks of deleted
+    files are removed. An interrupted run (Ctrl-C, a crash) leaves a consistent index; the next
+    run finishes the job.
+
+    Example: lfm2-search index ./docs --exclude 'drafts/*' --index notes
+    """
+    from lfm2_retrieval.chunking import ChunkingOptions
+    from lfm2_retrieval.index import IndexLockedError
+    from lfm2_retrieval.ingest import IngestOptions, Ingestor, RecordFields
+
+    try:
+        chunking = ChunkingOptions(chunk_tokens, overlap)
+    except ValueError as exc:
+        _fail(str(exc))
+    for p in paths:
+        if not p.exists():
+            _fail(f"{p} does not exist")
+    engine = _open_engine(index, model, create=True, nbits=nbits, chunking=chunking)
+    options = IngestOptions(include=include, exclude=exclude,
+                            fields=RecordFields(text_field, id_field, title_field, metadata_field or None))
+    progress = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                        TextColumn("{task.fields[chunks]} chunks"), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=as_json)
+    task = progress.add_task("index", total=None, chunks=0, rate="")
+    tokens = [0]
+
+    def on_progress(event: str, info: dict) -> None:
+        if event == "start":
+            progress.update(task, total=info["files"])
+        elif event == "files":
+            tokens[0] += info["tokens"]
+            elapsed = progress.tasks[0].elapsed or 1e-9
+            done = progress.tasks[0].completed + info["files"]
+            progress.update(task, completed=done, chunks=progress.tasks[0].fields["chunks"] + info["chunks"],
+                            rate=f"{done / elapsed:.1f} docs/s, {tokens[0] / elapsed:,.0f} tok/s")
+
+    ingestor = Ingestor(engine, options, on_progress)
+    try:
+        with progress:
+            report = ingestor.run(paths)
+    except IndexLockedError as exc:
+        _fail(str(exc))
+    _print_report(report, engine, as_json)
+    if report.interrupted:
+        raise typer.Exit(code=130)
+
+
+def _print_report(report, engine, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**report.as_dict(), "index": str(engine.index.path),
+                          "index_chunks": len(engine.index)}, indent=2))
+        return
+    for path, reason in report.skipped:
+        err.print(f"[yellow]skipped[/yellow] {escape(_display_source(path))}: {escape(reason)}", soft_wrap=True)
+    for path, warning in report.warnings:
+        err.print(f"[yellow]warning[/yellow] {escape(_display_source(path))}: {escape(warning)}", soft_wrap=True)
+    if report.unsupported:
+        kinds = ", ".join(f"{suffix} x{n}" for suffix, n in report.unsupported.most_common())
+        err.print(f"[yellow]ignored[/yellow] {sum(report.unsupported.values())} file(s) of unsupported types ({kinds})")
+    rate = report.tokens / report.seconds if report.seconds else 0.0
+    summary = {
+        "index": str(engine.index.path),
+        "files found": report.files_found,
+        "indexed (new or changed)": report.files_indexed,
+        "unchanged": report.files_unchanged,
+        "removed (deleted files)": report.files_removed,
+        "skipped": len(report.skipped),
+        "chunks added / removed": f"{report.chunks_added} / {report.chunks_removed}",
+        "tokens encoded": f"{report.tokens:,} ({rate:,.0f} tokens/s)",
+        "time": f"{report.seconds:.1f} s",
+        "chunks in index": len(engine.index),
+    }
+    console.print(_table("interrupted: run again to finish" if report.interrupted else "done", summary))
+    if len(engine.index.manifest["segments"]) > 16:
+        console.print("[dim]many segments: `lfm2-search optimize` merges them and speeds up search[/dim]")
+
+
+# ---------------------------------------------------------------------- search
+def _parse_filter(value: str | None) -> dict | None:
+    from lfm2_retrieval.index import FilterError
+    from lfm2_retrieval.index.filters import validate
+
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+        validate(parsed)
+    except json.JSONDecodeError as exc:
+        _fail(f"--filter is not valid JSON ({exc.msg}); example: --filter '{{\"lang\": \"en\"}}'")
+    except FilterError as exc:
+        _fail(f"--filter: {exc}")
+    return parsed
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@app.command("search")
+def search_command(
+    query: str = typer.Argument(..., help="What to look for, in any language the model knows."),
+    k: int = typer.Option(10, "-k", min=1, max=1000, help="How many chunks to return."),
+    filter: str = typer.Option(None, "--filter", "-f", help='Metadata filter as JSON, e.g. \'{"lang": "en"}\', '
+                               '\'{"year": {"$gte": 2020}}\', \'{"source": {"$in": [...]}}\'.'),
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, score, text, metadata}."),
+) -> None:
+    """Search an index: a table of score, source and snippet, or JSON.
+
+    Example: lfm2-search search "how is the index compressed?" -k 5 --filter '{"source": {"$in": ["/abs/a.md"]}}'
+    """
+    if not query.strip():
+        _fail("the query is empty")
+    parsed = _parse_filter(filter)
+    engine = _open_engine(index, model)
+    hits = engine.search([query], k=k, filter=parsed)[0]
+    if as_json:
+        print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
+                         ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        console.print("no results" + (" (nothing matches the filter)" if parsed else ""))
+        return
+    table = Table(title=f"{len(hits)} results for {escape(query)!r}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source")
+    table.add_column("text")
+    for rank, h in enumerate(hits, start=1):
+        meta = h.metadata
+        where = _display_source(meta.get("source")) or meta.get("doc_id", h.id)
+        if meta.get("page") is not None:
+            where += f" p.{meta['page']}"
+        elif meta.get("chunk"):
+            where += f" #{meta['chunk']}"
+        table.add_row(str(rank), f"{h.score:.2f}", escape(str(where)), escape(_snippet(h.text)))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- management
+@app.command("info")
+def info_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show an index: counts, model, codec, size on disk.
+
+    Example: lfm2-search info --index notes
+    """
+    idx = _open_index(index)
+    stats = {"path": str(idx.path), **idx.stats(), "model": idx.manifest.get("model_source")}
+    sources = {meta["source"] for _, meta in idx.scan_metadata(["source"]) if meta["source"]}
+    stats["source files"] = len(sources)
+    if as_json:
+        print(json.dumps(stats, indent=2))
+    else:
+        console.print(_table(f"index {idx.path}", stats))
+
+
+@app.command("list")
+def list_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    limit: int = typer.Option(50, min=0, help="How many documents to show (0: all)."),
+    offset: int = typer.Option(0, min=0, help="Skip this many documents first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines: {doc_id, chunks, source, title}."),
+) -> None:
+    """List indexed documents (a file, a record, or a text added through the API) and their chunk counts.
+
+    Example: lfm2-search list --limit 20
+    """
+    idx = _open_index(index)
+    docs: dict[str, dict[str, Any]] = {}
+    for cid, meta in idx.scan_metadata(["doc_id", "source", "title"]):
+        key = meta["doc_id"] or cid
+        entry = docs.setdefault(key, {"doc_id": key, "chunks": 0, "source": meta["source"], "title": meta["title"]})
+        entry["chunks"] += 1
+    rows = list(docs.values())[offset: offset + limit if limit else None]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(docs)} documents in {idx.path} (showing {len(rows)})", title_justify="left")
+    for column in ("document", "chunks", "title"):
+        table.add_column(column)
+    for row in rows:
+        name = row["doc_id"]
+        if row["source"] and name.startswith(row["source"]):  # a file, or a record of one
+            name = _display_source(row["source"]) + name[len(row["source"]):]
+        table.add_row(escape(name), str(row["chunks"]), escape(_snippet(str(row["title"] or ""), 60)))
+    console.print(table)
+
+
+@app.command("delete")
+def delete_command(
+    ids: list[str] = typer.Argument(..., help="Document ids, chunk ids, or paths of indexed files."),
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Delete documents in one commit: a file path removes every chunk of that file.
+
+    Example: lfm2-search delete docs/old.md faq-17
+    """
+    from lfm2_retrieval.index import IndexLockedError
+    from lfm2_retrieval.ingest import source_name
+
+    idx = _open_index(index)
+    targets: list[str] = []
+    for value in ids:
+        targets.append(value)
+        if Path(value).exists() or os.sep in value:
+            targets.extend(idx.ids_where({"source": source_name(Path(value))}))
+    doc_targets = idx.ids_where({"doc_id": {"$in": list(ids)}})
+    try:
+        with idx.writer(timeout=10) as writer:
+            n = writer.delete(targets + doc_targets)
+    except IndexLockedError as exc:
+        _fail(str(exc))
+    if n == 0:
+        _fail("nothing matched: no document, chunk or indexed file with those ids")
+    console.print(f"deleted {n} chunk(s); commit {idx.commit}")
+
+
+@app.command("optimize")
+def optimize_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    reencode: bool = typer.Option(False, "--reencode", help="Encode every chunk again with the model (best "
+                                  "quality, slow) instead of reusing the stored vectors."),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP + " Only used with --reencode."),
+    nbits: int = typer.Option(None, help="Change the residual bits (1, 2 or 4)."),
+) -> None:
+    """Merge segments, drop deleted chunks for good, and retrain the compression codec.
+
+    Example: lfm2-search optimize --index notes
+    """
+    from lfm2_retrieval.index import IndexLockedError
+
+    if nbits is not None and nbits not in (1, 2, 4):
+        _fail("--nbits must be 1, 2 or 4")
+    if reencode:
+        engine = _open_engine(index, model)
+        idx, fn = engine.index, engine.encoder.encode_documents
+    else:
+        idx, fn = _open_index(index), None
+    before = idx.stats()
+    try:
+        with console.status("optimizing"):
+            idx.optimize(reencode=fn, nbits=nbits)
+    except IndexLockedError as exc:
+        _fail(str(exc))
+    after = idx.stats()
+    console.print(f"optimized: {before['segments']} -> {after['segments']} segment(s), "
+                  f"{before['deleted']} deleted chunk(s) dropped, {before['bytes_on_disk'] / 1e6:.1f} -> "
+                  f"{after['bytes_on_disk'] / 1e6:.1f} MB; commit {after['commit']}")
+
+
+@app.command("serve")
+def serve_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    create: bool = typer.Option(False, "--create", help="Create the index if it does not exist (then fill it "
+                                "through POST /documents)."),
+    max_body_mb: float = typer.Option(16.0, help="Largest request body accepted (MB)."),
+) -> None:
+    """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
+
+    Set LFM2_SEARCH_API_KEY to require `Authorization: Bearer <key>` on every endpoint but /health.
+
+    Example: lfm2-search serve --index notes --port 8080
+    """
+    import uvicorn
+
+    from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
+
+    engine = _open_engine(index, model, create=create)
+    settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)))
+    auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"
+    err.print(f"serving {engine.index.path} ({len(engine.index)} chunks) on http://{host}:{port}  "
+              f"docs: http://{host}:{port}/docs  auth: {auth}")
+    uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
 
 
 @app.command("model-info")
@@ -75,26 +430,9 @@ def model_info(
         console.print(_table(f"model {model}", info))
 
 
-@app.command("index-info")
-def index_info(
-    index: Path = typer.Argument(..., help="An index folder (one holding manifest.json)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
-    """Show an index's counts, codec and size on disk.
-
-    Example: lfm2-search index-info indexes/default
-    """
-    from lfm2_retrieval.index import IndexFolderError, MultiVectorIndex
-
-    try:
-        stats = MultiVectorIndex(index).stats()
-    except IndexFolderError as exc:
-        _fail(str(exc))
-    if as_json:
-        print(json.dumps(stats, indent=2))
-    else:
-        console.print(_table(f"index {index}", stats))
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="lfm2-search")
 
 
 if __name__ == "__main__":
-    app()
+    sys.exit(main())

@@ -70,9 +70,11 @@ class _Snapshot:
         return self.manifest["commit"]
 
 
-def _empty_manifest(dim: int, nbits: int, model_fingerprint: str | None, num_centroids: int | None) -> dict:
+def _empty_manifest(dim: int, nbits: int, model_fingerprint: str | None, num_centroids: int | None,
+                    model_source: str | None) -> dict:
     return {"format_version": FORMAT_VERSION, "commit": 0, "dim": dim, "nbits": nbits,
-            "model_fingerprint": model_fingerprint, "num_centroids": num_centroids, "codec": None,
+            "model_fingerprint": model_fingerprint, "model_source": model_source,
+            "num_centroids": num_centroids, "codec": None,
             "segments": [], "tombstones": None, "next_internal_id": 0, "next_file": 1,
             "counts": {"documents": 0, "tokens": 0, "deleted": 0}, "updated_at": time.time()}
 
@@ -89,7 +91,14 @@ class MultiVectorIndex:
     # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, path: str | os.PathLike, dim: int, nbits: int = 4, model_fingerprint: str | None = None,
-               num_centroids: int | None = None, exist_ok: bool = False) -> "MultiVectorIndex":
+               num_centroids: int | None = None, exist_ok: bool = False,
+               model_source: str | None = None) -> "MultiVectorIndex":
+        """A new empty index folder.
+
+        model_fingerprint: the encoder's fingerprint; vectors of another model are refused.
+        model_source: where that model comes from (a folder or hub id), so tools that open
+        the index can load the same model without being told.
+        """
         path = Path(path)
         if (path / MANIFEST).exists():
             if not exist_ok:
@@ -101,7 +110,7 @@ class MultiVectorIndex:
             raise ValueError("nbits must be 1, 2 or 4")
         path.mkdir(parents=True, exist_ok=True)
         (path / "segments").mkdir(exist_ok=True)
-        write_json_atomic(path / MANIFEST, _empty_manifest(dim, nbits, model_fingerprint, num_centroids))
+        write_json_atomic(path / MANIFEST, _empty_manifest(dim, nbits, model_fingerprint, num_centroids, model_source))
         return cls(path)
 
     def check_compatible(self, dim: int, model_fingerprint: str | None = None) -> None:
@@ -195,6 +204,24 @@ class MultiVectorIndex:
             out.append(None if loc is None else snap.segments[loc[0]].documents([loc[1]])[0])
         return out
 
+    def scan_metadata(self, keys: Sequence[str], filter: Filter | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
+        """(id, {key: value}) of every live document (matching `filter`), reading only metadata."""
+        if filter is not None:
+            validate(filter)
+        snap = self._snapshot
+        for seg, mask in zip(snap.segments, self._allowed(snap, filter)):
+            table = seg.metadata_table
+            columns = [table.column(k).to_pylist() if k in table.column_names else [None] * seg.n_docs
+                       for k in keys]
+            local = range(seg.n_docs) if mask is None else np.flatnonzero(mask).tolist()
+            ids = seg.external_ids
+            for i in local:
+                yield ids[i], {k: col[i] for k, col in zip(keys, columns)}
+
+    def ids_where(self, filter: Filter) -> list[str]:
+        """Ids of the live documents whose metadata matches `filter`."""
+        return [doc_id for doc_id, _ in self.scan_metadata([], filter)]
+
     def iter_documents(self, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
         """Live documents in storage order (id, text, metadata)."""
         snap, seen = self._snapshot, 0
@@ -259,14 +286,14 @@ class MultiVectorIndex:
                 for score, s, local in found]
 
     # ------------------------------------------------------------------ writing
-    def writer(self, expected_tokens: int | None = None) -> "IndexWriter":
-        """The single writer (raises IndexLockedError if another is active).
+    def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> "IndexWriter":
+        """The single writer (raises IndexLockedError if another is active after `timeout` s).
 
         expected_tokens: for a first build streamed in chunks, the total number of tokens, so
         the codec gets as many centroids as the whole collection calls for (it is trained on
         the first ~1M tokens).
         """
-        return IndexWriter(self, expected_tokens)
+        return IndexWriter(self, expected_tokens, timeout)
 
     def add(self, ids, vectors, texts=None, metadata=None) -> int:
         """Add documents in one commit; returns the commit number."""
@@ -298,11 +325,11 @@ class MultiVectorIndex:
 class IndexWriter:
     """The only way an index changes. Use as a context manager; nothing is visible until commit."""
 
-    def __init__(self, index: MultiVectorIndex, expected_tokens: int | None = None) -> None:
+    def __init__(self, index: MultiVectorIndex, expected_tokens: int | None = None, timeout: float = 0.0) -> None:
         self.index = index
         self.expected_tokens = expected_tokens or 0
         self.lock = WriterLock(index.path)
-        self.lock.acquire()
+        self.lock.acquire(timeout)
         try:
             index.refresh()
             # Leftovers of a writer that died mid-commit are unreferenced: remove them first.
@@ -465,6 +492,11 @@ class IndexWriter:
                 self.add([d["id"] for d in docs], vectors, texts, [d["metadata"] for d in docs])
         if self.codec is None and self._pending:
             self._train_codec_from_pending()
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether committing would change anything."""
+        return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all)
 
     # ------------------------------------------------------------------ commit
     def commit(self) -> None:

@@ -192,7 +192,8 @@ class Segment:
         rows = [json.loads(m) for m in self._docs_file.read(columns=["metadata"]).column(0).to_pylist()]
         if not any(rows):
             return pa.table({"__row": pa.array(range(len(rows)), pa.int64())})
-        return pa.Table.from_pylist(rows)
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        return pa.table({k: _metadata_column([row.get(k) for row in rows]) for k in keys})
 
     def documents(self, local: Sequence[int]) -> list[dict[str, Any]]:
         """id, text and metadata of local document numbers, in the order given."""
@@ -218,6 +219,24 @@ class Segment:
         block_base = np.repeat(np.tile(np.arange(blocks, dtype=np.int64) * IVF_BLOCK, len(centroids)), sizes)
         docs = block_base + self.ivf_docs[positions]
         return docs, np.repeat(np.repeat(centroids, blocks), sizes)
+
+
+def _metadata_column(values: list[Any]) -> pa.Array:
+    """One metadata key as an Arrow column. Documents may disagree on a key's type (a year as
+    2019 here, "2019" there): ints and floats then share a float column, and anything else
+    mixed falls back to JSON text, so one odd document never breaks filtering for the rest."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        pass
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        try:
+            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+        except OverflowError:
+            pass
+    return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+                     for v in values], pa.string())
 
 
 def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,19 @@ class WriterLock:
         self.path = index_dir / "write.lock"
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float = 0.0) -> None:
+        """Take the lock, waiting up to `timeout` seconds for another writer to finish."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._try_acquire()
+                return
+            except IndexLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _try_acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,0 +1,219 @@
+"""The HTTP API: `lfm2-search serve`, or `create_app(engine)` in your own ASGI server.
+
+    POST   /search            {"query": "...", "k": 10, "filter": {...}}  -> ranked chunks
+    POST   /documents         {"documents": [{"id", "text", "metadata"}]} -> one atomic commit
+    DELETE /documents/{id}    a document (all its chunks) or one chunk
+    GET    /health            model, index, counts (never needs the API key)
+    GET    /docs              interactive OpenAPI documentation
+
+Every error is a JSON `ErrorResponse` with a 4xx status: invalid bodies (422), bad filters
+(400), unknown ids (404), conflicts (409), bodies over the size limit (413), a missing or wrong
+API key (401). Searches are answered from the last commit while documents are being added.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..engine import SearchEngine, TextDocument
+from ..index import FilterError, IndexLockedError
+from ..index.filters import validate as validate_filter
+from .batching import QueryBatcher
+from .schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse, HealthResponse,
+                      Hit, IndexInfo, ModelInfo, QueryResults, SearchRequest, SearchResponse)
+
+API_KEY_ENV = "LFM2_SEARCH_API_KEY"
+log = logging.getLogger("lfm2_search.api")
+
+
+@dataclass
+class ApiSettings:
+    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
+    max_body_bytes: int = 16 << 20
+    max_batch: int = 32  # queries encoded together
+    batch_window_ms: float = 2.0
+    write_timeout_s: float = 30.0  # how long a write waits for another writer
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.headers = status, error, message, headers
+
+
+def _error(status: int, error: str, message: str, detail=None, headers=None) -> JSONResponse:
+    body = ErrorResponse(error=error, message=message, detail=detail).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodySizeLimit:
+    """Reject request bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._reject(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:  # buffer the body (JSON bodies are read whole anyway), counting as it comes
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                return await self._reject(scope, receive, send)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope, receive, send) -> None:
+        response = _error(413, "body_too_large", f"request bodies are limited to {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    batcher = QueryBatcher(engine.encode_queries, settings.max_batch, settings.batch_window_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="lfm2-search",
+        version="0.1.0",
+        summary="Multilingual late-interaction search on the LFM2 backbone.",
+        description=__doc__,
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse, "description": "Invalid request"}},
+    )
+    app.state.engine, app.state.batcher, app.state.settings = engine, batcher, settings
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    bearer = HTTPBearer(auto_error=False, description=f"Required when the server has {API_KEY_ENV} set")
+
+    def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if settings.api_key is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise ApiError(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(require_key)]
+    errors = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.error, exc.message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = json.loads(json.dumps(exc.errors(), default=str))
+        for d in details:
+            d.pop("input", None)  # do not echo (possibly huge) inputs back
+            d.pop("ctx", None)
+        first = details[0] if details else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ endpoints
+    @app.post("/search", response_model=SearchResponse, dependencies=auth,
+              responses={**errors, 400: {"model": ErrorResponse}})
+    def search(request: SearchRequest) -> SearchResponse:
+        """Rank chunks by MaxSim for one query or several. Concurrent requests share encoder batches."""
+        started = time.perf_counter()
+        if request.filter is not None:
+            try:
+                validate_filter(request.filter)
+            except FilterError as exc:
+                raise ApiError(400, "invalid_filter", str(exc)) from None
+        texts = request.texts()
+        vectors = batcher.encode(texts)
+        try:
+            hits = engine.search_encoded(vectors, k=request.k, filter=request.filter)
+        except FilterError as exc:
+            raise ApiError(400, "invalid_filter", str(exc)) from None
+        results = [QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)
+                                               for h in qh]) for q, qh in zip(texts, hits)]
+        return SearchResponse(results=results, commit=engine.index.commit,
+                              took_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    @app.post("/documents", response_model=AddDocumentsResponse, dependencies=auth,
+              responses={**errors, 409: {"model": ErrorResponse}})
+    def add_documents(request: AddDocumentsRequest) -> AddDocumentsResponse:
+        """Add or replace documents in one atomic commit. Long texts are chunked; each chunk keeps the metadata."""
+        docs = [TextDocument(d.id, d.text, dict(d.metadata)) for d in request.documents]
+        try:
+            summary = engine.upsert(docs, replace=request.upsert, timeout=settings.write_timeout_s)
+        except KeyError as exc:
+            raise ApiError(409, "already_exists", str(exc.args[0])) from None
+        except ValueError as exc:
+            raise ApiError(422, "invalid_document", str(exc)) from None
+        except IndexLockedError as exc:
+            raise ApiError(409, "index_locked", str(exc), headers={"Retry-After": "5"}) from None
+        return AddDocumentsResponse(documents=summary.documents, chunks=summary.chunks, commit=summary.commit)
+
+    @app.delete("/documents/{doc_id:path}", response_model=DeleteResponse, dependencies=auth,
+                responses={**errors, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
+    def delete_document(doc_id: str) -> DeleteResponse:
+        """Delete a document (all its chunks), or one chunk by its chunk id."""
+        try:
+            n = engine.delete([doc_id], timeout=settings.write_timeout_s)
+        except IndexLockedError as exc:
+            raise ApiError(409, "index_locked", str(exc), headers={"Retry-After": "5"}) from None
+        if n == 0:
+            raise ApiError(404, "not_found", f"no document or chunk with id {doc_id!r}")
+        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=engine.index.commit)
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> HealthResponse:
+        """Liveness and what is served: the model and the index's counts (no API key needed)."""
+        engine.refresh(max_age=0.5)
+        manifest = engine.index.manifest
+        return HealthResponse(
+            status="ok",
+            model=ModelInfo(source=manifest.get("model_source"), fingerprint=engine.encoder.fingerprint,
+                            dim=engine.encoder.dim),
+            index=IndexInfo(path=str(engine.index.path), chunks=manifest["counts"]["documents"],
+                            tokens=manifest["counts"]["tokens"], commit=manifest["commit"]),
+        )
+
+    return app

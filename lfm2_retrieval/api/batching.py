@@ -1,0 +1,82 @@
+"""Micro-batching of concurrent queries through the encoder.
+
+Encoding one query costs nearly as much wall time as encoding eight together on a CPU (the
+matrices are tiny, the per-call overhead is not), so concurrent requests are better served
+by one forward pass. Request threads put their queries on a queue and wait; one worker takes
+whatever arrived within a short window (up to `max_batch` queries), encodes it in one call and
+hands each caller its vectors.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import numpy as np
+
+Encode = Callable[[list[str]], list[np.ndarray]]
+
+
+class QueryBatcher:
+    def __init__(self, encode: Encode, max_batch: int = 32, window_s: float = 0.002) -> None:
+        self.encode_fn = encode
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self._queue: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
+        self.batches = 0
+        self.queries = 0
+        self._worker = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+        self._worker.start()
+
+    def encode(self, queries: list[str], timeout: float | None = 60.0) -> list[np.ndarray]:
+        """Vectors of `queries` (blocks until the worker has encoded them)."""
+        future: Future = Future()
+        self._queue.put((list(queries), future))
+        return future.result(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join(timeout=5)
+
+    @property
+    def mean_batch(self) -> float:
+        return self.queries / self.batches if self.batches else 0.0
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            items = [item]
+            size = len(item[0])
+            while size < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=self.window_s)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                items.append(nxt)
+                size += len(nxt[0])
+            self._encode(items)
+
+    def _encode(self, items: list[tuple[list[str], Future]]) -> None:
+        texts = [q for queries, _ in items for q in queries]
+        try:
+            vectors = self.encode_fn(texts)
+        except Exception:  # noqa: BLE001 - isolate the request that failed; the others still get answers
+            for queries, future in items:
+                try:
+                    future.set_result(self.encode_fn(queries))
+                except Exception as exc:  # noqa: BLE001
+                    future.set_exception(exc)
+            return
+        self.batches += 1
+        self.queries += len(texts)
+        start = 0
+        for queries, future in items:
+            future.set_result(vectors[start:start + len(queries)])
+            start += len(queries)

@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP API (they are also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+
+MAX_QUERY_CHARS = 4096
+MAX_QUERIES = 64
+MAX_K = 1000
+MAX_DOCUMENTS = 256
+MAX_DOCUMENT_CHARS = 1_000_000
+MAX_ID_CHARS = 512
+MAX_METADATA_KEYS = 64
+
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1, strict=True)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+MetadataValue = StrictStr | StrictBool | Int64 | FiniteFloat | None
+Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], MetadataValue],
+                     Field(max_length=MAX_METADATA_KEYS)]
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+
+
+def _has_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain some non-space text")
+    return value
+
+
+class SearchRequest(BaseModel):
+    """Give `query` (one) or `queries` (several, answered in order), not both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"query": "how are residuals compressed?", "k": 5},
+        {"queries": ["first question", "second question"], "k": 10, "filter": {"lang": {"$in": ["en", "fr"]}}},
+    ]})
+
+    query: Query | None = None
+    queries: Annotated[list[Query], Field(min_length=1, max_length=MAX_QUERIES)] | None = None
+    k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
+    filter: dict[str, Any] | None = Field(
+        None, description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
+                          '{"source": {"$in": [...]}}, {"$or": [...]}')
+
+    @field_validator("query")
+    @classmethod
+    def _query_text(cls, value: str | None) -> str | None:
+        return None if value is None else _has_text(value)
+
+    @field_validator("queries")
+    @classmethod
+    def _queries_text(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_has_text(v) for v in value]
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "SearchRequest":
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give exactly one of `query` and `queries`")
+        return self
+
+    def texts(self) -> list[str]:
+        return [self.query] if self.query is not None else list(self.queries or [])
+
+
+class Hit(BaseModel):
+    id: str = Field(description="The chunk id: the document id, '#', the chunk number")
+    score: float = Field(description="MaxSim score")
+    text: str
+    metadata: dict[str, Any] = Field(description="Document metadata plus doc_id, chunk, start_char, "
+                                                 "end_char (and source, page for indexed files)")
+
+
+class QueryResults(BaseModel):
+    query: str
+    hits: list[Hit]
+
+
+class SearchResponse(BaseModel):
+    results: list[QueryResults] = Field(description="One entry per query, in request order")
+    commit: int = Field(description="The index commit these results come from")
+    took_ms: float
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS)]
+    text: Annotated[StrictStr, Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)]
+    metadata: Metadata = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _has_text(value)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if value != value.strip() or any(ord(c) < 32 for c in value):
+            raise ValueError("ids may not have leading or trailing spaces or control characters")
+        return value
+
+
+class AddDocumentsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"documents": [{"id": "faq-1", "text": "Reset the device by holding the button.", "metadata": {"lang": "en"}}]},
+    ]})
+
+    documents: Annotated[list[DocumentIn], Field(min_length=1, max_length=MAX_DOCUMENTS)]
+    upsert: StrictBool = Field(True, description="Replace documents whose id exists (else: 409 Conflict)")
+
+
+class AddDocumentsResponse(BaseModel):
+    documents: int
+    chunks: int
+    commit: int
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted_chunks: int
+    commit: int
+
+
+class ModelInfo(BaseModel):
+    source: str | None
+    fingerprint: str
+    dim: int
+
+
+class IndexInfo(BaseModel):
+    path: str
+    chunks: int
+    tokens: int
+    commit: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: ModelInfo
+    index: IndexInfo
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="A short machine-readable code, e.g. invalid_request")
+    message: str = Field(description="What went wrong, for people")
+    detail: Any = None

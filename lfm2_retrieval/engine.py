@@ -1,0 +1,184 @@
+"""A searchable collection of texts: the encoder, the index, and the chunking between them.
+
+The index stores chunks; users think in documents. A document `id` is stored as chunks
+`id#0`, `id#1`, ... whose metadata holds `doc_id`, `chunk`, `start_char`, `end_char` (and
+`page` for PDFs), so that replacing or deleting a document touches all of its chunks in one
+atomic commit. The CLI, the ingestion pipeline and the HTTP API all write through here.
+
+    engine = SearchEngine.open("indexes/default", model="path/to/model", create=True)
+    engine.upsert([TextDocument("faq", long_text, {"lang": "en"})])
+    hits = engine.search(["how do I reset it?"], k=5)[0]
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encoder import ColBERTEncoder
+from .index import Hit, IndexFolderError, MultiVectorIndex
+from .chunking import Chunker, ChunkingOptions
+from .locations import default_model, model_source
+
+RESERVED_METADATA = ("doc_id", "chunk", "start_char", "end_char")
+
+
+@dataclass
+class TextDocument:
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+    # (character offset, page) where each page starts, for PDFs: chunks then carry `page`.
+    page_starts: list[tuple[int, int]] | None = None
+
+    def page_at(self, offset: int) -> int | None:
+        page = None
+        for start, number in self.page_starts or []:
+            if start > offset:
+                break
+            page = number
+        return page
+
+
+@dataclass
+class PreparedChunk:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    n_tokens: int
+
+
+@dataclass
+class WriteSummary:
+    documents: int
+    chunks: int
+    commit: int
+
+
+def clean_text(text: str) -> str:
+    """Text that every tokenizer accepts: lone surrogates (possible in JSON) become U+FFFD."""
+    return text.encode("utf-8", errors="replace").decode("utf-8") if not text.isascii() else text
+
+
+def chunk_id(doc_id: str, number: int) -> str:
+    return f"{doc_id}#{number}"
+
+
+class SearchEngine:
+    def __init__(self, index: MultiVectorIndex, encoder: ColBERTEncoder,
+                 chunking: ChunkingOptions | None = None) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.chunking = (chunking or ChunkingOptions()).fitted_to(encoder.config.document_length)
+        self.chunker = Chunker(encoder.tokenizer.tokenizer, self.chunking)
+        self._write_lock = threading.Lock()  # one writer per process; flock guards between processes
+        self._refreshed_at = time.monotonic()
+
+    @classmethod
+    def open(cls, index_path: str | Path, model: str | None = None, create: bool = False, nbits: int = 4,
+             chunking: ChunkingOptions | None = None, dtype: str = "float32") -> "SearchEngine":
+        """Open an index with the model it was built with (or `model`); create it if asked."""
+        index_path = Path(index_path)
+        exists = (index_path / "manifest.json").exists()
+        if not exists and not create:
+            raise IndexFolderError(f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`")
+        index = MultiVectorIndex(index_path) if exists else None
+        name = model or (index.manifest.get("model_source") if index else None) or default_model()
+        encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
+        if index is None:
+            index = MultiVectorIndex.create(index_path, dim=encoder.dim, nbits=nbits, exist_ok=True,
+                                            model_fingerprint=encoder.fingerprint, model_source=model_source(name))
+        index.check_compatible(encoder.dim, encoder.fingerprint)
+        return cls(index, encoder, chunking)
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self, max_age: float = 0.0) -> None:
+        """See commits made since the last look (by this process or another one)."""
+        if time.monotonic() - self._refreshed_at >= max_age:
+            self.index.refresh()
+            self._refreshed_at = time.monotonic()
+
+    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
+        texts = [clean_text(q) for q in queries]
+        for q in texts:
+            if not q.strip():
+                raise ValueError("a query must contain some text")
+        return self.encoder.encode_queries(texts)
+
+    def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
+        return self.search_encoded(self.encode_queries(queries), k, filter)
+
+    def search_encoded(self, vectors: list[np.ndarray], k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
+        self.refresh(max_age=0.5)
+        return self.index.search(vectors, k=k, filter=filter)
+
+    def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The stored chunk ids of each document (documents with none are left out)."""
+        wanted = list(dict.fromkeys(doc_ids))
+        out: dict[str, list[str]] = {}
+        if not wanted:
+            return out
+        for cid, meta in self.index.scan_metadata(["doc_id"], {"doc_id": {"$in": wanted}}):
+            out.setdefault(meta["doc_id"], []).append(cid)
+        return out
+
+    # ------------------------------------------------------------------ preparing documents
+    def prepare(self, doc: TextDocument) -> list[PreparedChunk]:
+        """A document's chunks with their ids and metadata (document metadata is copied to each)."""
+        clash = [k for k in RESERVED_METADATA if k in doc.metadata]
+        if clash:
+            raise ValueError(f"metadata keys {clash} are reserved (set by the engine for each chunk)")
+        out = []
+        for number, chunk in enumerate(self.chunker.split(clean_text(doc.text))):
+            meta = {**doc.metadata, "doc_id": doc.id, "chunk": number,
+                    "start_char": chunk.start, "end_char": chunk.end}
+            if doc.title:
+                meta["title"] = doc.title
+            if doc.page_starts:
+                meta["page"] = doc.page_at(chunk.start)
+            out.append(PreparedChunk(chunk_id(doc.id, number), chunk.text, meta, chunk.n_tokens))
+        return out
+
+    def encode_chunks(self, chunks: Sequence[PreparedChunk]) -> list[np.ndarray]:
+        return self.encoder.encode_documents([c.text for c in chunks])
+
+    # ------------------------------------------------------------------ writing
+    def upsert(self, documents: Sequence[TextDocument], replace: bool = True, timeout: float = 10.0) -> WriteSummary:
+        """Add documents, replacing earlier versions of the same ids, in one atomic commit.
+
+        With replace=False an id that already exists raises KeyError and nothing is written.
+        Encoding happens before the writer lock is taken, so other writers wait only for the commit.
+        """
+        ids = [d.id for d in documents]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same document id appears twice in one request")
+        prepared = [self.prepare(d) for d in documents]
+        for doc, doc_chunks in zip(documents, prepared):
+            if not doc_chunks:
+                raise ValueError(f"document {doc.id!r} has no text")
+        chunks = [c for doc_chunks in prepared for c in doc_chunks]
+        vectors = self.encode_chunks(chunks) if chunks else []
+        with self._write_lock, self.index.writer(timeout=timeout) as writer:
+            old = self.chunk_ids(ids)  # read under the lock: the writer refreshed the index
+            if old and not replace:
+                raise KeyError(f"{len(old)} document id(s) already exist (e.g. {next(iter(old))!r})")
+            writer.delete([cid for cids in old.values() for cid in cids])
+            if chunks:
+                writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
+        self._refreshed_at = time.monotonic()
+        return WriteSummary(len(documents), len(chunks), self.index.commit)
+
+    def delete(self, ids: Sequence[str], timeout: float = 10.0) -> int:
+        """Delete documents (all their chunks) or single chunks by id; returns chunks deleted."""
+        with self._write_lock, self.index.writer(timeout=timeout) as writer:
+            targets = [cid for cids in self.chunk_ids(ids).values() for cid in cids]
+            n = writer.delete(targets + list(ids))
+        self._refreshed_at = time.monotonic()
+        return n

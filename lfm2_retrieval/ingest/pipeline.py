@@ -1,0 +1,263 @@
+"""Incremental indexing of files and folders: `lfm2-search index PATH...`.
+
+A run compares the files on disk with what the index holds. Every chunk of a file carries
+the file's `source` path and `content_hash` (of its bytes and of the settings that shape its
+chunks), so a run re-indexes only new and changed files and removes the chunks of files that
+are gone. Work is committed in batches of whole files: a file's old chunks are deleted and its
+new ones added in the same commit. A run killed at any moment (Ctrl-C, kill -9) therefore
+leaves every file either fully old or fully new, and the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine import PreparedChunk, SearchEngine, TextDocument
+from ..index import IndexWriter
+from .readers import SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
+
+# Files are read whole; anything larger is almost never a document and is skipped.
+MAX_FILE_BYTES = 256 << 20
+
+
+@dataclass
+class IngestOptions:
+    include: list[str] = field(default_factory=list)  # fnmatch patterns on paths relative to a root
+    exclude: list[str] = field(default_factory=list)
+    fields: RecordFields = field(default_factory=RecordFields)
+    commit_every_seconds: float = 300.0  # at most this much encoding is lost to a crash
+    encode_batch_chunks: int = 256  # chunks of several files are encoded together
+    max_file_bytes: int = MAX_FILE_BYTES
+
+
+@dataclass
+class IngestReport:
+    files_found: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    commits: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    unsupported: Counter = field(default_factory=Counter)  # suffix -> files ignored
+    interrupted: bool = False
+
+    def as_dict(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k not in ("skipped", "warnings", "unsupported")},
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
+                "unsupported": dict(self.unsupported)}
+
+
+@dataclass
+class _Existing:
+    content_hash: str | None
+    chunk_ids: list[str]
+
+
+@dataclass
+class _FileWork:
+    path: Path
+    source: str
+    chunks: list[PreparedChunk]
+
+
+def source_name(path: Path) -> str:
+    """A file's identity in the index: its absolute POSIX path."""
+    return Path(os.path.abspath(path)).as_posix()
+
+
+class Ingestor:
+    def __init__(self, engine: SearchEngine, options: IngestOptions | None = None,
+                 on_progress: Callable[[str, dict], None] | None = None) -> None:
+        self.engine = engine
+        self.options = options or IngestOptions()
+        self.on_progress = on_progress or (lambda event, info: None)
+        # A change of any setting that shapes chunks re-indexes every file.
+        self.settings = f"{engine.chunking.max_tokens}/{engine.chunking.overlap}/{self.options.fields.fingerprint()}"
+
+    # ------------------------------------------------------------------ finding files
+    def scan(self, paths: Sequence[str | os.PathLike], report: IngestReport) -> list[Path]:
+        files: dict[Path, None] = {}
+        for root in map(Path, paths):
+            if root.is_file():
+                files[root] = None
+            elif root.is_dir():
+                for path in self._walk(root, report):
+                    files[path] = None
+            else:
+                raise FileNotFoundError(f"{root} does not exist")
+        return list(files)
+
+    def _walk(self, root: Path, report: IngestReport):
+        for folder, dirs, names in os.walk(root):  # symlinked folders are not followed: no loops
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                path = Path(folder) / name
+                rel = path.relative_to(root).as_posix()
+                if self.options.include and not any(fnmatch.fnmatch(rel, p) for p in self.options.include):
+                    continue
+                if any(fnmatch.fnmatch(rel, p) for p in self.options.exclude):
+                    continue
+                if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                    report.unsupported[path.suffix.lower() or "(none)"] += 1
+                    continue
+                yield path
+
+    def _existing(self) -> dict[str, _Existing]:
+        """What the index holds per source file (chunks written by ingestion only)."""
+        out: dict[str, _Existing] = {}
+        for cid, meta in self.engine.index.scan_metadata(["source", "content_hash"]):
+            if meta["content_hash"] is None or meta["source"] is None:
+                continue  # added through the API or Python, not from a file
+            entry = out.setdefault(meta["source"], _Existing(meta["content_hash"], []))
+            entry.chunk_ids.append(cid)
+            if entry.content_hash != meta["content_hash"]:
+                entry.content_hash = None  # mixed versions (never committed so): redo it
+        return out
+
+    # ------------------------------------------------------------------ the run
+    def run(self, paths: Sequence[str | os.PathLike]) -> IngestReport:
+        report = IngestReport()
+        started = time.monotonic()
+        files = self.scan(paths, report)
+        report.files_found = len(files)
+        self.engine.index.refresh()
+        existing = self._existing()
+        roots = [source_name(Path(p)) for p in paths]
+        on_disk = {source_name(f) for f in files}
+        removed = [s for s in existing if s not in on_disk and any(_under(s, r) for r in roots)]
+        todo, hashes = [], {}
+        for path in files:
+            digest = self._hash_file(path, report)
+            if digest is None:
+                continue
+            source = source_name(path)
+            known = existing.get(source)
+            if known is not None and known.content_hash == digest:
+                report.files_unchanged += 1
+            else:
+                todo.append(path)
+                hashes[path] = digest
+        self.on_progress("start", {"files": len(todo), "unchanged": report.files_unchanged, "removed": len(removed)})
+        if not todo and not removed:
+            report.seconds = time.monotonic() - started
+            return report  # nothing changed: no commit
+        expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
+        writer: IndexWriter | None = None
+        try:
+            writer = self.engine.index.writer(expected_tokens=expected_tokens)
+            if removed:
+                ids = [cid for s in removed for cid in existing[s].chunk_ids]
+                report.chunks_removed += writer.delete(ids)
+                report.files_removed = len(removed)
+            last_commit = time.monotonic()
+            batch: list[_FileWork] = []
+            for path in todo:
+                work = self._prepare_file(path, hashes[path], report)
+                if work is not None:
+                    batch.append(work)
+                else:
+                    self.on_progress("files", {"files": 1, "chunks": 0, "tokens": 0})
+                if sum(len(w.chunks) for w in batch) >= self.options.encode_batch_chunks:
+                    self._stage(writer, batch, existing, report)
+                    batch = []
+                if time.monotonic() - last_commit >= self.options.commit_every_seconds and writer.has_changes:
+                    self._commit(writer, report)
+                    writer = self.engine.index.writer(expected_tokens=expected_tokens)
+                    last_commit = time.monotonic()
+            self._stage(writer, batch, existing, report)
+            self._commit(writer, report)
+        except KeyboardInterrupt:
+            report.interrupted = True  # staged files are redone by the next run
+            if writer is not None:
+                writer.abort()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        report.seconds = time.monotonic() - started
+        return report
+
+    @staticmethod
+    def _commit(writer: IndexWriter, report: IngestReport) -> None:
+        if writer.has_changes:
+            writer.commit()
+            report.commits += 1
+        else:
+            writer.abort()  # nothing staged (e.g. only unreadable files): no empty commit
+
+    def _hash_file(self, path: Path, report: IngestReport) -> str | None:
+        try:
+            size = path.stat().st_size
+            if size > self.options.max_file_bytes:
+                report.skipped.append((str(path), f"larger than {self.options.max_file_bytes >> 20} MB"))
+                return None
+            data = path.read_bytes()
+        except OSError as exc:
+            report.skipped.append((str(path), f"cannot be read: {exc.strerror or exc}"))
+            return None
+        return self._digest(data)
+
+    def _digest(self, data: bytes) -> str:
+        return hashlib.sha256(self.settings.encode() + b"\0" + data).hexdigest()[:32]
+
+    def _prepare_file(self, path: Path, expected_hash: str, report: IngestReport) -> _FileWork | None:
+        try:
+            data = path.read_bytes()
+            result = read_file(path, data, self.options.fields)
+        except UnreadableFile as exc:
+            report.skipped.append((str(path), str(exc)))
+            return None
+        except OSError as exc:
+            report.skipped.append((str(path), f"cannot be read: {exc.strerror or exc}"))
+            return None
+        report.warnings.extend((str(path), w) for w in result.warnings)
+        source = source_name(path)
+        digest = self._digest(data)  # the bytes actually indexed, even if the file just changed
+        chunks: list[PreparedChunk] = []
+        for text in result.texts:
+            doc_id = source if text.record_id is None else f"{source}#{text.record_id}"
+            meta = {**{k: v for k, v in text.metadata.items() if k not in ("doc_id", "chunk", "start_char", "end_char")},
+                    "source": source, "content_hash": digest}
+            if text.record_id is not None:
+                meta["record_id"] = text.record_id
+            doc = TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts)
+            chunks.extend(self.engine.prepare(doc))
+        if not chunks:
+            report.skipped.append((str(path), "no text"))
+            return None
+        return _FileWork(path, source, chunks)
+
+    def _stage(self, writer: IndexWriter, batch: list[_FileWork], existing: dict[str, _Existing],
+               report: IngestReport) -> None:
+        """Encode a batch of whole files and stage them: old chunks out, new chunks in."""
+        if not batch:
+            return
+        chunks = [c for w in batch for c in w.chunks]
+        vectors = self.engine.encode_chunks(chunks)
+        old = [cid for w in batch if w.source in existing for cid in existing.pop(w.source).chunk_ids]
+        report.chunks_removed += writer.delete(old)
+        writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
+        report.files_indexed += len(batch)
+        report.chunks_added += len(chunks)
+        report.tokens += sum(c.n_tokens for c in chunks)
+        self.on_progress("files", {"files": len(batch), "chunks": len(chunks),
+                                   "tokens": sum(c.n_tokens for c in chunks)})
+
+
+def _under(source: str, root: str) -> bool:
+    return source == root or source.startswith(root.rstrip("/") + "/")

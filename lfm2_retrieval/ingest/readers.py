@@ -1,0 +1,339 @@
+"""Turning files into text: one reader per format, each returning `SourceText`s.
+
+Plain text (.txt, .md, .markdown, .rst), HTML (.html, .htm), records (.json, .jsonl, .csv,
+.tsv, .parquet) and PDF (.pdf, through pypdf, page numbers kept). A file yields one text, or
+one per record. Problems never stop a run: the reader raises `UnreadableFile` with the reason
+(binary content, a broken PDF, no text field) and the caller skips the file with a warning;
+bad lines of a JSONL file and undecodable bytes are warnings, and the rest is kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+RECORD_SUFFIXES = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PDF_SUFFIXES
+
+# Metadata values a filter can compare; anything else in a record is stored as JSON text.
+Scalar = str | int | float | bool | None
+
+
+class UnreadableFile(Exception):
+    """A file that yields no text; the message says why."""
+
+
+@dataclass
+class RecordFields:
+    """Which fields of a record (JSON object, CSV row, Parquet row) hold what."""
+
+    text: str = "text"
+    id: str = "id"
+    title: str = "title"
+    # None: every other scalar field becomes metadata; a list: only these.
+    metadata: list[str] | None = None
+
+    def fingerprint(self) -> str:
+        return json.dumps([self.text, self.id, self.title, self.metadata])
+
+
+@dataclass
+class SourceText:
+    """One text to chunk: a whole file, or one record of a record file."""
+
+    text: str
+    title: str = ""
+    record_id: str | None = None  # the record's id (or row number) in a record file
+    metadata: dict[str, Scalar] = field(default_factory=dict)
+    # (character offset, page number) where each PDF page starts, in order.
+    page_starts: list[tuple[int, int]] | None = None
+
+    def page_at(self, offset: int) -> int | None:
+        if not self.page_starts:
+            return None
+        page = self.page_starts[0][1]
+        for start, number in self.page_starts:
+            if start > offset:
+                break
+            page = number
+        return page
+
+
+@dataclass
+class ReadResult:
+    texts: list[SourceText]
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_file(path: Path, data: bytes, fields: RecordFields | None = None) -> ReadResult:
+    """Texts of a file whose bytes are `data` (read once by the caller, who also hashes them)."""
+    suffix = path.suffix.lower()
+    fields = fields or RecordFields()
+    reader = _READERS.get(suffix)
+    if reader is None:
+        raise UnreadableFile(f"unsupported file type {suffix or '(none)'}")
+    result = reader(path, data, fields)
+    result.texts = [t for t in result.texts if t.text.strip()]
+    return result
+
+
+# ---------------------------------------------------------------------- decoding
+def decode_text(data: bytes) -> tuple[str, list[str]]:
+    """Bytes to text: UTF-8 (with or without BOM) or UTF-16 with a BOM; broken bytes replaced."""
+    if b"\x00" in data[:8192] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UnreadableFile("binary content (NUL bytes)")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace"), []
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8-sig", errors="replace")
+        if not any(ord(c) > 127 and c != "\ufffd" for c in text):
+            # Not one valid multi-byte sequence: a legacy 8-bit file, not damaged UTF-8.
+            try:
+                return data.decode("cp1252"), ["not UTF-8; read as Windows-1252"]
+            except UnicodeDecodeError:
+                return data.decode("latin-1"), ["not UTF-8; read as Latin-1"]
+        bad = text.count("\ufffd")
+        return text, [f"invalid UTF-8 (first at byte {exc.start}); {bad} character(s) replaced with U+FFFD"]
+
+
+def _text_title(path: Path, text: str) -> str:
+    """A Markdown `# Heading`, an RST title (a line underlined with = - ~ ...), or the file name."""
+    lines = text.lstrip().splitlines()[:20]
+    for i, line in enumerate(lines):
+        if m := re.match(r"^#\s+(.+?)\s*#*\s*$", line):
+            return m.group(1)
+        if i + 1 < len(lines) and line.strip() and re.fullmatch(r"([=\-~^*#+])\1{2,}\s*", lines[i + 1]):
+            return line.strip()
+    return path.stem
+
+
+def _read_plain(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    text, warnings = decode_text(data)
+    return ReadResult([SourceText(text, title=_text_title(path, text))], warnings)
+
+
+# ---------------------------------------------------------------------- HTML
+class _HTMLText(HTMLParser):
+    """Visible text of an HTML page, with line breaks at block elements.
+
+    The standard library's tolerant parser is enough here: we need the text, not a DOM, and
+    it adds no dependency.
+    """
+
+    SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+             "header", "footer", "pre", "blockquote", "table", "ul", "ol", "dd", "dt", "hr", "title"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title_parts: list[str] = []
+        self._skip_depth = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in self.SKIP:
+            self._skip_depth += 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self.SKIP and self._skip_depth:
+            self._skip_depth -= 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title_parts.append(data)
+        elif not self._skip_depth:
+            self.parts.append(data)
+
+    def text(self) -> str:
+        lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in "".join(self.parts).split("\n"))
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _read_html(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    raw, warnings = decode_text(data)
+    parser = _HTMLText()
+    parser.feed(raw)
+    parser.close()
+    title = " ".join("".join(parser.title_parts).split()) or path.stem
+    return ReadResult([SourceText(parser.text(), title=title)], warnings)
+
+
+# ---------------------------------------------------------------------- records
+def _scalar(value: Any) -> Scalar:
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _record_to_text(record: dict[str, Any], row: int, fields: RecordFields, where: str) -> SourceText:
+    if fields.text not in record:
+        raise KeyError(f"{where}: no {fields.text!r} field (fields: {', '.join(map(str, list(record)[:10]))}); "
+                       "choose one with --text-field")
+    text = record[fields.text]
+    text = "" if text is None else text if isinstance(text, str) else str(text)
+    raw_id = record.get(fields.id, record.get("_id"))
+    record_id = str(raw_id) if raw_id not in (None, "") else str(row)
+    title = record.get(fields.title)
+    names = fields.metadata if fields.metadata is not None else [
+        k for k in record if k not in (fields.text, fields.id, "_id", fields.title)]
+    metadata = {str(k): _scalar(record[k]) for k in names if k in record}
+    return SourceText(text, title="" if title is None else str(title), record_id=record_id, metadata=metadata)
+
+
+def _records_to_result(records, fields: RecordFields, path: Path, warnings: list[str]) -> ReadResult:
+    texts: list[SourceText] = []
+    missing: list[str] = []
+    for row, record in records:
+        if not isinstance(record, dict):
+            warnings.append(f"record {row}: not an object, skipped")
+            continue
+        try:
+            texts.append(_record_to_text(record, row, fields, f"record {row}"))
+        except KeyError as exc:
+            missing.append(str(exc.args[0]))
+    if missing:
+        if not texts:
+            raise UnreadableFile(missing[0])
+        warnings.append(f"{len(missing)} record(s) without a {fields.text!r} field skipped (first: {missing[0]})")
+    seen: set[str] = set()
+    for t in texts:  # ids must be unique within a file; later duplicates get their row number
+        if t.record_id in seen:
+            warnings.append(f"duplicate record id {t.record_id!r}; later copies are numbered")
+            t.record_id = f"{t.record_id}~{len(seen)}"
+        seen.add(t.record_id)
+    return ReadResult(texts, warnings)
+
+
+def _read_json(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    raw, warnings = decode_text(data)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UnreadableFile(f"invalid JSON: {exc}") from None
+    if isinstance(value, dict) and fields.text not in value:
+        # {"documents": [...]} and the like: the one list of objects inside.
+        lists = [v for v in value.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if len(lists) == 1:
+            value = lists[0]
+    records = value if isinstance(value, list) else [value]
+    return _records_to_result(enumerate(records), fields, path, warnings)
+
+
+def _read_jsonl(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    raw, warnings = decode_text(data)
+    records, bad = [], []
+    for line_no, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((line_no, json.loads(line)))
+        except json.JSONDecodeError:
+            bad.append(line_no)
+    if bad:
+        warnings.append(f"{len(bad)} malformed line(s) skipped (first: line {bad[0]})")
+    return _records_to_result(records, fields, path, warnings)
+
+
+def _read_csv(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    raw, warnings = decode_text(data)
+    csv.field_size_limit(1 << 30)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter)
+        records = [(row, dict(r)) for row, r in enumerate(reader, start=1)]
+    except csv.Error as exc:
+        raise UnreadableFile(f"malformed {path.suffix} file: {exc}") from None
+    for _, record in records:
+        record.pop(None, None)  # cells beyond the header row
+    return _records_to_result(records, fields, path, warnings)
+
+
+def _read_parquet(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnreadableFile(f"not a readable Parquet file: {exc}") from None
+    return _records_to_result(enumerate(table.to_pylist()), fields, path, [])
+
+
+# ---------------------------------------------------------------------- PDF
+def _read_pdf(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    warnings: list[str] = []
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableFile("encrypted PDF")
+        pages = list(reader.pages)
+    except UnreadableFile:
+        raise
+    except (PyPdfError, ValueError, KeyError, OSError, TypeError) as exc:
+        raise UnreadableFile(f"not a readable PDF: {exc}") from None
+    parts: list[str] = []
+    starts: list[tuple[int, int]] = []
+    offset, failed = 0, 0
+    for number, page in enumerate(pages, start=1):
+        try:
+            text = (page.extract_text() or "").strip()
+        except Exception:  # noqa: BLE001 - pypdf raises many kinds on damaged pages
+            failed += 1
+            continue
+        if not text:
+            continue
+        starts.append((offset, number))
+        parts.append(text)
+        offset += len(text) + 2
+    if failed:
+        warnings.append(f"{failed} page(s) could not be read")
+    if not parts:
+        raise UnreadableFile("no extractable text (scanned PDF?)")
+    title = ""
+    try:
+        title = (reader.metadata.title or "") if reader.metadata else ""
+    except Exception:  # noqa: BLE001 - damaged metadata is not worth failing over
+        pass
+    return ReadResult([SourceText("\n\n".join(parts), title=str(title) or path.stem, page_starts=starts)], warnings)
+
+
+_READERS: dict[str, Callable[[Path, bytes, RecordFields], ReadResult]] = {
+    **{s: _read_plain for s in TEXT_SUFFIXES},
+    **{s: _read_html for s in HTML_SUFFIXES},
+    ".json": _read_json,
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".csv": _read_csv,
+    ".tsv": _read_csv,
+    ".parquet": _read_parquet,
+    ".pdf": _read_pdf,
+}

@@ -1,0 +1,160 @@
+"""`lfm2-search index`: every file type, incremental runs, interruptions and crashes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from file_fixtures import write_corpus
+from lfm2_retrieval.chunking import ChunkingOptions
+from lfm2_retrieval.engine import SearchEngine
+from lfm2_retrieval.index import MultiVectorIndex
+from lfm2_retrieval.ingest import IngestOptions, Ingestor, source_name
+
+READABLE = ["md", "txt", "rst", "html", "json", "jsonl", "csv", "tsv", "parquet", "pdf", "broken"]
+
+
+def engine_for(path: Path, model: Path, **kwargs) -> SearchEngine:
+    return SearchEngine.open(path, model=str(model), create=True, **kwargs)
+
+
+def chunks_by_source(index: MultiVectorIndex) -> dict[str, dict[str, str]]:
+    """source -> {chunk id: text} of live chunks."""
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for doc in index.iter_documents():
+        out[doc["metadata"].get("source")][doc["id"]] = doc["text"]
+    return dict(out)
+
+
+def test_indexes_every_file_type(tmp_path, pylate_tiny_dir):
+    files = write_corpus(tmp_path / "docs")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    report = Ingestor(engine).run([tmp_path / "docs"])
+    assert report.files_indexed == len(READABLE) and report.files_found == len(READABLE) + 1
+    assert [Path(p).name for p, _ in report.skipped] == ["blob.txt"]
+    assert report.unsupported == {".png": 1}
+    assert any("malformed" in w for _, w in report.warnings)
+    held = chunks_by_source(engine.index)
+    assert set(held) == {source_name(files[k]) for k in READABLE}
+    pdf = [d for d in engine.index.iter_documents() if d["metadata"]["source"] == source_name(files["pdf"])]
+    assert {d["metadata"]["page"] for d in pdf} <= {1, 2} and pdf[0]["metadata"]["page"] == 1
+    (csv_fr,) = engine.index.get([f"{source_name(files['csv'])}#c2#0"])
+    assert csv_fr["text"] == "Les rivières coulent." and csv_fr["metadata"]["lang"] == "fr"
+    assert csv_fr["metadata"]["record_id"] == "c2" and csv_fr["metadata"]["doc_id"].endswith("#c2")
+    # Filters see record metadata and sources.
+    hits = engine.search(["rivers"], k=5, filter={"lang": "fr"})[0]
+    assert [h.id for h in hits] == [csv_fr["id"]]
+    hits = engine.search(["anything"], k=50, filter={"source": source_name(files["md"])})[0]
+    assert hits and all(h.metadata["source"] == source_name(files["md"]) for h in hits)
+
+
+def test_reindexing_is_incremental(tmp_path, pylate_tiny_dir):
+    files = write_corpus(tmp_path / "docs")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    Ingestor(engine).run([tmp_path / "docs"])
+    before, commit = chunks_by_source(engine.index), engine.index.commit
+
+    again = Ingestor(engine).run([tmp_path / "docs"])
+    assert again.files_indexed == 0 and again.files_unchanged == len(READABLE)
+    assert engine.index.commit == commit  # nothing changed, nothing committed
+
+    files["txt"].write_text("Completely new words about lighthouses and keepers.\n")
+    files["json"].unlink()
+    third = Ingestor(engine).run([tmp_path / "docs"])
+    assert (third.files_indexed, third.files_removed, third.files_unchanged) == (1, 1, len(READABLE) - 2)
+    after = chunks_by_source(engine.index)
+    assert source_name(files["json"]) not in after
+    assert "lighthouses and keepers" in " ".join(after[source_name(files["txt"])].values())
+    for key in ("md", "pdf", "csv"):  # untouched files keep their chunk ids
+        assert after[source_name(files[key])] == before[source_name(files[key])]
+    assert len(engine.index) == sum(len(v) for v in after.values())
+
+
+def test_other_roots_and_api_documents_are_left_alone(tmp_path, pylate_tiny_dir):
+    from lfm2_retrieval.engine import TextDocument
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "one.txt").write_text("alpha text")
+    (tmp_path / "b" / "two.txt").write_text("beta text")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    Ingestor(engine).run([tmp_path / "a"])
+    Ingestor(engine).run([tmp_path / "b"])
+    engine.upsert([TextDocument("api-doc", "added through the API")])
+    Ingestor(engine).run([tmp_path / "a"])  # must not remove b's files or the API document
+    assert {d["metadata"]["doc_id"] for d in engine.index.iter_documents()} == {
+        source_name(tmp_path / "a" / "one.txt"), source_name(tmp_path / "b" / "two.txt"), "api-doc"}
+
+
+def test_include_exclude_and_setting_changes(tmp_path, pylate_tiny_dir):
+    write_corpus(tmp_path / "docs")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    report = Ingestor(engine, IngestOptions(include=["*.md", "*.jsonl"], exclude=["sub/*"])).run([tmp_path / "docs"])
+    assert report.files_indexed == 1  # guide.md; sub/records.jsonl is excluded
+    # Other chunk settings re-index everything: chunks depend on them.
+    engine2 = SearchEngine.open(tmp_path / "idx", chunking=ChunkingOptions(16, 2))
+    report = Ingestor(engine2, IngestOptions(include=["*.md"])).run([tmp_path / "docs"])
+    assert report.files_indexed == 1 and report.files_unchanged == 0
+
+
+def test_ctrl_c_keeps_the_last_commit_and_the_next_run_finishes(tmp_path, pylate_tiny_dir):
+    write_corpus(tmp_path / "docs")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    options = IngestOptions(commit_every_seconds=0, encode_batch_chunks=1)
+    calls = []
+
+    def interrupt_on_third(event, info):
+        calls.append(event)
+        if len(calls) == 4:  # start, file, file, then Ctrl-C
+            raise KeyboardInterrupt
+
+    report = Ingestor(engine, options, interrupt_on_third).run([tmp_path / "docs"])
+    assert report.interrupted
+    engine.index.refresh()
+    partial = chunks_by_source(engine.index)
+    assert 0 < len(partial) < len(READABLE)
+    final = Ingestor(engine, options).run([tmp_path / "docs"])
+    assert not final.interrupted and final.files_indexed == len(READABLE) - len(partial)
+    assert len(chunks_by_source(engine.index)) == len(READABLE)
+
+
+CRASHING_RUN = """
+import sys
+from lfm2_retrieval.engine import SearchEngine
+from lfm2_retrieval.ingest import IngestOptions, Ingestor
+engine = SearchEngine.open(sys.argv[1], model=sys.argv[2], create=True)
+Ingestor(engine, IngestOptions(commit_every_seconds=0, encode_batch_chunks=1)).run([sys.argv[3]])
+"""
+
+
+def test_kill_9_in_the_middle_then_the_next_run_finishes(tmp_path, pylate_tiny_dir):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(80):
+        (docs / f"file{i:03d}.txt").write_text(f"Document {i} says " + "something rather long. " * (20 + i % 7))
+    idx = tmp_path / "idx"
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, str(idx), str(pylate_tiny_dir), str(docs)],
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (idx / "manifest.json").exists() and MultiVectorIndex(idx).commit >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the indexing run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    engine = SearchEngine.open(idx, model=str(pylate_tiny_dir))
+    partial = chunks_by_source(engine.index)
+    assert 0 < len(partial) < 80
+    report = Ingestor(engine).run([docs])
+    assert report.files_indexed == 80 - len(partial) and report.files_unchanged == len(partial)
+
+    clean = engine_for(tmp_path / "clean", pylate_tiny_dir)
+    Ingestor(clean).run([docs])
+    assert chunks_by_source(engine.index) == chunks_by_source(clean.index)  # same chunks, ids and texts

@@ -1,0 +1,101 @@
+"""Every supported file type, and the ways files go wrong."""
+
+import pytest
+
+from file_fixtures import pdf_bytes, write_corpus
+from lfm2_retrieval.ingest import RecordFields, UnreadableFile, read_file
+from lfm2_retrieval.ingest.readers import decode_text
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def read(path, fields=None):
+    return read_file(path, path.read_bytes(), fields)
+
+
+def test_plain_text_and_titles(corpus):
+    md = read(corpus["md"]).texts
+    assert len(md) == 1 and md[0].title == "Compression guide" and "Residual codecs" in md[0].text
+    assert read(corpus["rst"]).texts[0].title == "Manual title"
+    assert read(corpus["txt"]).texts[0].title == "notes"  # no heading: the file name
+
+
+def test_html_keeps_visible_text_only(corpus):
+    (doc,) = read(corpus["html"]).texts
+    assert doc.title == "Recipes"
+    assert "Knead the dough & let it rise." in doc.text and "Bread" in doc.text
+    assert "hidden" not in doc.text and "p{}" not in doc.text
+
+
+def test_json_records_with_ids_and_metadata(corpus):
+    texts = read(corpus["json"]).texts
+    assert [t.record_id for t in texts] == ["j1", "j2"]
+    assert texts[0].metadata == {"topic": "space"} and texts[1].text.startswith("Photosynthesis")
+
+
+def test_json_object_wrapping_a_list(tmp_path):
+    path = tmp_path / "wrapped.json"
+    path.write_text('{"documents": [{"text": "a"}, {"text": "b", "tags": ["x", 1]}]}')
+    texts = read(path).texts
+    assert [t.record_id for t in texts] == ["0", "1"]  # no id field: the row number
+    assert texts[1].metadata == {"tags": '["x", 1]'}  # non-scalar values become JSON text
+
+
+def test_jsonl_skips_malformed_lines_and_keeps_the_rest(corpus):
+    result = read(corpus["jsonl"])
+    assert [t.record_id for t in result.texts] == ["l1", "l2"]
+    assert result.texts[1].metadata == {"year": 2019}
+    assert any("malformed" in w and "line 2" in w for w in result.warnings)
+
+
+def test_csv_tsv_parquet(corpus):
+    csv = read(corpus["csv"]).texts
+    assert [(t.record_id, t.metadata["lang"]) for t in csv] == [("c1", "en"), ("c2", "fr")]
+    assert csv[0].text == "Rivers flow to the sea, mostly."
+    assert read(corpus["tsv"]).texts[0].text == "Deserts receive little rain."
+    pq = read(corpus["parquet"]).texts
+    assert [t.metadata["rank"] for t in pq] == [1, 2]
+
+
+def test_configurable_record_fields(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "d1", "body": "hello there", "title": "T", "a": 1, "b": 2}\n')
+    (doc,) = read(path, RecordFields(text="body", metadata=["a"])).texts
+    assert (doc.record_id, doc.text, doc.title, doc.metadata) == ("d1", "hello there", "T", {"a": 1})
+    with pytest.raises(UnreadableFile, match="no 'text' field"):
+        read(path)
+
+
+def test_pdf_pages_are_kept(corpus):
+    (doc,) = read(corpus["pdf"]).texts
+    assert "lighthouses" in doc.text and "harbours" in doc.text
+    assert doc.page_at(0) == 1 and doc.page_at(doc.text.index("harbours")) == 2
+
+
+def test_damaged_pdf_is_unreadable(tmp_path):
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(pdf_bytes(["fine"])[:60])
+    with pytest.raises(UnreadableFile):
+        read(path)
+
+
+def test_binary_and_broken_encodings(corpus, tmp_path):
+    with pytest.raises(UnreadableFile, match="binary"):
+        read(corpus["binary"])
+    latin = read(corpus["broken"])
+    assert latin.texts[0].text == "Café au lait, crème brûlée." and "Windows-1252" in latin.warnings[0]
+    damaged, warnings = decode_text("naïve".encode() + b"\xff tail")
+    assert damaged == "naïve\ufffd tail" and "invalid UTF-8" in warnings[0]
+    assert decode_text("日本語".encode("utf-16"))[0] == "日本語"
+    assert decode_text(b"\xef\xbb\xbfbom")[0] == "bom"
+
+
+def test_unsupported_and_empty(tmp_path):
+    with pytest.raises(UnreadableFile, match="unsupported"):
+        read_file(tmp_path / "x.docx", b"PK")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    assert read(empty).texts == []
