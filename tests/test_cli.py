@@ -1,40 +1,128 @@
+"""The `lfm2-search` command line, end to end on a tiny random-weight model."""
+
 import json
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from file_fixtures import write_corpus
 from lfm2_retrieval.cli import app
 from lfm2_retrieval.index import MultiVectorIndex
 
 runner = CliRunner()
 
 
+def run(*args, ok=True):
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
 def test_help_teaches():
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
-    assert "model-info" in result.output and "index-info" in result.output
+    out = run("--help").output
+    for command in ("index", "search", "info", "list", "delete", "optimize", "serve", "model-info"):
+        assert command in out
+    assert "lfm2-search index ./docs" in run("index", "--help").output.replace("\n", " ")
+    assert "--filter" in run("search", "--help").output
 
 
 def test_model_info(pylate_tiny_dir):
-    result = runner.invoke(app, ["model-info", str(pylate_tiny_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = json.loads(run("model-info", pylate_tiny_dir, "--json").output)
     assert info["embedding dim"] == 32 and info["mode"] == "causal"
     assert info["query / document prefix"] == "'[Q] ' / '[D] '"
 
 
 def test_model_info_on_a_missing_model_fails_clearly(tmp_path):
-    result = runner.invoke(app, ["model-info", str(tmp_path / "nowhere")])
+    result = run("model-info", tmp_path / "nowhere", ok=False)
     assert result.exit_code == 1 and "not a folder" in result.output
 
 
-def test_index_info(tmp_path):
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, pylate_tiny_dir):
+    root = tmp_path_factory.mktemp("cli")
+    files = write_corpus(root / "docs")
+    index = root / "idx"
+    summary = json.loads(run("index", root / "docs", "--index", index, "--model", pylate_tiny_dir, "--json").output)
+    return files, index, summary
+
+
+def test_index_summary(indexed):
+    files, index, summary = indexed
+    assert summary["files_indexed"] == 11 and summary["chunks_added"] == summary["index_chunks"] > 11
+    assert summary["skipped"][0]["path"].endswith("blob.txt") and summary["unsupported"] == {".png": 1}
+    # The index remembers its model: later commands need no --model.
+    assert MultiVectorIndex(index).manifest["model_source"]
+
+
+def test_search_table_and_json(indexed):
+    files, index, _ = indexed
+    table = run("search", "volcanoes and magma", "--index", index, "-k", 3).output
+    assert "results for" in table and "score" in table
+    hits = json.loads(run("search", "rivers", "--index", index, "--json", "--filter", '{"lang": "fr"}').output)
+    assert len(hits) == 1 and hits[0]["text"] == "Les rivières coulent."
+    assert set(hits[0]) == {"id", "score", "text", "metadata"} and hits[0]["metadata"]["source"].endswith("table.csv")
+
+
+def test_search_errors(indexed, tmp_path):
+    _, index, _ = indexed
+    assert "not valid JSON" in run("search", "x", "--index", index, "--filter", "{lang", ok=False).output
+    assert "unknown operator" in run("search", "x", "--index", index, "--filter", '{"a": {"$like": 1}}',
+                                     ok=False).output
+    assert "empty" in run("search", "  ", "--index", index, ok=False).output
+    missing = run("search", "x", "--index", tmp_path / "none", ok=False)
+    assert missing.exit_code == 1 and "no index" in missing.output and "lfm2-search index" in missing.output
+
+
+def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("LFM2_SEARCH_MODEL", raising=False)
+    monkeypatch.setattr("lfm2_retrieval.locations.EMBEDDED_MODEL_DIR", tmp_path / "absent")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("text")
+    result = run("index", tmp_path / "d", "--index", tmp_path / "idx", ok=False)
+    assert result.exit_code == 1 and "--model" in result.output
+
+
+def test_info_and_list(indexed):
+    files, index, summary = indexed
+    info = json.loads(run("info", "--index", index, "--json").output)
+    assert info["documents"] == summary["index_chunks"] and info["source files"] == 11
+    lines = [json.loads(line) for line in run("list", "--index", index, "--json", "--limit", 0).output.splitlines()]
+    assert sum(row["chunks"] for row in lines) == summary["index_chunks"]
+    assert any(row["doc_id"].endswith("items.json#j1") for row in lines)
+    assert "documents in" in run("list", "--index", index).output
+
+
+def test_reindex_delete_optimize(tmp_path, pylate_tiny_dir):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"n{i}.md").write_text(f"# Note {i}\n\n" + "words about the sea and ships. " * 30)
+    index = tmp_path / "idx"
+    run("index", docs, "--index", index, "--model", pylate_tiny_dir)
+    again = json.loads(run("index", docs, "--index", index, "--json").output)
+    assert again["files_indexed"] == 0 and again["files_unchanged"] == 6
+
+    before = MultiVectorIndex(index).stats()
+    out = run("delete", docs / "n0.md", "--index", index).output
+    assert "deleted" in out
+    assert MultiVectorIndex(index).stats()["documents"] < before["documents"]
+    assert run("delete", "no-such-id", "--index", index, ok=False).exit_code == 1
+
+    out = run("optimize", "--index", index).output
+    assert "optimized" in out and MultiVectorIndex(index).stats()["deleted"] == 0
+    hits = json.loads(run("search", "ships", "--index", index, "--json").output)
+    assert hits and all(not h["metadata"]["source"].endswith("n0.md") for h in hits)
+
+
+def test_index_of_a_missing_path(tmp_path):
+    result = run("index", tmp_path / "nope", ok=False)
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_info_on_a_bare_index(tmp_path):
     index = MultiVectorIndex.create(tmp_path / "idx", dim=16, nbits=2)
     rng = np.random.default_rng(0)
     index.add([f"d{i}" for i in range(50)], [rng.standard_normal((5, 16)).astype(np.float32) for _ in range(50)])
-    result = runner.invoke(app, ["index-info", str(tmp_path / "idx"), "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["documents"] == 50
-    missing = runner.invoke(app, ["index-info", str(tmp_path / "nope")])
-    assert missing.exit_code == 1 and "no index" in missing.output
+    assert json.loads(run("info", "--index", tmp_path / "idx", "--json").output)["documents"] == 50

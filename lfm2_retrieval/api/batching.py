@@ -27,18 +27,29 @@ class QueryBatcher:
         self._queue: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
         self.batches = 0
         self.queries = 0
-        self._worker = threading.Thread(target=self._run, name="query-batcher", daemon=True)
-        self._worker.start()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
 
     def encode(self, queries: list[str], timeout: float | None = 60.0) -> list[np.ndarray]:
         """Vectors of `queries` (blocks until the worker has encoded them)."""
+        self._ensure_worker()
         future: Future = Future()
         self._queue.put((list(queries), future))
         return future.result(timeout)
 
+    def _ensure_worker(self) -> None:
+        # Started on first use, and again after close(): an ASGI app may see several lifespans.
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+                self._worker.start()
+
     def close(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=5)
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                self._queue.put(None)
+                self._worker.join(timeout=5)
+            self._worker = None
 
     @property
     def mean_batch(self) -> float:

@@ -1,0 +1,213 @@
+"""The HTTP API through FastAPI's TestClient: every endpoint, its errors, auth and limits."""
+
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from lfm2_retrieval.api import ApiSettings, QueryBatcher, create_app
+from lfm2_retrieval.engine import SearchEngine, TextDocument
+
+DOCS = [
+    TextDocument("volcano", "Volcanoes erupt when magma pressure exceeds the crust.", {"lang": "en", "year": 2020}),
+    TextDocument("tide", "Tides follow the moon and the sun.", {"lang": "en", "year": 2018}),
+    TextDocument("riviere", "Les rivières coulent vers la mer.", {"lang": "fr", "year": 2022}),
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, pylate_tiny_dir):
+    engine = SearchEngine.open(tmp_path_factory.mktemp("api") / "idx", model=str(pylate_tiny_dir), create=True)
+    engine.upsert(DOCS)
+    return engine
+
+
+@pytest.fixture()
+def client(engine):
+    with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:
+        yield c
+
+
+def test_search_one_query(client):
+    r = client.post("/search", json={"query": "magma and volcanoes", "k": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (result,) = body["results"]
+    assert result["query"] == "magma and volcanoes" and len(result["hits"]) == 2
+    hit = result["hits"][0]
+    assert set(hit) == {"id", "score", "text", "metadata"} and hit["metadata"]["doc_id"] in {"volcano", "tide", "riviere"}
+    assert body["commit"] >= 1 and body["took_ms"] > 0
+
+
+def test_search_many_queries_and_filters(client):
+    r = client.post("/search", json={"queries": ["sea", "moon"], "k": 3, "filter": {"lang": "fr"}})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["query"] for x in results] == ["sea", "moon"]
+    assert all(h["metadata"]["lang"] == "fr" for x in results for h in x["hits"])
+    r = client.post("/search", json={"query": "x", "filter": {"year": {"$gte": 2019, "$lt": 2021}}})
+    assert [h["id"] for h in r.json()["results"][0]["hits"]] == ["volcano#0"]
+
+
+@pytest.mark.parametrize("body, status, error", [
+    ({}, 422, "invalid_request"),
+    ({"query": ""}, 422, "invalid_request"),
+    ({"query": "   "}, 422, "invalid_request"),
+    ({"query": "a", "queries": ["b"]}, 422, "invalid_request"),
+    ({"query": "a", "k": 0}, 422, "invalid_request"),
+    ({"query": "a", "k": 100000}, 422, "invalid_request"),
+    ({"query": "x" * 5000}, 422, "invalid_request"),
+    ({"queries": []}, 422, "invalid_request"),
+    ({"query": "a", "unknown": 1}, 422, "invalid_request"),
+    ({"query": "a", "filter": {"year": {"$regex": "x"}}}, 400, "invalid_filter"),
+    ({"query": "a", "filter": {"$and": []}}, 400, "invalid_filter"),
+])
+def test_bad_searches_get_clear_4xx(client, body, status, error):
+    r = client.post("/search", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == error and r.json()["message"]
+
+
+def test_malformed_json_and_wrong_methods(client):
+    r = client.post("/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+    assert client.get("/search").status_code == 405
+    assert client.get("/nowhere").json()["error"] == "not_found"
+
+
+def test_odd_text(client):
+    r = client.post("/search", json={"query": "café 日本語 مرحبا \u0000 🙂"})
+    assert r.status_code == 200, r.text
+    # A lone surrogate is legal JSON but not text: refused clearly, never a 500.
+    r = client.post("/search", content='{"query": "caf\\ud800"}'.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "unicode" in r.json()["message"]
+
+
+def test_add_replace_and_delete_documents(client, engine):
+    long_text = " ".join(f"sentence {i} about lighthouses on rocky coasts." for i in range(200))
+    r = client.post("/documents", json={"documents": [
+        {"id": "lighthouse", "text": long_text, "metadata": {"lang": "en", "tags": "coast"}}]})
+    assert r.status_code == 200, r.text
+    added = r.json()
+    assert added["documents"] == 1 and added["chunks"] > 1
+    hits = client.post("/search", json={"query": "lighthouses", "k": 100, "filter": {"tags": "coast"}}).json()
+    chunk_ids = {h["id"] for h in hits["results"][0]["hits"]}
+    assert len(chunk_ids) == added["chunks"] and "lighthouse#0" in chunk_ids
+
+    # upsert=false refuses an existing id; the default replaces it (all chunks).
+    r = client.post("/documents", json={"documents": [{"id": "lighthouse", "text": "short"}], "upsert": False})
+    assert r.status_code == 409 and r.json()["error"] == "already_exists"
+    r = client.post("/documents", json={"documents": [{"id": "lighthouse", "text": "A short note."}]})
+    assert r.json()["chunks"] == 1
+    assert engine.chunk_ids(["lighthouse"]) == {"lighthouse": ["lighthouse#0"]}
+
+    r = client.delete("/documents/lighthouse")
+    assert r.status_code == 200 and r.json()["deleted_chunks"] == 1
+    assert client.delete("/documents/lighthouse").status_code == 404
+
+
+def test_ids_with_slashes(client):
+    r = client.post("/documents", json={"documents": [{"id": "docs/a b/c.md", "text": "path-like id"}]})
+    assert r.status_code == 200
+    assert client.delete("/documents/docs/a b/c.md").json()["deleted_chunks"] == 1
+
+
+@pytest.mark.parametrize("document, fragment", [
+    ({"id": "x", "text": "  "}, "text"),
+    ({"id": "", "text": "t"}, "id"),
+    ({"id": " x", "text": "t"}, "id"),
+    ({"id": "x", "text": "t", "metadata": {"doc_id": "y"}}, "reserved"),
+    ({"id": "x", "text": "t", "metadata": {"nested": {"a": 1}}}, "metadata"),
+    ({"id": "x", "text": "t", "metadata": {"tags": ["a", "b"]}}, "metadata"),
+])
+def test_bad_documents_get_422(client, document, fragment):
+    r = client.post("/documents", json={"documents": [document]})
+    assert r.status_code == 422, r.text
+    assert fragment in r.text
+
+
+def test_duplicate_ids_in_one_request(client):
+    r = client.post("/documents", json={"documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}]})
+    assert r.status_code == 422
+
+
+def test_health(client, engine):
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["model"]["dim"] == engine.encoder.dim
+    assert body["index"]["chunks"] == len(engine.index)
+
+
+def test_api_key(engine):
+    with TestClient(create_app(engine, ApiSettings(api_key="s3cret"))) as c:
+        assert c.get("/health").status_code == 200  # liveness stays open
+        r = c.post("/search", json={"query": "moon"})
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert c.post("/search", json={"query": "moon"}, headers={"Authorization": "Bearer nope"}).status_code == 401
+        ok = c.post("/search", json={"query": "moon"}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert c.delete("/documents/tide").status_code == 401
+
+
+def test_body_size_limit(engine):
+    with TestClient(create_app(engine, ApiSettings(api_key=None, max_body_bytes=2000))) as c:
+        r = c.post("/documents", json={"documents": [{"id": "big", "text": "x " * 5000}]})
+        assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+        def chunked():  # no Content-Length: counted as it streams
+            yield b'{"query": "'
+            for _ in range(100):
+                yield b"y" * 100
+            yield b'"}'
+        r = c.post("/search", content=chunked(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+
+
+def test_batcher_merges_concurrent_queries():
+    calls = []
+
+    def encode(texts):
+        calls.append(len(texts))
+        return [np.full((2, 4), len(t), np.float32) for t in texts]
+
+    batcher = QueryBatcher(encode, max_batch=64, window_s=0.05)
+    results = {}
+
+    def ask(i):
+        results[i] = batcher.encode(["q" * i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert all(results[i][0][0, 0] == i for i in range(1, 9))  # each caller gets its own vectors
+    assert sum(calls) == 8 and len(calls) < 8  # and they shared forward passes
+
+
+def test_batcher_isolates_a_failing_request():
+    def encode(texts):
+        if "bad" in texts:
+            raise ValueError("bad query")
+        return [np.zeros((1, 2), np.float32) for _ in texts]
+
+    batcher = QueryBatcher(encode, window_s=0.05)
+    out = {}
+
+    def ask(q):
+        try:
+            out[q] = batcher.encode([q])
+        except ValueError as exc:
+            out[q] = exc
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in ("good", "bad", "fine")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert isinstance(out["bad"], ValueError) and len(out["good"]) == 1 and len(out["fine"]) == 1
