@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class ApiSettings:
     max_batch: int = 32  # queries encoded together
     batch_window_ms: float = 2.0
     write_timeout_s: float = 30.0  # how long a write waits for another writer
+    # Index searches running at once. Each already uses every core (torch threads); more at
+    # once only adds contention, so extra requests queue here instead.
+    max_concurrent_searches: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
 
 
 class ApiError(Exception):
@@ -100,6 +104,7 @@ class BodySizeLimit:
 def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     batcher = QueryBatcher(engine.encode_queries, settings.max_batch, settings.batch_window_ms / 1000)
+    search_slots = threading.BoundedSemaphore(settings.max_concurrent_searches)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -171,7 +176,8 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         texts = request.texts()
         vectors = batcher.encode(texts)
         try:
-            hits = engine.search_encoded(vectors, k=request.k, filter=request.filter)
+            with search_slots:
+                hits = engine.search_encoded(vectors, k=request.k, filter=request.filter)
         except FilterError as exc:
             raise ApiError(400, "invalid_filter", str(exc)) from None
         results = [QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)
