@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up on a fresh machine: a virtual environment in .venv with
 #   1. torch 2.13.0, CPU build, installed first and never replaced (a constraints file pins it);
-#   2. this project in editable mode with its test tools;
+#   2. this project in editable mode with its test and evaluation tools;
 #   3. pylate 1.6 without its dependencies: it pins fast-plaid, whose wheels are built for
 #      torch 2.11 and crash on 2.13. PyLate's encoder and PLAID index work without it.
 set -euo pipefail
@@ -16,7 +16,7 @@ CONSTRAINTS=.venv/constraints.txt
 echo "torch==2.13.0" > "$CONSTRAINTS"
 
 $PIP install --quiet --disable-pip-version-check torch==2.13.0
-$PIP install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e ".[test]"
+$PIP install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e ".[test,eval]"
 $PIP install --quiet --disable-pip-version-check -c "$CONSTRAINTS" --no-deps pylate==1.6.0 fastkmeans==0.5.0
 
 .venv/bin/python - <<'PY'

