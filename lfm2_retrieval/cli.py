@@ -213,17 +213,28 @@ def search_command(
                                '\'{"year": {"$gte": 2020}}\', \'{"source": {"$in": [...]}}\'.'),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    mode: str = typer.Option("semantic", "--mode", help="semantic (MaxSim), lexical (BM25), or hybrid (both, fused)."),
+    alpha: float = typer.Option(None, "--alpha", min=0.0, max=1.0, help="Hybrid: weight of the semantic side in "
+                                "score interpolation (1: semantic only). Omitted: reciprocal rank fusion."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, score, text, metadata}."),
 ) -> None:
     """Search an index: a table of score, source and snippet, or JSON.
+
+    Hybrid search helps with exact names, codes and numbers: --mode hybrid.
 
     Example: lfm2-search search "how is the index compressed?" -k 5 --filter '{"source": {"$in": ["/abs/a.md"]}}'
     """
     if not query.strip():
         _fail("the query is empty")
+    from lfm2_retrieval.fusion import MODES
+
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}")
+    if alpha is not None and mode != "hybrid":
+        _fail("--alpha only applies to --mode hybrid")
     parsed = _parse_filter(filter)
     engine = _open_engine(index, model)
-    hits = engine.search([query], k=k, filter=parsed)[0]
+    hits = engine.search([query], k=k, filter=parsed, mode=mode, alpha=alpha)[0]
     if as_json:
         print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
                          ensure_ascii=False, indent=2))

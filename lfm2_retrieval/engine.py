@@ -24,9 +24,11 @@ import numpy as np
 from .encoder import ColBERTEncoder
 from .index import Hit, IndexFolderError, MultiVectorIndex
 from .chunking import Chunker, ChunkingOptions
+from .fusion import MODES, fuse
 from .locations import default_model, model_source
 
 RESERVED_METADATA = ("doc_id", "chunk", "start_char", "end_char")
+HYBRID_DEPTH = 50  # candidates taken from each side before fusion
 
 
 @dataclass
@@ -112,12 +114,38 @@ class SearchEngine:
                 raise ValueError("a query must contain some text")
         return self.encoder.encode_queries(texts)
 
-    def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
-        return self.search_encoded(self.encode_queries(queries), k, filter)
+    def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "semantic",
+               alpha: float | None = None) -> list[list[Hit]]:
+        """Top-k chunks per query. mode: semantic (MaxSim), lexical (BM25) or hybrid (both,
+        fused by reciprocal rank fusion, or by score interpolation with weight `alpha`)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        vectors = self.encode_queries(queries) if mode != "lexical" else None
+        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, texts=queries)
 
-    def search_encoded(self, vectors: list[np.ndarray], k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
+    def search_encoded(self, vectors: list[np.ndarray] | None, k: int = 10, filter: dict | None = None,
+                       mode: str = "semantic", alpha: float | None = None,
+                       texts: Sequence[str] | None = None) -> list[list[Hit]]:
+        """Search with query vectors already encoded (and the query texts, for lexical modes)."""
         self.refresh(max_age=0.5)
-        return self.index.search(vectors, k=k, filter=filter)
+        if mode == "semantic":
+            return self.index.search(vectors, k=k, filter=filter)
+        if texts is None:
+            raise ValueError(f"{mode} search needs the query texts")
+        texts = [clean_text(t) for t in texts]
+        if mode == "lexical":
+            return self.index.search_lexical(texts, k=k, filter=filter)
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError("alpha must be between 0 and 1")
+        depth = max(k, HYBRID_DEPTH)  # fuse deeper lists than asked for: a document can rise
+        semantic = self.index.search(vectors, k=depth, filter=filter)
+        lexical = self.index.search_lexical(texts, k=depth, filter=filter)
+        out = []
+        for sem, lex in zip(semantic, lexical):
+            by_id = {h.id: h for h in [*lex, *sem]}
+            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], alpha)[:k]
+            out.append([Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score in fused])
+        return out
 
     def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
         """The stored chunk ids of each document (documents with none are left out)."""

@@ -8,12 +8,15 @@ but its words carry particles, so Hangul runs get bigrams as well.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+EMPTY_TOKEN = "\u2400"  # stands in for a text with no token at all
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar.
 _NO_SPACE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -39,27 +42,45 @@ def tokenize(text: str) -> list[str]:
 
 
 class BM25Index:
-    """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant)."""
+    """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant); saved and memory-mapped."""
 
-    def __init__(self, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, bm25, size: int) -> None:
+        self._bm25 = bm25
+        self.size = size
+        self._vocab = set(bm25.vocab_dict)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
         import bm25s
 
-        self.size = len(texts)
-        self._bm25 = bm25s.BM25(k1=k1, b=b)
-        corpus = [tokenize(t) or ["\u2400"] for t in texts]  # an empty text still takes its row
-        self._vocab = {tok for doc in corpus for tok in doc}
-        self._bm25.index(corpus, show_progress=False)
+        corpus = [tokenize(t) or [EMPTY_TOKEN] for t in texts]  # an empty text still takes its row
+        bm25 = bm25s.BM25(k1=k1, b=b)
+        bm25.index(corpus, show_progress=False)
+        return cls(bm25, len(corpus))
 
-    def search(self, queries: Sequence[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(row numbers, scores) of the top k texts for each query, best first."""
+    def save(self, folder: Path) -> None:
+        self._bm25.save(str(folder))
+        (Path(folder) / "size.json").write_text(json.dumps({"size": self.size}))
+
+    @classmethod
+    def load(cls, folder: Path) -> "BM25Index":
+        import bm25s
+
+        size = json.loads((Path(folder) / "size.json").read_text())["size"]
+        return cls(bm25s.BM25.load(str(folder), mmap=True), size)
+
+    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(row numbers, scores) of the top k texts for each query, best first; rows where
+        `mask` is False never appear, nor do texts sharing no token with the query."""
         k = min(k, self.size)
+        weights = None if mask is None else mask.astype(np.float32)
         out = []
         for q in queries:
             tokens = [t for t in tokenize(q) if t in self._vocab]
             if not tokens or k == 0:
                 out.append((np.empty(0, np.int64), np.empty(0, np.float32)))
                 continue
-            rows, scores = self._bm25.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+            rows, scores = self._bm25.retrieve([tokens], k=k, show_progress=False, n_threads=1, weight_mask=weights)
             keep = scores[0] > 0
             out.append((rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)))
         return out

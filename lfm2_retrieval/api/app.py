@@ -1,6 +1,6 @@
 """The HTTP API: `lfm2-search serve`, or `create_app(engine)` in your own ASGI server.
 
-    POST   /search            {"query": "...", "k": 10, "filter": {...}}  -> ranked chunks
+    POST   /search            {"query": "...", "k": 10, "filter": {...}, "mode": "hybrid"} -> ranked chunks
     POST   /documents         {"documents": [{"id", "text", "metadata"}]} -> one atomic commit
     DELETE /documents/{id}    a document (all its chunks) or one chunk
     GET    /health            model, index, counts (never needs the API key)
@@ -174,10 +174,11 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
             except FilterError as exc:
                 raise ApiError(400, "invalid_filter", str(exc)) from None
         texts = request.texts()
-        vectors = batcher.encode(texts)
+        vectors = batcher.encode(texts) if request.mode != "lexical" else None
         try:
             with search_slots:
-                hits = engine.search_encoded(vectors, k=request.k, filter=request.filter)
+                hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
+                                             alpha=request.alpha, texts=texts)
         except FilterError as exc:
             raise ApiError(400, "invalid_filter", str(exc)) from None
         results = [QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)

@@ -34,6 +34,7 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"query": "how are residuals compressed?", "k": 5},
         {"queries": ["first question", "second question"], "k": 10, "filter": {"lang": {"$in": ["en", "fr"]}}},
+        {"query": "error code E-4012", "mode": "hybrid", "alpha": 0.5},
     ]})
 
     query: Query | None = None
@@ -42,6 +43,11 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] | None = Field(
         None, description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
                           '{"source": {"$in": [...]}}, {"$or": [...]}')
+    mode: Literal["semantic", "lexical", "hybrid"] = Field(
+        "semantic", description="semantic: MaxSim; lexical: BM25; hybrid: both, fused")
+    alpha: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
+        None, description="hybrid only: weight of the semantic side in score interpolation "
+                          "(1: semantic only, 0: lexical only); omitted: reciprocal rank fusion")
 
     @field_validator("query")
     @classmethod

@@ -30,7 +30,7 @@ def _fill_corpus(pool: dict[str, str], must: list[str], queries: Sequence[str], 
     ids = list(pool)
     chosen = dict.fromkeys(must)
     if len(chosen) < size:
-        bm25 = BM25Index([pool[i] for i in ids])
+        bm25 = BM25Index.build([pool[i] for i in ids])
         ranked = [[ids[r] for r in rows] for rows, _ in bm25.search(list(queries), negatives_per_query)]
         for depth in range(negatives_per_query):
             for ranking in ranked:

@@ -24,6 +24,7 @@ from ..index.search import maxsim_per_doc, similarities
 from ..lexical import BM25Index
 
 Run = dict[str, dict[str, float]]
+_LAST_ENCODED: dict[str, Any] = {}
 
 
 class Retriever(Protocol):
@@ -63,8 +64,13 @@ class ColBERTRetriever:
         self.encoder, self.name, self.use_index, self.nbits = encoder, name, use_index, nbits
 
     def encode_corpus(self, corpus: dict[str, str]) -> tuple[list[str], list[np.ndarray]]:
-        ids = list(corpus)
-        return ids, self.encoder.encode_documents([corpus[i] for i in ids])
+        # Systems of one model (exact, indexed, hybrid) run one after another on each task:
+        # the last corpus's vectors are kept so that it is encoded once for all of them.
+        key = (id(self.encoder), id(corpus), len(corpus))
+        if _LAST_ENCODED.get("key") != key:
+            ids = list(corpus)
+            _LAST_ENCODED.update(key=key, value=(ids, self.encoder.encode_documents([corpus[i] for i in ids])))
+        return _LAST_ENCODED["value"]
 
     def index(self, corpus: dict[str, str]) -> Any:
         ids, vectors = self.encode_corpus(corpus)
@@ -93,6 +99,25 @@ class ColBERTRetriever:
         return {qid: {h.id: h.score for h in qh} for qid, qh in zip(qids, hits)}
 
 
+class HybridRetriever:
+    """A ColBERT system and BM25, fused: reciprocal rank fusion, or interpolation with `alpha`."""
+
+    def __init__(self, semantic: ColBERTRetriever, alpha: float | None = None) -> None:
+        self.semantic, self.lexical, self.alpha = semantic, BM25Retriever(), alpha
+        self.name = f"{semantic.name} + BM25 ({'RRF' if alpha is None else f'alpha={alpha:g}'})"
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        return self.semantic.index(corpus), self.lexical.index(corpus)
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        from ..fusion import fuse
+
+        semantic = self.semantic.search(handle[0], queries, k)
+        lexical = self.lexical.search(handle[1], queries, k)
+        return {q: dict(fuse(list(semantic.get(q, {}).items()), list(lexical.get(q, {}).items()), self.alpha)[:k])
+                for q in queries}
+
+
 class PyLateRetriever(ColBERTRetriever):
     """A PyLate model folder of any backbone, encoded by pylate itself (exact MaxSim)."""
 
@@ -118,7 +143,7 @@ class BM25Retriever:
 
     def index(self, corpus: dict[str, str]) -> Any:
         ids = list(corpus)
-        return ids, BM25Index([corpus[i] for i in ids])
+        return ids, BM25Index.build([corpus[i] for i in ids])
 
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
         ids, bm25 = handle

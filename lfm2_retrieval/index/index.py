@@ -276,6 +276,30 @@ class MultiVectorIndex:
             else:
                 docs, scores = search_segment(seg, snap.codec, q, centroid_scores, mask, k, params)
             found.extend((float(sc), s, int(d)) for d, sc in zip(docs, scores))
+        return self._hits(snap, found, k)
+
+    def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
+        """Top-k documents by BM25 for each query text (the lexical index of the same snapshot)."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if filter is not None:
+            validate(filter)
+        snap = self._snapshot
+        allowed = self._allowed(snap, filter)
+        results = []
+        for query in queries:
+            found: list[tuple[float, int, int]] = []
+            for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
+                if mask is not None and not mask.any():
+                    continue
+                rows, scores = seg.lexical.search([query], k, mask)[0]
+                found.extend((float(sc), s, int(r)) for r, sc in zip(rows, scores))
+            results.append(self._hits(snap, found, k))
+        return results
+
+    @staticmethod
+    def _hits(snap: _Snapshot, found: list[tuple[float, int, int]], k: int) -> list[Hit]:
+        """The best k of (score, segment, local document) as hits with their stored payload."""
         found.sort(key=lambda t: -t[0])
         found = found[:k]
         docs: dict[tuple[int, int], dict[str, Any]] = {}

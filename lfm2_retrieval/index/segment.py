@@ -14,6 +14,7 @@ Files of `seg-NNNNNN/`:
     records.bin      the same documents as JSON records, back to back, with
     record_offsets.npy  their byte ranges: O(1) random access for search hits (a Parquet
                      row-group read costs milliseconds; this costs microseconds)
+    bm25/            the BM25 index of the documents' texts (bm25s, memory-mapped)
     segment.json     counts and dtypes
 """
 
@@ -32,10 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..lexical import BM25Index
 from .codec import ResidualCodec
 from .storage import publish_dir
 
 ROW_GROUP_ROWS = 4096
+LEXICAL_DIR = "bm25"
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("internal_id", pa.int64()),
@@ -124,6 +127,11 @@ class SegmentWriter:
         np.save(self.tmp_dir / "ivf_docs.npy", ivf_docs)
         info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]),
                 "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
+        # The lexical (BM25) index of the same documents, built from the stored texts and
+        # published with the segment: both change by the same atomic commit.
+        texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
+        BM25Index.build(texts).save(self.tmp_dir / LEXICAL_DIR)
+        info["lexical"] = LEXICAL_DIR
         (self.tmp_dir / "segment.json").write_text(json.dumps(info), encoding="utf-8")
         publish_dir(self.tmp_dir, self.final_dir)
         return info
@@ -185,6 +193,13 @@ class Segment:
     @cached_property
     def external_ids(self) -> list[str]:
         return self._docs_file.read(columns=["id"]).column(0).to_pylist()
+
+    @cached_property
+    def lexical(self) -> BM25Index:
+        """The segment's BM25 index (built in memory for segments written before it existed)."""
+        if (self.folder / LEXICAL_DIR).is_dir():
+            return BM25Index.load(self.folder / LEXICAL_DIR)
+        return BM25Index.build(self._docs_file.read(columns=["text"]).column(0).to_pylist())
 
     @cached_property
     def metadata_table(self) -> pa.Table:

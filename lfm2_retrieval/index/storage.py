@@ -47,8 +47,8 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Make every file in `tmp_dir` durable, then rename the folder to its final name."""
-    for file in tmp_dir.iterdir():
-        fsync_file(file)
+    for entry in tmp_dir.rglob("*"):
+        fsync_file(entry) if entry.is_file() else fsync_dir(entry)
     fsync_dir(tmp_dir)
     os.replace(tmp_dir, final_dir)
     fsync_dir(final_dir.parent)

@@ -1,0 +1,49 @@
+"""Fusing a semantic and a lexical ranking into one.
+
+- Reciprocal rank fusion (Cormack et al., 2009): score(d) = sum over rankings of
+  1 / (k + rank(d)), rank from 1, k = 60. Needs no score calibration, so it is the default.
+- Interpolation: alpha * s_sem + (1 - alpha) * s_lex, where each list's scores are min-max
+  normalised to [0, 1] first (MaxSim sums and BM25 scores live on unrelated scales); a
+  document missing from one list gets 0 there. alpha = 1 is semantic only, 0 lexical only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Ranking = Sequence[tuple[str, float]]  # (id, score), best first
+RRF_K = 60
+MODES = ("semantic", "lexical", "hybrid")
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Ranking], k: int = RRF_K) -> list[tuple[str, float]]:
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, (doc_id, _) in enumerate(ranking, start=1):
+            fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _normalized(ranking: Ranking) -> dict[str, float]:
+    if not ranking:
+        return {}
+    scores = [s for _, s in ranking]
+    low, high = min(scores), max(scores)
+    if high == low:
+        return {d: 1.0 for d, _ in ranking}
+    return {d: (s - low) / (high - low) for d, s in ranking}
+
+
+def interpolate(semantic: Ranking, lexical: Ranking, alpha: float) -> list[tuple[str, float]]:
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be between 0 and 1")
+    sem, lex = _normalized(semantic), _normalized(lexical)
+    fused = {d: alpha * sem.get(d, 0.0) + (1 - alpha) * lex.get(d, 0.0) for d in sem.keys() | lex.keys()}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fuse(semantic: Ranking, lexical: Ranking, alpha: float | None = None) -> list[tuple[str, float]]:
+    """Hybrid ranking: interpolation when `alpha` is given, else reciprocal rank fusion."""
+    if alpha is None:
+        return reciprocal_rank_fusion([semantic, lexical])
+    return interpolate(semantic, lexical, alpha)

@@ -1,0 +1,135 @@
+"""Hybrid search: fusion math, the lexical index kept by the same commits, and the three modes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from lfm2_retrieval.api import ApiSettings, create_app
+from lfm2_retrieval.engine import SearchEngine, TextDocument
+from lfm2_retrieval.fusion import fuse, interpolate, reciprocal_rank_fusion
+from lfm2_retrieval.index import MultiVectorIndex
+
+DIM = 16
+
+
+# ---------------------------------------------------------------------- fusion math
+def test_reciprocal_rank_fusion():
+    fused = dict(reciprocal_rank_fusion([[("a", 9.0), ("b", 5.0)], [("b", 30.0), ("c", 1.0)]], k=60))
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["a"] == pytest.approx(1 / 61) and fused["c"] == pytest.approx(1 / 62)
+    assert [d for d, _ in fuse([("a", 9.0), ("b", 5.0)], [("b", 30.0), ("c", 1.0)])] == ["b", "a", "c"]
+
+
+def test_interpolation_normalises_each_side():
+    sem = [("a", 30.0), ("b", 20.0), ("c", 10.0)]
+    lex = [("c", 8.0), ("d", 4.0)]
+    fused = dict(interpolate(sem, lex, alpha=0.5))
+    assert fused["a"] == pytest.approx(0.5) and fused["b"] == pytest.approx(0.25)
+    assert fused["c"] == pytest.approx(0.5 * 0 + 0.5 * 1) and fused["d"] == pytest.approx(0.0)
+    assert [d for d, _ in interpolate(sem, lex, 1.0)][:3] == ["a", "b", "c"]  # semantic only
+    assert [d for d, _ in interpolate(sem, lex, 0.0)][0] == "c"  # lexical only
+    with pytest.raises(ValueError):
+        interpolate(sem, lex, 1.5)
+    assert interpolate([], [], 0.5) == [] and dict(interpolate([("x", 2.0)], [], 0.5)) == {"x": 0.5}
+
+
+# ---------------------------------------------------------------------- the lexical index
+def unit(n: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_lexical_index_follows_adds_deletes_upserts_and_filters(tmp_path):
+    index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
+    texts = {f"d{i}": f"ordinary text number {i} about rivers" for i in range(40)}
+    texts["code"] = "the error code E-4012 means the pump failed"
+    texts["cjk"] = "東京タワーの高さは333メートルです"
+    ids = list(texts)
+    index.add(ids, [unit(6, i) for i in range(len(ids))], [texts[i] for i in ids],
+              [{"n": i} for i in range(len(ids))])
+    assert [h.id for h in index.search_lexical(["E-4012"], k=3)[0]] == ["code"]
+    assert index.search_lexical(["東京タワー"], k=3)[0][0].id == "cjk"
+    assert index.search_lexical(["nothing matches zzzz"], k=3)[0] == []
+    assert index.search_lexical(["rivers"], k=5, filter={"n": {"$lt": 3}})[0][0].metadata["n"] < 3
+
+    index.delete(["code"])
+    assert index.search_lexical(["E-4012"], k=3)[0] == []
+    index.upsert(["d1"], [unit(6, 99)], ["now about volcanoes instead"])
+    assert [h.id for h in index.search_lexical(["volcanoes"], k=3)[0]] == ["d1"]
+    assert "d1" not in {h.id for h in index.search_lexical(["rivers"], k=50)[0]}  # the old text is gone
+    index.optimize()  # rebuilt segments keep their lexical index
+    assert [h.id for h in index.search_lexical(["volcanoes"], k=3)[0]] == ["d1"]
+
+
+CRASHING_ADD = """
+import sys, numpy as np
+from lfm2_retrieval.index import MultiVectorIndex
+v = np.ones((3, %d), np.float32) / np.sqrt(%d)
+MultiVectorIndex(sys.argv[1]).add(["new"], [v], ["a brandnewword appears"])
+""" % (DIM, DIM)
+
+
+@pytest.mark.parametrize("point", ["segment-written", "before-manifest"])
+def test_crash_mid_commit_leaves_both_indexes_consistent(tmp_path, point):
+    index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
+    index.add([f"d{i}" for i in range(20)], [unit(4, i) for i in range(20)], [f"old text {i}" for i in range(20)])
+    env = {**os.environ, "LFM2_SEARCH_CRASH_AT": point, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-c", CRASHING_ADD, str(tmp_path / "idx")], env=env)
+    assert proc.returncode == 137
+    index = MultiVectorIndex(tmp_path / "idx")
+    assert len(index) == 20
+    assert index.search_lexical(["brandnewword"], k=5)[0] == []  # neither side saw the lost commit
+    assert "new" not in {h.id for h in index.search(np.ones((3, DIM), np.float32) / 4, k=25)}
+    subprocess.run([sys.executable, "-c", CRASHING_ADD, str(tmp_path / "idx")], check=True,
+                   env={**env, "LFM2_SEARCH_CRASH_AT": ""})
+    index.refresh()
+    assert [h.id for h in index.search_lexical(["brandnewword"], k=5)[0]] == ["new"]
+    assert "new" in {h.id for h in index.search(np.ones((3, DIM), np.float32) / 4, k=25)}
+
+
+# ---------------------------------------------------------------------- the three modes
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, pylate_tiny_dir):
+    engine = SearchEngine.open(tmp_path_factory.mktemp("hybrid") / "idx", model=str(pylate_tiny_dir), create=True)
+    docs = [TextDocument(f"doc{i}", f"A general note number {i} about gardens and weather.") for i in range(30)]
+    docs.append(TextDocument("manual", "Fault XK-77Q: replace the valve gasket.", {"kind": "manual"}))
+    engine.upsert(docs)
+    return engine
+
+
+def test_lexical_only_documents_are_found(engine):
+    lexical = engine.search(["XK-77Q"], k=3, mode="lexical")[0]
+    assert [h.id for h in lexical] == ["manual#0"]
+    for alpha in (None, 0.3):
+        hybrid = engine.search(["XK-77Q"], k=5, mode="hybrid", alpha=alpha)[0]
+        assert "manual#0" in [h.id for h in hybrid]
+    assert len(engine.search(["gardens"], k=5, mode="semantic")[0]) == 5
+    with pytest.raises(ValueError):
+        engine.search(["x"], mode="fuzzy")
+
+
+def test_modes_over_http(engine):
+    with TestClient(create_app(engine, ApiSettings(api_key=None))) as client:
+        r = client.post("/search", json={"query": "XK-77Q", "mode": "lexical", "k": 2})
+        assert r.status_code == 200 and r.json()["results"][0]["hits"][0]["id"] == "manual#0"
+        r = client.post("/search", json={"query": "XK-77Q", "mode": "hybrid", "alpha": 0.2, "k": 5})
+        assert "manual#0" in [h["id"] for h in r.json()["results"][0]["hits"]]
+        assert client.post("/search", json={"query": "x", "mode": "hybrid", "alpha": 2}).status_code == 422
+        assert client.post("/search", json={"query": "x", "mode": "fuzzy"}).status_code == 422
+
+
+def test_cli_modes(engine):
+    from typer.testing import CliRunner
+
+    from lfm2_retrieval.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "XK-77Q", "--index", str(engine.index.path), "--mode", "hybrid", "--json"])
+    assert out.exit_code == 0 and "manual#0" in out.output
+    bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--alpha", "0.5"])
+    assert bad.exit_code == 1 and "only applies" in bad.output
