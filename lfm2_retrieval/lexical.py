@@ -52,11 +52,16 @@ class BM25Index:
     @classmethod
     def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
         import bm25s
+        from bm25s.tokenization import Tokenized
 
-        corpus = [tokenize(t) or [EMPTY_TOKEN] for t in texts]  # an empty text still takes its row
+        # Token ids as compact arrays, built one text at a time: a million chunks never sit in
+        # memory as lists of Python strings.
+        vocab: dict[str, int] = {}
+        ids = [np.fromiter((vocab.setdefault(tok, len(vocab)) for tok in tokenize(t) or [EMPTY_TOKEN]), np.int32)
+               for t in texts]  # an empty text still takes its row
         bm25 = bm25s.BM25(k1=k1, b=b)
-        bm25.index(corpus, show_progress=False)
-        return cls(bm25, len(corpus))
+        bm25.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
+        return cls(bm25, len(ids))
 
     def save(self, folder: Path) -> None:
         self._bm25.save(str(folder))
