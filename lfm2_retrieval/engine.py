@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .encoder import ColBERTEncoder
-from .index import Hit, IndexFolderError, MultiVectorIndex
+from .index import Hit, IndexFolderError, MultiVectorIndex, SearchParams
 from .chunking import Chunker, ChunkingOptions
 from .fusion import MODES, fuse
 from .locations import default_model, model_source
@@ -138,7 +138,9 @@ class SearchEngine:
         if alpha is not None and not 0.0 <= alpha <= 1.0:
             raise ValueError("alpha must be between 0 and 1")
         depth = max(k, HYBRID_DEPTH)  # fuse deeper lists than asked for: a document can rise
-        semantic = self.index.search(vectors, k=depth, filter=filter)
+        # The semantic side keeps the search effort of k: its exact stage already scores far
+        # more than `depth` documents, so the deeper list costs nothing extra.
+        semantic = self.index.search(vectors, k=depth, filter=filter, params=SearchParams.for_k(k))
         lexical = self.index.search_lexical(texts, k=depth, filter=filter)
         out = []
         for sem, lex in zip(semantic, lexical):
