@@ -401,6 +401,29 @@ def serve_command(
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
 
 
+@app.command("train")
+def train_command(
+    config: Path = typer.Argument(None, help="A .toml or .json file of training settings (see configs/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting: --set steps=500. Repeatable."),
+) -> None:
+    """Train an LFM2 backbone into a ColBERT encoder (contrastive, in-batch negatives).
+
+    Resumes from the latest checkpoint in the output folder. Writes log.jsonl, checkpoints/ and,
+    at the end, model/ (a PyLate folder usable with --model).
+
+    Example: lfm2-search train configs/default-model.toml --set steps=100
+    """
+    from lfm2_retrieval.training import TrainConfig
+    from lfm2_retrieval.training.trainer import Trainer
+
+    try:
+        cfg = TrainConfig.load(config, set_)
+        final = Trainer(cfg).train()
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(f"model written to {final}")
+
+
 @app.command("model-info")
 def model_info(
     model: str = typer.Argument(..., help="A PyLate ColBERT folder, or a Hugging Face hub id (needs internet)."),

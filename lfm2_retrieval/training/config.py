@@ -1,0 +1,84 @@
+"""Training settings: one dataclass, read from a JSON or TOML file, overridable from the command line.
+
+    lfm2-search train configs/small.toml --set steps=200 --set batch_size=16
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    # Where things go and come from.
+    output_dir: str = "runs/default"
+    shared_data: str = "../shared/data"
+    init_from: str | None = None  # an existing LFM2 / ColBERT folder; None: train from scratch
+    # The backbone when training from scratch (a small LFM2: short convolutions + attention).
+    vocab_size: int = 16384
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    layer_types: list[str] = field(default_factory=lambda: ["conv", "conv", "full_attention",
+                                                           "conv", "conv", "full_attention"])
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    bidirectional: bool = True
+    embedding_dim: int = 96  # ColBERT projection
+    query_length: int = 32
+    document_length: int = 180
+    # Data: pairs per source and language, drawn with the seed (0: all). Sources: qa,
+    # parallel, scifact (SciFact is CC BY-NC: leave it out of models meant for any use).
+    max_pairs_per_source: int = 20000
+    sources: list[str] = field(default_factory=lambda: ["qa", "parallel", "scifact"])
+    languages: list[str] = field(default_factory=lambda: ["en", "es", "it", "ja", "ko", "zh", "ar", "fr", "de", "pt"])
+    # Optimisation.
+    steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    temperature: float = 1.0  # on raw MaxSim sums, as PyLate's contrastive loss
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 0  # torch threads (0: leave torch's default)
+    # Bookkeeping.
+    log_every: int = 10
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    eval_languages: list[str] = field(default_factory=lambda: ["en", "ja", "ar"])
+
+    @classmethod
+    def load(cls, path: str | Path | None, overrides: list[str] | None = None) -> "TrainConfig":
+        raw: dict[str, Any] = {}
+        if path is not None:
+            text = Path(path).read_text(encoding="utf-8")
+            raw = tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(raw) - set(known)
+        if unknown:
+            raise ValueError(f"unknown settings in {path}: {sorted(unknown)}")
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep or key not in known:
+                raise ValueError(f"--set takes key=value with a known key, got {item!r}")
+            raw[key] = _parse(value, getattr(cls(), key))
+        return cls(**raw)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+
+def _parse(value: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, list):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return None if value.lower() == "none" else value

@@ -1,0 +1,147 @@
+"""Training pairs (query, relevant passage) from ../shared/data, kept apart from evaluation data.
+
+- QA: questions and their paragraphs, from the training files of each language. Where a
+  language has one file only (es, it, fr; the English SQuAD dev set), its paragraphs that the
+  NanoQA evaluation tasks use (as gold or as distractors) are left out. KorQuAD is never used:
+  its license allows evaluation only.
+- Parallel text (NTREX): a sentence and its translation into another language, so that
+  queries and documents meet across scripts; the sentences of the NanoNTREX tasks are left out.
+- SciFact: training queries (qrels/train.tsv) and their abstracts; evaluation uses the test queries.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..evaluation.builders import NTREX_FILES, QA_EVAL_FILES, build_parallel_nano, build_qa_nano, read_squad
+from ..evaluation.tasks import load_beir
+
+# Training files per language; files also used for evaluation are filtered (see above).
+QA_TRAIN_FILES = {
+    "en": ["en/tydiqa-goldp-train.json", "en/squad2-dev.json"],
+    "es": ["es/squad-es-v1.1-dev.json"],
+    "it": ["it/squad-it-test.json"],
+    "ja": ["ja/jaquad-train.json", "ja/jsquad-valid.json"],
+    "ko": ["ko/tydiqa-goldp-train.json"],
+    "zh": ["zh/drcd-dev.json", "zh/drcd-test.json", "zh/cmrc2018-trial.json"],
+    "ar": ["ar/arcd-train.json", "ar/tydiqa-goldp-dev.json"],
+    "fr": ["fr/piaf-spf-qr-test.json"],
+}
+NEVER_TRAIN = ("korquad",)  # CC BY-ND: evaluation only
+DATA_LICENSES = {
+    "SQuAD 2.0": "CC BY-SA 4.0", "TyDi QA": "Apache-2.0", "SQuAD-es": "CC BY 4.0", "SQuAD-it": "CC BY-SA 4.0",
+    "JaQuAD": "CC BY-SA 3.0", "JSQuAD (JGLUE)": "CC BY-SA 4.0", "DRCD": "CC BY-SA 3.0", "CMRC 2018": "CC BY-SA 4.0",
+    "ARCD": "MIT", "PIAF": "MIT", "NTREX-128": "CC BY-SA 4.0", "BEIR SciFact": "CC BY-NC 2.0",
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    document: str
+    source: str  # e.g. qa/ja, ntrex/en-ko, scifact
+
+
+def _eval_paragraphs(shared: Path, language: str) -> set[str]:
+    """Paragraph texts the NanoQA task of this language uses (built exactly as the harness does)."""
+    files, _ = QA_EVAL_FILES[language]
+    paths = [shared / "qa" / f for f in files]
+    if not all(p.exists() for p in paths):
+        return set()
+    return set(build_qa_nano(paths, language).corpus.values())
+
+
+def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random) -> list[Pair]:
+    paths = [shared / "qa" / f for f in QA_TRAIN_FILES.get(language, []) if (shared / "qa" / f).exists()]
+    paths = [p for p in paths if not any(word in p.name for word in NEVER_TRAIN)]
+    if not paths:
+        return []
+    held_out = _eval_paragraphs(shared, language)
+    paragraphs, questions = read_squad(paths)
+    pairs = [Pair(q, paragraphs[pid], f"qa/{language}") for _, q, pid in questions if paragraphs[pid] not in held_out]
+    rng.shuffle(pairs)
+    return pairs[:limit] if limit else pairs
+
+
+def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.Random) -> list[Pair]:
+    folder = shared / "parallel" / "ntrex128"
+    files = {lang: folder / NTREX_FILES[lang] for lang in languages if lang in NTREX_FILES
+             and (folder / NTREX_FILES[lang]).exists()}
+    if len(files) < 2:
+        return []
+    held_out = {int(d[1:]) for d in build_parallel_nano(files)[0].corpus}  # the NanoNTREX sentences
+    lines = {lang: p.read_text(encoding="utf-8").splitlines() for lang, p in files.items()}
+    n = min(len(v) for v in lines.values())
+    langs = sorted(lines)
+    pairs = []
+    for i in range(n):
+        if i in held_out:
+            continue
+        for _ in range(2):  # two random language pairs per sentence
+            a, b = rng.sample(langs, 2)
+            if lines[a][i].strip() and lines[b][i].strip():
+                pairs.append(Pair(lines[a][i].strip(), lines[b][i].strip(), f"ntrex/{a}-{b}"))
+    rng.shuffle(pairs)
+    return pairs[:limit] if limit else pairs
+
+
+def scifact_pairs(shared: Path, limit: int, rng: random.Random) -> list[Pair]:
+    folder = shared / "beir" / "scifact"
+    if not (folder / "qrels" / "train.tsv").exists():
+        return []
+    task = load_beir(folder, split="train")
+    pairs = [Pair(task.queries[q], task.corpus[d], "scifact") for q, rel in task.qrels.items() for d in rel]
+    rng.shuffle(pairs)
+    return pairs[:limit] if limit else pairs
+
+
+def training_pairs(shared: Path, languages: list[str], limit_per_source: int, seed: int,
+                   sources: tuple[str, ...] = ("qa", "parallel", "scifact")) -> list[Pair]:
+    """The chosen sources, shuffled together with the seed."""
+    unknown = set(sources) - {"qa", "parallel", "scifact"}
+    if unknown:
+        raise ValueError(f"unknown data sources {sorted(unknown)}; use qa, parallel, scifact")
+    rng = random.Random(seed)
+    pairs: list[Pair] = []
+    if "qa" in sources:
+        for lang in languages:
+            pairs += qa_pairs(shared, lang, limit_per_source, rng)
+    if "parallel" in sources:
+        pairs += parallel_pairs(shared, languages, limit_per_source, rng)
+    if "scifact" in sources:
+        pairs += scifact_pairs(shared, limit_per_source, rng)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def batches(pairs: list[Pair], batch_size: int, seed: int, start_step: int = 0):
+    """Endless batches without repeated documents inside a batch (they would be false negatives).
+
+    Deterministic for a seed: a resumed run sees exactly the batches it would have seen."""
+    step, epoch = 0, 0
+    while True:
+        order = list(range(len(pairs)))
+        random.Random(seed * 1000 + epoch).shuffle(order)
+        batch, seen = [], set()
+        for i in order:
+            if pairs[i].document in seen:
+                continue
+            batch.append(pairs[i])
+            seen.add(pairs[i].document)
+            if len(batch) == batch_size:
+                if step >= start_step:
+                    yield batch
+                step += 1
+                batch, seen = [], set()
+        epoch += 1
+
+
+def write_summary(pairs: list[Pair], path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in pairs:
+        counts[p.source] = counts.get(p.source, 0) + 1
+    path.write_text(json.dumps(dict(sorted(counts.items())), indent=2), encoding="utf-8")
+    return counts

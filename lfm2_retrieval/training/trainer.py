@@ -1,0 +1,225 @@
+"""Training an LFM2 backbone into a ColBERT encoder: `lfm2-search train CONFIG`.
+
+From scratch (a byte-level BPE tokenizer trained on the training text, a small LFM2 with
+random weights) or from an existing model folder (`init_from`). Contrastive loss with
+in-batch negatives on multilingual QA pairs and cross-lingual translation pairs. Seeded;
+checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
+the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lfm2_core import LFM2Config, LFM2Model
+
+from ..colbert_config import ColBERTConfig
+from ..encoder import ColBERTEncoder, Dense
+from ..tokenization import ColBERTTokenizer
+from ..tokenizer_training import EOS, PAD, train_byte_level_bpe
+from .config import TrainConfig
+from .data import Pair, batches, training_pairs, write_summary
+from .loss import contrastive_loss, pairwise_maxsim
+
+KEEP_CHECKPOINTS = 2
+
+
+def _set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEncoder:
+    """A fresh encoder (tokenizer trained on the pairs' text) or one loaded from `init_from`."""
+    if cfg.init_from:
+        return ColBERTEncoder.from_pretrained(cfg.init_from)
+    tok_dir = out / "tokenizer"
+    if (tok_dir / "tokenizer.json").exists():
+        from tokenizers import Tokenizer
+        tokenizer = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    else:
+        sample = [t for p in pairs[:50000] for t in (p.query, p.document)]
+        tokenizer = train_byte_level_bpe(sample, cfg.vocab_size, tok_dir)
+    backbone_config = LFM2Config(
+        vocab_size=tokenizer.get_vocab_size(), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=len(cfg.layer_types), layer_types=list(cfg.layer_types),
+        num_attention_heads=cfg.num_attention_heads, num_key_value_heads=cfg.num_key_value_heads,
+        block_auto_adjust_ff_dim=False, max_position_embeddings=4096, bidirectional=cfg.bidirectional,
+        pad_token_id=tokenizer.token_to_id(PAD), bos_token_id=1, eos_token_id=tokenizer.token_to_id(EOS))
+    backbone = LFM2Model(backbone_config)
+    backbone.init_weights(seed=cfg.seed)
+    with torch.no_grad():
+        for name, param in backbone.named_parameters():
+            if name.endswith("norm.weight") or "layernorm" in name:
+                param.fill_(1.0)
+    dense = Dense(cfg.hidden_size, cfg.embedding_dim)
+    colbert = ColBERTConfig(query_length=cfg.query_length, document_length=cfg.document_length)
+    col_tok = ColBERTTokenizer(tokenizer, colbert, {"eos_token": EOS, "pad_token": PAD})
+    encoder = ColBERTEncoder(backbone, [dense], col_tok, colbert, source_dir=tok_dir)
+    encoder.save(out / "init")  # a complete model folder: tokenizer files travel with it
+    return ColBERTEncoder.from_pretrained(out / "init")
+
+
+# ---------------------------------------------------------------------- differentiable encoding
+def _project(encoder: ColBERTEncoder, ids, mask, state=None) -> torch.Tensor:
+    hidden = encoder.backbone(torch.from_numpy(ids), torch.from_numpy(mask),
+                              state_mask=None if state is None else torch.from_numpy(state))
+    for layer in encoder.dense:
+        hidden = layer(hidden)
+    return torch.nn.functional.normalize(hidden.float(), p=2, dim=-1)
+
+
+def encode_queries_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = encoder.tokenizer.queries(texts)
+    state = np.ones_like(batch.attention_mask) if encoder.backbone.config.bidirectional else None
+    return _project(encoder, batch.input_ids, batch.attention_mask, state), torch.from_numpy(batch.keep)
+
+
+def encode_documents_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    ids_list = encoder.tokenizer.documents(texts)
+    width = max(len(t) for t in ids_list)
+    ids = np.full((len(ids_list), width), encoder.tokenizer.pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids_list), width), dtype=np.int64)
+    for row, seq in enumerate(ids_list):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    keep = mask.astype(bool) & encoder.tokenizer.document_keep_mask(ids)
+    return _project(encoder, ids, mask), torch.from_numpy(keep)
+
+
+# ---------------------------------------------------------------------- the loop
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        _set_seed(cfg.seed)
+        self.pairs = training_pairs(Path(cfg.shared_data), cfg.languages, cfg.max_pairs_per_source, cfg.seed,
+                                    tuple(cfg.sources))
+        if not self.pairs:
+            raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
+        write_summary(self.pairs, self.out / "data.json")
+        cfg.save(self.out / "config.json")
+        self.encoder = build_encoder(cfg, self.pairs, self.out)
+        params = [p for m in (self.encoder.backbone, self.encoder.dense) for p in m.parameters()]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step = 0
+        self._dev = None
+        self._resume()
+
+    def _lr_factor(self, step: int) -> float:
+        if step < self.cfg.warmup_steps:
+            return (step + 1) / self.cfg.warmup_steps
+        progress = (step - self.cfg.warmup_steps) / max(1, self.cfg.steps - self.cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoints(self) -> list[Path]:
+        folder = self.out / "checkpoints"
+        return sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.exists() else []
+
+    def _resume(self) -> None:
+        ready = [c for c in self._checkpoints() if (c / "state.pt").exists()]
+        if not ready:
+            return
+        latest = ready[-1]
+        loaded = ColBERTEncoder.from_pretrained(latest)
+        self.encoder.backbone.load_state_dict(loaded.backbone.state_dict())
+        self.encoder.dense.load_state_dict(loaded.dense.state_dict())
+        state = torch.load(latest / "state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
+        self._log({"event": "resumed", "step": self.step, "from": str(latest)})
+
+    def save_checkpoint(self) -> Path:
+        folder = self.out / "checkpoints" / f"step-{self.step}"
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.encoder.save(tmp)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "step": self.step, "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)  # a checkpoint is complete or absent
+        for old in self._checkpoints()[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    # ------------------------------------------------------------------ logging and evaluation
+    def _log(self, record: dict) -> None:
+        record = {"time": round(time.time(), 1), **record}
+        with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+
+    def evaluate(self) -> dict[str, float]:
+        """NDCG@10 on dev tasks: NanoQA per eval language, and NanoNTREX across them."""
+        from ..evaluation.builders import QA_EVAL_FILES, build_parallel_nano, build_qa_nano, NTREX_FILES
+        from ..evaluation.harness import evaluate_cross_lingual, evaluate_task
+        from ..evaluation.retrievers import ColBERTRetriever
+
+        shared = Path(self.cfg.shared_data)
+        if self._dev is None:
+            qa = [build_qa_nano([shared / "qa" / f for f in QA_EVAL_FILES[lang][0]], lang, corpus_size=300)
+                  for lang in self.cfg.eval_languages if lang in QA_EVAL_FILES]
+            files = {lang: shared / "parallel" / "ntrex128" / NTREX_FILES[lang]
+                     for lang in self.cfg.eval_languages if lang in NTREX_FILES}
+            self._dev = (qa, build_parallel_nano(files, corpus_size=200) if len(files) > 1 else [])
+        self.encoder.backbone.eval()
+        self.encoder.dense.eval()
+        system = ColBERTRetriever(self.encoder, "dev")
+        scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in self._dev[0]}
+        cross = list(evaluate_cross_lingual(system, self._dev[1]))
+        if cross:
+            scores["ntrex_cross"] = sum(r.ndcg_at_10 for r in cross) / len(cross)
+        self.encoder.backbone.train()
+        self.encoder.dense.train()
+        return scores
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> Path:
+        cfg = self.cfg
+        self.encoder.backbone.train()
+        self.encoder.dense.train()
+        stream = batches(self.pairs, cfg.batch_size, cfg.seed, start_step=self.step)
+        started, seen, losses = time.perf_counter(), 0, []
+        while self.step < cfg.steps:
+            batch = next(stream)
+            q, q_keep = encode_queries_train(self.encoder, [p.query for p in batch])
+            d, d_keep = encode_documents_train(self.encoder, [p.document for p in batch])
+            loss = contrastive_loss(pairwise_maxsim(q, q_keep, d, d_keep), cfg.temperature)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            seen += len(batch)
+            losses.append(float(loss.detach()))
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                elapsed = time.perf_counter() - started
+                self._log({"step": self.step, "loss": round(sum(losses) / len(losses), 4),
+                           "lr": self.scheduler.get_last_lr()[0], "pairs_per_s": round(seen / elapsed, 1)})
+                losses = []
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                self._log({"step": self.step, "eval_ndcg@10": self.evaluate()})
+        final = self.out / "model"
+        shutil.rmtree(final, ignore_errors=True)
+        self.encoder.save(final)
+        self._log({"event": "done", "step": self.step, "model": str(final)})
+        return final

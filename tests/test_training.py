@@ -1,0 +1,79 @@
+"""Training: settings, the loss, and a few real steps from scratch with checkpoints and resume."""
+
+import json
+
+import pytest
+import torch
+
+from lfm2_retrieval.training import TrainConfig
+from lfm2_retrieval.training.loss import contrastive_loss, pairwise_maxsim
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('steps = 7\nlanguages = ["en", "ja"]\n')
+    cfg = TrainConfig.load(path, ["batch_size=3", "bidirectional=false", "eval_languages=ko,zh"])
+    assert (cfg.steps, cfg.batch_size, cfg.bidirectional, cfg.languages, cfg.eval_languages) == \
+        (7, 3, False, ["en", "ja"], ["ko", "zh"])
+    with pytest.raises(ValueError, match="known key"):
+        TrainConfig.load(None, ["nonsense=1"])
+    path.write_text("steps = 1\nmystery = 2\n")
+    with pytest.raises(ValueError, match="mystery"):
+        TrainConfig.load(path)
+
+
+def test_maxsim_and_contrastive_loss():
+    q = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
+    d = torch.nn.functional.normalize(torch.randn(3, 5, 8), dim=-1)
+    q_mask, d_mask = torch.ones(3, 4), torch.ones(3, 5)
+    d_mask[1, 3:] = 0
+    scores = pairwise_maxsim(q, q_mask, d, d_mask)
+    expected = (q[0] @ d[1, :3].T).max(dim=1).values.sum()
+    assert scores.shape == (3, 3) and torch.allclose(scores[0, 1], expected)
+    perfect = contrastive_loss(torch.eye(3) * 100)
+    assert perfect < 1e-6 and contrastive_loss(torch.zeros(3, 3)) == pytest.approx(torch.log(torch.tensor(3.0)))
+
+
+def tiny(tmp_path, shared_data, steps):
+    return TrainConfig.load(None, [f"output_dir={tmp_path / 'run'}", f"shared_data={shared_data}", f"steps={steps}",
+                                   "batch_size=4", "hidden_size=32", "intermediate_size=64", "embedding_dim=16",
+                                   "vocab_size=600", "max_pairs_per_source=40", "eval_every=0",
+                                   "checkpoint_every=2", "log_every=1", "languages=en,ja,ko,ar", "seed=3"])
+
+
+def test_train_from_scratch_checkpoint_and_resume(tmp_path, shared_data):
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.trainer import Trainer
+
+    first = Trainer(tiny(tmp_path, shared_data, steps=4))
+    first.train()
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert data["qa/ja"] == 40 and not any("korquad" in k for k in data)
+    assert any(k.startswith("ntrex/") for k in data) and "scifact" in data
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-2", "step-4"]
+    model = ColBERTEncoder.from_pretrained(tmp_path / "run" / "model")
+    assert model.backbone.config.bidirectional and model.dim == 16
+    assert len(model.encode_documents(["日本語の文章", "an English sentence"])) == 2
+
+    # A longer run in the same folder resumes at step 4 and ends where a straight run would.
+    resumed = Trainer(tiny(tmp_path, shared_data, steps=6))
+    assert resumed.step == 4
+    resumed.train()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "resumed" and r["step"] == 4 for r in log)
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert all(loss == loss and loss >= 0 for loss in losses)  # finite
+
+
+def test_training_never_uses_evaluation_paragraphs(shared_data):
+    import random
+
+    from lfm2_retrieval.evaluation.builders import QA_EVAL_FILES, build_qa_nano
+    from lfm2_retrieval.training.data import qa_pairs
+
+    # Spanish has one file, used by both: the evaluation's paragraphs must stay out of training.
+    files, _ = QA_EVAL_FILES["es"]
+    held_out = set(build_qa_nano([shared_data / "qa" / f for f in files], "es").corpus.values())
+    pairs = qa_pairs(shared_data, "es", 0, random.Random(0))
+    assert pairs and not ({p.document for p in pairs} & held_out)
+    assert qa_pairs(shared_data, "ko", 0, random.Random(0))  # from TyDi QA; KorQuAD never
