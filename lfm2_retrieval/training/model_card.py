@@ -16,7 +16,7 @@ SOURCE_DATASETS = {
 
 
 def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markdown: str = "",
-                     speed: str = "") -> Path:
+                     speed: str = "", limitations: str = "") -> Path:
     config = json.loads((run_dir / "config.json").read_text())
     counts = json.loads((run_dir / "data.json").read_text())
     datasets = sorted({d for source in counts for d in SOURCE_DATASETS.get(source, ["NTREX-128"] if
@@ -60,6 +60,8 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]
     if speed:
         lines += ["## Speed", "", speed, ""]
+    if limitations:
+        lines += ["## Limitations", "", limitations, ""]
     path = model_dir / "README.md"
     path.write_text("\n".join(line for line in lines if line is not None), encoding="utf-8")
     return path

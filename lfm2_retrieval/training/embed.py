@@ -1,0 +1,49 @@
+"""Make a trained model the embedded default: copy it into the package, with its model card.
+
+    python -m lfm2_retrieval.training.embed runs/default-model --metrics eval/out/default-model/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from ..locations import EMBEDDED_MODEL_DIR
+from .model_card import write_model_card
+
+COMMAND = "lfm2-search train configs/default-model.toml"
+KEEP = {"config.json", "model.safetensors", "modules.json", "config_sentence_transformers.json",
+        "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+
+
+def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitations: str = "") -> Path:
+    source = run_dir / "model"
+    if not (source / "modules.json").exists():
+        raise FileNotFoundError(f"{source} is not a finished model folder (run the training first)")
+    tmp = EMBEDDED_MODEL_DIR.with_name(EMBEDDED_MODEL_DIR.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for path in source.rglob("*"):
+        rel = path.relative_to(source)
+        if path.is_file() and (rel.name in KEEP or rel.parts[0].endswith("_Dense")):
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, tmp / rel)
+    write_model_card(tmp, run_dir, COMMAND, metrics_markdown, speed, limitations)
+    shutil.rmtree(EMBEDDED_MODEL_DIR, ignore_errors=True)
+    tmp.rename(EMBEDDED_MODEL_DIR)
+    return EMBEDDED_MODEL_DIR
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--metrics", type=Path, help="a results.md of eval/nanobeir.py to put in the card")
+    parser.add_argument("--speed", default="", help="a line about encoding speed for the card")
+    parser.add_argument("--limitations", default="", help="what the card must warn about")
+    args = parser.parse_args()
+    metrics = args.metrics.read_text(encoding="utf-8").split("\n", 2)[-1] if args.metrics else ""
+    print(embed(args.run_dir, metrics, args.speed, args.limitations))
+
+
+if __name__ == "__main__":
+    main()
