@@ -126,3 +126,17 @@ def test_info_on_a_bare_index(tmp_path):
     rng = np.random.default_rng(0)
     index.add([f"d{i}" for i in range(50)], [rng.standard_normal((5, 16)).astype(np.float32) for _ in range(50)])
     assert json.loads(run("info", "--index", tmp_path / "idx", "--json").output)["documents"] == 50
+
+
+def test_the_embedded_default_model_needs_no_flag(tmp_path, monkeypatch):
+    from lfm2_retrieval.locations import EMBEDDED_MODEL_DIR, embedded_model_available
+
+    assert embedded_model_available() and (EMBEDDED_MODEL_DIR / "README.md").exists()  # with its model card
+    monkeypatch.delenv("LFM2_SEARCH_MODEL", raising=False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("Lighthouses guide ships along rocky coasts at night.")
+    (tmp_path / "d" / "b.txt").write_text("東京タワーは高さ333メートルの電波塔です。")
+    run("index", tmp_path / "d", "--index", tmp_path / "idx")
+    assert MultiVectorIndex(tmp_path / "idx").manifest["model_source"] == str(EMBEDDED_MODEL_DIR)
+    hits = json.loads(run("search", "ships and lighthouses", "--index", tmp_path / "idx", "--json").output)
+    assert [h["metadata"]["source"].endswith("a.txt") for h in hits][0]
