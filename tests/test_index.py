@@ -306,3 +306,29 @@ def test_readers_see_complete_snapshots_while_a_writer_commits(tmp_path):
     assert not errors, errors[:3]
     assert checks[0] > 10
     assert MultiVectorIndex(path).commit > 3
+
+
+def test_many_threads_open_snapshots_at_once(tmp_path):
+    """Opening reads .npy headers through ast.literal_eval, which CPython 3.11 cannot run in
+    several threads at once; the index serialises those reads (a reader's refresh in a server)."""
+    index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
+    rng = np.random.default_rng(0)
+    for batch in range(3):
+        index.add([f"d{batch}-{i}" for i in range(30)], [rng.standard_normal((4, DIM)).astype(np.float32)
+                                                         for _ in range(30)])
+    index.delete(["d0-1"])
+    errors = []
+
+    def opener():
+        try:
+            for _ in range(40):
+                assert len(MultiVectorIndex(tmp_path / "idx")) == 89
+        except Exception as exc:  # noqa: BLE001 - collected and re-raised below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=opener) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]

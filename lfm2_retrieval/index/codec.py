@@ -20,6 +20,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .storage import load_npy
+
 SUPPORTED_NBITS = (1, 2, 4)
 
 
@@ -128,7 +130,7 @@ class ResidualCodec:
     @classmethod
     def load(cls, folder: Path) -> "ResidualCodec":
         meta = json.loads((folder / "codec.json").read_text(encoding="utf-8"))
-        centroids = np.load(folder / "centroids.npy")
+        centroids = load_npy(folder / "centroids.npy")
         return cls(centroids, np.asarray(meta["cutoffs"], np.float32), np.asarray(meta["weights"], np.float32),
                    int(meta["nbits"]))
 

@@ -29,7 +29,7 @@ from .codec import ResidualCodec, default_num_centroids
 from .filters import Filter, evaluate, validate
 from .search import SearchParams, exhaustive_segment, search_segment, similarities
 from .segment import DocumentBatch, Segment, SegmentWriter
-from .storage import WriterLock, write_json_atomic
+from .storage import WriterLock, load_npy, write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -149,7 +149,7 @@ class MultiVectorIndex:
             seg = self._segment_cache.get(info["name"]) or Segment(self.path / "segments" / info["name"])
             segments.append(seg)
         self._segment_cache = {s.name: s for s in segments}
-        tombstones = (np.load(self.path / manifest["tombstones"]) if manifest["tombstones"]
+        tombstones = (load_npy(self.path / manifest["tombstones"]) if manifest["tombstones"]
                       else np.empty(0, np.int64))
         live = [None if len(tombstones) == 0 else ~np.isin(s.internal_ids, tombstones) for s in segments]
         return _Snapshot(manifest, codec, segments, live)
@@ -537,7 +537,7 @@ class IndexWriter:
             old = [] if self._replace_all else list(self.base.manifest["segments"])
             self.manifest["segments"] = old + self._new_segments
             if self._deleted and not self._replace_all:
-                previous = (np.load(self.index.path / self.base.manifest["tombstones"])
+                previous = (load_npy(self.index.path / self.base.manifest["tombstones"])
                             if self.base.manifest["tombstones"] else np.empty(0, np.int64))
                 tombstones = np.union1d(previous, np.fromiter(self._deleted, np.int64))
                 name = self._next_name("tombstones") + ".npy"

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ..lexical import BM25Index
 from .codec import ResidualCodec
-from .storage import publish_dir
+from .storage import NPY_LOCK, load_npy, publish_dir
 
 ROW_GROUP_ROWS = 4096
 LEXICAL_DIR = "bm25"
@@ -178,10 +178,10 @@ class Segment:
         width = info["packed_width"]
         self.codes = _memmap(folder / "codes.bin", np.dtype(info["code_dtype"]), (self.n_tokens,))
         self.residuals = _memmap(folder / "residuals.bin", np.dtype(np.uint8), (self.n_tokens, width))
-        self.doc_offsets = np.load(folder / "doc_offsets.npy", mmap_mode="r")
-        self.ivf_offsets = np.load(folder / "ivf_offsets.npy", mmap_mode="r")
-        self.ivf_docs = np.load(folder / "ivf_docs.npy", mmap_mode="r")
-        self.record_offsets = np.load(folder / "record_offsets.npy", mmap_mode="r")
+        self.doc_offsets = load_npy(folder / "doc_offsets.npy", "r")
+        self.ivf_offsets = load_npy(folder / "ivf_offsets.npy", "r")
+        self.ivf_docs = load_npy(folder / "ivf_docs.npy", "r")
+        self.record_offsets = load_npy(folder / "record_offsets.npy", "r")
         self.records = _memmap(folder / "records.bin", np.dtype(np.uint8), (int(self.record_offsets[-1]),))
         # Keep the table's file open: a later commit may unlink it while we still read.
         self._docs_file = pq.ParquetFile(pa.memory_map(str(folder / "docs.parquet")))
@@ -198,7 +198,8 @@ class Segment:
     def lexical(self) -> BM25Index:
         """The segment's BM25 index (built in memory for segments written before it existed)."""
         if (self.folder / LEXICAL_DIR).is_dir():
-            return BM25Index.load(self.folder / LEXICAL_DIR)
+            with NPY_LOCK:  # bm25s opens .npy files too
+                return BM25Index.load(self.folder / LEXICAL_DIR)
         return BM25Index.build(self._docs_file.read(columns=["text"]).column(0).to_pylist())
 
     @cached_property

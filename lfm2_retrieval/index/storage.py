@@ -12,9 +12,23 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+
+# numpy parses .npy headers with ast.literal_eval, and CPython 3.11's AST constructor is not
+# thread-safe ("AST constructor recursion depth mismatch" when readers refresh concurrently):
+# every .npy of an index is opened under this lock. Opening is a header read; data stays mapped.
+NPY_LOCK = threading.RLock()
+
+
+def load_npy(path: Path, mmap_mode: str | None = None):
+    import numpy as np
+
+    with NPY_LOCK:
+        return np.load(path, mmap_mode=mmap_mode)
 
 
 class IndexLockedError(RuntimeError):
