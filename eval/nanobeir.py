@@ -9,8 +9,9 @@ Official NanoBEIR from the hub (needs internet):
 
     python eval/nanobeir.py --hub --tasks SciFact NFCorpus --languages en es --model M --out OUT
 
-Search modes side by side: --hybrid adds each model fused with BM25 (reciprocal rank fusion),
---alphas 0.3 0.5 0.7 adds score interpolations (to choose alpha on dev tasks).
+Search modes side by side: --hybrid adds each model fused with BM25 the engine's default way,
+--rrf adds reciprocal rank fusion, --alphas 0.3 0.5 0.7 adds score interpolations. The default
+fusion is chosen on dev tasks, never on these: eval/tune_fusion.py.
 
 Any folder of tasks in BEIR or Hugging Face parquet layout: --data DIR. Systems: every --model
 (a PyLate ColBERT folder; LFM2 backbones run on this project's encoder, others on pylate), BM25
@@ -36,7 +37,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from lfm2_retrieval.evaluation.builders import build_local_suite  # noqa: E402
+from lfm2_retrieval.evaluation.builders import build_atomically, build_local_suite  # noqa: E402
 from lfm2_retrieval.evaluation.harness import Result, evaluate_cross_lingual, evaluate_task  # noqa: E402
 from lfm2_retrieval.evaluation.report import (cross_lingual_grids, heatmap, load_references,  # noqa: E402
                                               markdown, monolingual_table, reference_deltas)
@@ -67,10 +68,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-monolingual", action="store_true", help="only the cross-lingual grids")
     p.add_argument("--index", action="store_true", help="also score each model through the compressed index")
     p.add_argument("--nbits", type=int, default=4, help="residual bits for --index")
-    p.add_argument("--hybrid", action="store_true", help="also score each model fused with BM25 (reciprocal rank "
-                   "fusion), beside semantic (the model) and lexical (BM25)")
+    p.add_argument("--hybrid", action="store_true", help="also score each model fused with BM25 the engine's "
+                   "default way (lfm2_retrieval.fusion), beside semantic (the model) and lexical (BM25)")
+    p.add_argument("--rrf", action="store_true", help="also fuse by reciprocal rank fusion")
     p.add_argument("--alphas", type=float, nargs="*", default=[], help="also fuse by score interpolation with "
-                   "these semantic weights (e.g. 0.3 0.5 0.7), to choose a default on dev tasks")
+                   "these semantic weights (e.g. 0.3 0.5 0.7); choose defaults on dev tasks with eval/tune_fusion.py")
     p.add_argument("--no-bm25", action="store_true")
     p.add_argument("--no-minilm", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "nanobeir")
@@ -94,7 +96,7 @@ def load_tasks(args) -> list[RetrievalTask]:
             sys.exit(f"error: no tasks in {data} and no shared data at {args.shared_data} to build them from; "
                      "pass --data with task folders (BEIR or Hugging Face parquet layout), or --hub when online")
         console.print(f"building local Nano tasks from {args.shared_data} into {data}")
-        build_local_suite(args.shared_data, data)
+        build_atomically(build_local_suite, args.shared_data, data)
     tasks = [load_folder(folder) for folder in tqdm(discover(data), desc="Loading tasks", unit="task")]
     if args.tasks:
         tasks = [t for t in tasks if t.info.name in args.tasks or t.info.name.removeprefix("Nano") in args.tasks]
@@ -125,6 +127,8 @@ def build_systems(args) -> list:
             systems.append(semantic)
             if args.hybrid:
                 systems.append(HybridRetriever(semantic))
+            if args.rrf:
+                systems.append(HybridRetriever(semantic, fusion="rrf"))
             systems.extend(HybridRetriever(semantic, alpha) for alpha in args.alphas)
             if args.index:
                 systems.append(ColBERTRetriever(encoder, f"{name} (index, nbits={args.nbits})", True, args.nbits))

@@ -214,8 +214,10 @@ def search_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     mode: str = typer.Option("semantic", "--mode", help="semantic (MaxSim), lexical (BM25), or hybrid (both, fused)."),
+    fusion: str = typer.Option(None, "--fusion", help="Hybrid: rrf (reciprocal rank fusion) or interpolation "
+                               "(normalised scores weighted by --alpha). Omitted: the default, chosen on dev data."),
     alpha: float = typer.Option(None, "--alpha", min=0.0, max=1.0, help="Hybrid: weight of the semantic side in "
-                                "score interpolation (1: semantic only). Omitted: reciprocal rank fusion."),
+                                "score interpolation (1: semantic only, 0: lexical only)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, score, text, metadata}."),
 ) -> None:
     """Search an index: a table of score, source and snippet, or JSON.
@@ -226,15 +228,19 @@ def search_command(
     """
     if not query.strip():
         _fail("the query is empty")
-    from lfm2_retrieval.fusion import MODES
+    from lfm2_retrieval.fusion import MODES, resolve
 
     if mode not in MODES:
         _fail(f"--mode must be one of {', '.join(MODES)}")
-    if alpha is not None and mode != "hybrid":
-        _fail("--alpha only applies to --mode hybrid")
+    if (alpha is not None or fusion is not None) and mode != "hybrid":
+        _fail("--alpha and --fusion only apply to --mode hybrid")
+    try:
+        resolve(fusion, alpha)
+    except ValueError as exc:
+        _fail(str(exc))
     parsed = _parse_filter(filter)
     engine = _open_engine(index, model)
-    hits = engine.search([query], k=k, filter=parsed, mode=mode, alpha=alpha)[0]
+    hits = engine.search([query], k=k, filter=parsed, mode=mode, alpha=alpha, fusion=fusion)[0]
     if as_json:
         print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
                          ensure_ascii=False, indent=2))

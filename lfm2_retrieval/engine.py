@@ -24,11 +24,10 @@ import numpy as np
 from .encoder import ColBERTEncoder
 from .index import Hit, IndexFolderError, MultiVectorIndex, SearchParams
 from .chunking import Chunker, ChunkingOptions
-from .fusion import MODES, fuse
+from .fusion import FUSION_DEPTH, MODES, fuse, resolve
 from .locations import default_model, model_source
 
 RESERVED_METADATA = ("doc_id", "chunk", "start_char", "end_char")
-HYBRID_DEPTH = 50  # candidates taken from each side before fusion
 
 
 @dataclass
@@ -115,16 +114,18 @@ class SearchEngine:
         return self.encoder.encode_queries(texts)
 
     def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "semantic",
-               alpha: float | None = None) -> list[list[Hit]]:
+               alpha: float | None = None, fusion: str | None = None) -> list[list[Hit]]:
         """Top-k chunks per query. mode: semantic (MaxSim), lexical (BM25) or hybrid (both,
-        fused by reciprocal rank fusion, or by score interpolation with weight `alpha`)."""
+        fused: `fusion` "rrf" (reciprocal rank fusion) or "interpolation" of normalised scores
+        with semantic weight `alpha`; neither means the default of lfm2_retrieval.fusion)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        resolve(fusion, alpha)  # bad fusion settings fail before any work
         vectors = self.encode_queries(queries) if mode != "lexical" else None
-        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, texts=queries)
+        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, fusion=fusion, texts=queries)
 
     def search_encoded(self, vectors: list[np.ndarray] | None, k: int = 10, filter: dict | None = None,
-                       mode: str = "semantic", alpha: float | None = None,
+                       mode: str = "semantic", alpha: float | None = None, fusion: str | None = None,
                        texts: Sequence[str] | None = None) -> list[list[Hit]]:
         """Search with query vectors already encoded (and the query texts, for lexical modes)."""
         self.refresh(max_age=0.5)
@@ -135,9 +136,8 @@ class SearchEngine:
         texts = [clean_text(t) for t in texts]
         if mode == "lexical":
             return self.index.search_lexical(texts, k=k, filter=filter)
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError("alpha must be between 0 and 1")
-        depth = max(k, HYBRID_DEPTH)  # fuse deeper lists than asked for: a document can rise
+        fusion, alpha = resolve(fusion, alpha)
+        depth = max(k, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
         # The semantic side keeps the search effort of k: its exact stage already scores far
         # more than `depth` documents, so the deeper list costs nothing extra.
         semantic = self.index.search(vectors, k=depth, filter=filter, params=SearchParams.for_k(k))
@@ -145,7 +145,7 @@ class SearchEngine:
         out = []
         for sem, lex in zip(semantic, lexical):
             by_id = {h.id: h for h in [*lex, *sem]}
-            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], alpha)[:k]
+            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], fusion, alpha)[:k]
             out.append([Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score in fused])
         return out
 

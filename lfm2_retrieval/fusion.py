@@ -5,6 +5,9 @@
 - Interpolation: alpha * s_sem + (1 - alpha) * s_lex, where each list's scores are min-max
   normalised to [0, 1] first (MaxSim sums and BM25 scores live on unrelated scales); a
   document missing from one list gets 0 there. alpha = 1 is semantic only, 0 lexical only.
+
+The default (DEFAULT_FUSION, DEFAULT_ALPHA) was chosen on dev tasks only, with
+eval/tune_fusion.py; README "Search modes" gives the table.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from collections.abc import Sequence
 Ranking = Sequence[tuple[str, float]]  # (id, score), best first
 RRF_K = 60
 MODES = ("semantic", "lexical", "hybrid")
+FUSIONS = ("rrf", "interpolation")
+FUSION_DEPTH = 50  # documents taken from each side before fusing (at least k)
+DEFAULT_FUSION = "interpolation"
+DEFAULT_ALPHA = 0.3
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Ranking], k: int = RRF_K) -> list[tuple[str, float]]:
@@ -42,8 +49,26 @@ def interpolate(semantic: Ranking, lexical: Ranking, alpha: float) -> list[tuple
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def fuse(semantic: Ranking, lexical: Ranking, alpha: float | None = None) -> list[tuple[str, float]]:
-    """Hybrid ranking: interpolation when `alpha` is given, else reciprocal rank fusion."""
-    if alpha is None:
+def resolve(fusion: str | None = None, alpha: float | None = None) -> tuple[str, float | None]:
+    """The fusion to run: an `alpha` alone means interpolation; nothing means the default."""
+    if fusion is None:
+        fusion = "interpolation" if alpha is not None else DEFAULT_FUSION
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}")
+    if fusion == "rrf":
+        if alpha is not None:
+            raise ValueError("alpha applies to interpolation, not to rrf")
+        return fusion, None
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be between 0 and 1")
+    return fusion, alpha
+
+
+def fuse(semantic: Ranking, lexical: Ranking, fusion: str | None = None,
+         alpha: float | None = None) -> list[tuple[str, float]]:
+    """One hybrid ranking from a semantic and a lexical one (see resolve for the arguments)."""
+    fusion, alpha = resolve(fusion, alpha)
+    if fusion == "rrf":
         return reciprocal_rank_fusion([semantic, lexical])
     return interpolate(semantic, lexical, alpha)

@@ -3,6 +3,7 @@
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -209,3 +210,34 @@ def test_lexical_tokens_for_unspaced_scripts():
     zh = tokenize("北京大学")
     assert "北京" in zh and "大学" in zh and "北" in zh
     assert "東京" in tokenize("東京タワー") and "한국" in tokenize("한국어")
+
+
+def test_dev_suite_shares_nothing_with_the_evaluation_suite(shared_data, tmp_path):
+    from lfm2_retrieval.evaluation.builders import build_atomically, build_dev_suite, build_local_suite
+
+    evaluation = {f.name: load_folder(f) for f in build_local_suite(shared_data, tmp_path / "eval")}
+    dev = {f.name: load_folder(f) for f in build_atomically(build_dev_suite, shared_data, tmp_path / "dev")}
+    assert {"NanoSciFact_en", "NanoQA_en", "NanoQA_ja", "NanoQA_ko", "NanoNTREX_ja"} <= set(dev)
+    assert not (tmp_path / "dev.partial").exists()
+    for name, task in dev.items():
+        assert len(task.queries) == 50 and set(d for r in task.qrels.values() for d in r) <= set(task.corpus)
+        other = evaluation.get(name)
+        if other is None:
+            continue
+        assert not set(task.queries.values()) & set(other.queries.values()), name
+        if name.startswith("NanoQA") or name.startswith("NanoNTREX"):  # SciFact dev and test share one corpus
+            assert not set(task.corpus.values()) & set(other.corpus.values()), name
+        assert not set(task.queries) & set(other.queries), name
+
+
+def test_a_failed_suite_build_leaves_no_half_suite(tmp_path):
+    from lfm2_retrieval.evaluation.builders import build_atomically
+
+    def failing(shared, out):
+        (Path(out) / "NanoX_en").mkdir(parents=True)
+        raise RuntimeError("disk full")
+
+    (tmp_path / "suite" / "NanoOld_en").mkdir(parents=True)
+    with pytest.raises(RuntimeError):
+        build_atomically(failing, tmp_path, tmp_path / "suite")
+    assert [p.name for p in (tmp_path / "suite").iterdir()] == ["NanoOld_en"]  # the old suite is intact

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from lfm2_retrieval.api import ApiSettings, create_app
 from lfm2_retrieval.engine import SearchEngine, TextDocument
-from lfm2_retrieval.fusion import fuse, interpolate, reciprocal_rank_fusion
+from lfm2_retrieval.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, fuse, interpolate, reciprocal_rank_fusion, resolve
 from lfm2_retrieval.index import MultiVectorIndex
 
 DIM = 16
@@ -22,7 +22,20 @@ def test_reciprocal_rank_fusion():
     fused = dict(reciprocal_rank_fusion([[("a", 9.0), ("b", 5.0)], [("b", 30.0), ("c", 1.0)]], k=60))
     assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
     assert fused["a"] == pytest.approx(1 / 61) and fused["c"] == pytest.approx(1 / 62)
-    assert [d for d, _ in fuse([("a", 9.0), ("b", 5.0)], [("b", 30.0), ("c", 1.0)])] == ["b", "a", "c"]
+    assert [d for d, _ in fuse([("a", 9.0), ("b", 5.0)], [("b", 30.0), ("c", 1.0)], "rrf")] == ["b", "a", "c"]
+
+
+def test_fusion_settings_resolve_to_one_method():
+    assert resolve() == (DEFAULT_FUSION, DEFAULT_ALPHA if DEFAULT_FUSION == "interpolation" else None)
+    assert resolve(alpha=0.7) == ("interpolation", 0.7)  # an alpha alone means interpolation
+    assert resolve("interpolation") == ("interpolation", DEFAULT_ALPHA)
+    assert resolve("rrf") == ("rrf", None)
+    for bad in [dict(fusion="rrf", alpha=0.5), dict(fusion="borda"), dict(alpha=-0.1)]:
+        with pytest.raises(ValueError):
+            resolve(**bad)
+    sem, lex = [("a", 3.0), ("b", 2.0), ("c", 1.0)], [("c", 9.0), ("d", 1.0)]
+    assert fuse(sem, lex) == interpolate(sem, lex, DEFAULT_ALPHA) if DEFAULT_FUSION == "interpolation" else True
+    assert fuse(sem, lex, alpha=0.9) == interpolate(sem, lex, 0.9)
 
 
 def test_interpolation_normalises_each_side():
@@ -105,9 +118,11 @@ def engine(tmp_path_factory, pylate_tiny_dir):
 def test_lexical_only_documents_are_found(engine):
     lexical = engine.search(["XK-77Q"], k=3, mode="lexical")[0]
     assert [h.id for h in lexical] == ["manual#0"]
-    for alpha in (None, 0.3):
-        hybrid = engine.search(["XK-77Q"], k=5, mode="hybrid", alpha=alpha)[0]
+    for settings in ({}, {"alpha": 0.3}, {"fusion": "rrf"}):
+        hybrid = engine.search(["XK-77Q"], k=5, mode="hybrid", **settings)[0]
         assert "manual#0" in [h.id for h in hybrid]
+    with pytest.raises(ValueError):
+        engine.search(["x"], mode="hybrid", fusion="rrf", alpha=0.5)
     assert len(engine.search(["gardens"], k=5, mode="semantic")[0]) == 5
     with pytest.raises(ValueError):
         engine.search(["x"], mode="fuzzy")
@@ -120,6 +135,12 @@ def test_modes_over_http(engine):
         r = client.post("/search", json={"query": "XK-77Q", "mode": "hybrid", "alpha": 0.2, "k": 5})
         assert "manual#0" in [h["id"] for h in r.json()["results"][0]["hits"]]
         assert client.post("/search", json={"query": "x", "mode": "hybrid", "alpha": 2}).status_code == 422
+        for body in ({"fusion": "rrf"}, {"fusion": "interpolation"}, {"fusion": "interpolation", "alpha": 0.9}):
+            r = client.post("/search", json={"query": "XK-77Q", "mode": "hybrid", "k": 5, **body})
+            assert "manual#0" in [h["id"] for h in r.json()["results"][0]["hits"]], body
+        r = client.post("/search", json={"query": "x", "mode": "hybrid", "fusion": "rrf", "alpha": 0.5})
+        assert r.status_code == 422 and "rrf" in r.text
+        assert client.post("/search", json={"query": "x", "mode": "hybrid", "fusion": "borda"}).status_code == 422
         assert client.post("/search", json={"query": "x", "mode": "fuzzy"}).status_code == 422
 
 
@@ -131,5 +152,11 @@ def test_cli_modes(engine):
     runner = CliRunner()
     out = runner.invoke(app, ["search", "XK-77Q", "--index", str(engine.index.path), "--mode", "hybrid", "--json"])
     assert out.exit_code == 0 and "manual#0" in out.output
+    rrf = runner.invoke(app, ["search", "XK-77Q", "--index", str(engine.index.path), "--mode", "hybrid",
+                              "--fusion", "rrf", "--json"])
+    assert rrf.exit_code == 0 and "manual#0" in rrf.output
     bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--alpha", "0.5"])
-    assert bad.exit_code == 1 and "only applies" in bad.output
+    assert bad.exit_code == 1 and "only apply" in bad.output
+    bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--mode", "hybrid",
+                              "--fusion", "rrf", "--alpha", "0.5"])
+    assert bad.exit_code == 1 and "rrf" in bad.output

@@ -77,3 +77,22 @@ def test_training_never_uses_evaluation_paragraphs(shared_data):
     pairs = qa_pairs(shared_data, "es", 0, random.Random(0))
     assert pairs and not ({p.document for p in pairs} & held_out)
     assert qa_pairs(shared_data, "ko", 0, random.Random(0))  # from TyDi QA; KorQuAD never
+
+
+def test_training_never_reads_dev_data(shared_data):
+    import random
+
+    from lfm2_retrieval.evaluation.builders import QA_DEV_FILES, ntrex_files, ntrex_split_sentences
+    from lfm2_retrieval.training.data import QA_TRAIN_FILES, parallel_pairs
+
+    train_files = {f for files in QA_TRAIN_FILES.values() for f in files}
+    assert not train_files & {f for files, _ in QA_DEV_FILES.values() for f in files}
+    evaluation, dev = ntrex_split_sentences(shared_data)
+    assert len(dev) == 250 and not evaluation & dev
+    files = ntrex_files(shared_data)
+    lines = [line.strip() for p in files.values() for line in p.read_text(encoding="utf-8").splitlines()]
+    n = len(lines) // len(files)
+    held_out = {line for i, line in enumerate(lines) if i % n in evaluation | dev}
+    held_out -= {line for i, line in enumerate(lines) if i % n not in evaluation | dev}  # repeated lines
+    pairs = parallel_pairs(shared_data, list(files), 0, random.Random(0))
+    assert pairs and not {p.query for p in pairs} & held_out and not {p.document for p in pairs} & held_out

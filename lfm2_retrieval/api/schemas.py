@@ -34,7 +34,9 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"query": "how are residuals compressed?", "k": 5},
         {"queries": ["first question", "second question"], "k": 10, "filter": {"lang": {"$in": ["en", "fr"]}}},
-        {"query": "error code E-4012", "mode": "hybrid", "alpha": 0.5},
+        {"query": "error code E-4012", "mode": "hybrid"},
+        {"query": "error code E-4012", "mode": "hybrid", "alpha": 0.7},
+        {"query": "error code E-4012", "mode": "hybrid", "fusion": "rrf"},
     ]})
 
     query: Query | None = None
@@ -45,9 +47,12 @@ class SearchRequest(BaseModel):
                           '{"source": {"$in": [...]}}, {"$or": [...]}')
     mode: Literal["semantic", "lexical", "hybrid"] = Field(
         "semantic", description="semantic: MaxSim; lexical: BM25; hybrid: both, fused")
+    fusion: Literal["rrf", "interpolation"] | None = Field(
+        None, description="hybrid only: rrf (reciprocal rank fusion) or interpolation (of min-max normalised "
+                          "scores, weighted by alpha); omitted: the engine's default, chosen on dev data")
     alpha: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
         None, description="hybrid only: weight of the semantic side in score interpolation "
-                          "(1: semantic only, 0: lexical only); omitted: reciprocal rank fusion")
+                          "(1: semantic only, 0: lexical only); omitted: the default alpha")
 
     @field_validator("query")
     @classmethod
@@ -63,6 +68,8 @@ class SearchRequest(BaseModel):
     def _one_of(self) -> "SearchRequest":
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of `query` and `queries`")
+        if self.fusion == "rrf" and self.alpha is not None:
+            raise ValueError("`alpha` applies to interpolation, not to rrf")
         return self
 
     def texts(self) -> list[str]:

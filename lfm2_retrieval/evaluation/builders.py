@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+import shutil
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from ..lexical import BM25Index
@@ -86,8 +87,14 @@ def read_squad(paths: Sequence[Path]) -> tuple[dict[str, str], list[tuple[str, s
 
 
 def build_qa_nano(paths: Sequence[Path], language: str, n_queries: int = N_QUERIES, corpus_size: int = 1000,
-                  seed: int = 0, license: str = "", name: str = "NanoQA") -> RetrievalTask:
+                  seed: int = 0, license: str = "", name: str = "NanoQA",
+                  exclude: Collection[str] = ()) -> RetrievalTask:
+    """`exclude`: paragraph texts to leave out entirely (e.g. another split's corpus)."""
     paragraphs, questions = read_squad(paths)
+    if exclude:
+        excluded = set(exclude)
+        paragraphs = {pid: text for pid, text in paragraphs.items() if text not in excluded}
+        questions = [q for q in questions if q[2] in paragraphs]
     if not questions:
         raise ValueError(f"no answerable questions in {', '.join(map(str, paths))}")
     # At most one question per paragraph, so every query has a different relevant paragraph.
@@ -111,11 +118,15 @@ def build_qa_nano(paths: Sequence[Path], language: str, n_queries: int = N_QUERI
 
 # ---------------------------------------------------------------------- parallel text
 def build_parallel_nano(files: dict[str, Path], n_queries: int = N_QUERIES, corpus_size: int = 500, seed: int = 0,
-                        license: str = "", name: str = "NanoNTREX") -> list[RetrievalTask]:
-    """One task per language over the same sentence numbers: query `q<n>` is relevant to `d<n>`."""
+                        license: str = "", name: str = "NanoNTREX",
+                        exclude: Collection[int] = ()) -> list[RetrievalTask]:
+    """One task per language over the same sentence numbers: query `q<n>` is relevant to `d<n>`.
+
+    `exclude`: sentence numbers (0-based lines) to leave out, e.g. another split's."""
     lines = {lang: Path(p).read_text(encoding="utf-8").splitlines() for lang, p in files.items()}
     n = min(len(v) for v in lines.values())
-    usable = [i for i in range(n) if all(lines[lang][i].strip() for lang in lines)]
+    excluded = set(exclude)
+    usable = [i for i in range(n) if i not in excluded and all(lines[lang][i].strip() for lang in lines)]
     chosen = random.Random(seed).sample(usable, min(corpus_size, len(usable)))
     query_lines = sorted(chosen[:n_queries])
     tasks = []
@@ -169,6 +180,85 @@ def build_local_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] 
         for task in build_parallel_nano(files, corpus_size=ntrex_corpus_size, seed=seed, license="CC BY-SA 4.0"):
             written.append(_save(task, out))
     return written
+
+
+# Dev tasks: for choosing settings (e.g. the hybrid alpha) without looking at the evaluation
+# tasks. Queries and documents are disjoint from theirs, and the QA files are ones the
+# training recipe never reads (see training/data.py), so a trained model has not seen them.
+# Other languages have no such file: the evaluation tasks use every paragraph of KorQuAD, ARCD
+# test and CMRC dev, and their other files are training data.
+QA_DEV_FILES = {
+    "en": (["en/tydiqa-goldp-dev.json"], "Apache-2.0"),
+    "ja": (["ja/jsquad-test.json"], "CC BY-SA 4.0"),
+    "ko": (["ko/tydiqa-goldp-dev.json"], "Apache-2.0"),
+}
+DEV_SEED = 1
+NTREX_DEV_SENTENCES = 250
+
+
+def eval_qa_paragraphs(shared_data: Path, language: str) -> set[str]:
+    """The paragraph texts of the NanoQA evaluation task of a language (built exactly as
+    build_local_suite does)."""
+    files, _ = QA_EVAL_FILES[language]
+    paths = [Path(shared_data) / "qa" / f for f in files]
+    if not all(p.exists() for p in paths):
+        return set()
+    return set(build_qa_nano(paths, language).corpus.values())
+
+
+def ntrex_files(shared_data: Path, languages: Sequence[str] = tuple(NTREX_FILES)) -> dict[str, Path]:
+    folder = Path(shared_data) / "parallel" / "ntrex128"
+    return {lang: folder / NTREX_FILES[lang] for lang in languages
+            if lang in NTREX_FILES and (folder / NTREX_FILES[lang]).exists()}
+
+
+def ntrex_split_sentences(shared_data: Path) -> tuple[set[int], set[int]]:
+    """Sentence numbers of the NanoNTREX evaluation tasks and of the dev tasks."""
+    files = ntrex_files(shared_data)
+    if len(files) < 2:
+        return set(), set()
+    evaluation = {int(d[1:]) for d in build_parallel_nano(files)[0].corpus}
+    dev = build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation)[0]
+    return evaluation, {int(d[1:]) for d in dev.corpus}
+
+
+def build_dev_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] = tuple(QA_DEV_FILES),
+                    ntrex_languages: Sequence[str] = tuple(NTREX_FILES), qa_corpus_size: int = 1000,
+                    scifact_corpus_size: int = 2000) -> list[Path]:
+    """Dev counterparts of the local suite: SciFact's train queries, NanoQA from QA_DEV_FILES
+    without any paragraph of the evaluation tasks, NanoNTREX on other sentences."""
+    shared_data, out = Path(shared_data), Path(out)
+    written = []
+    scifact = shared_data / "beir" / "scifact"
+    if (scifact / "qrels" / "train.tsv").exists():
+        written.append(_save(build_beir_nano(scifact, "NanoSciFact", split="train", corpus_size=scifact_corpus_size,
+                                             seed=DEV_SEED, license="CC BY-NC 2.0"), out))
+    for lang in qa_languages:
+        files, license = QA_DEV_FILES[lang]
+        paths = [shared_data / "qa" / f for f in files]
+        if all(p.exists() for p in paths):
+            task = build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=DEV_SEED, license=license,
+                                 exclude=eval_qa_paragraphs(shared_data, lang))
+            written.append(_save(task, out))
+    files = ntrex_files(shared_data, ntrex_languages)
+    if len(files) >= 2:
+        evaluation, _ = ntrex_split_sentences(shared_data)
+        for task in build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation,
+                                        license="CC BY-SA 4.0"):
+            written.append(_save(task, out))
+    return written
+
+
+def build_atomically(builder, shared_data: Path, out: Path, **kwargs) -> list[Path]:
+    """Run a suite builder into a scratch folder, then put it in place of `out`: a build that
+    fails half-way leaves no half a suite behind for the next run to mistake for a whole one."""
+    out = Path(out)
+    scratch = out.with_name(out.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    written = builder(shared_data, scratch, **kwargs)
+    shutil.rmtree(out, ignore_errors=True)
+    scratch.rename(out)
+    return [out / p.name for p in written]
 
 
 def _save(task: RetrievalTask, out: Path) -> Path:

@@ -100,11 +100,16 @@ class ColBERTRetriever:
 
 
 class HybridRetriever:
-    """A ColBERT system and BM25, fused: reciprocal rank fusion, or interpolation with `alpha`."""
+    """A ColBERT system and BM25, fused as the engine fuses: `fusion` "rrf" or "interpolation"
+    with `alpha` (see lfm2_retrieval.fusion; neither: the engine's default)."""
 
-    def __init__(self, semantic: ColBERTRetriever, alpha: float | None = None) -> None:
-        self.semantic, self.lexical, self.alpha = semantic, BM25Retriever(), alpha
-        self.name = f"{semantic.name} + BM25 ({'RRF' if alpha is None else f'alpha={alpha:g}'})"
+    def __init__(self, semantic: ColBERTRetriever, alpha: float | None = None, fusion: str | None = None) -> None:
+        from ..fusion import resolve
+
+        self.fusion, self.alpha = resolve(fusion, alpha)
+        self.semantic, self.lexical = semantic, BM25Retriever()
+        label = "RRF" if self.fusion == "rrf" else f"alpha={self.alpha:g}"
+        self.name = f"{semantic.name} + BM25 ({label}{', default' if fusion is None and alpha is None else ''})"
 
     def index(self, corpus: dict[str, str]) -> Any:
         return self.semantic.index(corpus), self.lexical.index(corpus)
@@ -114,7 +119,8 @@ class HybridRetriever:
 
         semantic = self.semantic.search(handle[0], queries, k)
         lexical = self.lexical.search(handle[1], queries, k)
-        return {q: dict(fuse(list(semantic.get(q, {}).items()), list(lexical.get(q, {}).items()), self.alpha)[:k])
+        return {q: dict(fuse(list(semantic.get(q, {}).items()), list(lexical.get(q, {}).items()),
+                            self.fusion, self.alpha)[:k])
                 for q in queries}
 
 

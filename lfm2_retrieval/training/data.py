@@ -5,8 +5,11 @@
   NanoQA evaluation tasks use (as gold or as distractors) are left out. KorQuAD is never used:
   its license allows evaluation only.
 - Parallel text (NTREX): a sentence and its translation into another language, so that
-  queries and documents meet across scripts; the sentences of the NanoNTREX tasks are left out.
-- SciFact: training queries (qrels/train.tsv) and their abstracts; evaluation uses the test queries.
+  queries and documents meet across scripts; the sentences of the NanoNTREX evaluation and dev
+  tasks are left out.
+- SciFact: training queries (qrels/train.tsv) and their abstracts, less the 50 of the dev task;
+  evaluation uses the test queries.
+- The QA files of the dev tasks (evaluation/builders.py QA_DEV_FILES) are never read here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..evaluation.builders import NTREX_FILES, QA_EVAL_FILES, build_parallel_nano, build_qa_nano, read_squad
+from ..evaluation.builders import DEV_SEED, build_beir_nano, eval_qa_paragraphs, ntrex_files, ntrex_split_sentences, read_squad
 from ..evaluation.tasks import load_beir
 
 # Training files per language; files also used for evaluation are filtered (see above).
@@ -45,21 +48,12 @@ class Pair:
     source: str  # e.g. qa/ja, ntrex/en-ko, scifact
 
 
-def _eval_paragraphs(shared: Path, language: str) -> set[str]:
-    """Paragraph texts the NanoQA task of this language uses (built exactly as the harness does)."""
-    files, _ = QA_EVAL_FILES[language]
-    paths = [shared / "qa" / f for f in files]
-    if not all(p.exists() for p in paths):
-        return set()
-    return set(build_qa_nano(paths, language).corpus.values())
-
-
 def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random) -> list[Pair]:
     paths = [shared / "qa" / f for f in QA_TRAIN_FILES.get(language, []) if (shared / "qa" / f).exists()]
     paths = [p for p in paths if not any(word in p.name for word in NEVER_TRAIN)]
     if not paths:
         return []
-    held_out = _eval_paragraphs(shared, language)
+    held_out = eval_qa_paragraphs(shared, language)
     paragraphs, questions = read_squad(paths)
     pairs = [Pair(q, paragraphs[pid], f"qa/{language}") for _, q, pid in questions if paragraphs[pid] not in held_out]
     rng.shuffle(pairs)
@@ -67,12 +61,11 @@ def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random) -> lis
 
 
 def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.Random) -> list[Pair]:
-    folder = shared / "parallel" / "ntrex128"
-    files = {lang: folder / NTREX_FILES[lang] for lang in languages if lang in NTREX_FILES
-             and (folder / NTREX_FILES[lang]).exists()}
+    files = ntrex_files(shared, languages)
     if len(files) < 2:
         return []
-    held_out = {int(d[1:]) for d in build_parallel_nano(files)[0].corpus}  # the NanoNTREX sentences
+    evaluation, dev = ntrex_split_sentences(shared)  # the NanoNTREX evaluation and dev sentences
+    held_out = evaluation | dev
     lines = {lang: p.read_text(encoding="utf-8").splitlines() for lang, p in files.items()}
     n = min(len(v) for v in lines.values())
     langs = sorted(lines)
@@ -93,7 +86,9 @@ def scifact_pairs(shared: Path, limit: int, rng: random.Random) -> list[Pair]:
     if not (folder / "qrels" / "train.tsv").exists():
         return []
     task = load_beir(folder, split="train")
-    pairs = [Pair(task.queries[q], task.corpus[d], "scifact") for q, rel in task.qrels.items() for d in rel]
+    dev = build_beir_nano(folder, "NanoSciFact", split="train", seed=DEV_SEED).queries
+    pairs = [Pair(task.queries[q], task.corpus[d], "scifact") for q, rel in task.qrels.items() for d in rel
+             if q not in dev]
     rng.shuffle(pairs)
     return pairs[:limit] if limit else pairs
 
