@@ -222,31 +222,37 @@ def ntrex_split_sentences(shared_data: Path) -> tuple[set[int], set[int]]:
     return evaluation, {int(d[1:]) for d in dev.corpus}
 
 
-def build_dev_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] = tuple(QA_DEV_FILES),
-                    ntrex_languages: Sequence[str] = tuple(NTREX_FILES), qa_corpus_size: int = 1000,
-                    scifact_corpus_size: int = 2000) -> list[Path]:
-    """Dev counterparts of the local suite: SciFact's train queries, NanoQA from QA_DEV_FILES
-    without any paragraph of the evaluation tasks, NanoNTREX on other sentences."""
-    shared_data, out = Path(shared_data), Path(out)
-    written = []
+def dev_tasks(shared_data: Path, qa_languages: Sequence[str] = tuple(QA_DEV_FILES),
+              ntrex_languages: Sequence[str] = tuple(NTREX_FILES), qa_corpus_size: int = 1000,
+              scifact_corpus_size: int | None = 2000) -> list[RetrievalTask]:
+    """Dev counterparts of the local suite: SciFact's train queries (None: no SciFact), NanoQA
+    from QA_DEV_FILES without any paragraph of the evaluation tasks, NanoNTREX on other
+    sentences (one task per language, for cross-lingual grids)."""
+    shared_data = Path(shared_data)
+    tasks = []
     scifact = shared_data / "beir" / "scifact"
-    if (scifact / "qrels" / "train.tsv").exists():
-        written.append(_save(build_beir_nano(scifact, "NanoSciFact", split="train", corpus_size=scifact_corpus_size,
-                                             seed=DEV_SEED, license="CC BY-NC 2.0"), out))
+    if scifact_corpus_size and (scifact / "qrels" / "train.tsv").exists():
+        tasks.append(build_beir_nano(scifact, "NanoSciFact", split="train", corpus_size=scifact_corpus_size,
+                                     seed=DEV_SEED, license="CC BY-NC 2.0"))
     for lang in qa_languages:
+        if lang not in QA_DEV_FILES:
+            continue
         files, license = QA_DEV_FILES[lang]
         paths = [shared_data / "qa" / f for f in files]
         if all(p.exists() for p in paths):
-            task = build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=DEV_SEED, license=license,
-                                 exclude=eval_qa_paragraphs(shared_data, lang))
-            written.append(_save(task, out))
+            tasks.append(build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=DEV_SEED, license=license,
+                                       exclude=eval_qa_paragraphs(shared_data, lang)))
     files = ntrex_files(shared_data, ntrex_languages)
     if len(files) >= 2:
         evaluation, _ = ntrex_split_sentences(shared_data)
-        for task in build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation,
-                                        license="CC BY-SA 4.0"):
-            written.append(_save(task, out))
-    return written
+        tasks += build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation,
+                                     license="CC BY-SA 4.0")
+    return tasks
+
+
+def build_dev_suite(shared_data: Path, out: Path, **kwargs) -> list[Path]:
+    """dev_tasks, saved as BEIR folders."""
+    return [_save(task, Path(out)) for task in dev_tasks(shared_data, **kwargs)]
 
 
 def build_atomically(builder, shared_data: Path, out: Path, **kwargs) -> list[Path]:

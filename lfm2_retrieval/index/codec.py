@@ -42,13 +42,18 @@ class ResidualCodec:
             raise ValueError(f"nbits must be one of {SUPPORTED_NBITS}, not {self.nbits}")
         if (self.dim * self.nbits) % 8:
             raise ValueError(f"dim * nbits must be a multiple of 8 (dim={self.dim}, nbits={self.nbits})")
-        self._assigner = _CentroidAssigner(self.centroids)
+        self._assigner: _CentroidAssigner | None = None  # built on first compress: readers never need it
         per_byte = 8 // self.nbits
         # For every byte value, the residual values of the `per_byte` dimensions it packs
         # (most significant bits first).
         shifts = np.arange(per_byte - 1, -1, -1) * self.nbits
         buckets = (np.arange(256)[:, None] >> shifts[None, :]) & ((1 << self.nbits) - 1)
         self._byte_table = self.weights[buckets].astype(np.float32)  # [256, per_byte]
+
+    @property
+    def byte_table(self) -> np.ndarray:
+        """[256, dims per byte]: the residual values a packed byte stands for."""
+        return self._byte_table
 
     @property
     def dim(self) -> int:
@@ -91,6 +96,8 @@ class ResidualCodec:
 
     # ------------------------------------------------------------------ compression
     def assign(self, vectors: np.ndarray) -> np.ndarray:
+        if self._assigner is None:  # (above 8k centroids it trains a small IVF: seconds)
+            self._assigner = _CentroidAssigner(self.centroids)
         return self._assigner.nearest(vectors).astype(self.code_dtype)
 
     def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

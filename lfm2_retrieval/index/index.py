@@ -27,7 +27,7 @@ import numpy as np
 
 from .codec import ResidualCodec, default_num_centroids
 from .filters import Filter, evaluate, validate
-from .search import SearchParams, exhaustive_segment, search_segment, similarities
+from .search import QueryPlan, SearchParams, exhaustive_segment, search_segment
 from .segment import DocumentBatch, Segment, SegmentWriter
 from .storage import WriterLock, load_npy, write_json_atomic
 
@@ -268,13 +268,13 @@ class MultiVectorIndex:
         if snap.codec is None:
             return []
         q = np.ascontiguousarray(query)
-        centroid_scores = similarities(snap.codec.centroids, q)  # [K, nq]
+        plan = None if exhaustive else QueryPlan(snap.codec, q, params)
         found: list[tuple[float, int, int]] = []
         for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
             if exhaustive:
                 docs, scores = exhaustive_segment(seg, snap.codec, q, mask, k)
             else:
-                docs, scores = search_segment(seg, snap.codec, q, centroid_scores, mask, k, params)
+                docs, scores = search_segment(seg, snap.codec, q, plan, mask, k, params)
             found.extend((float(sc), s, int(d)) for d, sc in zip(docs, scores))
         return self._hits(snap, found, k)
 

@@ -34,7 +34,11 @@ class TrainConfig:
     # parallel, scifact (SciFact is CC BY-NC: leave it out of models meant for any use).
     max_pairs_per_source: int = 20000
     sources: list[str] = field(default_factory=lambda: ["qa", "parallel", "scifact"])
+    translation_pairs_per_sentence: int = 2  # parallel: random language pairs drawn per sentence
     languages: list[str] = field(default_factory=lambda: ["en", "es", "it", "ja", "ko", "zh", "ar", "fr", "de", "pt"])
+    # Hard negatives: each pair also gets a BM25-mined negative from the top hard_negative_depth.
+    hard_negatives: bool = False
+    hard_negative_depth: int = 10
     # Optimisation.
     steps: int = 2000
     batch_size: int = 32
@@ -49,7 +53,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 250
-    eval_languages: list[str] = field(default_factory=lambda: ["en", "ja", "ar"])
+    eval_languages: list[str] = field(default_factory=lambda: ["en", "ja", "ko", "ar"])  # dev tasks
 
     @classmethod
     def load(cls, path: str | Path | None, overrides: list[str] | None = None) -> "TrainConfig":

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..evaluation.builders import DEV_SEED, build_beir_nano, eval_qa_paragraphs, ntrex_files, ntrex_split_sentences, read_squad
+from ..evaluation.builders import (DEV_SEED, build_beir_nano, eval_qa_paragraphs, ntrex_files, ntrex_split_sentences,
+                                   read_squad)
 from ..evaluation.tasks import load_beir
 
 # Training files per language; files also used for evaluation are filtered (see above).
@@ -46,6 +47,7 @@ class Pair:
     query: str
     document: str
     source: str  # e.g. qa/ja, ntrex/en-ko, scifact
+    negative: str | None = None  # a mined hard negative: like the document, but not relevant
 
 
 def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random) -> list[Pair]:
@@ -60,7 +62,8 @@ def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random) -> lis
     return pairs[:limit] if limit else pairs
 
 
-def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.Random) -> list[Pair]:
+def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.Random,
+                   per_sentence: int = 2) -> list[Pair]:
     files = ntrex_files(shared, languages)
     if len(files) < 2:
         return []
@@ -73,7 +76,7 @@ def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.R
     for i in range(n):
         if i in held_out:
             continue
-        for _ in range(2):  # two random language pairs per sentence
+        for _ in range(per_sentence):  # random language pairs of this sentence
             a, b = rng.sample(langs, 2)
             if lines[a][i].strip() and lines[b][i].strip():
                 pairs.append(Pair(lines[a][i].strip(), lines[b][i].strip(), f"ntrex/{a}-{b}"))
@@ -94,7 +97,8 @@ def scifact_pairs(shared: Path, limit: int, rng: random.Random) -> list[Pair]:
 
 
 def training_pairs(shared: Path, languages: list[str], limit_per_source: int, seed: int,
-                   sources: tuple[str, ...] = ("qa", "parallel", "scifact")) -> list[Pair]:
+                   sources: tuple[str, ...] = ("qa", "parallel", "scifact"),
+                   translation_pairs_per_sentence: int = 2) -> list[Pair]:
     """The chosen sources, shuffled together with the seed."""
     unknown = set(sources) - {"qa", "parallel", "scifact"}
     if unknown:
@@ -105,27 +109,67 @@ def training_pairs(shared: Path, languages: list[str], limit_per_source: int, se
         for lang in languages:
             pairs += qa_pairs(shared, lang, limit_per_source, rng)
     if "parallel" in sources:
-        pairs += parallel_pairs(shared, languages, limit_per_source, rng)
+        pairs += parallel_pairs(shared, languages, limit_per_source, rng, translation_pairs_per_sentence)
     if "scifact" in sources:
         pairs += scifact_pairs(shared, limit_per_source, rng)
     rng.shuffle(pairs)
     return pairs
 
 
+def mine_hard_negatives(pairs: list[Pair], depth: int, seed: int) -> list[Pair]:
+    """Each pair gets a hard negative: a document of the same source that BM25 ranks among the
+    top `depth` for the query (QA, SciFact) or for the document itself (translations, whose
+    query is in another language), drawn at random from that list so that the few unlabelled
+    relevant documents near the top (false negatives) are not always the ones picked."""
+    from ..lexical import BM25Index
+
+    rng = random.Random(seed)
+    by_family: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_family.setdefault(_family(p), []).append(i)
+    out = list(pairs)
+    for family, members in sorted(by_family.items()):
+        docs = list(dict.fromkeys(pairs[i].document for i in members))
+        if len(docs) < 2:
+            continue
+        bm25 = BM25Index.build(docs)
+        by_doc = family.startswith("ntrex/")
+        probes = [pairs[i].document if by_doc else pairs[i].query for i in members]
+        for i, (rows, _) in zip(members, bm25.search(probes, depth + 1)):
+            candidates = [docs[r] for r in rows if docs[r] != pairs[i].document]
+            if candidates:
+                out[i] = replace(pairs[i], negative=rng.choice(candidates[:depth]))
+    return out
+
+
+def _family(pair: Pair) -> str:
+    """Documents of one language and kind: qa/ja, ntrex/ko (the document's language), scifact."""
+    if pair.source.startswith("ntrex/"):
+        return "ntrex/" + pair.source.split("-")[-1]
+    return pair.source
+
+
 def batches(pairs: list[Pair], batch_size: int, seed: int, start_step: int = 0):
     """Endless batches without repeated documents inside a batch (they would be false negatives).
 
-    Deterministic for a seed: a resumed run sees exactly the batches it would have seen."""
+    A pair whose hard negative is already in the batch (or is another pair's document) loses
+    it. Deterministic for a seed: a resumed run sees exactly the batches it would have seen."""
     step, epoch = 0, 0
     while True:
         order = list(range(len(pairs)))
         random.Random(seed * 1000 + epoch).shuffle(order)
         batch, seen = [], set()
         for i in order:
-            if pairs[i].document in seen:
+            pair = pairs[i]
+            if pair.document in seen:
                 continue
-            batch.append(pairs[i])
-            seen.add(pairs[i].document)
+            seen.add(pair.document)
+            if pair.negative is not None:
+                if pair.negative in seen:
+                    pair = replace(pair, negative=None)
+                else:
+                    seen.add(pair.negative)
+            batch.append(pair)
             if len(batch) == batch_size:
                 if step >= start_step:
                     yield batch

@@ -2,7 +2,8 @@
 
 From scratch (a byte-level BPE tokenizer trained on the training text, a small LFM2 with
 random weights) or from an existing model folder (`init_from`). Contrastive loss with
-in-batch negatives on multilingual QA pairs and cross-lingual translation pairs. Seeded;
+in-batch negatives, plus a BM25-mined hard negative per pair when `hard_negatives` is set, on
+multilingual QA pairs and cross-lingual translation pairs. Seeded;
 checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
 the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
 """
@@ -26,7 +27,7 @@ from ..encoder import ColBERTEncoder, Dense
 from ..tokenization import ColBERTTokenizer
 from ..tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
-from .data import Pair, batches, training_pairs, write_summary
+from .data import Pair, batches, mine_hard_negatives, training_pairs, write_summary
 from .loss import contrastive_loss, pairwise_maxsim
 
 KEEP_CHECKPOINTS = 2
@@ -106,9 +107,11 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         _set_seed(cfg.seed)
         self.pairs = training_pairs(Path(cfg.shared_data), cfg.languages, cfg.max_pairs_per_source, cfg.seed,
-                                    tuple(cfg.sources))
+                                    tuple(cfg.sources), cfg.translation_pairs_per_sentence)
         if not self.pairs:
             raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
+        if cfg.hard_negatives:
+            self.pairs = mine_hard_negatives(self.pairs, cfg.hard_negative_depth, cfg.seed)
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
         self.encoder = build_encoder(cfg, self.pairs, self.out)
@@ -166,23 +169,21 @@ class Trainer:
         print(json.dumps(record), flush=True)
 
     def evaluate(self) -> dict[str, float]:
-        """NDCG@10 on dev tasks: NanoQA per eval language, and NanoNTREX across them."""
-        from ..evaluation.builders import QA_EVAL_FILES, build_parallel_nano, build_qa_nano, NTREX_FILES
+        """NDCG@10 on the dev tasks (never the evaluation tasks): NanoQA dev in each of
+        eval_languages that has one, and NanoNTREX dev across eval_languages."""
+        from ..evaluation.builders import dev_tasks
         from ..evaluation.harness import evaluate_cross_lingual, evaluate_task
         from ..evaluation.retrievers import ColBERTRetriever
 
-        shared = Path(self.cfg.shared_data)
         if self._dev is None:
-            qa = [build_qa_nano([shared / "qa" / f for f in QA_EVAL_FILES[lang][0]], lang, corpus_size=300)
-                  for lang in self.cfg.eval_languages if lang in QA_EVAL_FILES]
-            files = {lang: shared / "parallel" / "ntrex128" / NTREX_FILES[lang]
-                     for lang in self.cfg.eval_languages if lang in NTREX_FILES}
-            self._dev = (qa, build_parallel_nano(files, corpus_size=200) if len(files) > 1 else [])
+            tasks = dev_tasks(Path(self.cfg.shared_data), self.cfg.eval_languages, self.cfg.eval_languages,
+                              qa_corpus_size=300, scifact_corpus_size=None)
+            self._dev = [t for t in tasks if not t.info.parallel], [t for t in tasks if t.info.parallel]
         self.encoder.backbone.eval()
         self.encoder.dense.eval()
         system = ColBERTRetriever(self.encoder, "dev")
         scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in self._dev[0]}
-        cross = list(evaluate_cross_lingual(system, self._dev[1]))
+        cross = list(evaluate_cross_lingual(system, self._dev[1])) if len(self._dev[1]) > 1 else []
         if cross:
             scores["ntrex_cross"] = sum(r.ndcg_at_10 for r in cross) / len(cross)
         self.encoder.backbone.train()
@@ -199,7 +200,9 @@ class Trainer:
         while self.step < cfg.steps:
             batch = next(stream)
             q, q_keep = encode_queries_train(self.encoder, [p.query for p in batch])
-            d, d_keep = encode_documents_train(self.encoder, [p.document for p in batch])
+            # Columns: every pair's document (the diagonal is the answer), then the hard negatives.
+            documents = [p.document for p in batch] + [p.negative for p in batch if p.negative is not None]
+            d, d_keep = encode_documents_train(self.encoder, documents)
             loss = contrastive_loss(pairwise_maxsim(q, q_keep, d, d_keep), cfg.temperature)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
