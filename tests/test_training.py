@@ -96,3 +96,63 @@ def test_training_never_reads_dev_data(shared_data):
     held_out -= {line for i, line in enumerate(lines) if i % n not in evaluation | dev}  # repeated lines
     pairs = parallel_pairs(shared_data, list(files), 0, random.Random(0))
     assert pairs and not {p.query for p in pairs} & held_out and not {p.document for p in pairs} & held_out
+
+
+def test_hard_negatives_are_mined_per_language_and_never_collide_in_a_batch():
+    from lfm2_retrieval.training.data import Pair, batches, mine_hard_negatives
+
+    topics = ["river water flood", "mountain snow peak", "city traffic road", "music song band", "bread oven flour"]
+    pairs = [Pair(f"question about {t} {i}", f"passage on {t} number {i} with {t}", "qa/en")
+             for i in range(6) for t in topics]
+    pairs += [Pair(f"{t} {i}", f"川 山 {i} 道 {t[:1]}", "ntrex/en-ja") for i, t in enumerate(topics)]
+    mined = mine_hard_negatives(pairs, depth=3, seed=0)
+    assert mine_hard_negatives(pairs, depth=3, seed=0) == mined  # seeded
+    by_source = {}
+    for p in pairs:
+        by_source.setdefault(p.source, set()).add(p.document)
+    for p in mined:
+        assert p.negative is not None and p.negative != p.document
+        assert p.negative in by_source[p.source]  # from the same language and kind
+    # Question pairs: the negative shares the question's topic words (BM25 ranks it high).
+    topical = [p for p in mined if p.source == "qa/en"]
+    assert sum(any(w in p.negative for w in p.query.split()[2:5]) for p in topical) >= 0.8 * len(topical)
+
+    stream = batches(mined, batch_size=8, seed=1)
+    for _ in range(20):
+        batch = next(stream)
+        documents = [p.document for p in batch] + [p.negative for p in batch if p.negative is not None]
+        assert len(documents) == len(set(documents))  # no document twice: no false negatives
+
+
+def test_training_with_hard_negatives_runs(tmp_path, shared_data):
+    from lfm2_retrieval.training.trainer import Trainer
+
+    cfg = tiny(tmp_path, shared_data, steps=2)
+    cfg.hard_negatives, cfg.checkpoint_every = True, 0
+    trainer = Trainer(cfg)
+    assert sum(p.negative is not None for p in trainer.pairs) >= 0.9 * len(trainer.pairs)
+    trainer.train()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+
+
+def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
+    import shutil
+
+    from lfm2_retrieval.training.config import TrainConfig
+    from lfm2_retrieval.training.model_card import training_stages, write_model_card
+
+    first, second = tmp_path / "stage1", tmp_path / "stage2"
+    for run, overrides in ((first, ["steps=1000"]),
+                           (second, [f"init_from={first / 'model'}", "hard_negatives=true", "steps=600"])):
+        run.mkdir()
+        TrainConfig.load(None, [f"output_dir={run}", *overrides]).save(run / "config.json")
+        (run / "data.json").write_text(json.dumps({"qa/ja": 10, "ntrex/en-ko": 5}))
+    assert training_stages(second) == [first, second]
+    model = tmp_path / "model"
+    shutil.copytree(pylate_tiny_dir, model)
+    card = write_model_card(model, second, "bash scripts/train-default-model.sh").read_text()
+    assert "1. `stage1`, from scratch: 1000 steps" in card
+    assert "2. `stage2`, from `" in card and "hard negative" in card
+    assert "JaQuAD" in card and "NTREX-128" in card and "CC BY-SA 4.0" in card
+    assert "hidden size" in card and "Parameters:" in card

@@ -32,6 +32,16 @@ _OPTIONS = dict(nogil=True, cache=True, fastmath=True, boundscheck=False, error_
 
 
 @numba.njit(**_OPTIONS)
+def _sum_of_best(best):  # pragma: no cover (compiled)
+    """A document's score: its best score per query token, summed (0 for a document of no token)."""
+    total = np.float32(0.0)
+    for a in range(len(best)):
+        if best[a] > -np.inf:
+            total += best[a]
+    return total
+
+
+@numba.njit(**_OPTIONS)
 def _centroid_interaction(scores, codes, starts, ends, out):  # pragma: no cover (compiled)
     nq = scores.shape[1]
     best = np.empty(nq, np.float32)
@@ -53,11 +63,7 @@ def _centroid_interaction(scores, codes, starts, ends, out):  # pragma: no cover
             for a in range(nq):
                 best[a] = max(best[a], r0[a])
             t += 1
-        total = np.float32(0.0)
-        for a in range(nq):
-            if best[a] > -np.inf:
-                total += best[a]
-        out[i] = total
+        out[i] = _sum_of_best(best)
 
 
 @numba.njit(**_OPTIONS)
@@ -101,11 +107,7 @@ def _exact_maxsim(q, centroids, table, codes, residuals, starts, ends, out):  # 
                     s3 += x * block[3, d]
                 best[a] = max(best[a], max(max(s0 * inv[0], s1 * inv[1]), max(s2 * inv[2], s3 * inv[3])))
             t0 += n
-        total = np.float32(0.0)
-        for a in range(nq):
-            if best[a] > -np.inf:
-                total += best[a]
-        out[i] = total
+        out[i] = _sum_of_best(best)
 
 
 @numba.njit(**_OPTIONS)

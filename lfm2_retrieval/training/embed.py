@@ -1,6 +1,6 @@
 """Make a trained model the embedded default: copy it into the package, with its model card.
 
-    python -m lfm2_retrieval.training.embed runs/default-model --metrics eval/out/default-model/results.md
+    python -m lfm2_retrieval.training.embed runs/default-model-hn --metrics eval/out/default-v2/results.md
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from ..locations import EMBEDDED_MODEL_DIR
 from .model_card import write_model_card
 
-COMMAND = "lfm2-search train configs/default-model.toml"
+COMMAND = "bash scripts/train-default-model.sh"
 KEEP = {"config.json", "model.safetensors", "modules.json", "config_sentence_transformers.json",
         "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
 

@@ -15,46 +15,75 @@ SOURCE_DATASETS = {
 }
 
 
+def training_stages(run_dir: Path) -> list[Path]:
+    """The run folders that made a model, first stage first: a run whose config starts from
+    another run's model (`init_from = ".../model"`) follows that run's own stages."""
+    stages = [Path(run_dir)]
+    while True:
+        origin = json.loads((stages[0] / "config.json").read_text()).get("init_from")
+        parent = Path(origin).parent if origin else None
+        if parent is None or not (parent / "config.json").exists() or parent in stages:
+            return stages
+        stages.insert(0, parent)
+
+
+def _stage_line(n: int, run: Path) -> str:
+    c = json.loads((run / "config.json").read_text())
+    negatives = (f"in-batch negatives plus one BM25-mined hard negative per pair (top {c['hard_negative_depth']})"
+                 if c.get("hard_negatives") else "in-batch negatives")
+    start = f"from `{c['init_from']}`" if c.get("init_from") else "from scratch"
+    return (f"{n}. `{run.name}`, {start}: {c['steps']} steps of {c['batch_size']} pairs, {negatives}, "
+            f"temperature {c['temperature']}, AdamW at {c['learning_rate']} with warm-up and cosine decay, "
+            f"seed {c['seed']}.")
+
+
 def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markdown: str = "",
                      speed: str = "", limitations: str = "") -> Path:
-    config = json.loads((run_dir / "config.json").read_text())
-    counts = json.loads((run_dir / "data.json").read_text())
+    stages = training_stages(run_dir)
+    counts: dict[str, int] = {}
+    for run in stages:
+        for source, n in json.loads((run / "data.json").read_text()).items():
+            counts[source] = max(counts.get(source, 0), n)
     datasets = sorted({d for source in counts for d in SOURCE_DATASETS.get(source, ["NTREX-128"] if
                                                                               source.startswith("ntrex") else [])})
     backbone = json.loads((model_dir / "config.json").read_text())
-    params = None
+    colbert = json.loads((model_dir / "config_sentence_transformers.json").read_text())
+    params, dim = None, None
     try:
         from lfm2_retrieval import ColBERTEncoder
 
         enc = ColBERTEncoder.from_pretrained(model_dir)
         params = sum(p.numel() for p in enc.backbone.parameters()) + sum(p.numel() for p in enc.dense.parameters())
+        dim = enc.dim
     except Exception:  # noqa: BLE001 - the card is still useful without the count
         pass
+    layers = backbone["layer_types"]
     lines = [
         "---", "library_name: PyLate", "pipeline_tag: sentence-similarity", "tags: [ColBERT, PyLate, lfm2]",
         "license: other", "---", "", "# lfm2-search default model", "",
         "A small multilingual late-interaction (ColBERT) retriever on the LFM2 hybrid backbone, trained from "
         "scratch on 2 CPU cores by this project. It is the model `lfm2-search` uses when none is named.", "",
         "## Architecture", "",
-        f"- LFM2 backbone, {'bidirectional' if backbone.get('is_causal') is False or config['bidirectional'] else 'causal'}: "
-        f"{len(config['layer_types'])} layers ({', '.join(config['layer_types'])}), hidden size "
-        f"{config['hidden_size']}, feed-forward {config['intermediate_size']}, {config['num_attention_heads']} query "
-        f"/ {config['num_key_value_heads']} key-value heads, vocabulary {backbone.get('vocab_size')} "
+        f"- LFM2 backbone, {'bidirectional' if backbone.get('is_causal') is False else 'causal'}: "
+        f"{len(layers)} layers ({', '.join(layers)}), hidden size {backbone['hidden_size']}, feed-forward "
+        f"{backbone['intermediate_size']}, {backbone['num_attention_heads']} query / "
+        f"{backbone['num_key_value_heads']} key-value heads, vocabulary {backbone.get('vocab_size')} "
         "(byte-level BPE trained on the training text, with `[Q] ` and `[D] ` as single tokens).",
-        f"- Projection to {config['embedding_dim']} dimensions per token; MaxSim scoring; queries "
-        f"{config['query_length']} tokens (with expansion), documents {config['document_length']} tokens.",
+        f"- Projection to {dim} dimensions per token; MaxSim scoring; queries {colbert.get('query_length')} tokens "
+        f"(with expansion), documents {colbert.get('document_length')} tokens.",
         f"- Parameters: {params:,}." if params else "",
         "", "## Training", "",
-        f"Contrastive loss with in-batch negatives (temperature {config['temperature']}), {config['steps']} steps of "
-        f"{config['batch_size']} pairs, AdamW at {config['learning_rate']} with warm-up and cosine decay, seed "
-        f"{config['seed']}. One command retrains it:", "", "```bash", command, "```", "",
-        "Pairs per source (question/paragraph pairs per language; translation pairs between languages):", "",
+        "Contrastive loss over MaxSim scores, in stages:", "",
+        *[_stage_line(n, run) for n, run in enumerate(stages, start=1)], "",
+        "One command retrains it:", "", "```bash", command, "```", "",
+        "Pairs per source (question/paragraph pairs per language; translation pairs between languages; the "
+        "largest count of any stage):", "",
         "| source | pairs |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(_grouped(counts).items())], "",
         "## Training data and licenses", "",
         "| dataset | license |", "|---|---|", *[f"| {d} | {DATA_LICENSES.get(d, '?')} |" for d in datasets], "",
         "Several sets are CC BY-SA (share-alike): derivatives of this model should keep their terms in view. "
         "KorQuAD (CC BY-ND) is used for evaluation only, never for training; the paragraphs and sentences of the "
-        "evaluation tasks are held out of training.", "",
+        "evaluation and dev tasks are held out of training.", "",
     ]
     if metrics_markdown:
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]
