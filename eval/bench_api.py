@@ -158,7 +158,7 @@ def main() -> None:
             httpx.post(f"{base}/search", json={"query": "warm-up"}, timeout=60)
             rows = [("1 client", load(base, queries, 1, args.seconds, args.k)),
                     ("1 client, lexical (BM25)", load(base, queries, 1, args.seconds, args.k, mode="lexical")),
-                    ("1 client, hybrid (RRF)", load(base, queries, 1, args.seconds, args.k, mode="hybrid")),
+                    ("1 client, hybrid (default fusion)", load(base, queries, 1, args.seconds, args.k, mode="hybrid")),
                     ("8 clients", load(base, queries, 8, args.seconds, args.k)),
                     ("8 clients + writer", load(base, queries, 8, args.seconds, args.k, with_writer=True))]
         finally:

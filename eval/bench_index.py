@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--peer-max-docs", type=int, default=10_000,
                         help="largest collection the pylate peers and torch exhaustive run on")
     parser.add_argument("--torch-max-docs", type=int, default=100_000)
+    parser.add_argument("--peers", default="plaid,voyager", help="pylate peers to run: plaid, voyager (comma "
+                        "separated; empty for none)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -248,9 +250,9 @@ def main() -> None:
                 gc.collect()
             else:
                 rows.append({"collection": col.name, "system": "exhaustive MaxSim (torch, fp32)",
-                             "note": f"skipped: raw vectors ({col.n_tokens * col.dim * 4 / 1e9:.0f} GB) exceed RAM; "
-                                     "recall truth computed chunk by chunk"})
-            for kind in ("plaid", "voyager"):
+                             "note": f"skipped above --torch-max-docs={args.torch_max_docs} (raw vectors: "
+                                     f"{col.n_tokens * col.dim * 4 / 1e9:.1f} GB); recall truth computed chunk by chunk"})
+            for kind in [p.strip() for p in args.peers.split(",") if p.strip()]:
                 if col.n_docs <= args.peer_max_docs:
                     try:
                         rows.append(bench_pylate(col, kind, work))

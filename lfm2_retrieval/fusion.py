@@ -20,7 +20,7 @@ MODES = ("semantic", "lexical", "hybrid")
 FUSIONS = ("rrf", "interpolation")
 FUSION_DEPTH = 50  # documents taken from each side before fusing (at least k)
 DEFAULT_FUSION = "interpolation"
-DEFAULT_ALPHA = 0.3
+DEFAULT_ALPHA = 0.35
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Ranking], k: int = RRF_K) -> list[tuple[str, float]]:
