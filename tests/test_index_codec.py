@@ -75,3 +75,24 @@ def test_bad_nbits_and_dims_are_refused():
         ResidualCodec(np.eye(2, 8, dtype=np.float32), np.zeros(2, np.float32), np.zeros(3, np.float32), 3)
     with pytest.raises(ValueError, match="multiple of 8"):
         ResidualCodec(np.eye(2, 6, dtype=np.float32), np.zeros(1, np.float32), np.zeros(2, np.float32), 1)
+
+
+def test_grouped_assignment_above_the_exact_limit_finds_near_best_centroids(tokens, monkeypatch):
+    """Above EXACT_LIMIT centroids a vector is compared with its probed groups only: it must
+    still get the best centroid almost always, and a near-best one otherwise."""
+    from lfm2_retrieval.index.codec import _CentroidAssigner
+
+    centroids = train_centroids(tokens, 1024, niter=4)
+    scores = tokens @ centroids.T
+    exact = scores.argmax(1)
+    monkeypatch.setattr(_CentroidAssigner, "EXACT_LIMIT", 256)
+    assigner = _CentroidAssigner(centroids)
+    assert assigner.flat.ntotal < len(centroids)  # the grouped path, not the flat one
+    got = assigner.nearest(tokens)
+    assert (got == exact).mean() >= 0.97
+    loss = scores.max(1) - scores[np.arange(len(tokens)), got]
+    assert loss.mean() < 0.005 and loss.min() >= 0
+    # Batches do not change the answer: each vector is assigned on its own.
+    assert np.array_equal(assigner.nearest(tokens, batch=777), got)
+    monkeypatch.setattr(_CentroidAssigner, "PROBE", 1_000)  # probing every group is exact search
+    assert np.array_equal(_CentroidAssigner(centroids).nearest(tokens), exact)

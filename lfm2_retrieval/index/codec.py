@@ -19,6 +19,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
 
 from .storage import load_npy
 
@@ -96,7 +97,7 @@ class ResidualCodec:
 
     # ------------------------------------------------------------------ compression
     def assign(self, vectors: np.ndarray) -> np.ndarray:
-        if self._assigner is None:  # (above 8k centroids it trains a small IVF: seconds)
+        if self._assigner is None:  # (above 8k centroids it groups them with a small k-means: seconds)
             self._assigner = _CentroidAssigner(self.centroids)
         return self._assigner.nearest(vectors).astype(self.code_dtype)
 
@@ -181,29 +182,63 @@ class _CentroidAssigner:
 
     Exact (a flat faiss index) up to `EXACT_LIMIT` centroids. Beyond that a brute-force pass
     costs n * K * dim multiply-adds (540 TFLOP for 32M tokens and 65k centroids, over an hour
-    on two cores), so a coarse IVF over the centroids probes about 1/20 of them. A token may
-    then get a near-best centroid; its residual absorbs the difference, and decompression is
-    unaffected.
+    on two cores), so the centroids are grouped under about 2 * sqrt(K) coarse centroids, and a
+    vector is compared with the members of its `PROBE` nearest groups only (3% of 65k
+    centroids). The comparisons run as one matrix product per group, over every vector of the
+    batch that probes it, so they go at BLAS speed: 3.4x faster than a faiss IVF over the
+    centroids, which scans list by list for each vector. A vector may then get a near-best
+    centroid (0.1% of them at 65k; 1.5% on the small test corpus); its residual absorbs the
+    difference, and decompression is unaffected.
     """
 
     EXACT_LIMIT = 8192
+    PROBE = 16
 
     def __init__(self, centroids: np.ndarray) -> None:
         k, dim = centroids.shape
-        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.flat = faiss.IndexFlatIP(dim)
         if k <= self.EXACT_LIMIT:
-            self.index = faiss.IndexFlatIP(dim)
-        else:
-            nlist = int(4 * math.sqrt(k))
-            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(centroids)
-            self.index.nprobe = max(8, nlist // 20)
-        self.index.add(centroids)
+            self.flat.add(self.centroids)
+            return
+        n_groups = int(2 * math.sqrt(k))
+        groups = _kmeans(self.centroids, n_groups, niter=10, seed=0)
+        groups /= np.linalg.norm(groups, axis=1, keepdims=True).clip(1e-12)
+        self.flat.add(groups)
+        _, group_of = self.flat.search(self.centroids, 1)
+        self.member_order = np.argsort(group_of[:, 0], kind="stable")
+        self.group_bounds = np.searchsorted(group_of[self.member_order, 0], np.arange(n_groups + 1))
+        self.members = torch.from_numpy(self.centroids[self.member_order])  # grouped, contiguous
 
-    def nearest(self, vectors: np.ndarray, batch: int = 1 << 16) -> np.ndarray:
+    def nearest(self, vectors: np.ndarray, batch: int = 1 << 15) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         out = np.empty(len(vectors), dtype=np.int64)
         for start in range(0, len(vectors), batch):
-            _, ids = self.index.search(vectors[start:start + batch], 1)
-            out[start:start + batch] = ids[:, 0]
+            chunk = vectors[start:start + batch]
+            if self.flat.ntotal == len(self.centroids):
+                out[start:start + len(chunk)] = self.flat.search(chunk, 1)[1][:, 0]
+            else:
+                out[start:start + len(chunk)] = self._nearest_grouped(chunk)
         return out
+
+    def _nearest_grouped(self, vectors: np.ndarray) -> np.ndarray:
+        n, n_groups = len(vectors), len(self.group_bounds) - 1
+        probe = min(self.PROBE, n_groups)
+        _, probed = self.flat.search(vectors, probe)  # [n, probe] group ids
+        by_group = np.argsort(probed.ravel(), kind="stable")
+        vector_of = by_group // probe  # vectors, grouped by the group they probe
+        starts = np.searchsorted(probed.ravel()[by_group], np.arange(n_groups + 1))
+        best_score = np.full(n, -np.inf, dtype=np.float32)
+        best = np.zeros(n, dtype=np.int64)
+        x = torch.from_numpy(vectors)
+        for g in range(n_groups):
+            lo, hi = self.group_bounds[g], self.group_bounds[g + 1]
+            if starts[g] == starts[g + 1] or lo == hi:
+                continue
+            rows = vector_of[starts[g]:starts[g + 1]]  # each vector probes a group at most once
+            score, arg = (x[rows] @ self.members[lo:hi].T).max(dim=1)
+            score = score.numpy()
+            better = score > best_score[rows]
+            best_score[rows[better]] = score[better]
+            best[rows[better]] = arg.numpy()[better] + lo
+        return self.member_order[best]
