@@ -143,7 +143,7 @@ def row(system, build_s, bytes_per_token, lat10, res10, res100, col, note="") ->
             "recall@100": recall(res100, col.truth[100], 100) if res100 is not None else None, "note": note}
 
 
-def bench_ours(col: Collection, nbits: int, workdir: Path) -> dict:
+def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None) -> dict:
     path = workdir / f"ours-{nbits}"
     t = time.perf_counter()
     index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits)
@@ -164,9 +164,13 @@ def bench_ours(col: Collection, nbits: int, workdir: Path) -> dict:
     _, res100 = time_queries(lambda q: to_int(index.search(q, k=100)), col.queries)
     # What the search's pruning loses, apart from compression: against the index's own
     # exhaustive MaxSim over the same decompressed vectors.
-    own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries]
+    # At 1M documents one exhaustive query decompresses 32M tokens, so --own-queries can cap it.
+    n_own = min(len(col.queries), own_queries or len(col.queries))
+    own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
+    over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
     r = row(f"lfm2-search PLAID nbits={nbits}", build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
-            f"R@10 vs its own exhaustive search {recall(res10, own, 10):.3f}; peak RSS {peak_rss_gb():.1f} GB, "
+            f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
+            f"peak RSS {peak_rss_gb():.1f} GB, "
             f"{index.stats()['centroids']} centroids, +{payload_bytes / col.n_tokens:.1f} B/token document payload")
     del index
     shutil.rmtree(path, ignore_errors=True)
@@ -227,6 +231,9 @@ def main() -> None:
     parser.add_argument("--torch-max-docs", type=int, default=100_000)
     parser.add_argument("--peers", default="plaid,voyager", help="pylate peers to run: plaid, voyager (comma "
                         "separated; empty for none)")
+    parser.add_argument("--nbits", default="2,4", help="residual bits of this index's rows (comma separated)")
+    parser.add_argument("--own-queries", type=int, help="queries for the R@10-vs-own-exhaustive note (default all; "
+                        "at 1M each one decompresses 32M tokens)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -237,12 +244,14 @@ def main() -> None:
     rows = []
     for col in [c for c in collections if c is not None]:
         print(f"== {col.name}: {col.n_docs} docs, {col.n_tokens} tokens", file=sys.stderr)
+        t = time.perf_counter()
         col.truth = {100: ground_truth(col, 100)}
+        print(f"   exhaustive ground truth: {time.perf_counter() - t:.0f} s", file=sys.stderr)
         col.truth[10] = [t[:10] for t in col.truth[100]]
         with tempfile.TemporaryDirectory(prefix="lfm2-bench-index-") as tmp:
             work = Path(tmp)
-            for nbits in (2, 4):
-                rows.append(bench_ours(col, nbits, work))
+            for nbits in [int(b) for b in args.nbits.split(",") if b.strip()]:
+                rows.append(bench_ours(col, nbits, work, args.own_queries))
                 print(rows[-1], file=sys.stderr)
                 gc.collect()
             if col.n_docs <= args.torch_max_docs:
