@@ -143,7 +143,7 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     from lfm2_retrieval.training.model_card import training_stages, write_model_card
 
     first, second = tmp_path / "stage1", tmp_path / "stage2"
-    for run, overrides in ((first, ["steps=1000"]),
+    for run, overrides in ((first, ["steps=1000", "pretrain_steps=300"]),
                            (second, [f"init_from={first / 'model'}", "hard_negatives=true", "steps=600"])):
         run.mkdir()
         TrainConfig.load(None, [f"output_dir={run}", *overrides]).save(run / "config.json")
@@ -152,7 +152,53 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     model = tmp_path / "model"
     shutil.copytree(pylate_tiny_dir, model)
     card = write_model_card(model, second, "bash scripts/train-default-model.sh").read_text()
-    assert "1. `stage1`, from scratch: 1000 steps" in card
+    assert "1. `stage1`, from scratch, then 300 steps of masked-LM pre-training (32 texts, 30% of tokens " \
+        "hidden): 1000 steps" in card
     assert "2. `stage2`, from `" in card and "hard negative" in card
     assert "JaQuAD" in card and "NTREX-128" in card and "CC BY-SA 4.0" in card
     assert "hidden size" in card and "Parameters:" in card
+
+
+def test_hide_tokens_masks_a_share_of_real_tokens_only():
+    import numpy as np
+
+    from lfm2_retrieval.training.pretrain import IGNORE, hide_tokens
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(10, 500, size=(64, 100))
+    ids[:, 0], ids[:, 1] = 1, 7  # BOS and a prefix: protected
+    attention = np.ones_like(ids)
+    attention[:32, 60:] = 0  # padding
+    ids[attention == 0] = 2
+    ids[63, 3:] = 1  # a row whose only eligible token is at position 2
+    inputs, labels = hide_tokens(ids, attention, 0.3, np.array([1, 7]), mask_token=0, rng=rng)
+    hidden = labels != IGNORE
+    assert np.array_equal(inputs[hidden], np.zeros(hidden.sum())) and np.array_equal(labels[hidden], ids[hidden])
+    assert np.array_equal(inputs[~hidden], ids[~hidden])
+    assert not hidden[:, :2].any() and not hidden[attention == 0].any()
+    share = hidden[:62, 2:].sum() / attention[:62, 2:].sum()
+    assert 0.25 < share < 0.35
+    assert hidden[63].tolist().count(True) == 1 and hidden[63, 2]  # at least one per row
+
+
+def test_masked_lm_pretraining_learns_and_runs_once(tmp_path, shared_data):
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.trainer import Trainer
+
+    cfg = tiny(tmp_path, shared_data, steps=2)
+    cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.pretrain_learning_rate = 30, 8, 3e-3
+    trainer = Trainer(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    mlm = [r["mlm_loss"] for r in log if "mlm_loss" in r]
+    assert [r["pretrain_step"] for r in log if "mlm_loss" in r] == list(range(1, 31))
+    assert sum(mlm[-5:]) / 5 < sum(mlm[:5]) / 5 - 0.25  # it learns the text (log(600) = 6.4 at first)
+    pretrained = ColBERTEncoder.from_pretrained(tmp_path / "run" / "pretrained")
+    init = ColBERTEncoder.from_pretrained(tmp_path / "run" / "init")
+    assert not torch.equal(pretrained.backbone.embed_tokens.weight, init.backbone.embed_tokens.weight)
+    assert torch.equal(trainer.encoder.backbone.embed_tokens.weight, pretrained.backbone.embed_tokens.weight)
+    trainer.train()
+    # A second run in the same folder starts from the kept result: no second pre-training.
+    cfg.steps = 3
+    Trainer(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert sum(r.get("event") == "pretraining" for r in log) == 1

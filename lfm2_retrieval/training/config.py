@@ -39,6 +39,11 @@ class TrainConfig:
     # Hard negatives: each pair also gets a BM25-mined negative from the top hard_negative_depth.
     hard_negatives: bool = False
     hard_negative_depth: int = 10
+    # Masked-LM pre-training of the backbone before contrastive training (0 steps: none).
+    pretrain_steps: int = 0
+    pretrain_batch_size: int = 32
+    pretrain_learning_rate: float = 1e-3
+    pretrain_mask_rate: float = 0.3
     # Optimisation.
     steps: int = 2000
     batch_size: int = 32

@@ -32,6 +32,9 @@ def _stage_line(n: int, run: Path) -> str:
     negatives = (f"in-batch negatives plus one BM25-mined hard negative per pair (top {c['hard_negative_depth']})"
                  if c.get("hard_negatives") else "in-batch negatives")
     start = f"from `{c['init_from']}`" if c.get("init_from") else "from scratch"
+    if c.get("pretrain_steps"):
+        start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
+                  f"{c['pretrain_mask_rate']:.0%} of tokens hidden)")
     return (f"{n}. `{run.name}`, {start}: {c['steps']} steps of {c['batch_size']} pairs, {negatives}, "
             f"temperature {c['temperature']}, AdamW at {c['learning_rate']} with warm-up and cosine decay, "
             f"seed {c['seed']}.")

@@ -3,7 +3,8 @@
 From scratch (a byte-level BPE tokenizer trained on the training text, a small LFM2 with
 random weights) or from an existing model folder (`init_from`). Contrastive loss with
 in-batch negatives, plus a BM25-mined hard negative per pair when `hard_negatives` is set, on
-multilingual QA pairs and cross-lingual translation pairs. Seeded;
+multilingual QA pairs and cross-lingual translation pairs, optionally after a masked-LM
+pre-training stage (`pretrain_steps`, training/pretrain.py). Seeded;
 checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
 the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
 """
@@ -29,6 +30,7 @@ from ..tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
 from .data import Pair, batches, mine_hard_negatives, training_pairs, write_summary
 from .loss import contrastive_loss, pairwise_maxsim
+from .pretrain import pretrain, pretraining_texts
 
 KEEP_CHECKPOINTS = 2
 
@@ -115,6 +117,8 @@ class Trainer:
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
         self.encoder = build_encoder(cfg, self.pairs, self.out)
+        if cfg.pretrain_steps and not self._checkpoints():
+            self.encoder = self._pretrained()
         params = [p for m in (self.encoder.backbone, self.encoder.dense) for p in m.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -127,6 +131,22 @@ class Trainer:
             return (step + 1) / self.cfg.warmup_steps
         progress = (step - self.cfg.warmup_steps) / max(1, self.cfg.steps - self.cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def _pretrained(self) -> ColBERTEncoder:
+        """The encoder after masked-LM pre-training, run once: its result is kept in
+        `pretrained/` (complete or absent), so a resumed run does not pre-train again."""
+        folder = self.out / "pretrained"
+        if not (folder / "config.json").exists():
+            cfg = self.cfg
+            self._log({"event": "pretraining", "steps": cfg.pretrain_steps, "mask_rate": cfg.pretrain_mask_rate})
+            pretrain(self.encoder, pretraining_texts(self.pairs), cfg.pretrain_steps, cfg.pretrain_batch_size,
+                     cfg.pretrain_learning_rate, cfg.pretrain_mask_rate, cfg.seed, self._log, cfg.log_every,
+                     cfg.weight_decay, cfg.grad_clip)
+            tmp = folder.with_name("pretrained.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.encoder.save(tmp)
+            tmp.rename(folder)
+        return ColBERTEncoder.from_pretrained(folder)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> list[Path]:
