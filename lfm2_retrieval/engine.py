@@ -140,7 +140,8 @@ class SearchEngine:
         depth = max(k, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
         # The semantic side keeps the search effort of k: its exact stage already scores far
         # more than `depth` documents, so the deeper list costs nothing extra.
-        semantic = self.index.search(vectors, k=depth, filter=filter, params=SearchParams.for_k(k))
+        effort = SearchParams.for_k(k, self.index.manifest["nbits"])
+        semantic = self.index.search(vectors, k=depth, filter=filter, params=effort)
         lexical = self.index.search_lexical(texts, k=depth, filter=filter)
         out = []
         for sem, lex in zip(semantic, lexical):

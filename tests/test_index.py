@@ -48,6 +48,25 @@ def test_recall_against_exhaustive(index, corpus):
     assert np.mean(vs_raw) >= 0.95  # nbits=4 compression loses little
 
 
+def test_default_search_effort_follows_k_and_nbits(index):
+    small, fine, deep = SearchParams.for_k(10, 2), SearchParams.for_k(10, 4), SearchParams.for_k(100, 4)
+    assert (small.rerank, fine.rerank) == (128, 160)  # finer residuals: a wider exact stage
+    assert small.probe_target == fine.probe_target == 512  # probing does not follow it up
+    assert deep.rerank >= 8 * 100 and deep.probe_target == min(deep.candidates // 2, 4 * deep.rerank)
+    # The index picks them from its own nbits (here 4) when no params are given.
+    calls = []
+    original = SearchParams.for_k.__func__
+
+    def spy(cls, k, nbits=2):
+        calls.append((k, nbits))
+        return original(cls, k, nbits)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SearchParams, "for_k", classmethod(spy))
+        index.search(np.ones((3, DIM), np.float32), k=10)
+    assert calls == [(10, 4)]
+
+
 def test_scores_are_exact_maxsim_of_decompressed_vectors(index, corpus):
     q = queries_from(corpus, 1)[0]
     hits = index.search(q, k=5)

@@ -246,7 +246,7 @@ class MultiVectorIndex:
         if filter is not None:
             validate(filter)
         snap = self._snapshot
-        params = params or SearchParams.for_k(k)
+        params = params or SearchParams.for_k(k, snap.manifest["nbits"])
         allowed = self._allowed(snap, filter)
         results = [self._search_one(snap, q, k, allowed, exhaustive, params) for q in batch]
         return results[0] if single else results
