@@ -40,6 +40,7 @@ class IngestOptions:
     commit_every_seconds: float = 300.0  # at most this much encoding is lost to a crash
     encode_batch_chunks: int = 256  # chunks of several files are encoded together
     max_file_bytes: int = MAX_FILE_BYTES
+    overlap: bool = True  # stage batch i on a background thread while batch i+1 encodes
 
 
 @dataclass
@@ -163,7 +164,7 @@ class Ingestor:
             return report  # nothing changed: no commit
         expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
         writer: IndexWriter | None = None
-        stager = _Stager()
+        stager = _Stager(background=self.options.overlap)
         try:
             writer = self.engine.index.writer(expected_tokens=expected_tokens)
             if removed:
@@ -281,13 +282,16 @@ class _Stager:
     """Runs index writes on one background thread, one at a time, so that compressing and
     staging a batch (numpy and faiss, which release the GIL) overlaps with encoding the next."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfm2-ingest-stage")
+    def __init__(self, background: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfm2-ingest-stage") if background else None
         self._pending: Future | None = None
 
     def submit(self, write: Callable[[], None]) -> None:
         self.wait()
-        self._pending = self._pool.submit(write)
+        if self._pool is None:
+            write()  # in the caller's thread: no overlap
+        else:
+            self._pending = self._pool.submit(write)
 
     def wait(self, raise_errors: bool = True) -> None:
         """Block until the write in flight is done; re-raise its error unless told not to."""
@@ -302,7 +306,8 @@ class _Stager:
 
     def close(self) -> None:
         self.wait(raise_errors=False)
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _under(source: str, root: str) -> bool:
