@@ -97,7 +97,7 @@ class ResidualCodec:
 
     # ------------------------------------------------------------------ compression
     def assign(self, vectors: np.ndarray) -> np.ndarray:
-        if self._assigner is None:  # (above 8k centroids it groups them with a small k-means: seconds)
+        if self._assigner is None:  # (above 4k centroids it groups them with a small k-means: seconds)
             self._assigner = _CentroidAssigner(self.centroids)
         return self._assigner.nearest(vectors).astype(self.code_dtype)
 
@@ -187,11 +187,12 @@ class _CentroidAssigner:
     centroids). The comparisons run as one matrix product per group, over every vector of the
     batch that probes it, so they go at BLAS speed: 3.4x faster than a faiss IVF over the
     centroids, which scans list by list for each vector. A vector may then get a near-best
-    centroid (0.1% of them at 65k; 1.5% on the small test corpus); its residual absorbs the
-    difference, and decompression is unaffected.
+    centroid (0.1% of SciFact's token vectors at 8k centroids, with a mean similarity loss of
+    0.0001; 1.5% on the small synthetic test corpus); its residual absorbs the difference, and
+    decompression is unaffected.
     """
 
-    EXACT_LIMIT = 8192
+    EXACT_LIMIT = 4096  # at 8,192 centroids grouping is already 2.3x faster (SciFact vectors)
     PROBE = 16
 
     def __init__(self, centroids: np.ndarray) -> None:
@@ -210,7 +211,7 @@ class _CentroidAssigner:
         self.group_bounds = np.searchsorted(group_of[self.member_order, 0], np.arange(n_groups + 1))
         self.members = torch.from_numpy(self.centroids[self.member_order])  # grouped, contiguous
 
-    def nearest(self, vectors: np.ndarray, batch: int = 1 << 15) -> np.ndarray:
+    def nearest(self, vectors: np.ndarray, batch: int = 1 << 16) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         out = np.empty(len(vectors), dtype=np.int64)
         for start in range(0, len(vectors), batch):

@@ -6,10 +6,6 @@ chunks), so a run re-indexes only new and changed files and removes the chunks o
 are gone. Work is committed in batches of whole files: a file's old chunks are deleted and its
 new ones added in the same commit. A run killed at any moment (Ctrl-C, kill -9) therefore
 leaves every file either fully old or fully new, and the next run finishes the job.
-
-Encoding and writing overlap: while batch i is compressed and staged by the index writer (on
-one background thread), batch i+1 is read, chunked and encoded. Every commit, and every error,
-first waits for the staging in flight, so nothing is committed half-staged.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +35,6 @@ class IngestOptions:
     commit_every_seconds: float = 300.0  # at most this much encoding is lost to a crash
     encode_batch_chunks: int = 256  # chunks of several files are encoded together
     max_file_bytes: int = MAX_FILE_BYTES
-    overlap: bool = True  # stage batch i on a background thread while batch i+1 encodes
 
 
 @dataclass
@@ -164,7 +158,6 @@ class Ingestor:
             return report  # nothing changed: no commit
         expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
         writer: IndexWriter | None = None
-        stager = _Stager(background=self.options.overlap)
         try:
             writer = self.engine.index.writer(expected_tokens=expected_tokens)
             if removed:
@@ -180,29 +173,22 @@ class Ingestor:
                 else:
                     self.on_progress("files", {"files": 1, "chunks": 0, "tokens": 0})
                 if sum(len(w.chunks) for w in batch) >= self.options.encode_batch_chunks:
-                    self._stage(stager, writer, batch, existing, report)
+                    self._stage(writer, batch, existing, report)
                     batch = []
-                if time.monotonic() - last_commit >= self.options.commit_every_seconds:
-                    stager.wait()
-                    if writer.has_changes:
-                        self._commit(writer, report)
-                        writer = self.engine.index.writer(expected_tokens=expected_tokens)
-                        last_commit = time.monotonic()
-            self._stage(stager, writer, batch, existing, report)
-            stager.wait()
+                if time.monotonic() - last_commit >= self.options.commit_every_seconds and writer.has_changes:
+                    self._commit(writer, report)
+                    writer = self.engine.index.writer(expected_tokens=expected_tokens)
+                    last_commit = time.monotonic()
+            self._stage(writer, batch, existing, report)
             self._commit(writer, report)
         except KeyboardInterrupt:
             report.interrupted = True  # staged files are redone by the next run
-            stager.wait(raise_errors=False)
             if writer is not None:
                 writer.abort()
         except BaseException:
-            stager.wait(raise_errors=False)
             if writer is not None:
                 writer.abort()
             raise
-        finally:
-            stager.close()
         report.seconds = time.monotonic() - started
         return report
 
@@ -256,58 +242,21 @@ class Ingestor:
             return None
         return _FileWork(path, source, chunks)
 
-    def _stage(self, stager: "_Stager", writer: IndexWriter, batch: list[_FileWork],
-               existing: dict[str, _Existing], report: IngestReport) -> None:
-        """Encode a batch of whole files here, then hand it to the stager: old chunks out, new
-        chunks in, while the caller goes on to the next batch."""
+    def _stage(self, writer: IndexWriter, batch: list[_FileWork], existing: dict[str, _Existing],
+               report: IngestReport) -> None:
+        """Encode a batch of whole files and stage them: old chunks out, new chunks in."""
         if not batch:
             return
         chunks = [c for w in batch for c in w.chunks]
         vectors = self.engine.encode_chunks(chunks)
         old = [cid for w in batch if w.source in existing for cid in existing.pop(w.source).chunk_ids]
-
-        def write() -> None:
-            report.chunks_removed += writer.delete(old)
-            writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
-
-        stager.submit(write)  # waits for the previous batch first: one batch in flight at most
+        report.chunks_removed += writer.delete(old)
+        writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
         report.files_indexed += len(batch)
         report.chunks_added += len(chunks)
         report.tokens += sum(c.n_tokens for c in chunks)
         self.on_progress("files", {"files": len(batch), "chunks": len(chunks),
                                    "tokens": sum(c.n_tokens for c in chunks)})
-
-
-class _Stager:
-    """Runs index writes on one background thread, one at a time, so that compressing and
-    staging a batch (numpy and faiss, which release the GIL) overlaps with encoding the next."""
-
-    def __init__(self, background: bool = True) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfm2-ingest-stage") if background else None
-        self._pending: Future | None = None
-
-    def submit(self, write: Callable[[], None]) -> None:
-        self.wait()
-        if self._pool is None:
-            write()  # in the caller's thread: no overlap
-        else:
-            self._pending = self._pool.submit(write)
-
-    def wait(self, raise_errors: bool = True) -> None:
-        """Block until the write in flight is done; re-raise its error unless told not to."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        try:
-            pending.result()
-        except BaseException:
-            if raise_errors:
-                raise
-
-    def close(self) -> None:
-        self.wait(raise_errors=False)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
 
 
 def _under(source: str, root: str) -> bool:
