@@ -123,36 +123,6 @@ def test_ctrl_c_keeps_the_last_commit_and_the_next_run_finishes(tmp_path, pylate
     assert len(chunks_by_source(engine.index)) == len(READABLE)
 
 
-def test_a_failed_background_write_fails_the_run_and_commits_nothing(tmp_path, pylate_tiny_dir, monkeypatch):
-    """Batches are staged on a background thread while the next one encodes; an error there
-    must surface, abort the writer and leave the last commit as it was."""
-    import threading
-
-    from lfm2_retrieval.index import IndexWriter
-
-    write_corpus(tmp_path / "docs")
-    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
-    Ingestor(engine, IngestOptions(include=["*.md"])).run([tmp_path / "docs"])
-    before, commit = chunks_by_source(engine.index), engine.index.commit
-    real_add, threads = IndexWriter.add, []
-
-    def failing_add(self, *args, **kwargs):
-        threads.append(threading.current_thread().name)
-        if len(threads) == 3:
-            raise OSError("disk full")
-        return real_add(self, *args, **kwargs)
-
-    monkeypatch.setattr(IndexWriter, "add", failing_add)
-    with pytest.raises(OSError, match="disk full"):
-        Ingestor(engine, IngestOptions(encode_batch_chunks=1)).run([tmp_path / "docs"])
-    assert threads and all(name.startswith("lfm2-ingest-stage") for name in threads)
-    engine.index.refresh()
-    assert engine.index.commit == commit and chunks_by_source(engine.index) == before
-    monkeypatch.setattr(IndexWriter, "add", real_add)
-    report = Ingestor(engine, IngestOptions(encode_batch_chunks=1)).run([tmp_path / "docs"])  # lock released
-    assert len(chunks_by_source(engine.index)) == len(READABLE) and report.files_unchanged == 1
-
-
 CRASHING_RUN = """
 import sys
 from lfm2_retrieval.engine import SearchEngine
