@@ -8,7 +8,8 @@ documents (about 32 tokens each, 128-d). Peers run only up to --peer-max-docs (p
 about 160 ms per query on 2k documents here); rows say when a system was skipped and why.
 
     .venv/bin/python eval/bench_index.py --sizes 10k          # a few minutes
-    .venv/bin/python eval/bench_index.py --sizes 10k,100k,1m  # the full table (about an hour)
+    .venv/bin/python eval/bench_index.py --sizes 10k,100k     # with SciFact and pylate PLAID (~20 minutes)
+    .venv/bin/python eval/bench_index.py --sizes 1m --no-scifact --nbits 2 --own-queries 10 --peers ""  # ~1 hour
 """
 
 from __future__ import annotations
