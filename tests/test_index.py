@@ -200,7 +200,7 @@ def test_bytes_per_token_at_nbits_2(tmp_path):
     tokens = sum(len(d) for d in docs)
     seg = tmp_path / "size" / "segments" / idx.manifest["segments"][0]["name"]
     vector_bytes = sum((seg / f).stat().st_size for f in ("codes.bin", "residuals.bin", "doc_offsets.npy",
-                                                           "ivf_offsets.npy", "ivf_docs.npy"))
+                                                           "ivf_index.npy", "ivf_lists.npy"))
     assert vector_bytes / tokens <= 36
 
 

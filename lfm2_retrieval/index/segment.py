@@ -5,10 +5,9 @@ Files of `seg-NNNNNN/`:
     codes.bin        centroid id of every token (uint16 or uint32)
     residuals.bin    packed residuals, [n_tokens, dim * nbits / 8] uint8
     doc_offsets.npy  token range of each document, [n_docs + 1] uint32 (uint64 past 4G tokens)
-    ivf_offsets.npy  range in ivf_docs of each (centroid, block of 65,536 documents), [K * B + 1]
-    ivf_docs.npy     uint16 document numbers within their block, grouped by centroid then block
-                     (each document once per centroid). Blocks keep the inverted file at
-                     2 bytes per entry, which keeps nbits=2 under 36 bytes per token in all.
+    ivf_index.npy    the inverted file: per centroid, where its entries and its bytes start in
+    ivf_lists.npy    the Elias-Fano coded lists of documents with a token at that centroid
+                     (postings.py; about 13 bits an entry at 1M documents)
     docs.parquet     id (external, string), internal_id (int64), text, metadata (JSON): the
                      document table, read by column (ids, filters, optimize)
     records.bin      the same documents as JSON records, back to back, with
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..lexical import BM25Index
+from . import postings
 from .codec import ResidualCodec
 from .storage import NPY_LOCK, load_npy, publish_dir
 
@@ -122,9 +122,9 @@ class SegmentWriter:
         np.cumsum(self._doclens, out=offsets[1:])
         np.save(self.tmp_dir / "doc_offsets.npy", offsets)
         codes = np.fromfile(self.tmp_dir / "codes.bin", dtype=self.codec.code_dtype)
-        ivf_offsets, ivf_docs = build_ivf(codes, offsets, self.codec.num_centroids)
-        np.save(self.tmp_dir / "ivf_offsets.npy", ivf_offsets)
-        np.save(self.tmp_dir / "ivf_docs.npy", ivf_docs)
+        ivf_index, ivf_lists = build_ivf(codes, offsets, self.codec.num_centroids)
+        np.save(self.tmp_dir / "ivf_index.npy", ivf_index)
+        np.save(self.tmp_dir / "ivf_lists.npy", ivf_lists)
         info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]),
                 "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
         # The lexical (BM25) index of the same documents, built from the stored texts and
@@ -146,24 +146,17 @@ class SegmentWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
-IVF_BLOCK = 1 << 16
-
-
-def n_blocks(n_docs: int) -> int:
-    return max(1, -(-n_docs // IVF_BLOCK))
-
-
 def build_ivf(codes: np.ndarray, doc_offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
-    """(centroid, block) -> distinct documents of that block with a token at that centroid."""
+    """centroid -> distinct documents with a token there, Elias-Fano coded: (index, lists)."""
     n_docs = max(len(doc_offsets) - 1, 1)
     doc_of_token = np.repeat(np.arange(len(doc_offsets) - 1, dtype=np.int64), np.diff(doc_offsets.astype(np.int64)))
     pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of_token)  # sorted by centroid, then doc
-    doc = pairs % n_docs
-    key = (pairs // n_docs) * n_blocks(n_docs) + doc // IVF_BLOCK
-    counts = np.bincount(key, minlength=num_centroids * n_blocks(n_docs))
-    ivf_offsets = np.zeros(len(counts) + 1, dtype=np.uint32 if len(pairs) < 1 << 32 else np.uint64)
-    np.cumsum(counts, out=ivf_offsets[1:])
-    return ivf_offsets, (doc % IVF_BLOCK).astype(np.uint16)
+    return postings.encode(pairs // n_docs, pairs % n_docs, num_centroids, n_docs)
+
+
+# Segments written before the Elias-Fano lists kept uint16 document numbers in blocks of
+# 65,536 documents (ivf_offsets.npy / ivf_docs.npy); they are still read as they are.
+LEGACY_IVF_BLOCK = 1 << 16
 
 
 class Segment:
@@ -179,8 +172,13 @@ class Segment:
         self.codes = _memmap(folder / "codes.bin", np.dtype(info["code_dtype"]), (self.n_tokens,))
         self.residuals = _memmap(folder / "residuals.bin", np.dtype(np.uint8), (self.n_tokens, width))
         self.doc_offsets = load_npy(folder / "doc_offsets.npy", "r")
-        self.ivf_offsets = load_npy(folder / "ivf_offsets.npy", "r")
-        self.ivf_docs = load_npy(folder / "ivf_docs.npy", "r")
+        self._legacy_ivf = not (folder / "ivf_index.npy").exists()
+        if self._legacy_ivf:
+            self.ivf_offsets = load_npy(folder / "ivf_offsets.npy", "r")
+            self.ivf_docs = load_npy(folder / "ivf_docs.npy", "r")
+        else:
+            self.ivf_index = load_npy(folder / "ivf_index.npy", "r")
+            self.ivf_lists = load_npy(folder / "ivf_lists.npy", "r")
         self.record_offsets = load_npy(folder / "record_offsets.npy", "r")
         self.records = _memmap(folder / "records.bin", np.dtype(np.uint8), (int(self.record_offsets[-1]),))
         # Keep the table's file open: a later commit may unlink it while we still read.
@@ -227,12 +225,14 @@ class Segment:
 
     def ivf_lookup(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(document, centroid) pairs of the inverted-file lists of `centroids`."""
-        blocks = n_blocks(self.n_docs)
+        if not self._legacy_ivf:
+            return postings.decode(self.ivf_index, self.ivf_lists, max(self.n_docs, 1), centroids)
+        blocks = max(1, -(-self.n_docs // LEGACY_IVF_BLOCK))
         keys = (centroids[:, None] * blocks + np.arange(blocks)[None, :]).ravel()
         starts = self.ivf_offsets[keys].astype(np.int64)
         sizes = self.ivf_offsets[keys + 1].astype(np.int64) - starts
         positions = concat_ranges(starts, sizes)
-        block_base = np.repeat(np.tile(np.arange(blocks, dtype=np.int64) * IVF_BLOCK, len(centroids)), sizes)
+        block_base = np.repeat(np.tile(np.arange(blocks, dtype=np.int64) * LEGACY_IVF_BLOCK, len(centroids)), sizes)
         docs = block_base + self.ivf_docs[positions]
         return docs, np.repeat(np.repeat(centroids, blocks), sizes)
 
