@@ -89,3 +89,10 @@ class BM25Index:
             keep = scores[0] > 0
             out.append((rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)))
         return out
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of `query` against every text ([size] float32; 0 where nothing matches)."""
+        tokens = [t for t in tokenize(query) if t in self._vocab]
+        if not tokens:
+            return np.zeros(self.size, np.float32)
+        return np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)

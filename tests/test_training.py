@@ -136,6 +136,51 @@ def test_training_with_hard_negatives_runs(tmp_path, shared_data):
     assert [r["step"] for r in log if "loss" in r] == [1, 2]
 
 
+def test_bm25_teacher_scores_own_language_documents_of_question_rows():
+    from lfm2_retrieval.training.data import Pair
+    from lfm2_retrieval.training.teacher import BM25Teacher
+
+    pairs = [Pair("when does the river flood its banks", "the river floods its banks every spring", "qa/en"),
+             Pair("is bread made of flour or water", "bread is baked from flour and water", "qa/en",
+                  negative="rivers carry water to the sea"),
+             Pair("川はどこで氾濫しますか", "春になると川は氾濫する", "qa/ja"),
+             Pair("the river floods", "川は氾濫する", "ntrex/en-ja")]
+    teacher = BM25Teacher(pairs)
+    documents = [p.document for p in pairs] + ["rivers carry water to the sea"]
+    scores, taught = teacher.scores(pairs, documents)
+    assert taught.tolist() == [True, True, True, False]  # a translation's query has no teacher
+    assert scores[0, 0] > 0 and scores[0, 1] == 0  # shared words score; none, nothing
+    assert scores[1, 1] == scores[1].max() and scores[1, 4] > 0  # water: the negative shares a word
+    assert scores[0, 2] == 0 and scores[2, 0] == 0  # other languages' documents score nothing
+    assert scores[2, 2] > 0 and scores[3].abs().sum() == 0
+
+
+def test_distillation_loss_pulls_the_student_to_the_teacher():
+    from lfm2_retrieval.training.teacher import distillation_loss
+
+    teacher = torch.tensor([[9.0, 3.0, 0.0], [1.0, 8.0, 2.0]])
+    taught = torch.tensor([True, False])
+    assert distillation_loss(teacher.clone(), teacher, taught) < 1e-6  # same distribution: nothing to learn
+    student = torch.zeros(2, 3, requires_grad=True)
+    loss = distillation_loss(student, teacher, taught)
+    loss.backward()
+    assert loss > 0 and student.grad[0, 0] < 0 < student.grad[0, 2]  # raise the teacher's favourite
+    assert student.grad[1].abs().sum() == 0  # untaught rows take no gradient
+    assert distillation_loss(student, teacher, torch.tensor([False, False])) == 0
+
+
+def test_training_with_the_bm25_teacher_runs(tmp_path, shared_data):
+    from lfm2_retrieval.training.trainer import Trainer
+
+    cfg = tiny(tmp_path, shared_data, steps=2)
+    cfg.hard_negatives, cfg.checkpoint_every, cfg.distill_bm25 = True, 0, 1.0
+    trainer = Trainer(cfg)
+    assert trainer.teacher is not None
+    trainer.train()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+
+
 def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     import shutil
 

@@ -39,6 +39,10 @@ class TrainConfig:
     # Hard negatives: each pair also gets a BM25-mined negative from the top hard_negative_depth.
     hard_negatives: bool = False
     hard_negative_depth: int = 10
+    # BM25 as a teacher (training/teacher.py): weight of the KL towards BM25's scores of the
+    # batch's documents, for QA and SciFact queries (0: contrastive loss alone).
+    distill_bm25: float = 0.0
+    distill_temperature: float = 1.0  # divides BM25's scores before the softmax
     # Masked-LM pre-training of the backbone before contrastive training (0 steps: none).
     pretrain_steps: int = 0
     pretrain_batch_size: int = 32

@@ -126,14 +126,14 @@ def mine_hard_negatives(pairs: list[Pair], depth: int, seed: int) -> list[Pair]:
     rng = random.Random(seed)
     by_family: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
-        by_family.setdefault(_family(p), []).append(i)
+        by_family.setdefault(family(p), []).append(i)
     out = list(pairs)
-    for family, members in sorted(by_family.items()):
+    for fam, members in sorted(by_family.items()):
         docs = list(dict.fromkeys(pairs[i].document for i in members))
         if len(docs) < 2:
             continue
         bm25 = BM25Index.build(docs)
-        by_doc = family.startswith("ntrex/")
+        by_doc = fam.startswith("ntrex/")
         probes = [pairs[i].document if by_doc else pairs[i].query for i in members]
         for i, (rows, _) in zip(members, bm25.search(probes, depth + 1)):
             candidates = [docs[r] for r in rows if docs[r] != pairs[i].document]
@@ -142,7 +142,7 @@ def mine_hard_negatives(pairs: list[Pair], depth: int, seed: int) -> list[Pair]:
     return out
 
 
-def _family(pair: Pair) -> str:
+def family(pair: Pair) -> str:
     """Documents of one language and kind: qa/ja, ntrex/ko (the document's language), scifact."""
     if pair.source.startswith("ntrex/"):
         return "ntrex/" + pair.source.split("-")[-1]

@@ -3,7 +3,8 @@
 From scratch (a byte-level BPE tokenizer trained on the training text, a small LFM2 with
 random weights) or from an existing model folder (`init_from`). Contrastive loss with
 in-batch negatives, plus a BM25-mined hard negative per pair when `hard_negatives` is set, on
-multilingual QA pairs and cross-lingual translation pairs, optionally after a masked-LM
+multilingual QA pairs and cross-lingual translation pairs, optionally with BM25 as a teacher
+(`distill_bm25`, training/teacher.py) and after a masked-LM
 pre-training stage (`pretrain_steps`, training/pretrain.py). Seeded;
 checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
 the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
@@ -31,6 +32,7 @@ from .config import TrainConfig
 from .data import Pair, batches, mine_hard_negatives, training_pairs, write_summary
 from .loss import contrastive_loss, pairwise_maxsim
 from .pretrain import pretrain, pretraining_texts
+from .teacher import BM25Teacher, distillation_loss
 
 KEEP_CHECKPOINTS = 2
 
@@ -114,6 +116,7 @@ class Trainer:
             raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
         if cfg.hard_negatives:
             self.pairs = mine_hard_negatives(self.pairs, cfg.hard_negative_depth, cfg.seed)
+        self.teacher = BM25Teacher(self.pairs) if cfg.distill_bm25 else None
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
         self.encoder = build_encoder(cfg, self.pairs, self.out)
@@ -223,7 +226,12 @@ class Trainer:
             # Columns: every pair's document (the diagonal is the answer), then the hard negatives.
             documents = [p.document for p in batch] + [p.negative for p in batch if p.negative is not None]
             d, d_keep = encode_documents_train(self.encoder, documents)
-            loss = contrastive_loss(pairwise_maxsim(q, q_keep, d, d_keep), cfg.temperature)
+            scores = pairwise_maxsim(q, q_keep, d, d_keep)
+            loss = contrastive_loss(scores, cfg.temperature)
+            if self.teacher is not None:
+                teacher, taught = self.teacher.scores(batch, documents)
+                loss = loss + cfg.distill_bm25 * distillation_loss(scores, teacher, taught, cfg.temperature,
+                                                                   cfg.distill_temperature)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
