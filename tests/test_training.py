@@ -189,7 +189,8 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
 
     first, second = tmp_path / "stage1", tmp_path / "stage2"
     for run, overrides in ((first, ["steps=1000", "pretrain_steps=300"]),
-                           (second, [f"init_from={first / 'model'}", "hard_negatives=true", "steps=600"])):
+                           (second, [f"init_from={first / 'model'}", "hard_negatives=true", "steps=600",
+                                      "distill_bm25=0.5"])):
         run.mkdir()
         TrainConfig.load(None, [f"output_dir={run}", *overrides]).save(run / "config.json")
         (run / "data.json").write_text(json.dumps({"qa/ja": 10, "ntrex/en-ko": 5}))
@@ -199,7 +200,8 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     card = write_model_card(model, second, "bash scripts/train-default-model.sh").read_text()
     assert "1. `stage1`, from scratch, then 300 steps of masked-LM pre-training (32 texts, 30% of tokens " \
         "hidden): 1000 steps" in card
-    assert "2. `stage2`, from `" in card and "hard negative" in card
+    assert "2. `stage2`, from `" in card and "hard negative" in card and "BM25 as a teacher" in card
+    assert "teacher" not in card.split("2. `stage2`")[0]  # stage 1 had none
     assert "JaQuAD" in card and "NTREX-128" in card and "CC BY-SA 4.0" in card
     assert "hidden size" in card and "Parameters:" in card
 

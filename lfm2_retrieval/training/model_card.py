@@ -31,6 +31,9 @@ def _stage_line(n: int, run: Path) -> str:
     c = json.loads((run / "config.json").read_text())
     negatives = (f"in-batch negatives plus one BM25-mined hard negative per pair (top {c['hard_negative_depth']})"
                  if c.get("hard_negatives") else "in-batch negatives")
+    if c.get("distill_bm25"):
+        negatives += (f", plus BM25 as a teacher (KL towards its scores of the batch's documents for question "
+                      f"rows, weight {c['distill_bm25']}, BM25 scores divided by {c.get('distill_temperature', 1.0)})")
     start = f"from `{c['init_from']}`" if c.get("init_from") else "from scratch"
     if c.get("pretrain_steps"):
         start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
