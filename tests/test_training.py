@@ -22,6 +22,21 @@ def test_config_file_and_overrides(tmp_path):
         TrainConfig.load(path)
 
 
+def test_the_default_recipe_chains_its_stages():
+    """scripts/train-default-model.sh runs each config in turn, each starting from the model of
+    the one before; every config loads (no unknown setting)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "scripts" / "train-default-model.sh").read_text()
+    stages = [TrainConfig.load(root / c) for c in re.findall(r"training (configs/\S+\.toml)", script)]
+    assert len(stages) == 3 and stages[0].init_from is None
+    for before, after in zip(stages, stages[1:]):
+        assert after.init_from == f"{before.output_dir}/model"
+    assert stages[-1].distill_bm25 > 0 and "korquad" not in " ".join(stages[-1].sources)
+
+
 def test_maxsim_and_contrastive_loss():
     q = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
     d = torch.nn.functional.normalize(torch.randn(3, 5, 8), dim=-1)

@@ -1,6 +1,6 @@
 """Make a trained model the embedded default: copy it into the package, with its model card.
 
-    python -m lfm2_retrieval.training.embed runs/default-model-hn --metrics eval/out/default-v2/results.md
+    python -m lfm2_retrieval.training.embed runs/default-model-kd --metrics eval/out/default-v3/results.md
 """
 
 from __future__ import annotations
