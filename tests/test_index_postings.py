@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from index_helpers import clustered_corpus
 
 from lfm2_retrieval.index import MultiVectorIndex, postings
+from lfm2_retrieval.index.index import FORMAT_VERSION
 from lfm2_retrieval.index.segment import LEGACY_IVF_BLOCK
 
 
@@ -84,5 +87,28 @@ def test_segments_of_the_previous_format_still_search(tmp_path):
     (folder / "ivf_index.npy").unlink()
     (folder / "ivf_lists.npy").unlink()
 
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+
     reopened = MultiVectorIndex(path)
+    assert reopened.manifest["format_version"] == 1
     assert [[h.id for h in reopened.search(q, k=10)] for q in queries] == before
+    # New documents go to a segment of the current format, beside the old one; a commit
+    # marks the index with the current format so that an older version refuses it clearly.
+    reopened.add(["new"], [docs[0]])
+    assert reopened.manifest["format_version"] == FORMAT_VERSION
+    assert {h.id for h in reopened.search(docs[0][:6], k=2)} == {"0", "new"}  # the same vectors
+    folders = [s.folder for s in reopened._snapshot.segments]  # noqa: SLF001
+    assert [(f / "ivf_docs.npy").exists() for f in folders] == [True, False]
+    assert [(f / "ivf_lists.npy").exists() for f in folders] == [False, True]
+
+
+def test_a_newer_format_is_refused_clearly(tmp_path):
+    from lfm2_retrieval.index.index import IndexFolderError
+
+    path = tmp_path / "ix"
+    MultiVectorIndex.create(path, dim=8)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(IndexFolderError, match=f"format {FORMAT_VERSION + 1} is not supported"):
+        MultiVectorIndex(path)

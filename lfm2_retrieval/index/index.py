@@ -31,7 +31,10 @@ from .search import QueryPlan, SearchParams, exhaustive_segment, search_segment
 from .segment import DocumentBatch, Segment, SegmentWriter
 from .storage import WriterLock, load_npy, write_json_atomic
 
-FORMAT_VERSION = 1
+# 2: inverted-file lists Elias-Fano coded (segment.py). Format-1 segments read unchanged; a
+# commit marks the index 2, so an older version refuses it clearly instead of failing on files.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 # Tokens buffered to train the codec when an empty index receives its first documents.
 CODEC_TRAINING_TOKENS = 1 << 20
@@ -135,9 +138,9 @@ class MultiVectorIndex:
         raise IndexFolderError(f"could not open a consistent snapshot of {self.path}")
 
     def _open_snapshot(self, manifest: dict[str, Any]) -> _Snapshot:
-        if manifest.get("format_version") != FORMAT_VERSION:
+        if manifest.get("format_version") not in READABLE_FORMATS:
             raise IndexFolderError(f"index format {manifest.get('format_version')} is not supported "
-                              f"(this version reads format {FORMAT_VERSION})")
+                                   f"(this version reads formats {', '.join(map(str, READABLE_FORMATS))})")
         codec = None
         if manifest["codec"]:
             codec = self._codec_cache.get(manifest["codec"])
@@ -550,6 +553,7 @@ class IndexWriter:
                 self.manifest["tombstones"] = name
                 _crash_point("tombstones-written")
             self.manifest["commit"] = self.base.commit + 1
+            self.manifest["format_version"] = FORMAT_VERSION
             self.manifest["updated_at"] = time.time()
             _crash_point("before-manifest")
             write_json_atomic(self.index.path / MANIFEST, self.manifest)
