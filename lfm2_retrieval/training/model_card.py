@@ -34,6 +34,10 @@ def _stage_line(n: int, run: Path) -> str:
     if c.get("distill_bm25"):
         negatives += (f", plus BM25 as a teacher (KL towards its scores of the batch's documents for question "
                       f"rows, weight {c['distill_bm25']}, BM25 scores divided by {c.get('distill_temperature', 1.0)})")
+    if c.get("distill_minilm"):
+        negatives += (f", plus all-MiniLM-L6-v2 as a teacher (English questions, and translation pairs read through "
+                      f"their English source sentence; weight {c['distill_minilm']}, cosines divided by "
+                      f"{c.get('distill_minilm_temperature', 0.05)})")
     start = f"from `{c['init_from']}`" if c.get("init_from") else "from scratch"
     if c.get("pretrain_steps"):
         start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
@@ -64,6 +68,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     except Exception:  # noqa: BLE001 - the card is still useful without the count
         pass
     layers = backbone["layer_types"]
+    minilm_taught = any(json.loads((run / "config.json").read_text()).get("distill_minilm") for run in stages)
     lines = [
         "---", "library_name: PyLate", "pipeline_tag: sentence-similarity", "tags: [ColBERT, PyLate, lfm2]",
         "license: other", "---", "", "# lfm2-search default model", "",
@@ -90,6 +95,8 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         "Several sets are CC BY-SA (share-alike): derivatives of this model should keep their terms in view. "
         "KorQuAD (CC BY-ND) is used for evaluation only, never for training; the paragraphs and sentences of the "
         "evaluation and dev tasks are held out of training.", "",
+        *(["A teacher model's scores were distilled: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0).", ""]
+          if minilm_taught else []),
     ]
     if metrics_markdown:
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]

