@@ -81,6 +81,24 @@ def test_train_from_scratch_checkpoint_and_resume(tmp_path, shared_data):
     assert all(loss == loss and loss >= 0 for loss in losses)  # finite
 
 
+def test_query_expansion_can_be_switched_off_for_a_loaded_model(tmp_path, shared_data):
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.trainer import Trainer
+
+    cfg = tiny(tmp_path, shared_data, steps=1)
+    cfg.checkpoint_every = 0
+    first = Trainer(cfg).train()
+    assert len(ColBERTEncoder.from_pretrained(first).encode_queries(["rotate keys"])[0]) == cfg.query_length
+    cfg = tiny(tmp_path / "second", shared_data, steps=1)
+    cfg.checkpoint_every, cfg.init_from, cfg.query_expansion = 0, str(first), False
+    trainer = Trainer(cfg)
+    assert trainer.encoder.tokenizer.config.do_query_expansion is False  # what training encodes with
+    model = ColBERTEncoder.from_pretrained(trainer.train())
+    assert not json.loads((tmp_path / "second" / "run" / "model" / "config_sentence_transformers.json")
+                          .read_text())["do_query_expansion"]
+    assert len(model.encode_queries(["rotate keys"])[0]) < cfg.query_length  # the query's own tokens only
+
+
 def test_training_never_uses_evaluation_paragraphs(shared_data):
     import random
 

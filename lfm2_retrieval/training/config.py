@@ -29,6 +29,9 @@ class TrainConfig:
     bidirectional: bool = True
     embedding_dim: int = 96  # ColBERT projection
     query_length: int = 32
+    # PyLate's query expansion (pad queries to query_length with mask tokens that take part in
+    # MaxSim). Applied to a model loaded with init_from as well; saved in the model's config.
+    query_expansion: bool = True
     document_length: int = 180
     # Data: pairs per source and language, drawn with the seed (0: all). Sources: qa,
     # parallel, scifact (SciFact is CC BY-NC: leave it out of models meant for any use).

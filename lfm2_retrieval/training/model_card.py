@@ -80,8 +80,11 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         f"{backbone['intermediate_size']}, {backbone['num_attention_heads']} query / "
         f"{backbone['num_key_value_heads']} key-value heads, vocabulary {backbone.get('vocab_size')} "
         "(byte-level BPE trained on the training text, with `[Q] ` and `[D] ` as single tokens).",
-        f"- Projection to {dim} dimensions per token; MaxSim scoring; queries {colbert.get('query_length')} tokens "
-        f"(with expansion), documents {colbert.get('document_length')} tokens.",
+        f"- Projection to {dim} dimensions per token; MaxSim scoring; queries "
+        + (f"padded to {colbert.get('query_length')} tokens with expansion tokens"
+           if colbert.get("do_query_expansion", True) else
+           f"of up to {colbert.get('query_length')} tokens, without expansion (a query's own tokens only)")
+        + f", documents up to {colbert.get('document_length')} tokens.",
         f"- Parameters: {params:,}." if params else "",
         "", "## Training", "",
         "Contrastive loss over MaxSim scores, in stages:", "",

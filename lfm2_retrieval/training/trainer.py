@@ -17,6 +17,7 @@ import math
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,16 @@ def _set_seed(seed: int) -> None:
 
 
 def build_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEncoder:
-    """A fresh encoder (tokenizer trained on the pairs' text) or one loaded from `init_from`."""
-    if cfg.init_from:
-        return ColBERTEncoder.from_pretrained(cfg.init_from)
+    """A fresh encoder (tokenizer trained on the pairs' text) or one loaded from `init_from`,
+    with the config's query expansion."""
+    encoder = ColBERTEncoder.from_pretrained(cfg.init_from) if cfg.init_from else _fresh_encoder(cfg, pairs, out)
+    if encoder.config.do_query_expansion != cfg.query_expansion:
+        encoder.config = replace(encoder.config, do_query_expansion=cfg.query_expansion)
+        encoder.tokenizer.config = encoder.config
+    return encoder
+
+
+def _fresh_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEncoder:
     tok_dir = out / "tokenizer"
     if (tok_dir / "tokenizer.json").exists():
         from tokenizers import Tokenizer
