@@ -92,7 +92,8 @@ def read_modules(model_dir: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(
             f"{model_dir} is not a ColBERT model folder (no {MODULES_FILE}). A plain LFM2 "
-            "checkpoint becomes one with `ColBERTEncoder.from_backbone` (or by training it)."
+            "checkpoint becomes one with `ColBERTEncoder.from_backbone`, or by training it: "
+            "`lfm2-search train CONFIG --set init_from=PATH`."
         )
     modules = sorted(json.loads(path.read_text(encoding="utf-8")), key=lambda m: m["idx"])
     if not modules or modules[0]["type"] != TRANSFORMER_TYPE:

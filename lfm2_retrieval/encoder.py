@@ -37,6 +37,19 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
+def _fit_embeddings(backbone: LFM2Model, vocab_size: int) -> None:
+    """Grow the input embeddings to `vocab_size` rows, new rows at the mean of the old ones."""
+    old = backbone.embed_tokens.weight.data
+    if vocab_size <= old.shape[0]:
+        return
+    grown = nn.Embedding(vocab_size, old.shape[1], dtype=old.dtype)
+    with torch.no_grad():
+        grown.weight[: old.shape[0]] = old
+        grown.weight[old.shape[0]:] = old.mean(dim=0)
+    backbone.embed_tokens = grown
+    backbone.config.vocab_size = vocab_size
+
+
 class Dense(nn.Module):
     """PyLate's Dense module: linear projection, optional activation and residual."""
 
@@ -140,6 +153,27 @@ class ColBERTEncoder:
         config = ColBERTConfig.from_folder(model_dir)
         tokenizer = ColBERTTokenizer.from_folder(model_dir, config)
         return cls(backbone, dense, tokenizer, config, source_dir=model_dir)
+
+    @classmethod
+    def from_backbone(cls, name_or_path: str | os.PathLike, embedding_dim: int = 128,
+                      config: ColBERTConfig | None = None, seed: int = 0) -> "ColBERTEncoder":
+        """A new ColBERT model on a plain LFM2 checkpoint (such as LiquidAI/LFM2-350M), made as
+        `pylate.models.ColBERT(path)` makes one: the query and document prefixes become tokens
+        (their embedding rows start at the mean of the existing ones), and a bias-free linear
+        projection to `embedding_dim` is added with fresh weights. Train it before use."""
+        model_dir = resolve_model_dir(name_or_path)
+        if (model_dir / "modules.json").exists():
+            raise ValueError(f"{model_dir} is already a ColBERT model folder: load it with from_pretrained")
+        config = config or ColBERTConfig()
+        backbone, _ = load_backbone(model_dir)
+        tokenizer = ColBERTTokenizer.from_folder(model_dir, config, add_prefixes=True)
+        _fit_embeddings(backbone, tokenizer.tokenizer.get_vocab_size())
+        generator = torch.Generator().manual_seed(seed)
+        dense = Dense(backbone.config.hidden_size, embedding_dim)
+        bound = 1 / backbone.config.hidden_size ** 0.5  # nn.Linear's own initialisation, seeded
+        with torch.no_grad():
+            dense.linear.weight.uniform_(-bound, bound, generator=generator)
+        return cls(backbone, [dense], tokenizer, config, source_dir=model_dir)
 
     def save(self, out_dir: str | os.PathLike) -> None:
         """Write a PyLate folder: backbone at the root, `1_Dense/`, tokenizer, configs (fp32)."""

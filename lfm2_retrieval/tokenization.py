@@ -51,9 +51,16 @@ class ColBERTTokenizer:
         )
 
     @classmethod
-    def from_folder(cls, model_dir: str | Path, config: ColBERTConfig) -> "ColBERTTokenizer":
+    def from_folder(cls, model_dir: str | Path, config: ColBERTConfig,
+                    add_prefixes: bool = False) -> "ColBERTTokenizer":
+        """The tokenizer of a model folder. `add_prefixes` adds the query and document
+        prefixes as tokens where they are missing, as PyLate does for a plain checkpoint."""
         model_dir = Path(model_dir)
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        if add_prefixes:
+            missing = [p for p in (config.query_prefix, config.document_prefix)
+                       if p and tokenizer.token_to_id(p) is None]
+            tokenizer.add_tokens(missing)
         special: dict[str, str | None] = {}
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             path = model_dir / name

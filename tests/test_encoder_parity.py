@@ -119,3 +119,29 @@ def test_colbert_settings_match_pylate(tmp_path_factory, settings):
     ours = ColBERTEncoder.from_pretrained(folder)
     assert_same_vectors(reference.encode(QUERIES, is_query=True, batch_size=4), ours.encode_queries(QUERIES))
     assert_same_vectors(reference.encode(DOCUMENTS, is_query=False, batch_size=4), ours.encode_documents(DOCUMENTS))
+
+
+def test_a_plain_lfm2_checkpoint_becomes_the_colbert_model_pylate_makes(pylate_tiny_dir, tmp_path):
+    """from_backbone on the plain LFM2 folder PyLate started from: the same tokens, the same
+    backbone weights (PyLate draws its own values for the two new prefix rows), the same
+    projection shape; and the result saves as a folder both load."""
+    plain = pylate_tiny_dir.with_name(pylate_tiny_dir.name + "-base")  # made by build_random_colbert
+    reference = pylate_models.ColBERT(str(pylate_tiny_dir), device="cpu")
+    ours = ColBERTEncoder.from_backbone(plain, embedding_dim=reference[1].get_sentence_embedding_dimension())
+    np.testing.assert_array_equal(reference.tokenize(QUERIES, is_query=True)["input_ids"].numpy(),
+                                  ours.tokenizer.queries(QUERIES).input_ids)
+    for text, ids in zip(DOCUMENTS, ours.tokenizer.documents(DOCUMENTS)):
+        np.testing.assert_array_equal(reference.tokenize([text], is_query=False)["input_ids"][0].numpy(), ids)
+    converted = ColBERTEncoder.from_pretrained(pylate_tiny_dir)
+    theirs, mine = converted.backbone.state_dict(), ours.backbone.state_dict()
+    assert theirs.keys() == mine.keys()
+    n_old = theirs["embed_tokens.weight"].shape[0] - 2
+    for name in theirs:
+        rows = slice(0, n_old) if name == "embed_tokens.weight" else slice(None)
+        torch.testing.assert_close(mine[name][rows], theirs[name][rows])
+    assert ours.dense[0].linear.weight.shape == converted.dense[0].linear.weight.shape
+    ours.save(tmp_path / "converted")
+    again = pylate_models.ColBERT(str(tmp_path / "converted"), device="cpu")
+    assert_same_vectors(again.encode(DOCUMENTS, is_query=False), ours.encode_documents(DOCUMENTS))
+    with pytest.raises(ValueError, match="already a ColBERT model folder"):
+        ColBERTEncoder.from_backbone(pylate_tiny_dir)

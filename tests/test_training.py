@@ -99,6 +99,19 @@ def test_query_expansion_can_be_switched_off_for_a_loaded_model(tmp_path, shared
     assert len(model.encode_queries(["rotate keys"])[0]) < cfg.query_length  # the query's own tokens only
 
 
+def test_training_starts_from_a_plain_lfm2_checkpoint(tmp_path, shared_data, pylate_tiny_dir):
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.trainer import Trainer
+
+    plain = pylate_tiny_dir.with_name(pylate_tiny_dir.name + "-base")  # an LFM2 folder, no ColBERT parts
+    cfg = tiny(tmp_path, shared_data, steps=1)
+    cfg.checkpoint_every, cfg.init_from = 0, str(plain)
+    model = ColBERTEncoder.from_pretrained(Trainer(cfg).train())
+    assert model.dim == cfg.embedding_dim and model.tokenizer.tokenizer.token_to_id("[Q] ") is not None
+    assert not model.backbone.config.bidirectional  # the checkpoint's own (causal) attention is kept
+    assert len(model.encode_documents(["日本語の文章"])) == 1
+
+
 def test_training_never_uses_evaluation_paragraphs(shared_data):
     import random
 

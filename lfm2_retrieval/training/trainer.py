@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lfm2_core import LFM2Config, LFM2Model
+from lfm2_core import LFM2Config, LFM2Model, resolve_model_dir
 
 from ..colbert_config import ColBERTConfig
 from ..encoder import ColBERTEncoder, Dense
@@ -45,9 +45,16 @@ def _set_seed(seed: int) -> None:
 
 
 def build_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEncoder:
-    """A fresh encoder (tokenizer trained on the pairs' text) or one loaded from `init_from`,
-    with the config's query expansion."""
-    encoder = ColBERTEncoder.from_pretrained(cfg.init_from) if cfg.init_from else _fresh_encoder(cfg, pairs, out)
+    """A fresh encoder (tokenizer trained on the pairs' text), or one from `init_from`: a
+    ColBERT model folder, or a plain LFM2 checkpoint made into one; with the config's query
+    expansion."""
+    if not cfg.init_from:
+        encoder = _fresh_encoder(cfg, pairs, out)
+    elif (resolve_model_dir(cfg.init_from) / "modules.json").exists():  # a ColBERT model folder
+        encoder = ColBERTEncoder.from_pretrained(cfg.init_from)
+    else:  # a plain LFM2 checkpoint, such as LiquidAI/LFM2-350M
+        colbert = ColBERTConfig(query_length=cfg.query_length, document_length=cfg.document_length)
+        encoder = ColBERTEncoder.from_backbone(cfg.init_from, cfg.embedding_dim, colbert, seed=cfg.seed)
     if encoder.config.do_query_expansion != cfg.query_expansion:
         encoder.config = replace(encoder.config, do_query_expansion=cfg.query_expansion)
         encoder.tokenizer.config = encoder.config
