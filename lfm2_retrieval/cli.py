@@ -412,12 +412,18 @@ def train_command(
     config: Path = typer.Argument(None, help="A .toml or .json file of training settings (see configs/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting: --set steps=500. Repeatable."),
 ) -> None:
-    """Train an LFM2 backbone into a ColBERT encoder (contrastive, in-batch negatives).
+    """Train an LFM2 backbone into a ColBERT encoder (contrastive, MaxSim).
 
-    Resumes from the latest checkpoint in the output folder. Writes log.jsonl, checkpoints/ and,
-    at the end, model/ (a PyLate folder usable with --model).
+    Settings: lfm2_retrieval/training/config.py. The main ones:
+    init_from: a ColBERT folder or a plain LFM2 checkpoint (empty: scratch);
+    hard_negatives; distill_bm25, distill_minilm (teachers); query_expansion.
 
-    Example: lfm2-search train configs/default-model.toml --set steps=100
+    Resumes from the latest checkpoint in output_dir. Writes log.jsonl
+    (loss, dev NDCG@10), checkpoints/ and model/ (a folder for --model).
+
+    lfm2-search train configs/default-model.toml --set steps=100
+
+    lfm2-search train configs/default-model-hn.toml --set init_from=./LFM2-350M
     """
     from lfm2_retrieval.training import TrainConfig
     from lfm2_retrieval.training.trainer import Trainer

@@ -1,6 +1,7 @@
 """The `lfm2-search` command line, end to end on a tiny random-weight model."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -37,6 +38,15 @@ def test_model_info(pylate_tiny_dir):
 def test_model_info_on_a_missing_model_fails_clearly(tmp_path):
     result = run("model-info", tmp_path / "nowhere", ok=False)
     assert result.exit_code == 1 and "not a folder" in result.output
+
+
+def test_train_with_a_missing_start_model_fails_before_any_data_work(tmp_path):
+    started = time.perf_counter()
+    result = run("train", "--set", f"output_dir={tmp_path / 'run'}", "--set", f"init_from={tmp_path / 'nowhere'}",
+                 "--set", f"shared_data={tmp_path / 'no-data'}", ok=False)
+    assert result.exit_code == 1 and "not a folder" in result.output
+    assert time.perf_counter() - started < 30  # not after reading and mining the training data
+    assert "init_from" in run("train", "--help").output
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         _set_seed(cfg.seed)
+        if cfg.init_from:
+            resolve_model_dir(cfg.init_from)  # a missing model fails now, not after minutes of data work
         self.pairs = training_pairs(Path(cfg.shared_data), cfg.languages, cfg.max_pairs_per_source, cfg.seed,
                                     tuple(cfg.sources), cfg.translation_pairs_per_sentence)
         if not self.pairs:
