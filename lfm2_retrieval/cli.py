@@ -42,6 +42,20 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code=code)
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the server could not bind host:port, checked before the model loads (None: it can)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def _table(title: str, rows: dict) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -399,6 +413,8 @@ def serve_command(
 
     from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
 
+    if (problem := _cannot_listen(host, port)) is not None:
+        _fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")
     engine = _open_engine(index, model, create=create)
     settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)))
     auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"

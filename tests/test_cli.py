@@ -49,6 +49,17 @@ def test_train_with_a_missing_start_model_fails_before_any_data_work(tmp_path):
     assert "init_from" in run("train", "--help").output
 
 
+def test_serve_on_a_busy_port_fails_clearly_before_loading_anything(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--index", tmp_path / "none", "--port", port, ok=False)
+    assert result.exit_code == 1 and "cannot listen on 127.0.0.1" in result.output and "--port" in result.output
+
+
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, pylate_tiny_dir):
     root = tmp_path_factory.mktemp("cli")
