@@ -207,9 +207,14 @@ class SearchEngine:
         return WriteSummary(len(documents), len(chunks), self.index.commit)
 
     def delete(self, ids: Sequence[str], timeout: float = 10.0) -> int:
-        """Delete documents (all their chunks) or single chunks by id; returns chunks deleted."""
+        """Delete documents (all their chunks) or single chunks by id; returns chunks deleted.
+
+        An id that names a document means that document only: "X#1" deletes the document
+        "X#1", never chunk 1 of a document "X" as well. An id that names no document may name
+        a chunk."""
         with self._write_lock, self.index.writer(timeout=timeout) as writer:
-            targets = [cid for cids in self.chunk_ids(ids).values() for cid in cids]
-            n = writer.delete(targets + list(ids))
+            documents = self.chunk_ids(ids)
+            targets = [cid for cids in documents.values() for cid in cids]
+            n = writer.delete(targets + [i for i in dict.fromkeys(ids) if i not in documents])
         self._refreshed_at = time.monotonic()
         return n

@@ -62,6 +62,7 @@ def test_search_many_queries_and_filters(client):
     ({"query": "a", "unknown": 1}, 422, "invalid_request"),
     ({"query": "a", "filter": {"year": {"$regex": "x"}}}, 400, "invalid_filter"),
     ({"query": "a", "filter": {"$and": []}}, 400, "invalid_filter"),
+    ({"query": "a", "filter": {"year": 2**70}}, 400, "invalid_filter"),  # once an OverflowError and a 500
 ])
 def test_bad_searches_get_clear_4xx(client, body, status, error):
     r = client.post("/search", json=body)
@@ -105,6 +106,18 @@ def test_add_replace_and_delete_documents(client, engine):
     r = client.delete("/documents/lighthouse")
     assert r.status_code == 200 and r.json()["deleted_chunks"] == 1
     assert client.delete("/documents/lighthouse").status_code == 404
+
+
+def test_a_document_id_that_looks_like_a_chunk_id_deletes_that_document_only(client, engine):
+    """Documents "X" (several chunks) and "X#1": deleting "X#1" once also took chunk 1 of "X"."""
+    long_text = " ".join(f"sentence {i} about harbours and their cranes." for i in range(200))
+    client.post("/documents", json={"documents": [{"id": "X", "text": long_text}, {"id": "X#1", "text": "Short."}]})
+    before = len(engine.chunk_ids(["X"])["X"])
+    assert before > 1
+    r = client.delete("/documents/X%231")  # "#" percent-encoded, as a URL needs
+    assert r.status_code == 200 and r.json()["deleted_chunks"] == 1
+    assert len(engine.chunk_ids(["X"])["X"]) == before and "X#1" not in engine.chunk_ids(["X#1"])
+    assert client.delete("/documents/X%230").json()["deleted_chunks"] == 1  # no such document: a chunk id
 
 
 def test_ids_with_slashes(client):

@@ -140,7 +140,8 @@ def test_filters_restrict_before_scoring(index, corpus):
     assert index.search(q, k=10, filter={"year": "not a year"}) == []
 
 
-@pytest.mark.parametrize("bad", [{"year": {"$regex": "x"}}, {"$and": []}, {"g": {"$in": 3}}, ["lang"]])
+@pytest.mark.parametrize("bad", [{"year": {"$regex": "x"}}, {"$and": []}, {"g": {"$in": 3}}, ["lang"],
+                                 {"year": 2**64}, {"year": {"$in": [1, -(2**70)]}}, {"$or": [{"year": {"$gt": 2**63}}]}])
 def test_malformed_filters_are_refused(index, corpus, bad):
     with pytest.raises(FilterError):
         index.search(corpus[0][:4], k=3, filter=bad)
@@ -153,6 +154,25 @@ def test_bad_queries_are_refused(index):
         index.search(np.zeros((3, DIM + 1), np.float32))
     with pytest.raises(ValueError, match="k must"):
         index.search(np.ones((3, DIM), np.float32), k=0)
+
+
+def test_a_writer_whose_clean_up_fails_still_lets_the_next_one_in(index, corpus, monkeypatch):
+    """A disk that fills up (or file handles that run out) while a failed write is rolled back
+    must not leave the lock held: every later writer would be locked out until a restart."""
+    import lfm2_retrieval.index.index as index_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    writer = index.writer()
+    writer.add(["x"], [corpus[0]])
+    monkeypatch.setattr(index_module, "_collect_garbage", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        writer.abort()
+    monkeypatch.undo()
+    with index.writer() as second:  # not IndexLockedError
+        second.add(["y"], [corpus[1]])
+    assert "y" in {h.id for h in index.search(corpus[1][:4], k=100)}
 
 
 def test_second_writer_gets_a_clear_error(index, corpus):

@@ -43,12 +43,27 @@ def validate(filter_: Filter) -> None:
             if not condition:
                 raise FilterError(f"empty condition for {key!r}")
             for op, value in condition.items():
+                _check_integers(key, value)
                 if op not in _COMPARISONS and op not in ("$in", "$nin"):
                     raise FilterError(f"unknown operator {op!r} for {key!r}; use one of {OPERATORS}")
                 if op in ("$in", "$nin") and not isinstance(value, list):
                     raise FilterError(f"{op} for {key!r} takes a list")
                 if op in ("$gt", "$gte", "$lt", "$lte") and not isinstance(value, (int, float, str)):
                     raise FilterError(f"{op} for {key!r} takes a number or a string")
+        else:
+            _check_integers(key, condition)
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_integers(key: str, value) -> None:
+    """Metadata columns hold 64-bit integers: a larger one in a filter is a clear error, not an
+    overflow deep inside the comparison."""
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1]:
+            raise FilterError(f"the integer for {key!r} does not fit in 64 bits; metadata integers range from "
+                              f"{INT64[0]} to {INT64[1]}")
 
 
 def evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:

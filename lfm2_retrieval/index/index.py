@@ -569,10 +569,14 @@ class IndexWriter:
         """Drop staged changes; the index stays at its last commit."""
         if self.closed:
             return
-        if self._seg_writer is not None:
-            self._seg_writer.abort()
-        _collect_garbage(self.index.path, self.base.manifest)
-        self._close()
+        try:
+            if self._seg_writer is not None:
+                self._seg_writer.abort()
+            _collect_garbage(self.index.path, self.base.manifest)
+        finally:
+            # Released whatever clean-up met (a full disk, no file handles left): a writer that
+            # failed must never keep every later writer out until the process ends.
+            self._close()
 
     def _close(self) -> None:
         self.closed = True
