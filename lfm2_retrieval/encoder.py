@@ -131,9 +131,10 @@ class ColBERTEncoder:
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, dtype: str | torch.dtype = "float32",
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, dtype: str | torch.dtype = "float32",
                         compute_dtype: str | torch.dtype = "auto") -> "ColBERTEncoder":
-        """Load a PyLate ColBERT folder (or hub id) whose backbone is LFM2.
+        """Load a PyLate ColBERT folder (or hub id) whose backbone is LFM2; with no name, the
+        default model ($LFM2_SEARCH_MODEL, else the one embedded in the package), as the CLI does.
 
         dtype: how weights are held (float32, or bfloat16 for half the memory).
         compute_dtype: the dtype of the math; "auto" uses bf16 math only where the CPU has
@@ -145,6 +146,10 @@ class ColBERTEncoder:
             compute = torch.bfloat16 if bf16_math else torch.float32
         else:
             compute = DTYPES[compute_dtype] if isinstance(compute_dtype, str) else compute_dtype
+        if name_or_path is None:
+            from .locations import default_model
+
+            name_or_path = default_model()
         model_dir = resolve_model_dir(name_or_path)
         modules = read_modules(model_dir)
         backbone, _ = load_backbone(model_dir, dtype=torch_dtype)

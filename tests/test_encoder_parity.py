@@ -145,3 +145,15 @@ def test_a_plain_lfm2_checkpoint_becomes_the_colbert_model_pylate_makes(pylate_t
     assert_same_vectors(again.encode(DOCUMENTS, is_query=False), ours.encode_documents(DOCUMENTS))
     with pytest.raises(ValueError, match="already a ColBERT model folder"):
         ColBERTEncoder.from_backbone(pylate_tiny_dir)
+
+
+def test_from_pretrained_without_a_name_loads_the_default_model(monkeypatch):
+    """As the CLI does: $LFM2_SEARCH_MODEL when set, else the embedded model (once a TypeError)."""
+    from pathlib import Path
+
+    from lfm2_retrieval.locations import EMBEDDED_MODEL_DIR, MODEL_ENV
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    model = ColBERTEncoder.from_pretrained()
+    assert Path(model.source_dir).resolve() == EMBEDDED_MODEL_DIR.resolve()
+    assert len(model.encode_queries(["rotate keys"])) == 1
