@@ -344,9 +344,11 @@ def delete_command(
     from lfm2_retrieval.ingest import source_name
 
     idx = _open_index(index)
+    documents = {meta["doc_id"] for _, meta in idx.scan_metadata(["doc_id"], {"doc_id": {"$in": list(ids)}})}
     targets: list[str] = []
     for value in ids:
-        targets.append(value)
+        if value not in documents:  # a document id means that document only, never a chunk of another
+            targets.append(value)
         if Path(value).exists() or os.sep in value:
             targets.extend(idx.ids_where({"source": source_name(Path(value))}))
     doc_targets = idx.ids_where({"doc_id": {"$in": list(ids)}})
