@@ -429,12 +429,17 @@ def serve_command(
 def train_command(
     config: Path = typer.Argument(None, help="A .toml or .json file of training settings (see configs/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting: --set steps=500. Repeatable."),
+    cache_only: bool = typer.Option(False, "--cache-only", help="Only fill the teacher cache (the dense "
+                                    "teacher's vectors of every training text; resumable) and stop: start it early, "
+                                    "it is slow."),
 ) -> None:
     """Train an LFM2 backbone into a ColBERT encoder (contrastive, MaxSim).
 
     Settings: lfm2_retrieval/training/config.py. The main ones:
     init_from: a ColBERT folder or a plain LFM2 checkpoint (empty: scratch);
-    hard_negatives; distill_bm25, distill_minilm (teachers); query_expansion.
+    hard_negatives, negatives_from; teacher (e5, a sentence-transformers or a
+    ColBERT folder) and distill_teacher, distill_bm25, distill_minilm;
+    parallel_languages; query_expansion.
 
     Resumes from the latest checkpoint in output_dir. Writes log.jsonl
     (loss, dev NDCG@10), checkpoints/ and model/ (a folder for --model).
@@ -442,12 +447,21 @@ def train_command(
     lfm2-search train configs/default-model.toml --set steps=100
 
     lfm2-search train configs/default-model-hn.toml --set init_from=./LFM2-350M
+
+    lfm2-search train configs/default-model-e5.toml --cache-only   # E5 vectors first
     """
     from lfm2_retrieval.training import TrainConfig
-    from lfm2_retrieval.training.trainer import Trainer
+    from lfm2_retrieval.training.trainer import Trainer, prepare_data
 
     try:
         cfg = TrainConfig.load(config, set_)
+        if cache_only:
+            pairs, teacher = prepare_data(cfg, lambda record: console.print(record))
+            if teacher is None or not hasattr(teacher, "cache"):
+                _fail("this config has no dense teacher to cache (set distill_teacher or negatives_from=\"teacher\", "
+                      "with teacher = \"e5\" or a sentence-transformers folder)")
+            console.print(f"teacher cache complete for {len(pairs)} pairs: {teacher.cache.folder}")
+            return
         final = Trainer(cfg).train()
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))

