@@ -158,3 +158,24 @@ def test_kill_9_in_the_middle_then_the_next_run_finishes(tmp_path, pylate_tiny_d
     clean = engine_for(tmp_path / "clean", pylate_tiny_dir)
     Ingestor(clean).run([docs])
     assert chunks_by_source(engine.index) == chunks_by_source(clean.index)  # same chunks, ids and texts
+
+
+def test_fifos_devices_and_links_out_of_the_folder_are_skipped_with_a_reason(tmp_path, pylate_tiny_dir):
+    """A FIFO once blocked indexing forever, a link to /dev/zero grew memory without bound, and a
+    link out of the folder indexed files the user did not point at."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "real.md").write_text("# Real\nA real page about tides.")
+    os.mkfifo(docs / "pipe.md")
+    os.symlink("/dev/zero", docs / "zero.txt")
+    outside = tmp_path / "secret.md"
+    outside.write_text("# Secret\nNot under docs.")
+    os.symlink(outside, docs / "secret-link.md")
+    os.symlink(docs / "real.md", docs / "inside-link.md")  # a link within the folder is read
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    report = Ingestor(engine).run([docs])
+    skipped = {Path(p).name: why for p, why in report.skipped}
+    assert set(skipped) == {"pipe.md", "zero.txt", "secret-link.md"}
+    assert "not a regular file" in skipped["pipe.md"] and "not a regular file" in skipped["zero.txt"]
+    assert "outside" in skipped["secret-link.md"]
+    assert set(chunks_by_source(engine.index)) == {source_name(docs / "real.md"), source_name(docs / "inside-link.md")}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -114,6 +115,10 @@ class Ingestor:
                     continue
                 if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                     report.unsupported[path.suffix.lower() or "(none)"] += 1
+                    continue
+                why = _not_indexable(path, root)
+                if why:
+                    report.skipped.append((str(path), why))
                     continue
                 yield path
 
@@ -257,6 +262,21 @@ class Ingestor:
         report.tokens += sum(c.n_tokens for c in chunks)
         self.on_progress("files", {"files": len(batch), "chunks": len(chunks),
                                    "tokens": sum(c.n_tokens for c in chunks)})
+
+
+def _not_indexable(path: Path, root: Path) -> str | None:
+    """Why a file found in a folder is not read, or None. A FIFO would block the reader forever
+    and a device (a link to /dev/zero) never ends; a link out of the folder would index what
+    the user did not point at."""
+    try:
+        mode = path.stat().st_mode  # follows links: what reading would open
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device, or a link to one)"
+    if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+        return f"a symbolic link to {path.resolve()}, outside {root}"
+    return None
 
 
 def _under(source: str, root: str) -> bool:
