@@ -140,6 +140,17 @@ def test_bad_documents_get_422(client, document, fragment):
     assert fragment in r.text
 
 
+def test_one_request_cannot_hold_the_server_for_minutes(client):
+    """A 1,000,000-character text was once accepted and took 160 s to encode."""
+    from lfm2_retrieval.api.schemas import MAX_DOCUMENT_CHARS, MAX_REQUEST_CHARS
+
+    r = client.post("/documents", json={"documents": [{"id": "big", "text": "word " * (MAX_DOCUMENT_CHARS // 5 + 1)}]})
+    assert r.status_code == 422 and "text" in r.text
+    many = [{"id": f"d{i}", "text": "w" * MAX_DOCUMENT_CHARS} for i in range(MAX_REQUEST_CHARS // MAX_DOCUMENT_CHARS + 1)]
+    r = client.post("/documents", json={"documents": many})
+    assert r.status_code == 422 and "lfm2-search index" in r.json()["message"]
+
+
 def test_duplicate_ids_in_one_request(client):
     r = client.post("/documents", json={"documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}]})
     assert r.status_code == 422
