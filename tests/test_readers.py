@@ -99,3 +99,19 @@ def test_unsupported_and_empty(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("   \n")
     assert read(empty).texts == []
+
+
+def test_html_parsing_is_linear_on_malformed_markup(tmp_path):
+    """'<a ' * 20000 (60 KB) once took 95 s in the standard library's parser, writer lock held."""
+    import time
+
+    from lfm2_retrieval.ingest.readers import html_text
+
+    started = time.perf_counter()
+    for bad in ("<a " * 20000, "<div>" * 100_000 + "deep text", "<p>unclosed <b>bold <i>" * 5000, "   ", "<<<>>>"):
+        html_text(bad)
+    assert time.perf_counter() - started < 5
+    text, _ = html_text("<div>" * 100_000 + "deep text")
+    assert text == "deep text"
+    text, title = html_text("<title>T</title><!-- a comment --><p>one</p><p>two<br>three</p><svg><text>x</text></svg>")
+    assert title == "T" and text.split() == ["one", "two", "three"]

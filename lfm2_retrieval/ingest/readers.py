@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -126,58 +125,60 @@ def _read_plain(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
 
 
 # ---------------------------------------------------------------------- HTML
-class _HTMLText(HTMLParser):
-    """Visible text of an HTML page, with line breaks at block elements.
+# Visible text of an HTML page, with line breaks at block elements. Parsed by lxml (libxml2's
+# HTML parser, in C, linear in the input): the standard library's parser backtracks
+# quadratically on malformed tags ('<a ' * 20000, 60 KB, took 95 s) while the writer waited.
+HTML_SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+HTML_BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+              "header", "footer", "pre", "blockquote", "table", "ul", "ol", "dd", "dt", "hr", "title"}
 
-    The standard library's tolerant parser is enough here: we need the text, not a DOM, and
-    it adds no dependency.
-    """
 
-    SKIP = {"script", "style", "noscript", "template", "svg", "head"}
-    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-             "header", "footer", "pre", "blockquote", "table", "ul", "ol", "dd", "dt", "hr", "title"}
+def html_text(raw: str) -> tuple[str, str]:
+    """(visible text, title) of an HTML document; walked without recursion, so nesting depth
+    costs nothing but time."""
+    from lxml import etree, html
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title_parts: list[str] = []
-        self._skip_depth = 0
-        self._in_title = False
+    parser = html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
+    try:
+        root = html.document_fromstring(raw, parser=parser)
+    except (etree.ParserError, ValueError):  # nothing parseable (e.g. only whitespace or markup)
+        return "", ""
+    if any("depth" in e.message.lower() for e in parser.error_log):
+        # libxml2 stops below a few thousand nested elements and drops what is deeper: keep the
+        # text by stripping the tags instead (linear; markup is gone, layout too).
+        return _normalise_lines(re.sub(r"<[^<>]*>", " ", raw)), ""
+    title = " ".join(" ".join(t.text_content() for t in root.iter("title")).split())
+    parts: list[str] = []
+    skip_depth = 0
+    for event, el in etree.iterwalk(root, events=("start", "end")):
+        tag = el.tag if isinstance(el.tag, str) else ""
+        if event == "start":
+            if tag in HTML_SKIP:
+                skip_depth += 1
+            elif not skip_depth:
+                if tag in HTML_BLOCK:
+                    parts.append("\n")
+                if el.text:
+                    parts.append(el.text)
+        else:
+            if tag in HTML_SKIP:
+                skip_depth -= 1
+            elif not skip_depth and tag in HTML_BLOCK:
+                parts.append("\n")
+            if not skip_depth and el.tail:
+                parts.append(el.tail)
+    return _normalise_lines("".join(parts)), title
 
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag == "title":
-            self._in_title = True
-        elif tag in self.SKIP:
-            self._skip_depth += 1
-        if tag in self.BLOCK:
-            self.parts.append("\n")
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-        elif tag in self.SKIP and self._skip_depth:
-            self._skip_depth -= 1
-        if tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title_parts.append(data)
-        elif not self._skip_depth:
-            self.parts.append(data)
-
-    def text(self) -> str:
-        lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in "".join(self.parts).split("\n"))
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+def _normalise_lines(text: str) -> str:
+    lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def _read_html(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
     raw, warnings = decode_text(data)
-    parser = _HTMLText()
-    parser.feed(raw)
-    parser.close()
-    title = " ".join("".join(parser.title_parts).split()) or path.stem
-    return ReadResult([SourceText(parser.text(), title=title)], warnings)
+    text, title = html_text(raw)
+    return ReadResult([SourceText(text, title=title or path.stem)], warnings)
 
 
 # ---------------------------------------------------------------------- records
