@@ -179,3 +179,27 @@ def test_fifos_devices_and_links_out_of_the_folder_are_skipped_with_a_reason(tmp
     assert "not a regular file" in skipped["pipe.md"] and "not a regular file" in skipped["zero.txt"]
     assert "outside" in skipped["secret-link.md"]
     assert set(chunks_by_source(engine.index)) == {source_name(docs / "real.md"), source_name(docs / "inside-link.md")}
+
+
+def test_one_bad_file_or_line_costs_only_itself(tmp_path, pylate_tiny_dir):
+    """Each of these once aborted the whole run with a traceback."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\nTides follow the moon.")
+    (docs / "numbers.jsonl").write_text('{"id": "a", "text": "x", "n": ' + "9" * 5000 + '}\n{"id": "b", "text": "fine"}\n')
+    (docs / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with open(os.path.join(os.fsencode(docs), b"bad\xffname.md"), "wb") as f:
+        f.write(b"# Bad name\nText.")
+    folder = docs
+    for _ in range(1100):  # deeper than Python 3.11's recursive os.walk can go
+        folder = folder / "d"
+        folder.mkdir()
+    (folder / "deep.md").write_text("# Deep\nDeep text.")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    report = Ingestor(engine).run([docs])
+    skipped = {Path(p).name: why for p, why in report.skipped}
+    assert "invalid JSON" in skipped["deep.json"] and "not valid UTF-8" in skipped["bad\udcffname.md"]
+    assert any("malformed line" in w for _, w in report.warnings)
+    held = chunks_by_source(engine.index)
+    assert {Path(s).name for s in held} == {"good.md", "numbers.jsonl", "deep.md"}
+    assert [t for t in held[source_name(docs / "numbers.jsonl")].values()] == ["fine"]

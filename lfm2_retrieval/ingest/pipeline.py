@@ -102,12 +102,25 @@ class Ingestor:
         return list(files)
 
     def _walk(self, root: Path, report: IngestReport):
-        for folder, dirs, names in os.walk(root):  # symlinked folders are not followed: no loops
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(names):
+        # Depth first with a stack of its own, in os.walk's order (files, then sub-folders, sorted):
+        # Python 3.11's os.walk recurses and fails on folders nested ~1,000 deep. Symlinked
+        # folders are not followed: no loops.
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    # (name, kind): 1 a folder, 2 a link to a folder (skipped as os.walk does), 0 else
+                    entries = sorted((e.name, 1 if e.is_dir(follow_symlinks=False) else 2 if e.is_dir() else 0)
+                                     for e in it)
+            except OSError as exc:
+                report.skipped.append((str(folder), f"folder cannot be read: {exc.strerror or exc}"))
+                continue
+            stack.extend(folder / n for n, kind in reversed(entries) if kind == 1 and not n.startswith("."))
+            for name in (n for n, kind in entries if kind == 0):
                 if name.startswith("."):
                     continue
-                path = Path(folder) / name
+                path = folder / name
                 rel = path.relative_to(root).as_posix()
                 if self.options.include and not any(fnmatch.fnmatch(rel, p) for p in self.options.include):
                     continue
@@ -230,6 +243,9 @@ class Ingestor:
         except OSError as exc:
             report.skipped.append((str(path), f"cannot be read: {exc.strerror or exc}"))
             return None
+        except (ValueError, RecursionError) as exc:  # a reader met input it cannot take: this file only
+            report.skipped.append((str(path), f"cannot be read ({type(exc).__name__}): {str(exc)[:200]}"))
+            return None
         report.warnings.extend((str(path), w) for w in result.warnings)
         source = source_name(path)
         digest = self._digest(data)  # the bytes actually indexed, even if the file just changed
@@ -267,7 +283,11 @@ class Ingestor:
 def _not_indexable(path: Path, root: Path) -> str | None:
     """Why a file found in a folder is not read, or None. A FIFO would block the reader forever
     and a device (a link to /dev/zero) never ends; a link out of the folder would index what
-    the user did not point at."""
+    the user did not point at. A name that is not UTF-8 cannot become an id (ids are text)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (rename the file to index it)"
     try:
         mode = path.stat().st_mode  # follows links: what reading would open
     except OSError as exc:

@@ -235,8 +235,8 @@ def _read_json(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
     raw, warnings = decode_text(data)
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UnreadableFile(f"invalid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # malformed; a 5,000-digit number; nesting too deep
+        raise UnreadableFile(f"invalid JSON: {_short(exc)}") from None
     if isinstance(value, dict) and fields.text not in value:
         # {"documents": [...]} and the like: the one list of objects inside.
         lists = [v for v in value.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
@@ -244,6 +244,11 @@ def _read_json(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
             value = lists[0]
     records = value if isinstance(value, list) else [value]
     return _records_to_result(enumerate(records), fields, path, warnings)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "..."
 
 
 def _read_jsonl(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
@@ -254,7 +259,7 @@ def _read_jsonl(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
             continue
         try:
             records.append((line_no, json.loads(line)))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # malformed; a 5,000-digit number; nesting too deep
             bad.append(line_no)
     if bad:
         warnings.append(f"{len(bad)} malformed line(s) skipped (first: line {bad[0]})")
