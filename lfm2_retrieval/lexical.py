@@ -41,8 +41,21 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def lucene_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """BM25's inverse document frequency as Lucene (and bm25s's "lucene" method) computes it."""
+    df = np.asarray(df, dtype=np.float64)
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5))
+
+
 class BM25Index:
-    """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant); saved and memory-mapped."""
+    """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant); saved and memory-mapped.
+
+    An index of several parts (the segments of a MultiVectorIndex) scores with statistics of the
+    whole collection, as Lucene's searcher aggregates them: `document_frequencies` of each part
+    are summed, and `search(..., collection=(n_docs, df))` re-weights each query term's
+    precomputed per-part scores by the collection's IDF over the part's own. Document-length
+    normalisation stays per part (bm25s keeps no term frequencies to redo it), which moves
+    scores far less than IDF does: a word rare in a small segment and common everywhere else."""
 
     def __init__(self, bm25, size: int) -> None:
         self._bm25 = bm25
@@ -74,21 +87,51 @@ class BM25Index:
         size = json.loads((Path(folder) / "size.json").read_text())["size"]
         return cls(bm25s.BM25.load(str(folder), mmap=True), size)
 
-    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def document_frequencies(self, tokens: Sequence[str]) -> np.ndarray:
+        """How many texts of this index hold each token (0 for tokens it has never seen)."""
+        indptr = self._bm25.scores["indptr"]
+        vocab = self._bm25.vocab_dict
+        return np.array([indptr[vocab[t] + 1] - indptr[vocab[t]] if t in vocab else 0 for t in tokens], np.int64)
+
+    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None,
+               collection: tuple[int, dict[str, int]] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(row numbers, scores) of the top k texts for each query, best first; rows where
-        `mask` is False never appear, nor do texts sharing no token with the query."""
+        `mask` is False never appear, nor do texts sharing no token with the query.
+
+        collection: (number of texts, {token: document frequency}) of the whole collection this
+        index is a part of; scores then use the collection's IDF (see the class)."""
         k = min(k, self.size)
-        weights = None if mask is None else mask.astype(np.float32)
         out = []
         for q in queries:
             tokens = [t for t in tokenize(q) if t in self._vocab]
             if not tokens or k == 0:
                 out.append((np.empty(0, np.int64), np.empty(0, np.float32)))
                 continue
-            rows, scores = self._bm25.retrieve([tokens], k=k, show_progress=False, n_threads=1, weight_mask=weights)
-            keep = scores[0] > 0
-            out.append((rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)))
+            scores = self._scores(tokens, collection)
+            if mask is not None:
+                scores[~mask] = 0.0
+            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+            top = top[np.argsort(-scores[top], kind="stable")]
+            top = top[scores[top] > 0]
+            out.append((top.astype(np.int64), scores[top].astype(np.float32)))
         return out
+
+    def _scores(self, tokens: list[str], collection: tuple[int, dict[str, int]] | None) -> np.ndarray:
+        """Sum over the query's tokens of their precomputed BM25 columns, each weighted by the
+        collection's IDF over this index's own (1 without a collection)."""
+        matrix = self._bm25.scores
+        data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
+        ids = [self._bm25.vocab_dict[t] for t in tokens]
+        weights = np.ones(len(ids))
+        if collection is not None:
+            n_docs, df = collection
+            own = lucene_idf(self.document_frequencies(tokens), self.size)
+            weights = lucene_idf([df.get(t, 0) for t in tokens], n_docs) / np.maximum(own, 1e-9)
+        scores = np.zeros(self.size, np.float32)
+        for token_id, weight in zip(ids, weights):
+            start, end = indptr[token_id], indptr[token_id + 1]
+            np.add.at(scores, indices[start:end], (data[start:end] * weight).astype(np.float32))
+        return scores
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of `query` against every text ([size] float32; 0 where nothing matches)."""

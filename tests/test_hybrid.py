@@ -87,6 +87,27 @@ MultiVectorIndex(sys.argv[1]).add(["new"], [v], ["a brandnewword appears"])
 """ % (DIM, DIM)
 
 
+def test_lexical_scores_do_not_depend_on_how_the_index_is_split(tmp_path):
+    """A word common in the collection but rare in a small segment (an edited file re-indexed
+    alone) once made that segment's chunks win: BM25 statistics were per segment. Texts of one
+    length, so that only IDF could differ: split and merged, the scores are the same."""
+    index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
+    big = {f"how{i}": f"how to do thing {i:03d} here" for i in range(60)}
+    big["cors"] = "enable cors headers for the api"
+    index.add(list(big), [unit(4, i) for i in range(len(big))], list(big.values()))
+    small = {"edited": "how to do nothing much here", "other": "pictures of cats and small dogs"}
+    index.add(list(small), [unit(4, 100 + i) for i in range(2)], list(small.values()))  # a second segment
+    assert index.stats()["segments"] == 2
+    query = "how do I enable cors"
+    split = {h.id: h.score for h in index.search_lexical([query], k=100)[0]}
+    assert next(iter(split)) == "cors"  # "how" is common: the rare words decide
+    index.optimize()
+    merged = {h.id: h.score for h in index.search_lexical([query], k=100)[0]}
+    assert set(split) == set(merged)
+    for doc_id, score in merged.items():
+        assert split[doc_id] == pytest.approx(score, rel=1e-4), doc_id
+
+
 @pytest.mark.parametrize("point", ["segment-written", "before-manifest"])
 def test_crash_mid_commit_leaves_both_indexes_consistent(tmp_path, point):
     index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)

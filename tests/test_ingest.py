@@ -196,7 +196,14 @@ def test_one_bad_file_or_line_costs_only_itself(tmp_path, pylate_tiny_dir):
         folder.mkdir()
     (folder / "deep.md").write_text("# Deep\nDeep text.")
     engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
-    report = Ingestor(engine).run([docs])
+    try:
+        report = Ingestor(engine).run([docs])
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too, and would fail on this tree
+        while folder != docs:
+            for child in folder.iterdir():
+                child.unlink()
+            folder.rmdir()
+            folder = folder.parent
     skipped = {Path(p).name: why for p, why in report.skipped}
     assert "invalid JSON" in skipped["deep.json"] and "not valid UTF-8" in skipped["bad\udcffname.md"]
     assert any("malformed line" in w for _, w in report.warnings)

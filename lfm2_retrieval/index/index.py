@@ -291,14 +291,34 @@ class MultiVectorIndex:
         allowed = self._allowed(snap, filter)
         results = []
         for query in queries:
+            collection = self._lexical_statistics(snap, query)
             found: list[tuple[float, int, int]] = []
             for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
                 if mask is not None and not mask.any():
                     continue
-                rows, scores = seg.lexical.search([query], k, mask)[0]
+                rows, scores = seg.lexical.search([query], k, mask, collection)[0]
                 found.extend((float(sc), s, int(r)) for r, sc in zip(rows, scores))
             results.append(self._hits(snap, found, k))
         return results
+
+    @staticmethod
+    def _lexical_statistics(snap: _Snapshot, query: str) -> tuple[int, dict[str, int]] | None:
+        """(texts, {token: document frequency}) over every segment, so that BM25 scores do not
+        depend on how the index happens to be split (Lucene aggregates term statistics across
+        segments the same way; deleted texts count until a merge drops them, as there)."""
+        if len(snap.segments) < 2:
+            return None  # one segment's own statistics are the collection's
+        from ..lexical import tokenize
+
+        tokens = list(dict.fromkeys(tokenize(query)))
+        df = dict.fromkeys(tokens, 0)
+        n_docs = 0
+        for seg in snap.segments:
+            lexical = seg.lexical
+            n_docs += lexical.size
+            for t, n in zip(tokens, lexical.document_frequencies(tokens)):
+                df[t] += int(n)
+        return n_docs, df
 
     @staticmethod
     def _hits(snap: _Snapshot, found: list[tuple[float, int, int]], k: int) -> list[Hit]:
