@@ -122,7 +122,7 @@ def build_systems(args) -> list:
             console.print(f"[yellow]no ColBERT model: {exc}[/yellow]")
     systems = []
     for m in models:
-        name = Path(m).name if Path(m).exists() else m
+        name = (Path(m).parent.name if Path(m).name == "model" else Path(m).name) if Path(m).exists() else m
         if _is_lfm2(m):
             from lfm2_retrieval import ColBERTEncoder
 

@@ -241,3 +241,69 @@ def test_a_failed_suite_build_leaves_no_half_suite(tmp_path):
     with pytest.raises(RuntimeError):
         build_atomically(failing, tmp_path, tmp_path / "suite")
     assert [p.name for p in (tmp_path / "suite").iterdir()] == ["NanoOld_en"]  # the old suite is intact
+
+
+def test_published_numbers_are_filled_from_the_shared_reference():
+    from lfm2_retrieval.evaluation.report import load_references
+
+    refs = load_references(Path(__file__).resolve().parents[1] / "eval" / "reference")
+    lfm2 = refs["lfm2-colbert-350m"]
+    assert len([t for t in lfm2["monolingual"] if "_" not in t and t.startswith("Nano") and t != "NanoBEIR-multilingual-mean"]) == 13
+    assert lfm2["monolingual"]["NanoSciFact"] == 0.8043
+    grid = lfm2["cross_lingual"]["NanoBEIR-multilingual-mean"]
+    assert len(grid) == 9 and all(len(row) == 9 for row in grid.values()) and grid["ko"]["ja"] == 0.440
+    assert refs["gte-moderncolbert-v1"]["cross_lingual"]["NanoBEIR-multilingual-mean"]["ar"]["ar"] == 0.309
+    assert refs["bm25-nanobeir"]["monolingual"]["NanoSciFact"] == 0.7282
+    # A result on official data named as NanoBEIR names it gets its deltas.
+    from lfm2_retrieval.evaluation.harness import Result
+
+    result = Result("mine", "NanoSciFact", "en", "en", 0.70, 0.9, 0.7, 50, 2000, 1.0)
+    deltas = {d["reference"]: d["delta"] for d in reference_deltas([result], refs)}
+    assert deltas["LiquidAI/LFM2-ColBERT-350M"] == pytest.approx(0.70 - 0.8043)
+    assert deltas["BM25"] == pytest.approx(0.70 - 0.7282)
+
+
+def test_a_cached_dense_teacher_is_a_system(tmp_path):
+    from lfm2_retrieval.evaluation.retrievers import TeacherRetriever
+    from lfm2_retrieval.training.teacher_cache import TeacherCache
+
+    class BagOfWords:
+        """A stand-in dense model: hashed word counts, so a question finds its own words."""
+
+        id, dim = "bag-of-words", 64
+
+        def embed(self, texts, role):
+            out = np.zeros((len(texts), self.dim), np.float32)
+            for i, text in enumerate(texts):
+                for word in tokenize(text):
+                    out[i, hash(word) % self.dim] += 1
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+    task = toy_task()
+    system = TeacherRetriever(TeacherCache(BagOfWords(), tmp_path), "bag")
+    first = evaluate_task(system, task)
+    assert first.ndcg_at_10 > 0.3  # far above chance (about 0.05 over 60 documents)
+    assert len(system.cache) == len(task.corpus) + len(task.queries)  # embedded once, kept
+    assert evaluate_task(system, task).ndcg_at_10 == first.ndcg_at_10
+
+
+def test_more_ntrex_languages_use_the_grids_held_out_sentences(shared_data):
+    import importlib.util
+
+    from lfm2_retrieval.evaluation.builders import ntrex_files, ntrex_split_sentences
+    from lfm2_retrieval.training.data import parallel_pairs
+
+    spec = importlib.util.spec_from_file_location("ntrex_languages", Path(__file__).resolve().parents[1] / "eval" / "ntrex_languages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tasks = {t.info.language: t for t in module.evaluation_tasks(shared_data, ["ru", "hi", "sw", "zho-CN"])}
+    assert set(tasks) == {"en", "ru", "hi", "sw", "zho-CN"}
+    evaluation, _ = ntrex_split_sentences(shared_data)
+    lines = {int(d[1:]) for d in tasks["ru"].corpus}
+    assert len(lines) == 500 and lines <= evaluation and set(tasks["ru"].queries) == set(tasks["en"].queries)
+    assert "newstest2019-ref.rus.txt" == ntrex_files(shared_data, ["ru"])["ru"].name
+    # Training on those languages never reads those sentences.
+    russian = ntrex_files(shared_data, ["ru"])["ru"].read_text(encoding="utf-8").splitlines()
+    held_out = {russian[i].strip() for i in lines}
+    pairs = parallel_pairs(shared_data, ["en", "ru", "hi"], 0, random.Random(0), per_sentence=4)
+    assert pairs and not any(p.query in held_out or p.document in held_out for p in pairs)
