@@ -42,6 +42,26 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code=code)
 
 
+def _fail_disk_full(exc: OSError, index_path) -> None:
+    """A full disk is an answer, not a traceback: say that the last commit is intact and what
+    to do. (Commits publish by atomic renames, so a write that fails leaves the previous one.)"""
+    from lfm2_retrieval.index import MultiVectorIndex
+
+    try:
+        commit = f"commit {MultiVectorIndex(index_path).commit}"
+    except Exception:  # noqa: BLE001 - a new index may have no commit to name yet
+        commit = "its last commit"
+    _fail(f"no space left on the disk of {index_path} ({exc.filename or 'while writing'}). The index is intact "
+          f"at {commit}: what this run did after that commit was rolled back. Free some space and run the same "
+          "command again; it goes on from there.")
+
+
+def _is_disk_full(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _cannot_listen(host: str, port: int) -> str | None:
     """Why the server could not bind host:port, checked before the model loads (None: it can)."""
     import socket
@@ -162,6 +182,10 @@ def index_command(
             report = ingestor.run(paths)
     except IndexLockedError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        if not _is_disk_full(exc):
+            raise
+        _fail_disk_full(exc, engine.index.path)
     _print_report(report, engine, as_json)
     if report.interrupted:
         raise typer.Exit(code=130)
@@ -389,6 +413,10 @@ def optimize_command(
             idx.optimize(reencode=fn, nbits=nbits)
     except IndexLockedError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        if not _is_disk_full(exc):
+            raise
+        _fail_disk_full(exc, idx.path)
     after = idx.stats()
     console.print(f"optimized: {before['segments']} -> {after['segments']} segment(s), "
                   f"{before['deleted']} deleted chunk(s) dropped, {before['bytes_on_disk'] / 1e6:.1f} -> "

@@ -161,3 +161,31 @@ def test_the_embedded_default_model_needs_no_flag(tmp_path, monkeypatch):
     assert MultiVectorIndex(tmp_path / "idx").manifest["model_source"] == str(EMBEDDED_MODEL_DIR)
     hits = json.loads(run("search", "ships and lighthouses", "--index", tmp_path / "idx", "--json").output)
     assert [h["metadata"]["source"].endswith("a.txt") for h in hits][0]
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_the_last_commit(tmp_path, pylate_tiny_dir, monkeypatch):
+    """Once a raw 'OSError: [Errno 28]' traceback that did not say whether the index survived."""
+    import errno
+
+    import lfm2_retrieval.index.segment as segment_module
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nTides follow the moon.")
+    index = tmp_path / "idx"
+    run("index", docs, "--index", index, "--model", pylate_tiny_dir)
+    commit = MultiVectorIndex(index).commit
+    (docs / "b.md").write_text("# B\n\nVolcanoes erupt.")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(index / "segments"))
+
+    monkeypatch.setattr(segment_module, "publish_dir", full)
+    result = run("index", docs, "--index", index, ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert "no space left" in message and f"intact at commit {commit}" in message and "run the same command" in message
+    monkeypatch.undo()
+    assert MultiVectorIndex(index).commit == commit  # readable, unchanged
+    again = json.loads(run("index", docs, "--index", index, "--json").output)
+    assert again["files_indexed"] == 1
