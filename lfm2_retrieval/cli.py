@@ -256,6 +256,8 @@ def search_command(
                                "(normalised scores weighted by --alpha). Omitted: the default, chosen on dev data."),
     alpha: float = typer.Option(None, "--alpha", min=0.0, max=1.0, help="Hybrid: weight of the semantic side in "
                                 "score interpolation (1: semantic only, 0: lexical only)."),
+    per_document: bool = typer.Option(False, "--per-document", help="One result per document (its best chunk, "
+                                      "with how many of its chunks matched); -k counts documents."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, score, text, metadata}."),
 ) -> None:
     """Search an index: a table of score, source and snippet, or JSON.
@@ -278,7 +280,7 @@ def search_command(
         _fail(str(exc))
     parsed = _parse_filter(filter)
     engine = _open_engine(index, model)
-    hits = engine.search([query], k=k, filter=parsed, mode=mode, alpha=alpha, fusion=fusion)[0]
+    hits = engine.search([query], k=k, filter=parsed, mode=mode, alpha=alpha, fusion=fusion, per_document=per_document)[0]
     if as_json:
         print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
                          ensure_ascii=False, indent=2))
@@ -298,6 +300,8 @@ def search_command(
             where += f" p.{meta['page']}"
         elif meta.get("chunk"):
             where += f" #{meta['chunk']}"
+        if meta.get("matched_chunks", 1) > 1:
+            where += f" ({meta['matched_chunks']} chunks)"
         table.add_row(str(rank), f"{h.score:.2f}", escape(str(where)), escape(_snippet(h.text)))
     console.print(table)
 

@@ -72,6 +72,25 @@ def chunk_id(doc_id: str, number: int) -> str:
     return f"{doc_id}#{number}"
 
 
+# Per-document results come from a deeper list of chunks: a document's chunks crowd the top of
+# a chunk ranking (one long page can fill it), so k documents need several times k chunks.
+CHUNKS_PER_DOCUMENT = 5
+MAX_POOL = 1000
+
+
+def one_per_document(hits: Sequence[Hit], k: int) -> list[Hit]:
+    """The best chunk of each document, best documents first, each with `matched_chunks` in its
+    metadata: how many of the document's chunks the ranked list held."""
+    best: dict[str, Hit] = {}
+    counts: dict[str, int] = {}
+    for hit in hits:
+        doc = str(hit.metadata.get("doc_id", hit.id))
+        counts[doc] = counts.get(doc, 0) + 1
+        best.setdefault(doc, hit)
+    return [Hit(h.id, h.score, h.text, {**h.metadata, "matched_chunks": counts[doc]})
+            for doc, h in list(best.items())[:k]]
+
+
 class SearchEngine:
     def __init__(self, index: MultiVectorIndex, encoder: ColBERTEncoder,
                  chunking: ChunkingOptions | None = None) -> None:
@@ -114,20 +133,24 @@ class SearchEngine:
         return self.encoder.encode_queries(texts)
 
     def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "semantic",
-               alpha: float | None = None, fusion: str | None = None) -> list[list[Hit]]:
+               alpha: float | None = None, fusion: str | None = None, per_document: bool = False) -> list[list[Hit]]:
         """Top-k chunks per query. mode: semantic (MaxSim), lexical (BM25) or hybrid (both,
         fused: `fusion` "rrf" (reciprocal rank fusion) or "interpolation" of normalised scores
-        with semantic weight `alpha`; neither means the default of lfm2_retrieval.fusion)."""
+        with semantic weight `alpha`; neither means the default of lfm2_retrieval.fusion).
+        per_document: the top-k documents instead, each as its best chunk (one_per_document)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         resolve(fusion, alpha)  # bad fusion settings fail before any work
         vectors = self.encode_queries(queries) if mode != "lexical" else None
-        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, fusion=fusion, texts=queries)
+        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, fusion=fusion, texts=queries,
+                                   per_document=per_document)
 
     def search_encoded(self, vectors: list[np.ndarray] | None, k: int = 10, filter: dict | None = None,
                        mode: str = "semantic", alpha: float | None = None, fusion: str | None = None,
-                       texts: Sequence[str] | None = None) -> list[list[Hit]]:
+                       texts: Sequence[str] | None = None, per_document: bool = False) -> list[list[Hit]]:
         """Search with query vectors already encoded (and the query texts, for lexical modes)."""
+        if per_document:
+            return self._per_document(vectors, k, filter, mode, alpha, fusion, texts)
         self.refresh(max_age=0.5)
         if mode == "semantic":
             return self.index.search(vectors, k=k, filter=filter)
@@ -148,6 +171,24 @@ class SearchEngine:
             by_id = {h.id: h for h in [*lex, *sem]}
             fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], fusion, alpha)[:k]
             out.append([Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score in fused])
+        return out
+
+    def _per_document(self, vectors, k, filter, mode, alpha, fusion, texts) -> list[list[Hit]]:
+        """Rank chunks deeper than k, keep each document's best; deepen (to MAX_POOL chunks) while
+        a query's list came back full yet holds fewer than k documents."""
+        n = len(vectors) if vectors is not None else len(texts)
+        out: list[list[Hit] | None] = [None] * n
+        depth = min(MAX_POOL, k * CHUNKS_PER_DOCUMENT)
+        todo = list(range(n))
+        while todo:
+            pool = self.search_encoded(None if vectors is None else [vectors[i] for i in todo], depth, filter, mode,
+                                       alpha, fusion, None if texts is None else [texts[i] for i in todo])
+            again = []
+            for i, hits in zip(todo, pool):
+                out[i] = one_per_document(hits, k)
+                if len(out[i]) < k and len(hits) == depth and depth < MAX_POOL:
+                    again.append(i)
+            todo, depth = again, min(MAX_POOL, depth * 4)
         return out
 
     def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:

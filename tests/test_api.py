@@ -120,6 +120,23 @@ def test_a_document_id_that_looks_like_a_chunk_id_deletes_that_document_only(cli
     assert client.delete("/documents/X%230").json()["deleted_chunks"] == 1  # no such document: a chunk id
 
 
+def test_one_hit_per_document(client, engine):
+    """A long page's chunks crowd a chunk ranking; per_document keeps each document's best chunk."""
+    long_text = " ".join(f"Tide tables, part {i}: the tide rises and falls twice a day." for i in range(150))
+    client.post("/documents", json={"documents": [{"id": "tides", "text": long_text},
+                                                  {"id": "moon", "text": "The moon pulls the tide."},
+                                                  {"id": "cats", "text": "Cats sleep most of the day."}]})
+    chunks = client.post("/search", json={"query": "tide", "k": 5}).json()["results"][0]["hits"]
+    docs = client.post("/search", json={"query": "tide", "k": 5, "per_document": True}).json()["results"][0]["hits"]
+    assert len({h["metadata"]["doc_id"] for h in chunks}) < len(chunks)  # the long page repeats
+    assert len({h["metadata"]["doc_id"] for h in docs}) == len(docs) and {"tides", "moon"} <= {h["metadata"]["doc_id"] for h in docs}
+    by_doc = {h["metadata"]["doc_id"]: h for h in docs}
+    assert by_doc["tides"]["metadata"]["matched_chunks"] > 1 and by_doc["moon"]["metadata"]["matched_chunks"] == 1
+    assert docs == sorted(docs, key=lambda h: -h["score"])
+    lexical = client.post("/search", json={"query": "tide", "k": 2, "per_document": True, "mode": "lexical"}).json()
+    assert len(lexical["results"][0]["hits"]) == 2
+
+
 def test_ids_with_slashes(client):
     r = client.post("/documents", json={"documents": [{"id": "docs/a b/c.md", "text": "path-like id"}]})
     assert r.status_code == 200

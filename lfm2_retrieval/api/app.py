@@ -178,7 +178,8 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         try:
             with search_slots:
                 hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
-                                             alpha=request.alpha, fusion=request.fusion, texts=texts)
+                                             alpha=request.alpha, fusion=request.fusion, texts=texts,
+                                             per_document=request.per_document)
         except FilterError as exc:
             raise ApiError(400, "invalid_filter", str(exc)) from None
         results = [QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)

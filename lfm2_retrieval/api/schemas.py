@@ -57,6 +57,9 @@ class SearchRequest(BaseModel):
     alpha: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
         None, description="hybrid only: weight of the semantic side in score interpolation "
                           "(1: semantic only, 0: lexical only); omitted: the default alpha")
+    per_document: StrictBool = Field(
+        False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
+                           "chunks ranked); k then counts documents")
 
     @field_validator("query")
     @classmethod
