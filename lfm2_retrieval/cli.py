@@ -222,6 +222,42 @@ def _print_report(report, engine, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------- search
+def _absolute_id(value: str) -> str:
+    """An id as the tables show it (a file's path relative to here, maybe with '#record' or
+    '#chunk' after it) made into the id the index holds (the absolute path). Anything else as is."""
+    from lfm2_retrieval.ingest import source_name
+
+    cut = [len(value)] + [i for i, c in enumerate(value) if c == "#"]
+    for i in cut:
+        if value[:i] and Path(value[:i]).is_file():
+            return source_name(Path(value[:i])) + value[i:]
+    return value
+
+
+def _absolute_sources(filter_: Any) -> Any:
+    """A filter whose "source" values name files by relative paths, with absolute ones instead
+    (what the index holds), so `--filter '{"source": "docs/a.md"}'` works from where you are."""
+    from lfm2_retrieval.ingest import source_name
+
+    def fix(v):
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return source_name(Path(v)) if isinstance(v, str) and Path(v).is_file() else v
+
+    if isinstance(filter_, list):
+        return [_absolute_sources(f) for f in filter_]
+    if not isinstance(filter_, dict):
+        return filter_
+    out = {}
+    for key, cond in filter_.items():
+        if key == "source":
+            cond = {op: fix(v) for op, v in cond.items()} if isinstance(cond, dict) else fix(cond)
+        elif key == "$or":
+            cond = _absolute_sources(cond)
+        out[key] = cond
+    return out
+
+
 def _parse_filter(value: str | None) -> dict | None:
     from lfm2_retrieval.index import FilterError
     from lfm2_retrieval.index.filters import validate
@@ -235,7 +271,7 @@ def _parse_filter(value: str | None) -> dict | None:
         _fail(f"--filter is not valid JSON ({exc.msg}); example: --filter '{{\"lang\": \"en\"}}'")
     except FilterError as exc:
         _fail(f"--filter: {exc}")
-    return parsed
+    return _absolute_sources(parsed)
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -372,6 +408,7 @@ def delete_command(
     from lfm2_retrieval.ingest import source_name
 
     idx = _open_index(index)
+    ids = [_absolute_id(value) for value in ids]  # as `list` and `search` show them: relative paths
     documents = {meta["doc_id"] for _, meta in idx.scan_metadata(["doc_id"], {"doc_id": {"$in": list(ids)}})}
     targets: list[str] = []
     for value in ids:

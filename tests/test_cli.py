@@ -189,3 +189,23 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_last_commit(tmp_path, pylate
     assert MultiVectorIndex(index).commit == commit  # readable, unchanged
     again = json.loads(run("index", docs, "--index", index, "--json").output)
     assert again["files_indexed"] == 1
+
+
+def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monkeypatch):
+    """`list` shows docs/faq.jsonl#faq-2 (relative); delete and --filter once needed the absolute path."""
+    monkeypatch.chdir(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "faq.jsonl").write_text('{"id": "faq-1", "text": "Reset the router."}\n{"id": "faq-2", "text": "Rotate the keys."}\n')
+    (docs / "ops.md").write_text("# Ops\n\nRotate the keys every month.")
+    run("index", "docs", "--index", "idx", "--model", pylate_tiny_dir)
+    listed = run("list", "--index", "idx").output
+    assert "docs/faq.jsonl#faq-2" in listed
+    hits = json.loads(run("search", "keys", "--index", "idx", "--json", "--filter", '{"source": "docs/ops.md"}').output)
+    assert hits and {h["metadata"]["source"] for h in hits} == {str(docs / "ops.md")}
+    hits = json.loads(run("search", "keys", "--index", "idx", "--json",
+                          "--filter", '{"source": {"$in": ["docs/faq.jsonl"]}}').output)
+    assert hits and all(h["metadata"]["source"].endswith("faq.jsonl") for h in hits)
+    assert "deleted 1 chunk" in run("delete", "docs/faq.jsonl#faq-2", "--index", "idx").output
+    left = {json.loads(line)["doc_id"] for line in run("list", "--index", "idx", "--json").output.splitlines()}
+    assert left == {str(docs / "faq.jsonl") + "#faq-1", str(docs / "ops.md")}
