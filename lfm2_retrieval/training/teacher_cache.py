@@ -58,27 +58,35 @@ class TeacherCache:
         self.embedder = embedder
         self.folder = Path(root or default_cache_root()) / _safe(embedder.id)
         self.shard_size = shard_size
-        self._rows: dict[str, dict[bytes, int]] = {}
-        self._vectors: dict[str, list[np.ndarray]] = {}
+        self._rows: dict[str, dict[bytes, int]] = {role: {} for role in ROLES}
+        self._vectors: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
+        self._size: dict[str, int] = {role: 0 for role in ROLES}
+        self._shards: dict[str, set[str]] = {role: set() for role in ROLES}
         for role in ROLES:
             self._load(role)
 
     # ------------------------------------------------------------------ reading
     def _load(self, role: str) -> None:
-        rows: dict[bytes, int] = {}
-        blocks: list[np.ndarray] = []
+        """Read the shards not read yet: several processes may fill one cache at once (each
+        writes its own shards), and each sees the others' work when it next looks."""
         folder = self.folder / role
         for shard in sorted(folder.glob("shard-*.npz")) if folder.exists() else []:
+            if shard.name in self._shards[role]:
+                continue
             with np.load(shard) as data:
                 keys, vectors = data["keys"], data["vectors"]
             if vectors.shape != (len(keys), self.embedder.dim):
                 raise ValueError(f"teacher cache shard {shard} has vectors of shape {vectors.shape}, expected "
                                  f"({len(keys)}, {self.embedder.dim}); delete it and run the cache build again")
-            start = sum(len(b) for b in blocks)
-            for i, key in enumerate(keys):
-                rows.setdefault(bytes(key), start + i)
-            blocks.append(vectors)
-        self._rows[role], self._vectors[role] = rows, blocks
+            self._add(role, shard.name, keys, vectors)
+
+    def _add(self, role: str, shard: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+        rows, start = self._rows[role], self._size[role]
+        for i, key in enumerate(keys):
+            rows.setdefault(bytes(key), start + i)
+        self._vectors[role].append(vectors.astype(np.float16))
+        self._size[role] += len(keys)
+        self._shards[role].add(shard)
 
     def _matrix(self, role: str) -> np.ndarray:
         blocks = self._vectors[role]
@@ -90,8 +98,14 @@ class TeacherCache:
         return sum(len(r) for r in self._rows.values())
 
     def missing(self, texts: list[str], role: str) -> list[str]:
-        rows = self._rows[_role(role)]
-        return list(dict.fromkeys(t for t in texts if text_key(t) not in rows))
+        """The texts not in the cache (after reading any shard another process wrote since)."""
+        role = _role(role)
+        rows = self._rows[role]
+        todo = [t for t in texts if text_key(t) not in rows]
+        if todo:
+            self._load(role)
+            todo = [t for t in todo if text_key(t) not in rows]
+        return list(dict.fromkeys(todo))
 
     def get(self, texts: list[str], role: str, fill: bool = True) -> np.ndarray:
         """[len(texts), dim] float32 vectors; texts not yet cached are embedded and kept
@@ -119,11 +133,12 @@ class TeacherCache:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), desc=f"{self.embedder.id} {role}", unit="text")
         for start in range(0, len(todo), self.shard_size):
-            chunk = todo[start: start + self.shard_size]
-            vectors = np.asarray(self.embedder.embed(chunk, role), dtype=np.float32)
-            self._write_shard(role, chunk, vectors)
+            chunk = self.missing(todo[start: start + self.shard_size], role)  # another process may have done some
+            if chunk:
+                vectors = np.asarray(self.embedder.embed(chunk, role), dtype=np.float32)
+                self._write_shard(role, chunk, vectors)
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(min(self.shard_size, len(todo) - start))
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - started
@@ -133,20 +148,28 @@ class TeacherCache:
     def _write_shard(self, role: str, texts: list[str], vectors: np.ndarray) -> None:
         folder = self.folder / role
         folder.mkdir(parents=True, exist_ok=True)
-        number = 1 + max((int(m.group(1)) for p in folder.glob("shard-*.npz")
-                          if (m := re.fullmatch(r"shard-(\d+)\.npz", p.name))), default=-1)
         keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 16)
-        final = folder / f"shard-{number:05d}.npz"
-        tmp = folder / f".shard-{number:05d}.{os.getpid()}.tmp.npz"
+        tmp = folder / f".shard.{os.getpid()}.tmp.npz"
         with open(tmp, "wb") as f:
             np.savez(f, keys=keys, vectors=vectors.astype(np.float16))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, final)  # complete or absent
-        start = len(self._rows[role])
-        for i, key in enumerate(keys):
-            self._rows[role].setdefault(bytes(key), start + i)
-        self._vectors[role].append(vectors.astype(np.float16))
+        while True:  # the next free number; a link fails if another process took it first
+            number = 1 + max((int(m.group(1)) for p in folder.glob("shard-*.npz")
+                              if (m := re.fullmatch(r"shard-(\d+)\.npz", p.name))), default=-1)
+            final = folder / f"shard-{number:05d}.npz"
+            try:
+                os.link(tmp, final)  # complete or absent, and never over another process's shard
+                break
+            except FileExistsError:
+                continue
+        tmp.unlink()
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new name survives a power cut
+        finally:
+            os.close(dir_fd)
+        self._add(role, final.name, keys, vectors)
 
 
 def _role(role: str) -> str:
