@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine import PreparedChunk, SearchEngine, TextDocument
+from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument
 from ..index import IndexWriter
 from .readers import SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
 
@@ -252,7 +252,7 @@ class Ingestor:
         chunks: list[PreparedChunk] = []
         for text in result.texts:
             doc_id = source if text.record_id is None else f"{source}#{text.record_id}"
-            meta = {**{k: v for k, v in text.metadata.items() if k not in ("doc_id", "chunk", "start_char", "end_char")},
+            meta = {**{k: v for k, v in text.metadata.items() if k not in RESERVED_METADATA},
                     "source": source, "content_hash": digest}
             if text.record_id is not None:
                 meta["record_id"] = text.record_id
