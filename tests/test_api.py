@@ -150,6 +150,7 @@ def test_ids_with_slashes(client):
     ({"id": "x", "text": "t", "metadata": {"doc_id": "y"}}, "reserved"),
     ({"id": "x", "text": "t", "metadata": {"nested": {"a": 1}}}, "metadata"),
     ({"id": "x", "text": "t", "metadata": {"tags": ["a", "b"]}}, "metadata"),
+    ({"id": "x", "text": "t", "metadata": {"blob": "x" * 5000}}, "metadata"),  # stored with every chunk
 ])
 def test_bad_documents_get_422(client, document, fragment):
     r = client.post("/documents", json={"documents": [document]})

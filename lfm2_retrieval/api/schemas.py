@@ -17,10 +17,13 @@ MAX_DOCUMENT_CHARS = 200_000
 MAX_REQUEST_CHARS = 500_000
 MAX_ID_CHARS = 512
 MAX_METADATA_KEYS = 64
+# Metadata is stored with every chunk of its document: a 4 MB value on a 300-chunk document once
+# took the server to 6.4 GB. Values are labels to filter on, not text to store.
+MAX_METADATA_VALUE_CHARS = 2048
 
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1, strict=True)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
-MetadataValue = StrictStr | StrictBool | Int64 | FiniteFloat | None
+MetadataValue = Annotated[StrictStr, Field(max_length=MAX_METADATA_VALUE_CHARS)] | StrictBool | Int64 | FiniteFloat | None
 Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], MetadataValue],
                      Field(max_length=MAX_METADATA_KEYS)]
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
