@@ -24,8 +24,8 @@ about 100 languages that reads every cell of the batch, across scripts included,
 none. Its vectors come from the teacher cache (training/teacher_cache.py), built once before
 training; it also mines hard negatives (mine_teacher_negatives), the near misses it ranks high.
 
-A teacher answers with its scores of the batch and the cells it speaks for; the KL of each row
-runs over that row's cells only.
+Every teacher has a stable `id` and answers `scores(batch, documents)` with its scores of the
+batch and the cells it speaks for; the KL of each row runs over that row's cells only.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ ENGLISH_FAMILIES = ("qa/en", "scifact")
 
 class BM25Teacher:
     """BM25 per document family (qa/ja, ntrex/ko, scifact), over every training document."""
+
+    id = "bm25"
 
     def __init__(self, pairs: list[Pair]) -> None:
         docs_by_family: dict[str, dict[str, int]] = {}
@@ -87,6 +89,8 @@ class MiniLMTeacher:
     """all-MiniLM-L6-v2's cosine similarities, for every cell whose query and document it can
     read in English: English questions and documents as they are, parallel sentences through
     their English source (`english_of`, data.english_sources)."""
+
+    id = "all-MiniLM-L6-v2"
 
     def __init__(self, pairs: list[Pair], english_of: dict[str, str], model=None) -> None:
         self.model = model if model is not None else load_minilm()
