@@ -132,11 +132,12 @@ class SearchEngine:
                 raise ValueError("a query must contain some text")
         return self.encoder.encode_queries(texts)
 
-    def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "semantic",
+    def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
                alpha: float | None = None, fusion: str | None = None, per_document: bool = False) -> list[list[Hit]]:
-        """Top-k chunks per query. mode: semantic (MaxSim), lexical (BM25) or hybrid (both,
-        fused: `fusion` "rrf" (reciprocal rank fusion) or "interpolation" of normalised scores
-        with semantic weight `alpha`; neither means the default of lfm2_retrieval.fusion).
+        """Top-k chunks per query. mode: hybrid (the default: MaxSim and BM25, fused), semantic
+        (MaxSim) or lexical (BM25). Hybrid fuses by `fusion` "rrf" (reciprocal rank fusion) or
+        "interpolation" of normalised scores with semantic weight `alpha`; neither means the
+        default of lfm2_retrieval.fusion.
         per_document: the top-k documents instead, each as its best chunk (one_per_document)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
@@ -146,7 +147,7 @@ class SearchEngine:
                                    per_document=per_document)
 
     def search_encoded(self, vectors: list[np.ndarray] | None, k: int = 10, filter: dict | None = None,
-                       mode: str = "semantic", alpha: float | None = None, fusion: str | None = None,
+                       mode: str = "hybrid", alpha: float | None = None, fusion: str | None = None,
                        texts: Sequence[str] | None = None, per_document: bool = False) -> list[list[Hit]]:
         """Search with query vectors already encoded (and the query texts, for lexical modes)."""
         if per_document:

@@ -159,6 +159,8 @@ def test_modes_over_http(engine):
         for body in ({"fusion": "rrf"}, {"fusion": "interpolation"}, {"fusion": "interpolation", "alpha": 0.9}):
             r = client.post("/search", json={"query": "XK-77Q", "mode": "hybrid", "k": 5, **body})
             assert "manual#0" in [h["id"] for h in r.json()["results"][0]["hits"]], body
+        default = client.post("/search", json={"query": "XK-77Q", "k": 5}).json()  # hybrid unless told otherwise
+        assert "manual#0" in [h["id"] for h in default["results"][0]["hits"]]
         r = client.post("/search", json={"query": "x", "mode": "hybrid", "fusion": "rrf", "alpha": 0.5})
         assert r.status_code == 422 and "rrf" in r.text
         assert client.post("/search", json={"query": "x", "mode": "hybrid", "fusion": "borda"}).status_code == 422
@@ -176,8 +178,11 @@ def test_cli_modes(engine):
     rrf = runner.invoke(app, ["search", "XK-77Q", "--index", str(engine.index.path), "--mode", "hybrid",
                               "--fusion", "rrf", "--json"])
     assert rrf.exit_code == 0 and "manual#0" in rrf.output
-    bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--alpha", "0.5"])
+    bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--mode", "semantic", "--alpha", "0.5"])
     assert bad.exit_code == 1 and "only apply" in bad.output
+    # Hybrid is the default: the code is found without --mode, and --alpha applies to it.
+    default = runner.invoke(app, ["search", "XK-77Q", "--index", str(engine.index.path), "--alpha", "0.5", "--json"])
+    assert default.exit_code == 0 and "manual#0" in default.output
     bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--mode", "hybrid",
                               "--fusion", "rrf", "--alpha", "0.5"])
     assert bad.exit_code == 1 and "rrf" in bad.output
