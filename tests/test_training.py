@@ -32,10 +32,16 @@ def test_the_default_recipe_chains_its_stages():
     root = Path(__file__).resolve().parents[1]
     script = (root / "scripts" / "train-default-model.sh").read_text()
     stages = [TrainConfig.load(root / c) for c in re.findall(r"training (configs/\S+\.toml)", script)]
-    assert len(stages) == 3 and stages[0].init_from is None
+    assert len(stages) == 4 and stages[0].init_from is None
     for before, after in zip(stages, stages[1:]):
         assert after.init_from == f"{before.output_dir}/model"
-    assert stages[-1].distill_bm25 > 0 and "korquad" not in " ".join(stages[-1].sources)
+    assert stages[2].distill_bm25 > 0 and all("korquad" not in " ".join(s.sources) for s in stages)
+    last = stages[-1]
+    assert last.teacher == "e5" and last.distill_teacher > 0 and last.negatives_from == "teacher"
+    # The teacher cache is filled before the stage that reads it.
+    assert script.index("train configs/default-model-e5.toml --cache-only") < script.index("training configs/default-model-e5.toml")
+    # Six languages are kept out of training entirely, to measure unseen ones.
+    assert not {"uk", "fa", "he", "sw", "hu", "ta"} & set(last.languages + last.parallel_languages)
 
 
 def test_maxsim_and_contrastive_loss():

@@ -30,9 +30,11 @@ def training_stages(run_dir: Path) -> list[Path]:
 
 def _stage_line(n: int, run: Path) -> str:
     c = json.loads((run / "config.json").read_text())
-    miner = "BM25" if c.get("negatives_from", "bm25") == "bm25" else _teacher_name(c.get("teacher", "e5"))
-    negatives = (f"in-batch negatives plus one {miner}-mined hard negative per pair (top {c['hard_negative_depth']})"
-                 if c.get("hard_negatives") else "in-batch negatives")
+    by_teacher = c.get("negatives_from", "bm25") == "teacher"
+    negatives = ("in-batch negatives" if not c.get("hard_negatives") else
+                 f"in-batch negatives plus one hard negative per pair from the teacher's own ranking (top "
+                 f"{c['hard_negative_depth']}, its first two passed over)" if by_teacher else
+                 f"in-batch negatives plus one BM25-mined hard negative per pair (top {c['hard_negative_depth']})")
     if c.get("distill_teacher"):
         negatives += (f", plus {_teacher_name(c.get('teacher', 'e5'))} as a teacher (KL towards its scores of every "
                       f"document of the batch, every row taught, translation rows across scripts included; weight "
