@@ -411,14 +411,15 @@ def delete_command(
 
     idx = _open_index(index)
     ids = [_absolute_id(value) for value in ids]  # as `list` and `search` show them: relative paths
-    documents = {meta["doc_id"] for _, meta in idx.scan_metadata(["doc_id"], {"doc_id": {"$in": list(ids)}})}
+    chunks_of = list(idx.scan_metadata(["doc_id"], {"doc_id": {"$in": list(ids)}}))
+    documents = {meta["doc_id"] for _, meta in chunks_of}
+    doc_targets = [cid for cid, _ in chunks_of]
     targets: list[str] = []
     for value in ids:
         if value not in documents:  # a document id means that document only, never a chunk of another
             targets.append(value)
         if Path(value).exists() or os.sep in value:
             targets.extend(idx.ids_where({"source": source_name(Path(value))}))
-    doc_targets = idx.ids_where({"doc_id": {"$in": list(ids)}})
     try:
         with idx.writer(timeout=10) as writer:
             n = writer.delete(targets + doc_targets)

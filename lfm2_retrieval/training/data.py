@@ -182,12 +182,8 @@ def mine_hard_negatives(pairs: list[Pair], depth: int, seed: int) -> list[Pair]:
     from ..lexical import BM25Index
 
     rng = random.Random(seed)
-    by_family: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        by_family.setdefault(family(p), []).append(i)
     out = list(pairs)
-    for fam, members in sorted(by_family.items()):
-        docs = list(dict.fromkeys(pairs[i].document for i in members))
+    for fam, members, docs in families(pairs):
         if len(docs) < 2:
             continue
         bm25 = BM25Index.build(docs)
@@ -198,6 +194,15 @@ def mine_hard_negatives(pairs: list[Pair], depth: int, seed: int) -> list[Pair]:
             if candidates:
                 out[i] = replace(pairs[i], negative=rng.choice(candidates[:depth]))
     return out
+
+
+def families(pairs: list[Pair]) -> list[tuple[str, list[int], list[str]]]:
+    """(family, the positions of its pairs, its distinct documents in first-seen order), by
+    family name: where hard negatives of a pair are mined."""
+    members: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        members.setdefault(family(p), []).append(i)
+    return [(fam, rows, list(dict.fromkeys(pairs[i].document for i in rows))) for fam, rows in sorted(members.items())]
 
 
 def family(pair: Pair) -> str:

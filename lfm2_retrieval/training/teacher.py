@@ -31,6 +31,7 @@ batch and the cells it speaks for; the KL of each row runs over that row's cells
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..lexical import BM25Index
-from .data import Pair, family
+from .data import Pair, families, family
 from .teacher_cache import TeacherCache
 
 ENGLISH_FAMILIES = ("qa/en", "scifact")
@@ -184,14 +185,13 @@ class ColBERTTeacher:
         self._maxsim = pairwise_maxsim
         self.id = f"colbert-{Path(str(path)).name}"
 
-    def _pad(self, vectors: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(v) for v in vectors)
-        out = torch.zeros(len(vectors), width, vectors[0].shape[1])
-        mask = torch.zeros(len(vectors), width)
-        for i, v in enumerate(vectors):
-            out[i, : len(v)] = torch.from_numpy(np.asarray(v, np.float32))
-            mask[i, : len(v)] = 1
-        return out, mask
+    @staticmethod
+    def _pad(vectors: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, longest, dim] token vectors, zero-padded, and the [n, longest] mask of real ones."""
+        rows = [torch.from_numpy(np.asarray(v, np.float32)) for v in vectors]
+        padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(r)) for r in rows], batch_first=True)
+        return padded, mask
 
     def scores(self, batch: list[Pair], documents: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -223,15 +223,9 @@ def mine_teacher_negatives(pairs: list[Pair], teacher: DenseTeacher, depth: int,
     family: drawn at random from ranks skip+1..depth, after the pair's document is left out.
     The first `skip` are passed over because the teacher's very top, when not the labelled
     document, is often an unlabelled right answer (a false negative would teach the wrong thing)."""
-    import random
-
     rng = random.Random(seed)
-    by_family: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        by_family.setdefault(family(p), []).append(i)
     out = list(pairs)
-    for fam, members in sorted(by_family.items()):
-        docs = list(dict.fromkeys(pairs[i].document for i in members))
+    for fam, members, docs in families(pairs):
         if len(docs) < skip + 2:
             continue
         doc_vectors = teacher.cache.get(docs, document_role(fam))

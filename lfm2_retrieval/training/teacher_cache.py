@@ -111,13 +111,14 @@ class TeacherCache:
         """[len(texts), dim] float32 vectors; texts not yet cached are embedded and kept
         (or, with fill=False, a KeyError)."""
         role = _role(role)
-        todo = self.missing(texts, role)
-        if todo:
-            if not fill:
+        rows = self._rows[role]
+        keys = [text_key(t) for t in texts]  # hashed once: this runs at every training step
+        if any(k not in rows for k in keys):
+            todo = self.missing(texts, role)
+            if todo and not fill:
                 raise KeyError(f"{len(todo)} text(s) are not in the teacher cache {self.folder / role}")
             self.fill(todo, role, progress=False)
-        rows = self._rows[role]
-        index = np.fromiter((rows[text_key(t)] for t in texts), dtype=np.int64, count=len(texts))
+        index = np.fromiter((rows[k] for k in keys), dtype=np.int64, count=len(keys))
         return self._matrix(role)[index].astype(np.float32)
 
     # ------------------------------------------------------------------ writing
