@@ -3,10 +3,19 @@
 Chunks are counted in the model's own tokens, so each one fits the encoder's document length
 and nothing is silently truncated. Boundaries fall between tokens (for byte-level BPE, mostly
 before a space), and a chunk is the exact character span of its tokens: `text[start:end]`.
+
+Given section starts (a Markdown or HTML heading), chunks follow them: consecutive short
+sections share a chunk, a chunk never begins inside a section it could have begun with, and
+only a section longer than a chunk is split inside. No chunk is left smaller than `min_tokens`
+when its text has more: a short section joins its neighbour, and a short last window takes more
+of the text before it (a larger overlap) instead of standing alone, where it would match any
+query by its few words.
 """
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer
@@ -22,19 +31,27 @@ SNAP_TOKENS = 8
 class ChunkingOptions:
     max_tokens: int = 200
     overlap: int = 20
+    min_tokens: int | None = None  # None: a quarter of max_tokens
 
     def __post_init__(self) -> None:
         if self.max_tokens < 8:
             raise ValueError("chunks need at least 8 tokens")
         if not 0 <= self.overlap < self.max_tokens // 2:
             raise ValueError("overlap must be at least 0 and less than half the chunk size")
+        if self.min_tokens is not None and not 0 <= self.min_tokens <= self.max_tokens // 2:
+            raise ValueError("min_tokens must be at least 0 and at most half the chunk size")
+
+    @property
+    def smallest(self) -> int:
+        return self.max_tokens // 4 if self.min_tokens is None else self.min_tokens
 
     def fitted_to(self, document_length: int) -> "ChunkingOptions":
         """These options, with chunks shrunk to what the model reads of a document."""
         limit = max(8, document_length - DOCUMENT_RESERVED_TOKENS)
         if self.max_tokens <= limit:
             return self
-        return ChunkingOptions(limit, min(self.overlap, limit // 2 - 1))
+        smallest = None if self.min_tokens is None else min(self.min_tokens, limit // 2)
+        return ChunkingOptions(limit, min(self.overlap, limit // 2 - 1), smallest)
 
 
 @dataclass(frozen=True)
@@ -53,32 +70,66 @@ class Chunker:
         self.tokenizer.no_padding()
         self.options = options
 
-    def split(self, text: str) -> list[Chunk]:
+    def split(self, text: str, section_starts: Sequence[int] = ()) -> list[Chunk]:
+        """Chunks of `text`; `section_starts` are character offsets where sections begin."""
         if not text.strip():
             return []
         offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
         if not offsets:
             return []
-        size, overlap = self.options.max_tokens, self.options.overlap
         n = len(offsets)
         starts_word = [i == 0 or _word_boundary(text, offsets[i][0]) for i in range(n)]
-        chunks, first = [], 0
+        chunks: list[Chunk] = []
+        for first, end in self._packed_sections(offsets, section_starts):
+            for a, b in self._windows(first, end, starts_word):
+                start, stop = offsets[a][0], offsets[b][1]
+                span = text[start:stop]
+                if span.strip():
+                    lead, trail = len(span) - len(span.lstrip()), len(span) - len(span.rstrip())
+                    chunks.append(Chunk(span.strip(), start + lead, stop - trail, b - a + 1))
+        return chunks
+
+    def _packed_sections(self, offsets: list[tuple[int, int]], section_starts: Sequence[int]) -> list[tuple[int, int]]:
+        """Token ranges [first, end) to window: sections packed together while they fit in a
+        chunk; a section shorter than min_tokens that does not fit joins the next one."""
+        n, size, smallest = len(offsets), self.options.max_tokens, self.options.smallest
+        ends = [o[1] for o in offsets]  # a section starts with the token holding its first character
+        token_starts = sorted({bisect.bisect_right(ends, s) for s in section_starts} - {0, n})
+        sections = list(zip([0, *token_starts], [*token_starts, n]))
+        ranges: list[tuple[int, int]] = []
+        first, end = sections[0]
+        for a, b in sections[1:]:
+            if b - first <= size or end - first < smallest:
+                end = b  # it fits, or what is pending is too small to stand alone
+            else:
+                ranges.append((first, end))
+                first, end = a, b
+        ranges.append((first, end))
+        if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < smallest:
+            ranges[-2:] = [(ranges[-2][0], ranges[-1][1])]  # a short last section joins the one before
+        return ranges
+
+    def _windows(self, first: int, end: int, starts_word: list[bool]) -> list[tuple[int, int]]:
+        """Inclusive token windows over [first, end): at most max_tokens each, `overlap` tokens
+        shared, edges moved to word starts; the last at least min_tokens long where it can be."""
+        size, overlap, smallest = self.options.max_tokens, self.options.overlap, self.options.smallest
+        windows = []
         while True:
-            last = min(first + size, n) - 1
-            if last < n - 1:  # end before a word start if one is near (BPE pieces split words)
+            last = min(first + size, end) - 1
+            if last < end - 1:  # end before a word start if one is near (BPE pieces split words)
                 for i in range(last, max(first + size // 2, last - SNAP_TOKENS), -1):
                     if starts_word[i + 1]:
                         last = i
                         break
-            start, end = offsets[first][0], offsets[last][1]
-            span = text[start:end]
-            if span.strip():
-                lead, trail = len(span) - len(span.lstrip()), len(span) - len(span.rstrip())
-                chunks.append(Chunk(span.strip(), start + lead, end - trail, last - first + 1))
-            if last == n - 1:
-                return chunks
-            # The next chunk starts `overlap` tokens back, moved to a word start: forward within
-            # the overlap (it never starts after this chunk's end), else a little further back.
+            if windows and last == end - 1 and last - first + 1 < smallest:
+                # A short tail: let it start earlier, at a word start, inside the window before.
+                first = max(windows[-1][0] + 1, end - size)
+                first = next((i for i in range(first, last + 1) if starts_word[i]), first)
+            windows.append((first, last))
+            if last == end - 1:
+                return windows
+            # The next window starts `overlap` tokens back, moved to a word start: forward within
+            # the overlap (it never starts after this window's end), else a little further back.
             nxt = last + 1 - overlap
             ahead = [i for i in range(nxt, last + 1) if starts_word[i]]
             behind = [i for i in range(nxt - 1, max(first, nxt - SNAP_TOKENS - 1), -1) if starts_word[i]]

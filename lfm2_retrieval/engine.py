@@ -38,14 +38,25 @@ class TextDocument:
     title: str = ""
     # (character offset, page) where each page starts, for PDFs: chunks then carry `page`.
     page_starts: list[tuple[int, int]] | None = None
+    # (character offset, heading path) where each section starts, for Markdown and HTML: chunks
+    # follow section edges and carry `section`.
+    sections: list[tuple[int, str]] | None = None
 
     def page_at(self, offset: int) -> int | None:
-        page = None
-        for start, number in self.page_starts or []:
-            if start > offset:
-                break
-            page = number
-        return page
+        return _value_at(self.page_starts, offset)
+
+    def section_at(self, offset: int) -> str | None:
+        return _value_at(self.sections, offset)
+
+
+def _value_at(starts: list[tuple[int, Any]] | None, offset: int) -> Any:
+    """The value of the last (start, value) at or before `offset`."""
+    value = None
+    for start, item in starts or []:
+        if start > offset:
+            break
+        value = item
+    return value
 
 
 @dataclass
@@ -209,13 +220,16 @@ class SearchEngine:
         if clash:
             raise ValueError(f"metadata keys {clash} are reserved (set by the engine for each chunk)")
         out = []
-        for number, chunk in enumerate(self.chunker.split(clean_text(doc.text))):
+        section_starts = [start for start, _ in doc.sections or []]
+        for number, chunk in enumerate(self.chunker.split(clean_text(doc.text), section_starts)):
             meta = {**doc.metadata, "doc_id": doc.id, "chunk": number,
                     "start_char": chunk.start, "end_char": chunk.end}
             if doc.title:
                 meta["title"] = doc.title
             if doc.page_starts:
                 meta["page"] = doc.page_at(chunk.start)
+            if doc.sections and (section := doc.section_at(chunk.start)):
+                meta["section"] = section
             out.append(PreparedChunk(chunk_id(doc.id, number), chunk.text, meta, chunk.n_tokens))
         return out
 

@@ -54,3 +54,42 @@ def test_options_validate_and_fit_the_model():
     fitted = ChunkingOptions(300, 40).fitted_to(180)
     assert fitted.max_tokens == 176 and fitted.overlap == 40
     assert ChunkingOptions(100, 10).fitted_to(180) == ChunkingOptions(100, 10)
+
+
+def _tokens(tokenizer, text):
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def test_no_chunk_is_left_tiny(tokenizer):
+    """A text a little longer than one chunk ends in a full window, not an 8-character tail."""
+    words = []
+    while _tokens(tokenizer, " ".join(words)) <= 40:
+        words.append(f"w{len(words)}")
+    text = " ".join(words)
+    chunks = Chunker(tokenizer, ChunkingOptions(max_tokens=40, overlap=4)).split(text)
+    assert len(chunks) == 2 and all(c.n_tokens >= 10 for c in chunks)
+    assert chunks[-1].end == len(text) and text[chunks[-1].start:chunks[-1].end] == chunks[-1].text
+    assert ChunkingOptions(40, 4).smallest == 10 and ChunkingOptions(40, 4, min_tokens=0).smallest == 0
+    with pytest.raises(ValueError):
+        ChunkingOptions(40, 4, min_tokens=30)
+
+
+def test_chunks_follow_sections(tokenizer):
+    """Short sections share a chunk; a chunk starts where a section does; a long section is
+    windowed on its own; a tiny section joins its neighbour."""
+    intro, short_a, short_b = "Intro. ", "Alpha text. ", "Beta text. "
+    long = " ".join(f"long{i}" for i in range(60)) + " "
+    tiny = "End."
+    text = intro + short_a + short_b + long + tiny
+    starts = [len(intro), len(intro + short_a), len(intro + short_a + short_b), len(text) - len(tiny)]
+    size = _tokens(tokenizer, intro + short_a + short_b) + 4
+    assert _tokens(tokenizer, long) > 2 * size and _tokens(tokenizer, tiny) < size // 4
+    chunker = Chunker(tokenizer, ChunkingOptions(max_tokens=size, overlap=4))
+    chunks = chunker.split(text, starts)
+    assert chunks[0].start == 0 and chunks[0].text.endswith("Beta text.")  # intro and short sections packed
+    assert chunks[1].start == starts[2]  # the long section starts its own chunk
+    assert all(c.n_tokens <= size for c in chunks) and chunks[-1].end == len(text)
+    assert chunks[-1].text.endswith("long59 End.") and chunks[-1].n_tokens >= size // 4  # the tiny one joined
+    assert all(text[c.start:c.end] == c.text for c in chunks)
+    # Without sections the same text is windowed straight through, across the section edge.
+    assert "long0" in chunker.split(text)[0].text

@@ -210,3 +210,21 @@ def test_one_bad_file_or_line_costs_only_itself(tmp_path, pylate_tiny_dir):
     held = chunks_by_source(engine.index)
     assert {Path(s).name for s in held} == {"good.md", "numbers.jsonl", "deep.md"}
     assert [t for t in held[source_name(docs / "numbers.jsonl")].values()] == ["fine"]
+
+
+def test_markdown_chunks_follow_sections_and_carry_their_path(tmp_path, pylate_tiny_dir):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    long_section = " ".join(f"Sentence {i} about installing on Debian." for i in range(40))
+    (docs / "install.md").write_text(f"# Install {{ #install }}\n\nA short introduction to the installation.\n\n## On Debian\n\n{long_section}\n\n"
+                                     "## Win\n\nOk.\n")
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir, chunking=ChunkingOptions(48, 4, min_tokens=20))
+    Ingestor(engine).run([docs])
+    chunks = sorted((d for d in engine.index.iter_documents()), key=lambda d: d["metadata"]["chunk"])
+    sections = [d["metadata"]["section"] for d in chunks]
+    assert sections[0] == "Install" and "Install > On Debian" in sections
+    assert all("{ #" not in d["text"] for d in chunks)
+    debian = [d for d in chunks if d["metadata"]["section"] == "Install > On Debian"]
+    assert debian[0]["text"].startswith("On Debian")  # a section starts a chunk
+    # The short last section is no chunk of its own: it closes the one before.
+    assert chunks[-1]["text"].endswith("Win\n\nOk.") and chunks[-1]["metadata"]["section"] == "Install > On Debian"

@@ -115,3 +115,71 @@ def test_html_parsing_is_linear_on_malformed_markup(tmp_path):
     assert text == "deep text"
     text, title = html_text("<title>T</title><!-- a comment --><p>one</p><p>two<br>three</p><svg><text>x</text></svg>")
     assert title == "T" and text.split() == ["one", "two", "three"]
+
+
+MKDOCS_PAGE = """---
+title: "Request Body"
+---
+<!-- a comment
+over lines -->
+# Request Body { #request-body }
+
+When you send data to your API, you send it as a **request body**.
+
+/// info | Technical Details
+
+Use `Pydantic` models, see [the docs](https://docs.pydantic.dev) and ![a diagram](img.png).
+
+///
+
+## Import Pydantic's `BaseModel` { #import-basemodel }
+
+{* ../../docs_src/body/tutorial001.py hl[4] *}
+
+```python
+# a comment in code, not a heading
+from pydantic import BaseModel
+```
+
+| name | type |
+|------|------|
+| item | str  |
+
+Results
+-------
+
+<p align="center"><img src="x.png" alt="x">Rendered <b>HTML</b></p>
+
+!!! warning
+    Keep it short.
+
+::: tip
+"""
+
+
+def test_markdown_is_read_as_a_reader_sees_it_with_its_sections(tmp_path):
+    path = tmp_path / "body.md"
+    path.write_text(MKDOCS_PAGE)
+    (text,) = read_file(path, path.read_bytes()).texts
+    assert text.title == "Request Body"
+    for markup in ("{ #", "{*", "///", ":::", "!!!", "<p", "<img", "<!--", "**", "`", "](", "|", "---", "title:"):
+        assert markup not in text.text, markup
+    for words in ("Request Body", "Technical Details", "Use Pydantic models, see the docs and a diagram.",
+                  "# a comment in code, not a heading", "name type", "item str", "Rendered HTML", "Keep it short."):
+        assert words in text.text, words
+    assert [name for _, name in text.sections] == [
+        "Request Body", "Request Body > Import Pydantic's BaseModel", "Request Body > Results"]
+    for start, name in text.sections:
+        assert text.text[start:].startswith(name.rsplit(" > ", 1)[-1])
+    # Plain text files keep their text as it is.
+    plain = tmp_path / "notes.txt"
+    plain.write_text("# not markdown { #x }")
+    assert read_file(plain, plain.read_bytes()).texts[0].text == "# not markdown { #x }"
+
+
+def test_markdown_without_headings_or_with_an_unclosed_fence(tmp_path):
+    path = tmp_path / "flat.md"
+    path.write_text("Just a line with a [link](u).\n\n```\n# inside a fence that never closes\n")
+    (text,) = read_file(path, path.read_bytes()).texts
+    assert text.title == "flat" and text.sections is None
+    assert text.text == "Just a line with a link.\n\n# inside a fence that never closes"

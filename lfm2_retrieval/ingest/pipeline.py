@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument
 from ..index import IndexWriter
-from .readers import SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
+from .readers import READERS_VERSION, SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
 
 # Files are read whole; anything larger is almost never a document and is skipped.
 MAX_FILE_BYTES = 256 << 20
@@ -85,8 +85,10 @@ class Ingestor:
         self.engine = engine
         self.options = options or IngestOptions()
         self.on_progress = on_progress or (lambda event, info: None)
-        # A change of any setting that shapes chunks re-indexes every file.
-        self.settings = f"{engine.chunking.max_tokens}/{engine.chunking.overlap}/{self.options.fields.fingerprint()}"
+        # A change of any setting that shapes chunks (or of how files are read) re-indexes every file.
+        chunking = engine.chunking
+        self.settings = (f"{chunking.max_tokens}/{chunking.overlap}/{chunking.smallest}/"
+                         f"{self.options.fields.fingerprint()}/readers-{READERS_VERSION}")
 
     # ------------------------------------------------------------------ finding files
     def scan(self, paths: Sequence[str | os.PathLike], report: IngestReport) -> list[Path]:
@@ -256,7 +258,8 @@ class Ingestor:
                     "source": source, "content_hash": digest}
             if text.record_id is not None:
                 meta["record_id"] = text.record_id
-            doc = TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts)
+            doc = TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts,
+                               sections=text.sections)
             chunks.extend(self.engine.prepare(doc))
         if not chunks:
             report.skipped.append((str(path), "no text"))
