@@ -236,13 +236,21 @@ def _absolute_id(value: str) -> str:
 
 def _absolute_sources(filter_: Any) -> Any:
     """A filter whose "source" values name files by relative paths, with absolute ones instead
-    (what the index holds), so `--filter '{"source": "docs/a.md"}'` works from where you are."""
+    (what the index holds), so `--filter '{"source": "docs/a.md"}'` works from where you are;
+    a relative $prefix or $glob ("docs/ja/", "docs/*.md") is taken from here as well."""
     from lfm2_retrieval.ingest import source_name
 
-    def fix(v):
+    def fix(v, op="$eq"):
         if isinstance(v, list):
             return [fix(x) for x in v]
-        return source_name(Path(v)) if isinstance(v, str) and Path(v).is_file() else v
+        if not isinstance(v, str):
+            return v
+        if op in ("$prefix", "$glob"):
+            if v.startswith(("/", "*")):
+                return v
+            here = Path.cwd().as_posix().rstrip("/") + "/"
+            return here + v.removeprefix("./")
+        return source_name(Path(v)) if Path(v).is_file() else v
 
     if isinstance(filter_, list):
         return [_absolute_sources(f) for f in filter_]
@@ -251,7 +259,7 @@ def _absolute_sources(filter_: Any) -> Any:
     out = {}
     for key, cond in filter_.items():
         if key == "source":
-            cond = {op: fix(v) for op, v in cond.items()} if isinstance(cond, dict) else fix(cond)
+            cond = {op: fix(v, op) for op, v in cond.items()} if isinstance(cond, dict) else fix(cond)
         elif key == "$or":
             cond = _absolute_sources(cond)
         out[key] = cond
@@ -284,7 +292,8 @@ def search_command(
     query: str = typer.Argument(..., help="What to look for, in any language the model knows."),
     k: int = typer.Option(10, "-k", min=1, max=1000, help="How many chunks to return."),
     filter: str = typer.Option(None, "--filter", "-f", help='Metadata filter as JSON, e.g. \'{"lang": "en"}\', '
-                               '\'{"year": {"$gte": 2020}}\', \'{"source": {"$in": [...]}}\'.'),
+                               '\'{"year": {"$gte": 2020}}\', \'{"source": {"$prefix": "docs/ja/"}}\', '
+                               '\'{"source": {"$glob": "docs/*.md"}}\' (paths relative to here or absolute).'),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid (MaxSim and BM25, fused; the best on every task "

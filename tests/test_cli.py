@@ -206,6 +206,11 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     hits = json.loads(run("search", "keys", "--index", "idx", "--json",
                           "--filter", '{"source": {"$in": ["docs/faq.jsonl"]}}').output)
     assert hits and all(h["metadata"]["source"].endswith("faq.jsonl") for h in hits)
+    # A folder prefix or a glob, relative to here, picks files the same way.
+    for filter_ in ('{"source": {"$prefix": "docs/o"}}', '{"source": {"$glob": "docs/*.md"}}',
+                    '{"source": {"$glob": "*/ops.*"}}'):
+        hits = json.loads(run("search", "keys", "--index", "idx", "--json", "--filter", filter_).output)
+        assert hits and {h["metadata"]["source"] for h in hits} == {str(docs / "ops.md")}, filter_
     assert "deleted 1 chunk" in run("delete", "docs/faq.jsonl#faq-2", "--index", "idx").output
     left = {json.loads(line)["doc_id"] for line in run("list", "--index", "idx", "--json").output.splitlines()}
     assert left == {str(docs / "faq.jsonl") + "#faq-1", str(docs / "ops.md")}

@@ -127,6 +127,9 @@ def test_filters_restrict_before_scoring(index, corpus):
         ({"group": {"$in": [0, 2]}}, lambda m: m["group"] in (0, 2)),
         ({"lang": {"$ne": "en"}, "year": {"$lte": 2003}}, lambda m: m["lang"] != "en" and m["year"] <= 2003),
         ({"$or": [{"lang": "ja"}, {"year": 2024}]}, lambda m: m["lang"] == "ja" or m["year"] == 2024),
+        ({"lang": {"$prefix": "j"}}, lambda m: m["lang"].startswith("j")),
+        ({"lang": {"$glob": "[ef]?"}}, lambda m: m["lang"] in ("en", "fr")),
+        ({"lang": {"$glob": "*a"}, "year": {"$gte": 2001}}, lambda m: m["lang"] == "ja" and m["year"] >= 2001),
     ]:
         hits = index.search(q, k=10, filter=filter_)
         assert len(hits) == 10 and all(check(h.metadata) for h in hits)
@@ -138,9 +141,12 @@ def test_filters_restrict_before_scoring(index, corpus):
     assert len(only) == sum(1 for i in range(1500) if 2000 + i % 25 == 2024 and i % 3 == 0)
     assert index.search(q, k=10, filter={"nonexistent": 1}) == []
     assert index.search(q, k=10, filter={"year": "not a year"}) == []
+    assert index.search(q, k=10, filter={"year": {"$prefix": "20"}}) == []  # text operators on numbers: no match
+    assert index.search(q, k=10, filter={"lang": {"$glob": "e.*"}}) == []  # glob, not a regular expression
 
 
 @pytest.mark.parametrize("bad", [{"year": {"$regex": "x"}}, {"$and": []}, {"g": {"$in": 3}}, ["lang"],
+                                 {"lang": {"$prefix": 3}}, {"lang": {"$glob": ["*"]}},
                                  {"year": 2**64}, {"year": {"$in": [1, -(2**70)]}}, {"$or": [{"year": {"$gt": 2**63}}]}])
 def test_malformed_filters_are_refused(index, corpus, bad):
     with pytest.raises(FilterError):

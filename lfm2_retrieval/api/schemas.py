@@ -51,7 +51,8 @@ class SearchRequest(BaseModel):
     k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
     filter: dict[str, Any] | None = Field(
         None, description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
-                          '{"source": {"$in": [...]}}, {"$or": [...]}')
+                          '{"source": {"$in": [...]}}, {"source": {"$prefix": "/srv/docs/ja/"}}, '
+                          '{"source": {"$glob": "*/guide/*.md"}}, {"$or": [...]}')
     mode: Literal["semantic", "lexical", "hybrid"] = Field(
         "hybrid", description="hybrid (default): MaxSim and BM25, fused, the best on every task measured; "
                               "semantic: MaxSim only; lexical: BM25 only")

@@ -5,12 +5,15 @@ A filter is a JSON object; every key must match (AND):
     {"year": {"$gte": 2019, "$lt": 2024}}   ranges: $gt $gte $lt $lte
     {"source": {"$in": ["a.md", "b.md"]}}   membership ($nin for the opposite)
     {"lang": {"$ne": "fr"}}                 inequality
+    {"source": {"$prefix": "/docs/ja/"}}    text starting with a prefix
+    {"source": {"$glob": "*/guide/*.md"}}   text matching a shell pattern (`*` also crosses `/`; `?`, `[ab]`)
     {"$or": [{...}, {...}]}                 any of several filters
 A key absent from a document's metadata never matches (except under $ne / $nin).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,8 @@ import pyarrow.compute as pc
 Filter = dict[str, Any]
 _COMPARISONS = {"$eq": pc.equal, "$ne": pc.not_equal, "$gt": pc.greater, "$gte": pc.greater_equal,
                 "$lt": pc.less, "$lte": pc.less_equal}
-OPERATORS = sorted([*_COMPARISONS, "$in", "$nin", "$or"])
+_TEXT_MATCHES = ("$prefix", "$glob")
+OPERATORS = sorted([*_COMPARISONS, "$in", "$nin", *_TEXT_MATCHES, "$or"])
 
 
 class FilterError(ValueError):
@@ -44,8 +48,10 @@ def validate(filter_: Filter) -> None:
                 raise FilterError(f"empty condition for {key!r}")
             for op, value in condition.items():
                 _check_integers(key, value)
-                if op not in _COMPARISONS and op not in ("$in", "$nin"):
+                if op not in _COMPARISONS and op not in ("$in", "$nin", *_TEXT_MATCHES):
                     raise FilterError(f"unknown operator {op!r} for {key!r}; use one of {OPERATORS}")
+                if op in _TEXT_MATCHES and not isinstance(value, str):
+                    raise FilterError(f"{op} for {key!r} takes a string")
                 if op in ("$in", "$nin") and not isinstance(value, list):
                     raise FilterError(f"{op} for {key!r} takes a list")
                 if op in ("$gt", "$gte", "$lt", "$lte") and not isinstance(value, (int, float, str)):
@@ -94,7 +100,12 @@ def _apply(column: pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.nd
     if column is None:
         return np.full(n, negative)
     try:
-        if op in ("$in", "$nin"):
+        if op in _TEXT_MATCHES:
+            if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+                return np.zeros(n, dtype=bool)
+            result = (pc.starts_with(column, pattern=value) if op == "$prefix" else
+                      pc.match_substring_regex(column, pattern=_glob_regex(value)))
+        elif op in ("$in", "$nin"):
             result = pc.is_in(column, value_set=pa.array(value, type=column.type))
             result = pc.invert(result) if op == "$nin" else result
         else:
@@ -104,3 +115,23 @@ def _apply(column: pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.nd
         return np.full(n, negative)
     # Missing values never match a positive condition and always match a negative one.
     return pc.fill_null(result, negative).to_numpy(zero_copy_only=False)
+
+
+def _glob_regex(pattern: str) -> str:
+    """A shell pattern as an anchored RE2 expression (Arrow's regex engine): `*` any run of
+    characters, `?` one, `[...]` a set; everything else literal."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and (end := pattern.find("]", i + 1 if pattern[i:i + 1] in ("!", "]") else i)) > 0:
+            body = pattern[i:end].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+    return "(?s)" + "".join(out) + "$"
