@@ -25,6 +25,7 @@ from .encoder import ColBERTEncoder
 from .index import Hit, IndexFolderError, MultiVectorIndex, SearchParams
 from .chunking import Chunker, ChunkingOptions
 from .fusion import FUSION_DEPTH, MODES, fuse, resolve
+from .language import language_of
 from .locations import default_model, model_source
 
 RESERVED_METADATA = ("doc_id", "chunk", "start_char", "end_char")
@@ -221,7 +222,12 @@ class SearchEngine:
             raise ValueError(f"metadata keys {clash} are reserved (set by the engine for each chunk)")
         out = []
         section_starts = [start for start, _ in doc.sections or []]
-        for number, chunk in enumerate(self.chunker.split(clean_text(doc.text), section_starts)):
+        text = clean_text(doc.text)
+        # A document that says its language keeps it; else each chunk is identified (a page can
+        # mix languages), falling back to the whole text's language where a chunk is unclear.
+        detect = "lang" not in doc.metadata
+        doc_lang = language_of(text) if detect else None
+        for number, chunk in enumerate(self.chunker.split(text, section_starts)):
             meta = {**doc.metadata, "doc_id": doc.id, "chunk": number,
                     "start_char": chunk.start, "end_char": chunk.end}
             if doc.title:
@@ -230,6 +236,8 @@ class SearchEngine:
                 meta["page"] = doc.page_at(chunk.start)
             if doc.sections and (section := doc.section_at(chunk.start)):
                 meta["section"] = section
+            if detect and (lang := language_of(chunk.text, default=doc_lang)):
+                meta["lang"] = lang
             out.append(PreparedChunk(chunk_id(doc.id, number), chunk.text, meta, chunk.n_tokens))
         return out
 

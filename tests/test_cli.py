@@ -81,7 +81,8 @@ def test_search_table_and_json(indexed):
     files, index, _ = indexed
     table = run("search", "volcanoes and magma", "--index", index, "-k", 3).output
     assert "results for" in table and "score" in table
-    hits = json.loads(run("search", "rivers", "--index", index, "--json", "--filter", '{"lang": "fr"}').output)
+    hits = json.loads(run("search", "rivers", "--index", index, "--json", "--filter",
+                          '{"lang": "fr", "source": {"$glob": "*.csv"}}').output)
     assert len(hits) == 1 and hits[0]["text"] == "Les rivières coulent."
     assert set(hits[0]) == {"id", "score", "text", "metadata"} and hits[0]["metadata"]["source"].endswith("table.csv")
 

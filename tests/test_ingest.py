@@ -48,7 +48,10 @@ def test_indexes_every_file_type(tmp_path, pylate_tiny_dir):
     assert csv_fr["metadata"]["record_id"] == "c2" and csv_fr["metadata"]["doc_id"].endswith("#c2")
     # Filters see record metadata and sources.
     hits = engine.search(["rivers"], k=5, filter={"lang": "fr"})[0]
-    assert [h.id for h in hits] == [csv_fr["id"]]
+    # The record's own lang, and a French file's detected one (Latin-1 bytes, read right).
+    assert {h.id for h in hits} == {csv_fr["id"], f"{source_name(files['broken'])}#0"}
+    (guide,) = engine.index.get([f"{source_name(files['md'])}#0"])
+    assert guide["metadata"]["lang"] == "en" and guide["metadata"]["section"] == "Compression guide"
     hits = engine.search(["anything"], k=50, filter={"source": source_name(files["md"])})[0]
     assert hits and all(h.metadata["source"] == source_name(files["md"]) for h in hits)
 
