@@ -253,3 +253,18 @@ def test_batcher_isolates_a_failing_request():
         t.join()
     batcher.close()
     assert isinstance(out["bad"], ValueError) and len(out["good"]) == 1 and len(out["fine"]) == 1
+
+
+def test_docs_pages_work_offline(client):
+    """/docs and /redoc load their scripts from this server, never from a CDN."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', response.text)
+        assert assets and all(a.startswith("/") for a in assets), assets
+        for asset in assets:
+            served = client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 10_000, asset
+    assert client.get("/openapi.json").json()["paths"]["/search"]

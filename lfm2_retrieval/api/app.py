@@ -4,7 +4,7 @@
     POST   /documents         {"documents": [{"id", "text", "metadata"}]} -> one atomic commit
     DELETE /documents/{id}    a document (all its chunks) or one chunk
     GET    /health            model, index, counts (never needs the API key)
-    GET    /docs              interactive OpenAPI documentation
+    GET    /docs, /redoc      interactive OpenAPI documentation (assets served locally: works offline)
 
 Every error is a JSON `ErrorResponse` with a 4xx status: invalid bodies (422), bad filters
 (400), unknown ids (404), conflicts (409), bodies over the size limit (413), a missing or wrong
@@ -26,6 +26,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine import SearchEngine, TextDocument
@@ -111,7 +112,9 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         yield
         batcher.close()
 
-    app = FastAPI(
+    # /docs and /redoc from assets in the package fastapi-offline (Swagger UI 5, ReDoc), not a
+    # CDN: the pages work on a machine without internet, as the rest of the server does.
+    app = FastAPIOffline(
         title="lfm2-search",
         version="0.1.0",
         summary="Multilingual late-interaction search on the LFM2 backbone.",
