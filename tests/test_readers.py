@@ -183,3 +183,17 @@ def test_markdown_without_headings_or_with_an_unclosed_fence(tmp_path):
     (text,) = read_file(path, path.read_bytes()).texts
     assert text.title == "flat" and text.sections is None
     assert text.text == "Just a line with a link.\n\n# inside a fence that never closes"
+
+
+def test_html_headings_become_sections_without_their_permalinks(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text("<html><head><title>Guide</title></head><body><nav>menu</nav>"
+                    "<h1>Install <a class='headerlink' href='#install'>¶</a></h1><p>Intro.</p>"
+                    "<h2>On Debian</h2><p>apt install it.</p><h3>Old releases</h3><p>Use backports.</p>"
+                    "<h2>On Windows</h2><p>Run the installer.</p></body></html>")
+    (text,) = read_file(path, path.read_bytes()).texts
+    assert "¶" not in text.text and text.title == "Guide"
+    assert [name for _, name in text.sections] == ["Install", "Install > On Debian", "Install > On Debian > Old releases",
+                                                   "Install > On Windows"]
+    for start, name in text.sections:
+        assert text.text[start:].startswith(name.rsplit(" > ", 1)[-1])

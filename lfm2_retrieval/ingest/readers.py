@@ -257,9 +257,24 @@ HTML_BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", 
               "header", "footer", "pre", "blockquote", "table", "ul", "ol", "dd", "dt", "hr", "title"}
 
 
+HTML_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_SECTION_MARK = "\ue000"  # a private-use character marks where each heading starts
+
+
+def _permalink(el) -> bool:
+    """A heading's permalink (Sphinx's and MkDocs' `<a class="headerlink">¶</a>`): not text."""
+    return el.tag == "a" and "headerlink" in (el.get("class") or "")
+
+
 def html_text(raw: str) -> tuple[str, str]:
     """(visible text, title) of an HTML document; walked without recursion, so nesting depth
     costs nothing but time."""
+    text, title, _ = html_text_and_sections(raw)
+    return text, title
+
+
+def html_text_and_sections(raw: str) -> tuple[str, str, list[tuple[int, str]]]:
+    """(visible text, title, sections): each h1-h6 starts a section named by its heading path."""
     from lxml import etree, html
 
     parser = html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
@@ -270,28 +285,41 @@ def html_text(raw: str) -> tuple[str, str]:
     if any("depth" in e.message.lower() for e in parser.error_log):
         # libxml2 stops below a few thousand nested elements and drops what is deeper: keep the
         # text by stripping the tags instead (linear; markup is gone, layout too).
-        return _normalise_lines(re.sub(r"<[^<>]*>", " ", raw)), ""
+        return _normalise_lines(re.sub(r"<[^<>]*>", " ", raw)), "", []
     title = " ".join(" ".join(t.text_content() for t in root.iter("title")).split())
     parts: list[str] = []
+    names: list[str] = []
+    path: list[tuple[int, str]] = []
     skip_depth = 0
     for event, el in etree.iterwalk(root, events=("start", "end")):
         tag = el.tag if isinstance(el.tag, str) else ""
         if event == "start":
-            if tag in HTML_SKIP:
+            if tag in HTML_SKIP or _permalink(el):
                 skip_depth += 1
             elif not skip_depth:
                 if tag in HTML_BLOCK:
                     parts.append("\n")
+                if tag in HTML_HEADINGS and (heading := " ".join(el.text_content().split()).rstrip(" ¶#§")):
+                    while path and path[-1][0] >= HTML_HEADINGS[tag]:
+                        path.pop()
+                    path.append((HTML_HEADINGS[tag], heading))
+                    names.append(" > ".join(t for _, t in path))
+                    parts.append(_SECTION_MARK)
                 if el.text:
                     parts.append(el.text)
         else:
-            if tag in HTML_SKIP:
+            if tag in HTML_SKIP or _permalink(el):
                 skip_depth -= 1
             elif not skip_depth and tag in HTML_BLOCK:
                 parts.append("\n")
             if not skip_depth and el.tail:
                 parts.append(el.tail)
-    return _normalise_lines("".join(parts)), title
+    pieces = _normalise_lines("".join(parts)).split(_SECTION_MARK)
+    text, sections = pieces[0], []
+    for name, piece in zip(names, pieces[1:]):
+        sections.append((len(text), name))
+        text += piece.lstrip(" ")
+    return text, title, sections
 
 
 def _normalise_lines(text: str) -> str:
@@ -301,8 +329,8 @@ def _normalise_lines(text: str) -> str:
 
 def _read_html(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
     raw, warnings = decode_text(data)
-    text, title = html_text(raw)
-    return ReadResult([SourceText(text, title=title or path.stem)], warnings)
+    text, title, sections = html_text_and_sections(raw)
+    return ReadResult([SourceText(text, title=title or path.stem, sections=sections or None)], warnings)
 
 
 # ---------------------------------------------------------------------- records
