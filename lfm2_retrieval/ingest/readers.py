@@ -281,7 +281,7 @@ def html_text_and_sections(raw: str) -> tuple[str, str, list[tuple[int, str]]]:
     try:
         root = html.document_fromstring(raw, parser=parser)
     except (etree.ParserError, ValueError):  # nothing parseable (e.g. only whitespace or markup)
-        return "", ""
+        return "", "", []
     if any("depth" in e.message.lower() for e in parser.error_log):
         # libxml2 stops below a few thousand nested elements and drops what is deeper: keep the
         # text by stripping the tags instead (linear; markup is gone, layout too).
