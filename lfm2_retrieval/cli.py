@@ -364,9 +364,14 @@ def info_command(
     Example: lfm2-search info --index notes
     """
     idx = _open_index(index)
-    stats = {"path": str(idx.path), **idx.stats(), "model": idx.manifest.get("model_source")}
-    sources = {meta["source"] for _, meta in idx.scan_metadata(["source"]) if meta["source"]}
-    stats["source files"] = len(sources)
+    counts = idx.stats()
+    # The index counts what it stores, chunks; users count documents (a file, or a record).
+    documents, sources = set(), set()
+    for chunk, meta in idx.scan_metadata(["source", "doc_id"]):
+        documents.add(meta["doc_id"] or chunk)  # a chunk stored without a document is its own
+        sources.add(meta["source"])
+    stats = {"path": str(idx.path), "documents": len(documents), "chunks": counts.pop("documents"), **counts,
+             "model": idx.manifest.get("model_source"), "source files": len(sources - {None, ""})}
     if as_json:
         print(json.dumps(stats, indent=2))
     else:

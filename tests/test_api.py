@@ -86,6 +86,7 @@ def test_odd_text(client):
 
 
 def test_add_replace_and_delete_documents(client, engine):
+    before = client.get("/health").json()["index"]
     long_text = " ".join(f"sentence {i} about lighthouses on rocky coasts." for i in range(200))
     r = client.post("/documents", json={"documents": [
         {"id": "lighthouse", "text": long_text, "metadata": {"lang": "en", "tags": "coast"}}]})
@@ -105,7 +106,11 @@ def test_add_replace_and_delete_documents(client, engine):
 
     r = client.delete("/documents/lighthouse")
     assert r.status_code == 200 and r.json()["deleted_chunks"] == 1
+    after = client.get("/health").json()["index"]
+    # Counts come back down: chunks and tokens, replaced and deleted ones included.
+    assert (after["chunks"], after["tokens"]) == (before["chunks"], before["tokens"])
     assert client.delete("/documents/lighthouse").status_code == 404
+    assert client.get("/health").json()["index"]["commit"] == after["commit"]  # a 404 commits nothing
 
 
 def test_a_document_id_that_looks_like_a_chunk_id_deletes_that_document_only(client, engine):

@@ -109,9 +109,10 @@ def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):
 def test_info_and_list(indexed):
     files, index, summary = indexed
     info = json.loads(run("info", "--index", index, "--json").output)
-    assert info["documents"] == summary["index_chunks"] and info["source files"] == 11
+    assert info["chunks"] == summary["index_chunks"] and info["source files"] == 11
     lines = [json.loads(line) for line in run("list", "--index", index, "--json", "--limit", 0).output.splitlines()]
     assert sum(row["chunks"] for row in lines) == summary["index_chunks"]
+    assert info["documents"] == len(lines)  # files and records, as `list` shows them
     assert any(row["doc_id"].endswith("items.json#j1") for row in lines)
     assert "documents in" in run("list", "--index", index).output
 
@@ -147,7 +148,8 @@ def test_info_on_a_bare_index(tmp_path):
     index = MultiVectorIndex.create(tmp_path / "idx", dim=16, nbits=2)
     rng = np.random.default_rng(0)
     index.add([f"d{i}" for i in range(50)], [rng.standard_normal((5, 16)).astype(np.float32) for _ in range(50)])
-    assert json.loads(run("info", "--index", tmp_path / "idx", "--json").output)["documents"] == 50
+    info = json.loads(run("info", "--index", tmp_path / "idx", "--json").output)
+    assert info["documents"] == info["chunks"] == 50
 
 
 def test_the_embedded_default_model_needs_no_flag(tmp_path, monkeypatch):

@@ -387,6 +387,8 @@ class IndexWriter:
             self.codec = self.base.codec
             self._where: dict[str, int] | None = None  # external id -> internal id (live)
             self._deleted: set[int] = set()
+            self._tokens: dict[int, int] | None = None  # internal id -> token count, built on a first delete
+            self._staged_tokens: dict[int, int] = {}  # the same for documents added by this writer
             self._new_segments: list[dict[str, Any]] = []
             self._seg_writer: SegmentWriter | None = None
             self._pending: list[DocumentBatch] = []  # buffered until a codec exists
@@ -446,13 +448,25 @@ class IndexWriter:
         if existing and not replace:
             raise ValueError(f"{len(existing)} ids already exist (e.g. {existing[0]!r}); use upsert to replace them")
         for doc_id in existing:
-            self._deleted.add(where.pop(doc_id))
+            self._forget(where.pop(doc_id))
         internal = self._next_internal_ids(len(ids))
         where.update(zip(ids, internal.tolist()))
+        self._staged_tokens.update(zip(internal.tolist(), (len(v) for v in batch.vectors)))
         self.manifest["counts"]["documents"] += len(ids) - len(existing)
         self.manifest["counts"]["deleted"] += len(existing)
         self.manifest["counts"]["tokens"] += sum(len(v) for v in batch.vectors)
         self._stage(batch, internal)
+
+    def _forget(self, internal: int) -> None:
+        """Stage the deletion of a live document, its tokens out of the counts."""
+        if self._tokens is None:
+            self._tokens = {}
+            for seg in self.base.segments:
+                lengths = np.diff(np.asarray(seg.doc_offsets, dtype=np.int64))
+                self._tokens.update(zip(seg.internal_ids.tolist(), lengths.tolist()))
+        self._deleted.add(internal)
+        tokens = self._staged_tokens.pop(internal, None)
+        self.manifest["counts"]["tokens"] -= self._tokens.get(internal, 0) if tokens is None else tokens
 
     def upsert(self, ids, vectors, texts=None, metadata=None) -> None:
         self.add(ids, vectors, texts, metadata, replace=True)
@@ -465,7 +479,7 @@ class IndexWriter:
         for doc_id in dict.fromkeys(str(i) for i in ids):
             internal = where.pop(doc_id, None)
             if internal is not None:
-                self._deleted.add(internal)
+                self._forget(internal)
                 n += 1
         self.manifest["counts"]["documents"] -= n
         self.manifest["counts"]["deleted"] += n
@@ -549,6 +563,9 @@ class IndexWriter:
     def commit(self) -> None:
         """Publish staged changes atomically, then release the lock."""
         self._check_open()
+        if not self.has_changes and self.base.commit > 0:
+            self._close()  # nothing staged (e.g. deleting ids that do not exist): no new commit
+            return
         try:
             if self._pending:
                 self._train_codec_from_pending()
