@@ -252,18 +252,24 @@ def _read_markdown(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
 # Visible text of an HTML page, with line breaks at block elements. Parsed by lxml (libxml2's
 # HTML parser, in C, linear in the input): the standard library's parser backtracks
 # quadratically on malformed tags ('<a ' * 20000, 60 KB, took 95 s) while the writer waited.
-HTML_SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+HTML_SKIP = {"script", "style", "noscript", "template", "svg", "head", "nav"}
+# Navigation bars by class or id (DocBook's, Publican's, Sphinx's), where a page does not use <nav>:
+# links, not text.
+NAVIGATION_CLASSES = {"navheader", "navfooter", "docnav", "sphinxsidebar", "related", "headerlink"}
+NAVIGATION_IDS = {"banner"}
 HTML_BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
               "header", "footer", "pre", "blockquote", "table", "ul", "ol", "dd", "dt", "hr", "title"}
 
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 HTML_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _SECTION_MARK = "\ue000"  # a private-use character marks where each heading starts
 
 
-def _permalink(el) -> bool:
-    """A heading's permalink (Sphinx's and MkDocs' `<a class="headerlink">¶</a>`): not text."""
-    return el.tag == "a" and "headerlink" in (el.get("class") or "")
+def _navigation(el) -> bool:
+    """A navigation bar or a heading's permalink (`<a class="headerlink">¶</a>`): not text."""
+    classes = el.get("class")
+    return (bool(classes) and not NAVIGATION_CLASSES.isdisjoint(classes.split())) or el.get("id") in NAVIGATION_IDS
 
 
 def html_text(raw: str) -> tuple[str, str]:
@@ -279,7 +285,9 @@ def html_text_and_sections(raw: str) -> tuple[str, str, list[tuple[int, str]]]:
 
     parser = html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
     try:
-        root = html.document_fromstring(raw, parser=parser)
+        # An XHTML page's XML declaration names an encoding, which lxml refuses on decoded text
+        # (ValueError): the page would read as empty. The text is decoded already; drop it.
+        root = html.document_fromstring(_XML_DECLARATION.sub("", raw, count=1), parser=parser)
     except (etree.ParserError, ValueError):  # nothing parseable (e.g. only whitespace or markup)
         return "", "", []
     if any("depth" in e.message.lower() for e in parser.error_log):
@@ -294,7 +302,7 @@ def html_text_and_sections(raw: str) -> tuple[str, str, list[tuple[int, str]]]:
     for event, el in etree.iterwalk(root, events=("start", "end")):
         tag = el.tag if isinstance(el.tag, str) else ""
         if event == "start":
-            if tag in HTML_SKIP or _permalink(el):
+            if tag in HTML_SKIP or _navigation(el):
                 skip_depth += 1
             elif not skip_depth:
                 if tag in HTML_BLOCK:
@@ -308,7 +316,7 @@ def html_text_and_sections(raw: str) -> tuple[str, str, list[tuple[int, str]]]:
                 if el.text:
                     parts.append(el.text)
         else:
-            if tag in HTML_SKIP or _permalink(el):
+            if tag in HTML_SKIP or _navigation(el):
                 skip_depth -= 1
             elif not skip_depth and tag in HTML_BLOCK:
                 parts.append("\n")
