@@ -2,13 +2,14 @@
 
     lfm2-search index ./docs                 index a folder (again: only what changed)
     lfm2-search search "a question" -k 5     ranked chunks with their sources
-    lfm2-search info | list | delete | optimize
+    lfm2-search info | list | delete | optimize | check
     lfm2-search serve                        the HTTP API on 127.0.0.1:8000
     lfm2-search model-info MODEL             what a ColBERT model folder holds
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -40,6 +41,20 @@ MODEL_HELP = ("Model: a PyLate ColBERT folder or a hub id (needs internet). Defa
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=code)
+
+
+def _damage_is_an_answer(command):
+    """A damaged index file ends a command with one line that names it and says what to run
+    (lfm2-search check), not a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from lfm2_retrieval.index import IndexDamagedError
+
+        try:
+            return command(*args, **kwargs)
+        except IndexDamagedError as exc:
+            _fail(str(exc), code=2)
+    return wrapper
 
 
 def _fail_disk_full(exc: OSError, index_path) -> None:
@@ -121,6 +136,7 @@ def _display_source(source: str | None) -> str:
 
 # ---------------------------------------------------------------------- index
 @app.command("index")
+@_damage_is_an_answer
 def index_command(
     paths: list[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
@@ -288,6 +304,7 @@ def _snippet(text: str, width: int = 160) -> str:
 
 
 @app.command("search")
+@_damage_is_an_answer
 def search_command(
     query: str = typer.Argument(..., help="What to look for, in any language the model knows."),
     k: int = typer.Option(10, "-k", min=1, max=1000, help="How many chunks to return."),
@@ -355,6 +372,7 @@ def search_command(
 
 # ---------------------------------------------------------------------- management
 @app.command("info")
+@_damage_is_an_answer
 def info_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -379,6 +397,7 @@ def info_command(
 
 
 @app.command("list")
+@_damage_is_an_answer
 def list_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     limit: int = typer.Option(50, min=0, help="How many documents to show (0: all)."),
@@ -412,6 +431,7 @@ def list_command(
 
 
 @app.command("delete")
+@_damage_is_an_answer
 def delete_command(
     ids: list[str] = typer.Argument(..., help="Document ids, chunk ids, or paths of indexed files."),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
@@ -445,6 +465,7 @@ def delete_command(
 
 
 @app.command("optimize")
+@_damage_is_an_answer
 def optimize_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     reencode: bool = typer.Option(False, "--reencode", help="Encode every chunk again with the model (best "
@@ -479,6 +500,62 @@ def optimize_command(
     console.print(f"optimized: {before['segments']} -> {after['segments']} segment(s), "
                   f"{before['deleted']} deleted chunk(s) dropped, {before['bytes_on_disk'] / 1e6:.1f} -> "
                   f"{after['bytes_on_disk'] / 1e6:.1f} MB; commit {after['commit']}")
+
+
+@app.command("check")
+def check_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    full: bool = typer.Option(False, "--full", help="Also recompute every checksum and read every record, "
+                              "inverted-file list and BM25 index (reads the whole index)."),
+    repair: bool = typer.Option(False, "--repair", help="Drop what is damaged by a new commit (nothing else is "
+                                "touched); the files it held are indexed again by the next `lfm2-search index`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Verify an index: checksums, the invariants search relies on, the counts.
+
+    Without --full it does what opening does (sizes, offsets, code ranges: fast); --full reads
+    everything. Exit code 0: sound; 1: damage found (and repaired, with --repair: run
+    `lfm2-search index` again on your folders to restore what was dropped).
+
+    Example: lfm2-search check --index notes --full --repair
+    """
+    from lfm2_retrieval.index import IndexFolderError, check_index, repair_index
+    from lfm2_retrieval.locations import resolve_index_path
+
+    path = resolve_index_path(index)
+    if not (path / "manifest.json").exists():
+        _fail(f"no index at {path}")
+    report = check_index(path, full=full or repair)
+    repaired = None
+    if repair and report.problems:
+        try:
+            repaired = repair_index(path, report)
+        except IndexFolderError as exc:
+            _fail(str(exc))
+    if as_json:
+        print(json.dumps({**report.as_dict(), "repaired": repaired}, indent=2))
+    else:
+        kind = "full check" if report.full else "quick check"
+        if not report.problems:
+            console.print(f"[green]ok[/green] {path} (commit {report.commit}, {kind}): "
+                          f"{len(report.checked)} parts sound")
+        else:
+            table = Table(title=f"{path}: damage found (commit {report.commit}, {kind})", title_justify="left")
+            table.add_column("part")
+            table.add_column("problem")
+            for problem in report.problems:
+                table.add_row(escape(problem.part), escape(problem.problem))
+            console.print(table)
+            if repaired:
+                sources = repaired["sources"]
+                console.print(f"repaired: commit {repaired['commit']} without {', '.join(repaired['dropped_segments']) or 'nothing'}"
+                              f"; {repaired['documents']} chunks remain. Run `lfm2-search index` on your folders to "
+                              "index again " + (f"{len(sources)} file(s) that were in them." if sources is not None
+                                                else "the files that were in them (their table is unreadable)."))
+            else:
+                console.print("run `lfm2-search check --repair` to drop the damaged parts by a new commit")
+    if report.problems:
+        raise typer.Exit(code=1)
 
 
 @app.command("serve")

@@ -30,7 +30,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine import SearchEngine, TextDocument
-from ..index import FilterError, IndexLockedError
+from ..index import FilterError, IndexDamagedError, IndexLockedError
 from ..index.filters import validate as validate_filter
 from .batching import QueryBatcher
 from .schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse, HealthResponse,
@@ -159,6 +159,11 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
             return _error(422, "invalid_request", "body: not valid UTF-8 JSON")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(IndexDamagedError)
+    async def _damaged(request: Request, exc: IndexDamagedError) -> JSONResponse:
+        log.error("index damaged: %s", exc)
+        return _error(500, "index_damaged", str(exc), {"part": exc.part, "problem": exc.problem})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

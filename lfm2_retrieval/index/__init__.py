@@ -2,9 +2,11 @@
 
 from .codec import ResidualCodec, default_num_centroids
 from .filters import FilterError
-from .index import Hit, IndexFolderError, IndexWriter, MultiVectorIndex
+from .index import Hit, IndexFolderError, IndexWriter, MultiVectorIndex, check_index, repair_index
+from .integrity import CheckReport, IndexDamagedError
 from .search import SearchParams
 from .storage import IndexLockedError
 
-__all__ = ["FilterError", "Hit", "IndexFolderError", "IndexLockedError", "IndexWriter", "MultiVectorIndex",
-           "ResidualCodec", "SearchParams", "default_num_centroids"]
+__all__ = ["CheckReport", "FilterError", "Hit", "IndexDamagedError", "IndexFolderError", "IndexLockedError",
+           "IndexWriter", "MultiVectorIndex", "ResidualCodec", "SearchParams", "check_index", "default_num_centroids",
+           "repair_index"]

@@ -27,6 +27,8 @@ import numpy as np
 
 from .codec import ResidualCodec, default_num_centroids
 from .filters import Filter, evaluate, validate
+from .integrity import (CheckReport, IndexDamagedError, Problem, check_segment_fully, crc32_of, folder_checksums,
+                        read_segment_info, segment_sizes_problem, segment_structure_problem)
 from .search import QueryPlan, SearchParams, exhaustive_segment, search_segment
 from .segment import DocumentBatch, Segment, SegmentWriter
 from .storage import WriterLock, load_npy, write_json_atomic
@@ -145,15 +147,21 @@ class MultiVectorIndex:
         if manifest["codec"]:
             codec = self._codec_cache.get(manifest["codec"])
             if codec is None:
-                codec = ResidualCodec.load(self.path / manifest["codec"])
+                codec = open_codec(self.path, manifest)
                 self._codec_cache = {manifest["codec"]: codec}
         segments = []
         for info in manifest["segments"]:
-            seg = self._segment_cache.get(info["name"]) or Segment(self.path / "segments" / info["name"])
+            seg = self._segment_cache.get(info["name"]) or open_segment(self.path, info, codec)
             segments.append(seg)
         self._segment_cache = {s.name: s for s in segments}
-        tombstones = (load_npy(self.path / manifest["tombstones"]) if manifest["tombstones"]
-                      else np.empty(0, np.int64))
+        tombstones = np.empty(0, np.int64)
+        if manifest["tombstones"]:
+            try:
+                tombstones = load_npy(self.path / manifest["tombstones"])
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - deletions that do not load are damage
+                raise IndexDamagedError(self.path, manifest["tombstones"], f"does not load ({type(exc).__name__})") from None
         live = [None if len(tombstones) == 0 else ~np.isin(s.internal_ids, tombstones) for s in segments]
         return _Snapshot(manifest, codec, segments, live)
 
@@ -517,6 +525,7 @@ class IndexWriter:
         self.codec = ResidualCodec.train(vectors, self.manifest["nbits"], num_centroids=k)
         name = self._next_name("codec")
         self.codec.save(self.index.path / f"{name}.tmp")
+        self.manifest["codec_files"] = folder_checksums(self.index.path / f"{name}.tmp")
         os.replace(self.index.path / f"{name}.tmp", self.index.path / name)
         self.manifest["codec"] = name
         pending, pending_ids = self._pending, self._pending_ids
@@ -572,7 +581,7 @@ class IndexWriter:
             if self._seg_writer is not None:
                 info = self._seg_writer.finish()
                 self._seg_writer = None
-                self._new_segments.append({k: info[k] for k in ("name", "n_docs", "n_tokens")})
+                self._new_segments.append({k: info[k] for k in ("name", "n_docs", "n_tokens", "checksum")})
                 _crash_point("segment-written")
             old = [] if self._replace_all else list(self.base.manifest["segments"])
             self.manifest["segments"] = old + self._new_segments
@@ -588,6 +597,7 @@ class IndexWriter:
                     os.fsync(f.fileno())
                 os.replace(tmp, self.index.path / name)
                 self.manifest["tombstones"] = name
+                self.manifest["tombstones_checksum"] = crc32_of(self.index.path / name)
                 _crash_point("tombstones-written")
             self.manifest["commit"] = self.base.commit + 1
             self.manifest["format_version"] = FORMAT_VERSION
@@ -624,11 +634,155 @@ class IndexWriter:
             raise RuntimeError("this writer has already committed or aborted")
 
 
+def check_index(path: str | Path, full: bool = False) -> CheckReport:
+    """Every part of the index's current commit, checked: the cheap checks of opening, and with
+    `full` every checksum, record, inverted-file list and BM25 index; then the counts."""
+    path = Path(path)
+    try:
+        manifest = _read_manifest(path)
+    except IndexDamagedError as exc:
+        report = CheckReport(commit=-1, full=full)
+        report.problems.append(Problem(exc.part, exc.problem))
+        return report
+    report = CheckReport(commit=manifest["commit"], full=full)
+    codec = None
+    if manifest["codec"]:
+        try:
+            codec = open_codec(path, manifest)
+            bad = [rel for rel, (_, crc) in manifest.get("codec_files", {}).items()
+                   if full and crc32_of(path / manifest["codec"] / rel) != crc]
+            if bad:
+                raise IndexDamagedError(path, f"{manifest['codec']}/{bad[0]}", "checksum mismatch")
+            report.checked.append(manifest["codec"])
+        except IndexDamagedError as exc:
+            report.problems.append(Problem(exc.part, exc.problem))
+    tombstones = np.empty(0, np.int64)
+    if manifest["tombstones"]:
+        try:
+            crc = manifest.get("tombstones_checksum")
+            if full and crc is not None and crc32_of(path / manifest["tombstones"]) != crc:
+                raise ValueError("checksum mismatch")
+            tombstones = load_npy(path / manifest["tombstones"])
+            report.checked.append(manifest["tombstones"])
+        except Exception as exc:  # noqa: BLE001 - unreadable deletions are damage
+            report.problems.append(Problem(manifest["tombstones"], f"the deletions do not load ({exc})"))
+    live_documents = 0
+    for entry in manifest["segments"]:
+        try:
+            seg = open_segment(path, entry, codec)
+        except (IndexDamagedError, FileNotFoundError) as exc:
+            report.problems.append(Problem(getattr(exc, "part", f"segments/{entry['name']}"),
+                                           getattr(exc, "problem", "missing")))
+            continue
+        problems = check_segment_fully(seg, seg.info) if full else []
+        if problems:
+            report.problems += problems
+            continue
+        report.checked.append(f"segments/{entry['name']}")
+        live_documents += int(np.sum(~np.isin(seg.internal_ids, tombstones))) if len(tombstones) else seg.n_docs
+    if not report.problems and live_documents != manifest["counts"]["documents"]:
+        report.problems.append(Problem(MANIFEST, f"counts {manifest['counts']['documents']} documents, the segments "
+                                                 f"hold {live_documents}"))
+    return report
+
+
+def repair_index(path: str | Path, report: CheckReport, timeout: float = 10.0) -> dict[str, Any]:
+    """A new commit without what `report` found damaged: damaged segments are dropped (with a
+    damaged codec or deletion list, every segment: their vectors or deletions cannot be trusted),
+    counts are recomputed. What was dropped is returned, with the source files it held where they
+    can still be read, so the next `lfm2-search index` run indexes them again."""
+    path = Path(path)
+    lock = WriterLock(path)
+    lock.acquire(timeout)
+    try:
+        manifest = _read_manifest(path)
+        if manifest["commit"] != report.commit:
+            raise IndexFolderError(f"index {path} changed since it was checked (commit {report.commit} -> "
+                                   f"{manifest['commit']}); run `lfm2-search check` again")
+        damaged = set(report.damaged_segments)
+        everything = any(not p.part.startswith("segments/") for p in report.problems)
+        keep = [] if everything else [s for s in manifest["segments"] if s["name"] not in damaged]
+        dropped = [s["name"] for s in manifest["segments"] if s not in keep]
+        new = {**manifest, "segments": keep, "commit": manifest["commit"] + 1, "updated_at": time.time()}
+        codec_ok = manifest["codec"] and not any(p.part.startswith(manifest["codec"]) for p in report.problems)
+        if not codec_ok:
+            new.update(codec=None, codec_files={})
+        tombstones = np.empty(0, np.int64)
+        if manifest["tombstones"] and not everything:
+            tombstones = load_npy(path / manifest["tombstones"])
+        elif manifest["tombstones"]:
+            new.update(tombstones=None, tombstones_checksum=None)
+        codec = open_codec(path, new) if new["codec"] else None
+        documents = tokens = 0
+        for entry in keep:
+            seg = open_segment(path, entry, codec)
+            live = ~np.isin(seg.internal_ids, tombstones) if len(tombstones) else np.ones(seg.n_docs, bool)
+            documents += int(live.sum())
+            tokens += int(np.diff(np.asarray(seg.doc_offsets, dtype=np.int64))[live].sum())
+        new["counts"] = {**manifest["counts"], "documents": documents, "tokens": tokens}
+        sources = _sources_of(path, dropped)
+        write_json_atomic(path / MANIFEST, new)
+        _collect_garbage(path, new)
+    finally:
+        lock.release()
+    return {"commit": new["commit"], "dropped_segments": dropped, "documents": documents, "sources": sources}
+
+
+def _sources_of(path: Path, segments: list[str]) -> list[str] | None:
+    """The `source` files of documents in these segments (None where they cannot be read)."""
+    found: set[str] = set()
+    for name in segments:
+        try:
+            import pyarrow.parquet as pq
+
+            for meta in pq.read_table(path / "segments" / name / "docs.parquet", columns=["metadata"]).column(0).to_pylist():
+                if source := json.loads(meta or "{}").get("source"):
+                    found.add(source)
+        except Exception:  # noqa: BLE001 - a damaged table: the sources stay unknown
+            return None
+    return sorted(found)
+
+
+def open_codec(path: Path, manifest: dict[str, Any]) -> ResidualCodec:
+    """The commit's codec, its files' sizes checked against the manifest."""
+    folder = path / manifest["codec"]
+    for rel, (size, _) in manifest.get("codec_files", {}).items():
+        if not (folder / rel).is_file() or (folder / rel).stat().st_size != size:
+            raise IndexDamagedError(path, f"{manifest['codec']}/{rel}", "missing or not the size written")
+    try:
+        return ResidualCodec.load(folder)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a codec that does not load is damaged
+        raise IndexDamagedError(path, manifest["codec"], f"does not load ({type(exc).__name__})") from None
+
+
+def open_segment(path: Path, entry: dict[str, Any], codec: ResidualCodec | None) -> Segment:
+    """A segment, after the cheap checks: its segment.json against the manifest's checksum,
+    every file's size, and the invariants the search kernels rely on."""
+    folder = path / "segments" / entry["name"]
+    where = f"segments/{entry['name']}"
+    try:
+        read_segment_info(folder, entry.get("checksum"))
+        seg = Segment(folder)
+    except FileNotFoundError:
+        raise  # a writer removed an older commit's files: the caller reads the manifest again
+    except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage
+        raise IndexDamagedError(path, where, f"does not open ({type(exc).__name__}: {str(exc)[:120]})") from None
+    problem = segment_sizes_problem(folder, seg.info) or segment_structure_problem(
+        seg, codec.num_centroids if codec else None)
+    if problem:
+        raise IndexDamagedError(path, problem.part, problem.problem)
+    return seg
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IndexFolderError(f"no index at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexDamagedError(path, MANIFEST, f"not valid JSON ({type(exc).__name__})") from None
 
 
 _MANAGED = re.compile(r"^(codec-\d+|tombstones-\d+\.npy|\..*\.tmp(-\d+)?|codec-\d+\.tmp)$")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 from ..lexical import BM25Index
 from . import postings
 from .codec import ResidualCodec
+from .integrity import IndexDamagedError, folder_checksums
 from .storage import NPY_LOCK, load_npy, publish_dir
 
 ROW_GROUP_ROWS = 4096
@@ -132,9 +134,13 @@ class SegmentWriter:
         texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
         BM25Index.build(texts).save(self.tmp_dir / LEXICAL_DIR)
         info["lexical"] = LEXICAL_DIR
-        (self.tmp_dir / "segment.json").write_text(json.dumps(info), encoding="utf-8")
+        # Size and CRC32 of every file, checked at open (sizes) and by `lfm2-search check` (all);
+        # the manifest keeps the CRC32 of segment.json itself.
+        info["files"] = folder_checksums(self.tmp_dir, exclude=("segment.json",))
+        data = json.dumps(info).encode("utf-8")
+        (self.tmp_dir / "segment.json").write_bytes(data)
         publish_dir(self.tmp_dir, self.final_dir)
-        return info
+        return {**info, "checksum": zlib.crc32(data)}
 
     def abort(self) -> None:
         for f in (self._codes, self._residuals, self._records):
@@ -165,6 +171,7 @@ class Segment:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         info = json.loads((folder / "segment.json").read_text(encoding="utf-8"))
+        self.info = info
         self.name = info["name"]
         self.n_docs = info["n_docs"]
         self.n_tokens = info["n_tokens"]
@@ -196,8 +203,12 @@ class Segment:
     def lexical(self) -> BM25Index:
         """The segment's BM25 index (built in memory for segments written before it existed)."""
         if (self.folder / LEXICAL_DIR).is_dir():
-            with NPY_LOCK:  # bm25s opens .npy files too
-                return BM25Index.load(self.folder / LEXICAL_DIR)
+            try:
+                with NPY_LOCK:  # bm25s opens .npy files too
+                    return BM25Index.load(self.folder / LEXICAL_DIR)
+            except Exception as exc:  # noqa: BLE001 - whatever bm25s raises on damaged files
+                raise IndexDamagedError(self.folder.parent.parent, f"segments/{self.folder.name}/{LEXICAL_DIR}",
+                                        f"the BM25 index does not load ({type(exc).__name__})") from None
         return BM25Index.build(self._docs_file.read(columns=["text"]).column(0).to_pylist())
 
     @cached_property
@@ -214,7 +225,11 @@ class Segment:
         out = []
         for i in local:
             start, stop = int(self.record_offsets[i]), int(self.record_offsets[i + 1])
-            out.append(json.loads(self.records[start:stop].tobytes().decode("utf-8")))
+            try:
+                out.append(json.loads(self.records[start:stop].tobytes().decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise IndexDamagedError(self.folder.parent.parent, f"segments/{self.folder.name}/records.bin",
+                                        f"record {i} does not decode ({type(exc).__name__})") from None
         return out
 
     def token_ranges(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

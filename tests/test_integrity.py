@@ -1,0 +1,146 @@
+"""Damaged index files: each kind is refused with an error naming it, `check` reports it, and
+`check --repair` leaves a searchable index of what was sound (index/integrity.py)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from index_helpers import clustered_corpus, queries_from
+from lfm2_retrieval.cli import app
+from lfm2_retrieval.index import IndexDamagedError, MultiVectorIndex, check_index, repair_index
+
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """Two segments (two commits of 60 documents) and a deletion."""
+    docs = clustered_corpus(120, dim=DIM, seed=3)
+    path = tmp_path_factory.mktemp("integrity") / "idx"
+    index = MultiVectorIndex.create(path, dim=DIM, nbits=2)
+    for part in (0, 1):
+        ids = [f"d{i}" for i in range(part * 60, part * 60 + 60)]
+        with index.writer() as w:
+            w.add(ids, docs[part * 60: part * 60 + 60], [f"text of {i}" for i in ids],
+                  [{"source": f"/docs/{'a' if part == 0 else 'b'}.md"} for _ in ids])
+    index.delete(["d5"])
+    return path, docs
+
+
+@pytest.fixture()
+def damaged(pristine, tmp_path):
+    path, docs = pristine
+    copy = tmp_path / "idx"
+    shutil.copytree(path, copy)
+    return copy, docs
+
+
+def second_segment(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    return path / "segments" / manifest["segments"][1]["name"]
+
+
+def flip(path, offset=None):
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset is None else offset
+    data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_a_sound_index_checks_clean_quick_and_full(pristine):
+    path, _ = pristine
+    for full in (False, True):
+        report = check_index(path, full=full)
+        assert report.problems == [] and len(report.checked) == 4  # codec, tombstones, two segments
+
+
+# (file, damage, found when opening as well as by --full)
+KINDS = [
+    ("records.bin", "truncate", True),
+    ("records.bin", "flip", False),
+    ("residuals.bin", "flip", False),
+    ("codes.bin", "out-of-range", True),
+    ("codes.bin", "flip", False),
+    ("ivf_lists.npy", "flip", False),
+    ("ivf_index.npy", "truncate", True),
+    ("doc_offsets.npy", "flip", False),
+    ("docs.parquet", "truncate", True),
+    ("bm25", "flip", False),
+    ("segment.json", "flip", True),
+]
+
+
+@pytest.mark.parametrize("name,damage,at_open", KINDS)
+def test_each_damaged_segment_file_is_named_and_repaired(damaged, name, damage, at_open):
+    path, docs = damaged
+    seg = second_segment(path)
+    target = seg / name
+    if name == "bm25":
+        target = max((p for p in (seg / "bm25").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:-7])
+    elif damage == "out-of-range":
+        codes = np.fromfile(target, dtype=np.uint16)
+        codes[len(codes) // 2] = 65535
+        codes.tofile(target)
+    else:
+        flip(target)
+
+    if at_open:
+        with pytest.raises(IndexDamagedError, match=seg.name) as raised:
+            MultiVectorIndex(path)
+        assert "lfm2-search check" in str(raised.value)
+    report = check_index(path, full=True)
+    assert report.damaged_segments == [seg.name], report.problems
+    assert any(seg.name in p.part for p in report.problems)
+
+    outcome = repair_index(path, report)
+    assert outcome["dropped_segments"] == [seg.name]
+    index = MultiVectorIndex(path)
+    assert check_index(path, full=True).problems == []
+    assert len(index) == 59 and outcome["documents"] == 59  # the first segment's, less the deleted one
+    hits = index.search(queries_from(docs[:60], 1)[0], k=5)
+    assert hits and all(int(h.id[1:]) < 60 for h in hits)  # nothing from the damaged segment
+    if name not in ("docs.parquet", "segment.json"):
+        assert outcome["sources"] == ["/docs/b.md"]  # what the next `index` run reads again
+
+
+@pytest.mark.parametrize("part", ["codec", "tombstones"])
+def test_a_damaged_codec_or_deletion_list_drops_every_segment(damaged, part):
+    path, _ = damaged
+    manifest = json.loads((path / "manifest.json").read_text())
+    if part == "codec":
+        target = path / manifest["codec"] / "centroids.npy"
+        target.write_bytes(target.read_bytes()[:-16])
+        with pytest.raises(IndexDamagedError, match="centroids.npy"):
+            MultiVectorIndex(path)
+    else:
+        flip(path / manifest["tombstones"], offset=-3)
+    report = check_index(path, full=True)
+    assert report.problems and not report.damaged_segments
+    repair_index(path, report)
+    index = MultiVectorIndex(path)
+    assert len(index) == 0 and check_index(path, full=True).problems == []
+
+
+def test_a_damaged_manifest_and_the_cli(damaged):
+    path, _ = damaged
+    runner = CliRunner()
+    ok = runner.invoke(app, ["check", "--index", str(path)])
+    assert ok.exit_code == 0 and "ok" in ok.output
+    flip(second_segment(path) / "residuals.bin")
+    quick = runner.invoke(app, ["check", "--index", str(path)])
+    assert quick.exit_code == 0  # sizes and ranges are fine: only --full reads every byte
+    full = runner.invoke(app, ["check", "--index", str(path), "--full", "--json"])
+    assert full.exit_code == 1 and json.loads(full.output)["problems"][0]["part"].endswith("residuals.bin")
+    repaired = runner.invoke(app, ["check", "--index", str(path), "--repair"])
+    assert repaired.exit_code == 1 and "repaired" in repaired.output and "1 file(s)" in repaired.output
+    assert runner.invoke(app, ["check", "--index", str(path), "--full"]).exit_code == 0
+
+    (path / "manifest.json").write_text("{not json")
+    info = runner.invoke(app, ["info", "--index", str(path)])
+    assert info.exit_code == 2 and "manifest.json" in info.output and "lfm2-search check" in info.output
+    assert "Traceback" not in info.output
