@@ -1,0 +1,316 @@
+"""Python clients of the engine: over HTTP (`Client`, `AsyncClient`, on httpx) or in-process
+(`LocalClient`, on a `SearchEngine`), with the same calls and the same typed results, so code
+moves from a laptop to a server by changing one line.
+
+    from lfm2_retrieval.client import Client, LocalClient
+    client = Client("http://127.0.0.1:8000", api_key="...")      # or LocalClient.open("indexes/docs")
+    client.add([{"id": "faq-1", "text": "Hold the button for 5 s.", "metadata": {"lang": "en"}}])
+    for hit in client.search("how do I reset it?", k=5, filter={"lang": "en"}):
+        print(hit.score, hit.id, hit.text)
+
+Results are the HTTP API's own models (api/schemas.py): `Hit`, `SearchResponse`,
+`AddDocumentsResponse`, `DeleteResponse`, `HealthResponse`. The server's JSON errors are raised as
+`ApiError` subclasses that carry its `error` code, message and detail. Connection errors (a
+server restarting) are retried with backoff, and so is 409 `index_locked` (another writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .api.schemas import (AddDocumentsResponse, DeleteResponse, HealthResponse, Hit, IndexInfo, ModelInfo,
+                          QueryResults, SearchResponse)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ApiError(Exception):
+    """An error answer of the server: HTTP status, machine code (`error`), message, detail."""
+
+    def __init__(self, status: int, error: str, message: str, detail: Any = None) -> None:
+        super().__init__(f"{status} {error}: {message}")
+        self.status, self.error, self.message, self.detail = status, error, message, detail
+
+
+class InvalidRequest(ApiError):
+    """400 and 422: a bad filter, query or document."""
+
+
+class Unauthorized(ApiError):
+    """401: a missing or wrong API key."""
+
+
+class NotFound(ApiError):
+    """404: no such document or chunk."""
+
+
+class Conflict(ApiError):
+    """409: the id exists (with upsert=False), or the index is locked by another writer."""
+
+
+class TooLarge(ApiError):
+    """413: the request body is over the server's limit."""
+
+
+class ServerError(ApiError):
+    """5xx: the server failed (a damaged index says so in `error`: index_damaged)."""
+
+
+_ERRORS = {400: InvalidRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: TooLarge, 422: InvalidRequest}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        error, message, detail = body.get("error", "http_error"), body.get("message", response.text), body.get("detail")
+    except ValueError:
+        error, message, detail = "http_error", response.text[:500], None
+    cls = _ERRORS.get(response.status_code, ServerError if response.status_code >= 500 else ApiError)
+    raise cls(response.status_code, error, message, detail)
+
+
+def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: str, per_document: bool,
+                 alpha: float | None, fusion: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"k": k, "mode": mode, "per_document": per_document}
+    body["query" if isinstance(query, str) else "queries"] = query if isinstance(query, str) else list(query)
+    for key, value in (("filter", filter), ("alpha", alpha), ("fusion", fusion)):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def _documents_body(documents: Sequence[dict | Any], upsert: bool) -> dict[str, Any]:
+    docs = []
+    for d in documents:
+        if isinstance(d, dict):
+            docs.append({"id": d["id"], "text": d["text"], "metadata": d.get("metadata") or {}})
+        else:  # a TextDocument or anything with id, text, metadata
+            docs.append({"id": d.id, "text": d.text, "metadata": dict(getattr(d, "metadata", None) or {})})
+    return {"documents": docs, "upsert": upsert}
+
+
+def _hits(response: SearchResponse, query: str | Sequence[str]) -> list[Hit] | list[list[Hit]]:
+    return response.results[0].hits if isinstance(query, str) else [r.hits for r in response.results]
+
+
+class _Retrying:
+    """Retries on connection errors and on 409 index_locked, with exponential backoff."""
+
+    def __init__(self, retries: int, backoff: float) -> None:
+        self.retries, self.backoff = retries, backoff
+
+    def delays(self):
+        yield from (self.backoff * 2 ** i for i in range(self.retries))
+
+    @staticmethod
+    def locked(response: httpx.Response) -> bool:
+        return response.status_code == 409 and '"index_locked"' in response.text
+
+
+class Client:
+    """The HTTP API from Python (synchronous)."""
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 30.0,
+                 retries: int = 3, backoff: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
+        self._retry = _Retrying(retries, backoff)
+
+    def _request(self, method: str, path: str, **kwargs) -> Any:
+        delays = self._retry.delays()
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+                continue
+            if self._retry.locked(response) and (delay := next(delays, None)) is not None:
+                time.sleep(delay)
+                continue
+            _raise_for(response)
+            return response.json()
+
+    def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
+               per_document: bool = False, alpha: float | None = None,
+               fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
+        """The hits of one query (a str), or one list per query (a list of them)."""
+        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion), query)
+
+    def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
+                        mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
+                        fusion: str | None = None) -> SearchResponse:
+        """The whole answer: hits per query, the commit they come from, the time taken."""
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion)
+        return SearchResponse.model_validate(self._request("POST", "/search", json=body))
+
+    def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
+        """Add documents in one atomic commit; existing ids are replaced unless upsert=False (409)."""
+        return AddDocumentsResponse.model_validate(self._request("POST", "/documents",
+                                                                 json=_documents_body(documents, upsert)))
+
+    def delete(self, doc_id: str) -> DeleteResponse:
+        """Delete a document (all its chunks), or one chunk by its id; NotFound if none."""
+        return DeleteResponse.model_validate(self._request("DELETE", f"/documents/{quote(doc_id, safe='')}"))
+
+    def health(self) -> HealthResponse:
+        return HealthResponse.model_validate(self._request("GET", "/health"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The HTTP API from Python (asyncio)."""
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 30.0,
+                 retries: int = 3, backoff: float = 0.5, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
+        self._retry = _Retrying(retries, backoff)
+
+    async def _request(self, method: str, path: str, **kwargs) -> Any:
+        delays = self._retry.delays()
+        while True:
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            if self._retry.locked(response) and (delay := next(delays, None)) is not None:
+                await asyncio.sleep(delay)
+                continue
+            _raise_for(response)
+            return response.json()
+
+    async def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
+                     mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
+                     fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion)
+        return _hits(SearchResponse.model_validate(await self._request("POST", "/search", json=body)), query)
+
+    async def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
+        return AddDocumentsResponse.model_validate(await self._request("POST", "/documents",
+                                                                       json=_documents_body(documents, upsert)))
+
+    async def delete(self, doc_id: str) -> DeleteResponse:
+        return DeleteResponse.model_validate(await self._request("DELETE", f"/documents/{quote(doc_id, safe='')}"))
+
+    async def health(self) -> HealthResponse:
+        return HealthResponse.model_validate(await self._request("GET", "/health"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+class LocalClient:
+    """The same calls on a `SearchEngine` in this process (no server), with the same results and
+    errors: validated like the HTTP API's requests."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, index: str | Path, model: str | None = None, create: bool = True) -> "LocalClient":
+        from .engine import SearchEngine
+
+        return cls(SearchEngine.open(index, model=model, create=create))
+
+    def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
+               per_document: bool = False, alpha: float | None = None,
+               fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
+        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion), query)
+
+    def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
+                        mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
+                        fusion: str | None = None) -> SearchResponse:
+        from pydantic import ValidationError
+
+        from .api.schemas import SearchRequest
+        from .index import FilterError
+
+        try:
+            request = SearchRequest.model_validate(_search_body(query, k, filter, mode, per_document, alpha, fusion))
+        except ValidationError as exc:
+            raise InvalidRequest(422, "invalid_request", str(exc.errors()[0]["msg"]), exc.errors()) from None
+        texts = [request.query] if request.query is not None else list(request.queries or [])
+        started = time.perf_counter()
+        try:
+            results = self.engine.search(texts, k=request.k, filter=request.filter, mode=request.mode,
+                                         alpha=request.alpha, fusion=request.fusion, per_document=request.per_document)
+        except FilterError as exc:
+            raise InvalidRequest(400, "invalid_filter", str(exc)) from None
+        return SearchResponse(
+            results=[QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)
+                                                 for h in hits]) for q, hits in zip(texts, results)],
+            commit=self.engine.index.commit, took_ms=(time.perf_counter() - started) * 1000)
+
+    def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
+        from pydantic import ValidationError
+
+        from .api.schemas import AddDocumentsRequest
+        from .engine import TextDocument
+
+        try:
+            request = AddDocumentsRequest.model_validate(_documents_body(documents, upsert))
+        except ValidationError as exc:
+            raise InvalidRequest(422, "invalid_request", str(exc.errors()[0]["msg"]), exc.errors()) from None
+        docs = [TextDocument(d.id, d.text, dict(d.metadata)) for d in request.documents]
+        try:
+            summary = self.engine.upsert(docs, replace=request.upsert)
+        except KeyError as exc:
+            raise Conflict(409, "already_exists", str(exc.args[0])) from None
+        except ValueError as exc:
+            raise InvalidRequest(422, "invalid_document", str(exc)) from None
+        return AddDocumentsResponse(documents=summary.documents, chunks=summary.chunks, commit=summary.commit)
+
+    def delete(self, doc_id: str) -> DeleteResponse:
+        n = self.engine.delete([doc_id])
+        if n == 0:
+            raise NotFound(404, "not_found", f"no document or chunk with id {doc_id!r}")
+        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=self.engine.index.commit)
+
+    def health(self) -> HealthResponse:
+        self.engine.refresh()
+        manifest = self.engine.index.manifest
+        return HealthResponse(
+            status="ok",
+            model=ModelInfo(source=manifest.get("model_source"), fingerprint=self.engine.encoder.fingerprint,
+                            dim=self.engine.encoder.dim),
+            index=IndexInfo(path=str(self.engine.index.path), chunks=manifest["counts"]["documents"],
+                            tokens=manifest["counts"]["tokens"], commit=manifest["commit"]))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "LocalClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
