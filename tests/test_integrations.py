@@ -1,0 +1,45 @@
+"""LangChain and LlamaIndex retrievers over a real server on 127.0.0.1 and over a local index."""
+
+import asyncio
+
+import pytest
+
+from lfm2_retrieval.client import AsyncClient, Client, LocalClient
+from test_api_live import server  # noqa: F401 - the live-server fixture (uvicorn on 127.0.0.1)
+
+KEY = "live-key"
+DOCS = [{"id": "ops", "text": "Rotate the signing keys every month; keep the old ones a week.", "metadata": {"lang": "en"}},
+        {"id": "faq", "text": "Hold the reset button for five seconds.", "metadata": {"lang": "en"}}]
+
+
+def test_langchain_retriever(server):  # noqa: F811
+    pytest.importorskip("langchain_core", reason="the LangChain retriever needs langchain-core")
+    from langchain_core.documents import Document
+
+    from lfm2_retrieval.integrations.langchain import LFM2Retriever
+
+    client = Client(server, api_key=KEY)
+    client.add(DOCS)
+    retriever = LFM2Retriever(client=client, k=3, filter={"lang": "en"}, mode="lexical")
+    docs = retriever.invoke("rotate the signing keys")
+    assert isinstance(docs[0], Document) and docs[0].metadata["doc_id"] == "ops"
+    assert docs[0].metadata["score"] > 0 and docs[0].metadata["id"] == "ops#0" and "Rotate" in docs[0].page_content
+    async_docs = asyncio.run(LFM2Retriever(client=AsyncClient(server, api_key=KEY), k=3).ainvoke("reset button"))
+    assert async_docs[0].metadata["doc_id"] == "faq"
+
+
+def test_llamaindex_retriever(server, tmp_path, pylate_tiny_dir):  # noqa: F811
+    pytest.importorskip("llama_index.core", reason="the LlamaIndex retriever needs llama-index-core")
+    from llama_index.core.schema import NodeWithScore
+
+    from lfm2_retrieval.integrations.llamaindex import LFM2Retriever
+
+    Client(server, api_key=KEY).add(DOCS)
+    for client in (Client(server, api_key=KEY), LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir))):
+        if isinstance(client, LocalClient):
+            client.add(DOCS)
+        nodes = LFM2Retriever(client, k=2, mode="lexical").retrieve("reset button")
+        assert isinstance(nodes[0], NodeWithScore) and nodes[0].node.metadata["doc_id"] == "faq"
+        assert nodes[0].score > 0 and nodes[0].node.node_id == "faq#0"
+    nodes = asyncio.run(LFM2Retriever(AsyncClient(server, api_key=KEY), k=2).aretrieve("signing keys"))
+    assert nodes and nodes[0].node.metadata["doc_id"] in ("ops", "faq")
