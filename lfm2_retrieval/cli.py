@@ -4,6 +4,7 @@
     lfm2-search search "a question" -k 5     ranked chunks with their sources
     lfm2-search info | list | delete | optimize | check
     lfm2-search serve                        the HTTP API on 127.0.0.1:8000
+    lfm2-search mcp                          the index as MCP tools for AI agents (stdio)
     lfm2-search model-info MODEL             what a ColBERT model folder holds
 """
 
@@ -586,6 +587,35 @@ def serve_command(
     err.print(f"serving {engine.index.path} ({len(engine.index)} chunks) on http://{host}:{port}  "
               f"docs: http://{host}:{port}/docs  auth: {auth}")
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
+
+
+@app.command("mcp")
+def mcp_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    http: bool = typer.Option(False, "--http", help="Serve over streamable HTTP (at /mcp) instead of stdio."),
+    host: str = typer.Option("127.0.0.1", help="With --http: interface to listen on."),
+    port: int = typer.Option(8001, help="With --http: TCP port."),
+    create: bool = typer.Option(False, "--create", help="Create the index if it does not exist."),
+) -> None:
+    """Serve an index to AI agents over MCP: tools search, add_documents, delete_documents, index_info.
+
+    Over stdio by default (what an agent launches: give it this command line); --http serves
+    streamable HTTP at http://HOST:PORT/mcp.
+
+    Example (an agent's config): {"command": "lfm2-search", "args": ["mcp", "--index", "notes"]}
+    """
+    from lfm2_retrieval.client import LocalClient
+    from lfm2_retrieval.mcp_server import build_server
+
+    server = build_server(LocalClient(_open_engine(index, model, create=create)))
+    if http:
+        if (problem := _cannot_listen(host, port)) is not None:
+            _fail(f"cannot listen on {host}:{port} ({problem}); pick another with --port")
+        err.print(f"MCP over streamable HTTP on http://{host}:{port}/mcp")
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run("stdio")
 
 
 @app.command("train")
