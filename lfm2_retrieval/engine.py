@@ -204,6 +204,17 @@ class SearchEngine:
             todo, depth = again, min(MAX_POOL, depth * 4)
         return out
 
+    def explain_hits(self, query: str, hits: Sequence[Hit], query_vectors: np.ndarray | None = None) -> list[list]:
+        """For each hit, why it matched: each query token's best token of the chunk (explain.py),
+        from the vectors the index stored."""
+        from .explain import explain
+
+        if query_vectors is None:
+            query_vectors = self.encode_queries([query])[0]
+        stored = self.index.vectors([h.id for h in hits])
+        return [[] if v is None else explain(self.encoder, query, query_vectors, h.text, v)
+                for h, v in zip(hits, stored)]
+
     def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
         """The stored chunk ids of each document (documents with none are left out)."""
         wanted = list(dict.fromkeys(doc_ids))

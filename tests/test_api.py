@@ -273,3 +273,23 @@ def test_docs_pages_work_offline(client):
             served = client.get(asset)
             assert served.status_code == 200 and len(served.content) > 10_000, asset
     assert client.get("/openapi.json").json()["paths"]["/search"]
+
+
+def test_explain_shows_which_chunk_tokens_won_each_query_token(client, engine):
+    r = client.post("/search", json={"query": "volcanoes and magma", "k": 2, "mode": "semantic", "explain": True})
+    assert r.status_code == 200, r.text
+    for hit in r.json()["results"][0]["hits"]:
+        matches = hit["explain"]
+        assert matches and matches == sorted(matches, key=lambda m: -m["score"])
+        for m in matches:
+            start, end = m["document_span"]
+            assert 0 <= start < end <= len(hit["text"])
+            if m["query_span"] is not None:
+                assert "volcanoes and magma"[m["query_span"][0]:m["query_span"][1]] == m["query_token"]
+    # The matches are the MaxSim itself: every query token's best stored token, summed, is the score
+    # (up to the rounding of the search kernels' reduced-precision arithmetic).
+    hit = engine.search(["volcanoes and magma"], k=1, mode="semantic")[0][0]
+    q = engine.encode_queries(["volcanoes and magma"])[0]
+    (stored,) = engine.index.vectors([hit.id])
+    assert abs((q @ stored.T).max(axis=1).sum() - hit.score) < 1e-2 * max(1.0, abs(hit.score))
+    assert "explain" not in client.post("/search", json={"query": "sea"}).json()["results"][0]["hits"][0]

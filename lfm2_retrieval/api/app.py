@@ -171,7 +171,7 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ endpoints
-    @app.post("/search", response_model=SearchResponse, dependencies=auth,
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_unset=True, dependencies=auth,
               responses={**errors, 400: {"model": ErrorResponse}})
     def search(request: SearchRequest) -> SearchResponse:
         """Rank chunks by MaxSim for one query or several. Concurrent requests share encoder batches."""
@@ -190,8 +190,12 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
                                              per_document=request.per_document)
         except FilterError as exc:
             raise ApiError(400, "invalid_filter", str(exc)) from None
-        results = [QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)
-                                               for h in qh]) for q, qh in zip(texts, hits)]
+        results = []
+        for i, (q, qh) in enumerate(zip(texts, hits)):
+            why = engine.explain_hits(q, qh, vectors[i]) if request.explain and vectors is not None else [None] * len(qh)
+            results.append(QueryResults(query=q, hits=[
+                Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
+                    **({} if w is None else {"explain": [m.as_dict() for m in w]})) for h, w in zip(qh, why)]))
         return SearchResponse(results=results, commit=engine.index.commit,
                               took_ms=round((time.perf_counter() - started) * 1000, 3))
 

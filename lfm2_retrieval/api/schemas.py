@@ -62,6 +62,10 @@ class SearchRequest(BaseModel):
     alpha: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
         None, description="hybrid only: weight of the semantic side in score interpolation "
                           "(1: semantic only, 0: lexical only); omitted: the default alpha")
+    explain: StrictBool = Field(
+        False, description="With each hit, the token matches behind its MaxSim score: for each query token, the "
+                           "chunk's token that won it (character spans of both, and the similarity). Semantic "
+                           "and hybrid modes only.")
     per_document: StrictBool = Field(
         False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
                            "chunks ranked); k then counts documents")
@@ -88,12 +92,21 @@ class SearchRequest(BaseModel):
         return [self.query] if self.query is not None else list(self.queries or [])
 
 
+class TokenMatch(BaseModel):
+    query_token: str = Field(description="The query's text of this token ('' for a query expansion token)")
+    query_span: tuple[int, int] | None = Field(description="Its characters in the query (None: expansion)")
+    document_span: tuple[int, int] = Field(description="The winning token's characters in the hit's text")
+    score: float = Field(description="Their similarity: this query token's share of the MaxSim score")
+
+
 class Hit(BaseModel):
     id: str = Field(description="The chunk id: the document id, '#', the chunk number")
     score: float = Field(description="MaxSim score")
     text: str
     metadata: dict[str, Any] = Field(description="Document metadata plus doc_id, chunk, start_char, "
                                                  "end_char (and source, page for indexed files)")
+    explain: list[TokenMatch] | None = Field(None, description="With explain: true, the token matches behind "
+                                                               "the score, best first")
 
 
 class QueryResults(BaseModel):

@@ -215,6 +215,21 @@ class MultiVectorIndex:
             out.append(None if loc is None else snap.segments[loc[0]].documents([loc[1]])[0])
         return out
 
+    def vectors(self, ids: Sequence[str]) -> list[np.ndarray | None]:
+        """The stored token vectors of each id, decompressed (what search scored; None where absent)."""
+        snap = self._snapshot
+        where = self._locate(snap)
+        out: list[np.ndarray | None] = []
+        for doc_id in ids:
+            loc = where.get(doc_id)
+            if loc is None or snap.codec is None:
+                out.append(None)
+                continue
+            seg = snap.segments[loc[0]]
+            positions, _ = seg.token_ranges(np.array([loc[1]]))
+            out.append(snap.codec.decompress(seg.codes[positions], seg.residuals[positions]))
+        return out
+
     def scan_metadata(self, keys: Sequence[str], filter: Filter | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
         """(id, {key: value}) of every live document (matching `filter`), reading only metadata."""
         if filter is not None:
