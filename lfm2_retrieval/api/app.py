@@ -21,10 +21,11 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -169,6 +170,31 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ the search page
+    page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+    facets_cache: dict[int, dict] = {}
+
+    @app.get("/", include_in_schema=False)
+    def search_page() -> HTMLResponse:
+        """A search page: query box, modes, a language filter, and the matched words highlighted
+        (explain). It calls /search and /facets with the API key the user types in."""
+        return HTMLResponse(page)
+
+    @app.get("/facets", dependencies=auth, responses=errors)
+    def facets() -> dict:
+        """The chunk count and the languages of the index (lang -> chunks), for filters."""
+        engine.refresh(max_age=0.5)
+        commit = engine.index.commit
+        if commit not in facets_cache:
+            langs: dict[str, int] = {}
+            for _, meta in engine.index.scan_metadata(["lang"]):
+                if meta["lang"]:
+                    langs[meta["lang"]] = langs.get(meta["lang"], 0) + 1
+            facets_cache.clear()
+            facets_cache[commit] = {"chunks": len(engine.index), "commit": commit,
+                                    "lang": dict(sorted(langs.items(), key=lambda kv: -kv[1]))}
+        return facets_cache[commit]
 
     # ------------------------------------------------------------------ endpoints
     @app.post("/search", response_model=SearchResponse, response_model_exclude_unset=True, dependencies=auth,
