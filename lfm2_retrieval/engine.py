@@ -12,6 +12,7 @@ atomic commit. The CLI, the ingestion pipeline and the HTTP API all write throug
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from .encoder import ColBERTEncoder
-from .index import Hit, IndexFolderError, MultiVectorIndex, SearchParams
+from .index import Hit, IndexFolderError, IndexLockedError, MultiVectorIndex, SearchParams
+from .index.index import merge_candidates
 from .chunking import Chunker, ChunkingOptions
 from .fusion import FUSION_DEPTH, MODES, fuse, resolve
 from .language import language_of
@@ -112,6 +114,9 @@ class SearchEngine:
         self.chunker = Chunker(encoder.tokenizer.tokenizer, self.chunking)
         self._write_lock = threading.Lock()  # one writer per process; flock guards between processes
         self._refreshed_at = time.monotonic()
+        # Small writes (one segment each) are merged in the background, one merge at a time.
+        self.auto_merge = True
+        self._merging = threading.Lock()
 
     @classmethod
     def open(cls, index_path: str | Path, model: str | None = None, create: bool = False, nbits: int = 4,
@@ -279,7 +284,9 @@ class SearchEngine:
             if chunks:
                 writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
         self._refreshed_at = time.monotonic()
-        return WriteSummary(len(documents), len(chunks), self.index.commit)
+        summary = WriteSummary(len(documents), len(chunks), self.index.commit)
+        self._merge_in_background()
+        return summary
 
     def delete(self, ids: Sequence[str], timeout: float = 10.0) -> int:
         """Delete documents (all their chunks) or single chunks by id; returns chunks deleted.
@@ -293,3 +300,31 @@ class SearchEngine:
             n = writer.delete(targets + [i for i in dict.fromkeys(ids) if i not in documents])
         self._refreshed_at = time.monotonic()
         return n
+
+    def _merge_in_background(self) -> None:
+        """Start a tiered merge in a thread when the index has too many segments; a merge already
+        running, or another process's writer, means this one is skipped (the next write retries)."""
+        if not self.auto_merge or not merge_candidates(self.index.manifest["segments"]):
+            return
+        if not self._merging.acquire(blocking=False):
+            return
+
+        def merge() -> None:
+            try:
+                with self._write_lock:
+                    self.index.merge_segments(timeout=0.0)
+            except IndexLockedError:
+                pass  # someone else is writing; the next write tries again
+            except Exception:  # noqa: BLE001 - a failed merge leaves the last commit; never the caller's problem
+                logging.getLogger(__name__).exception("background merge failed; the index keeps its segments")
+            finally:
+                self._merging.release()
+
+        self._merge_thread = threading.Thread(target=merge, name="lfm2-search-merge", daemon=True)
+        self._merge_thread.start()
+
+    def wait_for_merges(self, timeout: float | None = None) -> None:
+        """Block until a background merge (if any) has finished."""
+        thread = getattr(self, "_merge_thread", None)
+        if thread is not None:
+            thread.join(timeout)

@@ -38,6 +38,9 @@ from .storage import WriterLock, load_npy, write_json_atomic
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
+# Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one.
+MAX_SEGMENTS = 10
+MERGE_FACTOR = 8
 # Tokens buffered to train the codec when an empty index receives its first documents.
 CODEC_TRAINING_TOKENS = 1 << 20
 MAX_CODEC_SAMPLE = 1 << 21
@@ -381,6 +384,20 @@ class MultiVectorIndex:
         with self.writer() as w:
             return w.delete(ids)
 
+    def merge_segments(self, max_segments: int = MAX_SEGMENTS, timeout: float = 0.0) -> int:
+        """Tiered merging, as Lucene's: while the index has more than `max_segments` segments,
+        the MERGE_FACTOR smallest are copied into one (codes as they are, deleted documents
+        dropped) by a commit. Keeps open files and per-query work bounded however many small
+        writes came in. Returns the segments merged away (0: nothing to do)."""
+        chosen = merge_candidates(self._snapshot.manifest["segments"], max_segments)
+        if not chosen:
+            return 0
+        with self.writer(timeout=timeout) as w:
+            chosen = merge_candidates(w.base.manifest["segments"], max_segments)  # as of the lock
+            if chosen:
+                w.merge(chosen)
+        return len(chosen)
+
     def optimize(self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None) -> None:
         """Retrain the codec on all live documents and rewrite them into one segment.
 
@@ -412,6 +429,7 @@ class IndexWriter:
             self._deleted: set[int] = set()
             self._tokens: dict[int, int] | None = None  # internal id -> token count, built on a first delete
             self._staged_tokens: dict[int, int] = {}  # the same for documents added by this writer
+            self._merged: set[str] = set()  # segments a merge replaces
             self._new_segments: list[dict[str, Any]] = []
             self._seg_writer: SegmentWriter | None = None
             self._pending: list[DocumentBatch] = []  # buffered until a codec exists
@@ -578,6 +596,40 @@ class IndexWriter:
         if self.codec is None and self._pending:
             self._train_codec_from_pending()
 
+    def merge(self, names: Sequence[str]) -> int:
+        """Stage a merge: the live documents of these segments copied, codes and residuals as
+        they are (the same codec), into one new segment that replaces them. Returns the
+        documents copied. Deleted documents are left behind for good."""
+        self._check_open()
+        if self._replace_all or self._seg_writer is not None or self._pending:
+            raise RuntimeError("a merge must be the only change of its commit")
+        chosen = [(seg, live) for seg, live in zip(self.base.segments, self.base.live) if seg.name in set(names)]
+        if len(chosen) < 2 or self.codec is None:
+            return 0
+        writer = SegmentWriter(self.index.path, self._next_name("seg"), self.codec)
+        copied = 0
+        try:
+            for seg, live in chosen:
+                local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
+                for start in range(0, len(local), 4096):
+                    part = local[start:start + 4096]
+                    docs = seg.documents(part)
+                    positions, counts = seg.token_ranges(part)
+                    batch = DocumentBatch([d["id"] for d in docs], [np.empty((int(n), 0)) for n in counts],
+                                          [d["text"] for d in docs], [d["metadata"] for d in docs])
+                    writer.add_encoded(batch, seg.internal_ids[part], seg.codes[positions],
+                                       seg.residuals[positions], counts.tolist())
+                    copied += len(part)
+            info = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        self._merged = {seg.name for seg, _ in chosen}
+        self._new_segments.append({k: info[k] for k in ("name", "n_docs", "n_tokens", "checksum")})
+        gone = sum(seg.n_docs for seg, _ in chosen) - copied
+        self.manifest["counts"]["deleted"] = max(0, self.manifest["counts"]["deleted"] - gone)
+        return copied
+
     @property
     def has_changes(self) -> bool:
         """Whether committing would change anything."""
@@ -598,7 +650,8 @@ class IndexWriter:
                 self._seg_writer = None
                 self._new_segments.append({k: info[k] for k in ("name", "n_docs", "n_tokens", "checksum")})
                 _crash_point("segment-written")
-            old = [] if self._replace_all else list(self.base.manifest["segments"])
+            old = [] if self._replace_all else [s for s in self.base.manifest["segments"]
+                                                  if s["name"] not in self._merged]
             self.manifest["segments"] = old + self._new_segments
             if self._deleted and not self._replace_all:
                 previous = (load_npy(self.index.path / self.base.manifest["tombstones"])
@@ -647,6 +700,16 @@ class IndexWriter:
     def _check_open(self) -> None:
         if self.closed:
             raise RuntimeError("this writer has already committed or aborted")
+
+
+def merge_candidates(segments: Sequence[dict[str, Any]], max_segments: int = None) -> list[str]:
+    """The segments a tiered merge takes now: the MERGE_FACTOR smallest (by documents), if there
+    are more than `max_segments`."""
+    max_segments = MAX_SEGMENTS if max_segments is None else max_segments
+    if len(segments) <= max_segments:
+        return []
+    smallest = sorted(segments, key=lambda s: (s["n_docs"], s["name"]))[:max(2, MERGE_FACTOR)]
+    return [s["name"] for s in smallest]
 
 
 def check_index(path: str | Path, full: bool = False) -> CheckReport:

@@ -92,8 +92,13 @@ class SegmentWriter:
         if flat.shape[1] != self.codec.dim:
             raise ValueError(f"vectors have dimension {flat.shape[1]}, the index expects {self.codec.dim}")
         codes, packed = self.codec.compress(flat)
-        self._codes.write(codes.tobytes())
-        self._residuals.write(packed.tobytes())
+        self.add_encoded(batch, internal_ids, codes, packed, lengths)
+
+    def add_encoded(self, batch: DocumentBatch, internal_ids: np.ndarray, codes: np.ndarray, packed: np.ndarray,
+                    lengths: list[int]) -> None:
+        """Documents already compressed by this codec (a merge copies them: no loss, no work)."""
+        self._codes.write(np.ascontiguousarray(codes, dtype=self.codec.code_dtype).tobytes())
+        self._residuals.write(np.ascontiguousarray(packed).tobytes())
         self._doclens.extend(lengths)
         metadata = [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in batch.metadata]
         table = pa.table({

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument
-from ..index import IndexWriter
+from ..index import IndexLockedError, IndexWriter
 from .readers import READERS_VERSION, SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
 
 # Files are read whole; anything larger is almost never a document and is skipped.
@@ -201,6 +201,8 @@ class Ingestor:
                     last_commit = time.monotonic()
             self._stage(writer, batch, existing, report)
             self._commit(writer, report)
+            writer = None
+            self._merge_segments()
         except KeyboardInterrupt:
             report.interrupted = True  # staged files are redone by the next run
             if writer is not None:
@@ -211,6 +213,15 @@ class Ingestor:
             raise
         report.seconds = time.monotonic() - started
         return report
+
+    def _merge_segments(self) -> None:
+        """Runs that commit often (or many runs over time) leave many segments: merge them by the
+        tiered policy while no other writer is busy (if one is, its own next write will)."""
+        try:
+            while self.engine.index.merge_segments(timeout=0.0):
+                pass
+        except IndexLockedError:
+            pass
 
     @staticmethod
     def _commit(writer: IndexWriter, report: IngestReport) -> None:

@@ -85,6 +85,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 1e-3
+    embedding_learning_rate_scale: float = 1.0  # the token embeddings' learning rate, as a share of it
     weight_decay: float = 0.01
     warmup_steps: int = 100
     temperature: float = 1.0  # on raw MaxSim sums, as PyLate's contrastive loss

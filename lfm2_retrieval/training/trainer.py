@@ -194,8 +194,13 @@ class Trainer:
         self.encoder = build_encoder(cfg, self.pairs, self.out)
         if cfg.pretrain_steps and not self._checkpoints():
             self.encoder = self._pretrained()
-        params = [p for m in (self.encoder.backbone, self.encoder.dense) for p in m.parameters()]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        # Token embeddings may learn slower than the rest: rows that start from a teacher's keep
+        # what they know (Adam moves every weight by about the learning rate a step, whatever
+        # its scale, and these rows are 0.02 wide).
+        embeddings = self.encoder.backbone.embed_tokens.weight
+        rest = [p for m in (self.encoder.backbone, self.encoder.dense) for p in m.parameters() if p is not embeddings]
+        groups = [{"params": rest}, {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale}]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self._dev = None
