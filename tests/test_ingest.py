@@ -231,3 +231,24 @@ def test_markdown_chunks_follow_sections_and_carry_their_path(tmp_path, pylate_t
     assert debian[0]["text"].startswith("On Debian")  # a section starts a chunk
     # The short last section is no chunk of its own: it closes the one before.
     assert chunks[-1]["text"].endswith("Win\n\nOk.") and chunks[-1]["metadata"]["section"] == "Install > On Debian"
+
+
+def test_a_run_that_lost_the_race_plans_again_under_the_lock(tmp_path, pylate_tiny_dir):
+    """Two `index` runs over the same folder: the second read the index before the first
+    committed, then took the lock; it once added the same chunks again ("ids already exist")."""
+    write_corpus(tmp_path / "docs")
+    first = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    second = SearchEngine.open(tmp_path / "idx", model=str(pylate_tiny_dir))
+    real_writer = second.index.writer
+
+    def writer_after_the_other_run(*args, **kwargs):
+        Ingestor(first).run([tmp_path / "docs"])  # commits between the second run's read and its lock
+        return real_writer(*args, **kwargs)
+
+    second.index.writer = writer_after_the_other_run
+    report = Ingestor(second).run([tmp_path / "docs"])
+    assert report.files_indexed == 0 and report.files_unchanged == len(READABLE)
+    second.index.refresh()
+    ids = [d["id"] for d in second.index.iter_documents()]
+    assert len(ids) == len(set(ids)) and {s for s in chunks_by_source(second.index)} == \
+        {s for s in chunks_by_source(first.index)}

@@ -149,6 +149,20 @@ class Ingestor:
                 entry.content_hash = None  # mixed versions (never committed so): redo it
         return out
 
+    def _plan(self, digests: dict[Path, str], files: list[Path], roots: list[str]):
+        """(existing, files to index, sources to remove, files unchanged) against the index now."""
+        existing = self._existing()
+        on_disk = {source_name(f) for f in files}
+        removed = [s for s in existing if s not in on_disk and any(_under(s, r) for r in roots)]
+        todo, unchanged = [], 0
+        for path, digest in digests.items():
+            known = existing.get(source_name(path))
+            if known is not None and known.content_hash == digest:
+                unchanged += 1
+            else:
+                todo.append(path)
+        return existing, todo, removed, unchanged
+
     # ------------------------------------------------------------------ the run
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestReport:
         report = IngestReport()
@@ -156,30 +170,25 @@ class Ingestor:
         files = self.scan(paths, report)
         report.files_found = len(files)
         self.engine.index.refresh()
-        existing = self._existing()
+        seen_commit = self.engine.index.commit
         roots = [source_name(Path(p)) for p in paths]
-        on_disk = {source_name(f) for f in files}
-        removed = [s for s in existing if s not in on_disk and any(_under(s, r) for r in roots)]
-        todo, hashes = [], {}
-        for path in files:
-            digest = self._hash_file(path, report)
-            if digest is None:
-                continue
-            source = source_name(path)
-            known = existing.get(source)
-            if known is not None and known.content_hash == digest:
-                report.files_unchanged += 1
-            else:
-                todo.append(path)
-                hashes[path] = digest
-        self.on_progress("start", {"files": len(todo), "unchanged": report.files_unchanged, "removed": len(removed)})
+        digests = {path: d for path in files if (d := self._hash_file(path, report)) is not None}
+        existing, todo, removed, unchanged = self._plan(digests, files, roots)
+        self.on_progress("start", {"files": len(todo), "unchanged": unchanged, "removed": len(removed)})
         if not todo and not removed:
+            report.files_unchanged = unchanged
             report.seconds = time.monotonic() - started
             return report  # nothing changed: no commit
         expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
         writer: IndexWriter | None = None
+        hashes = digests
         try:
             writer = self.engine.index.writer(expected_tokens=expected_tokens)
+            if self.engine.index.commit != seen_commit:
+                # Another run committed while we read: plan again from what the lock now shows
+                # (else its files would be added twice: "ids already exist").
+                existing, todo, removed, unchanged = self._plan(digests, files, roots)
+            report.files_unchanged = unchanged
             if removed:
                 ids = [cid for s in removed for cid in existing[s].chunk_ids]
                 report.chunks_removed += writer.delete(ids)
