@@ -63,6 +63,9 @@ def test_search_many_queries_and_filters(client):
     ({"query": "a", "filter": {"year": {"$regex": "x"}}}, 400, "invalid_filter"),
     ({"query": "a", "filter": {"$and": []}}, 400, "invalid_filter"),
     ({"query": "a", "filter": {"year": 2**70}}, 400, "invalid_filter"),  # once an OverflowError and a 500
+    ({"query": "a", "k": "10"}, 422, "invalid_request"),  # once silently coerced
+    ({"query": "a", "mode": "semantic", "alpha": 0.5}, 422, "invalid_request"),  # once silently ignored
+    ({"query": "a", "mode": "lexical", "fusion": "rrf"}, 422, "invalid_request"),
 ])
 def test_bad_searches_get_clear_4xx(client, body, status, error):
     r = client.post("/search", json=body)

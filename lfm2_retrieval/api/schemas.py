@@ -48,7 +48,7 @@ class SearchRequest(BaseModel):
 
     query: Query | None = None
     queries: Annotated[list[Query], Field(min_length=1, max_length=MAX_QUERIES)] | None = None
-    k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
+    k: Annotated[int, Field(ge=1, le=MAX_K, strict=True)] = 10  # strict: "10" is an error, not 10
     filter: dict[str, Any] | None = Field(
         None, description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
                           '{"source": {"$in": [...]}}, {"source": {"$prefix": "/srv/docs/ja/"}}, '
@@ -86,6 +86,8 @@ class SearchRequest(BaseModel):
             raise ValueError("give exactly one of `query` and `queries`")
         if self.fusion == "rrf" and self.alpha is not None:
             raise ValueError("`alpha` applies to interpolation, not to rrf")
+        if self.mode != "hybrid" and (self.alpha is not None or self.fusion is not None):
+            raise ValueError("`alpha` and `fusion` apply to mode hybrid only")
         return self
 
     def texts(self) -> list[str]:
