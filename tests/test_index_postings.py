@@ -87,8 +87,13 @@ def test_segments_of_the_previous_format_still_search(tmp_path):
     (folder / "ivf_index.npy").unlink()
     (folder / "ivf_lists.npy").unlink()
 
+    # ... and without the checksums, which writers of that format did not record.
+    info = json.loads((folder / "segment.json").read_text())
+    info.pop("files")
+    (folder / "segment.json").write_text(json.dumps(info))
     manifest = json.loads((path / "manifest.json").read_text())
-    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    segments = [{k: v for k, v in s.items() if k != "checksum"} for s in manifest["segments"]]
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1, "segments": segments}))
 
     reopened = MultiVectorIndex(path)
     assert reopened.manifest["format_version"] == 1
