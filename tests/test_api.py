@@ -141,6 +141,8 @@ def test_one_hit_per_document(client, engine):
     by_doc = {h["metadata"]["doc_id"]: h for h in docs}
     assert by_doc["tides"]["metadata"]["matched_chunks"] > 1 and by_doc["moon"]["metadata"]["matched_chunks"] == 1
     assert docs == sorted(docs, key=lambda h: -h["score"])
+    grouped = client.post("/search", json={"query": "tide", "k": 5, "group_by": "document"}).json()["results"][0]["hits"]
+    assert grouped == docs  # group_by: "document" is per_document under its other common name
     lexical = client.post("/search", json={"query": "tide", "k": 2, "per_document": True, "mode": "lexical"}).json()
     assert len(lexical["results"][0]["hits"]) == 2
 

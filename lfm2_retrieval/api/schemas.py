@@ -70,6 +70,9 @@ class SearchRequest(BaseModel):
         False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
                            "chunks ranked); k then counts documents")
 
+    group_by: Literal["chunk", "document"] = Field(
+        "chunk", description='"document": the same as per_document (one hit per document); "chunk": every chunk')
+
     @field_validator("query")
     @classmethod
     def _query_text(cls, value: str | None) -> str | None:
@@ -88,6 +91,8 @@ class SearchRequest(BaseModel):
             raise ValueError("`alpha` applies to interpolation, not to rrf")
         if self.mode != "hybrid" and (self.alpha is not None or self.fusion is not None):
             raise ValueError("`alpha` and `fusion` apply to mode hybrid only")
+        if self.group_by == "document":
+            self.per_document = True
         return self
 
     def texts(self) -> list[str]:
