@@ -36,16 +36,22 @@ def test_the_page_and_its_data_without_a_browser(server):  # noqa: F811
 def test_the_page_searches_and_highlights_in_a_real_browser(server, tmp_path):  # noqa: F811
     headers = {"Authorization": "Bearer live-key"}
     httpx.post(server + "/documents", headers=headers, json={"documents": [
-        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en"}}]})
-    # The query and mode in the URL (a shareable link), the key in its fragment (never sent).
-    url = f"{server}/?" + urllib.parse.urlencode({"q": "rotate the signing keys", "mode": "hybrid"}) + "#key=live-key"
+        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en", "team": "security"}},
+        {"id": "ops-2", "text": "Rotate the signing keys of the build farm.", "metadata": {"lang": "en", "team": "infra"}}]})
+    facets = httpx.get(server + "/facets", headers=headers).json()
+    assert facets["fields"]["team"] == [["security", 1], ["infra", 1]] or sorted(facets["fields"]["team"]) == [["infra", 1], ["security", 1]]
+    # The query, mode and a filter in the URL (a shareable link), the key in its fragment (never sent).
+    url = f"{server}/?" + urllib.parse.urlencode({"q": "rotate the signing keys", "mode": "hybrid", "team": "security"}) \
+        + "#key=live-key"
     profile = f"--user-data-dir={tmp_path / 'profile'}"
     dom = chromium(profile, "--dump-dom", url)
     results = dom[dom.index('<div id="results">'):]  # what the page's script rendered (not the script's source)
     assert results.startswith('<div id="results"><article class="hit">'), dom[-3000:]
     assert re.search(r'<mark style="--w:[01]\.\d\d">', results)  # chunk tokens that won query tokens, highlighted
-    assert re.search(r'<div id="status" role="status" class="">\d+ documents in \d+ ms', dom)
+    assert re.search(r'<div id="status" role="status" class="">\d+ documents? in \d+ ms', dom)
     assert '<option value="en">en (' in dom  # the language filter, from /facets
+    assert "team: security (1)</option>" in dom  # and one per metadata field with few values
+    assert "ops-2" not in results and "ops" in results  # the URL's team filter applied
     wrong = chromium(f"--user-data-dir={tmp_path / 'other'}", "--dump-dom", url.replace("live-key", "wrong"))
     assert 'class="error">401 unauthorized' in wrong and '<div id="results"></div>' in wrong
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,32 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.headers = status, error, message, headers
 
 
+# Fields that identify or locate a chunk: never offered as filters on the page.
+NOT_FACETS = {"doc_id", "chunk", "start_char", "end_char", "source", "title", "section", "content_hash",
+              "record_id", "page"}
+FACET_VALUES = 30
+
+
+def _facets(index) -> dict:
+    """{"lang": {value: chunks}, "fields": {field: {value: chunks}}} for the fields whose values
+    are few labels (strings, booleans, integers): what a search page can offer as filters."""
+    keys = sorted({name for seg in index._snapshot.segments for name in seg.metadata_table.column_names  # noqa: SLF001
+                   if name not in NOT_FACETS and not name.startswith("__")})
+    counts: dict[str, dict] = {k: {} for k in keys}
+    for _, meta in index.scan_metadata(keys):
+        for key, value in meta.items():
+            values = counts.get(key)
+            if values is None or value is None or isinstance(value, float):
+                continue
+            values[value] = values.get(value, 0) + 1
+            if len(values) > FACET_VALUES:
+                del counts[key]  # too many values to choose from: not a filter for a page
+    ordered = {k: sorted(v.items(), key=lambda kv: -kv[1]) for k, v in counts.items() if v}
+    lang = dict(ordered.pop("lang", []))
+    # [value, chunks] pairs keep each value's type (2020 stays a number, true a boolean).
+    return {"lang": lang, "fields": {k: [[value, n] for value, n in v] for k, v in ordered.items()}}
+
+
 def _error(status: int, error: str, message: str, detail=None, headers=None) -> JSONResponse:
     body = ErrorResponse(error=error, message=message, detail=detail).model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
@@ -183,17 +209,13 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
 
     @app.get("/facets", dependencies=auth, responses=errors)
     def facets() -> dict:
-        """The chunk count and the languages of the index (lang -> chunks), for filters."""
+        """The chunk count and, for filters, the values of each metadata field with few of them
+        (at most FACET_VALUES: lang, a record's category...) with their chunk counts."""
         engine.refresh(max_age=0.5)
         commit = engine.index.commit
         if commit not in facets_cache:
-            langs: dict[str, int] = {}
-            for _, meta in engine.index.scan_metadata(["lang"]):
-                if meta["lang"]:
-                    langs[meta["lang"]] = langs.get(meta["lang"], 0) + 1
             facets_cache.clear()
-            facets_cache[commit] = {"chunks": len(engine.index), "commit": commit,
-                                    "lang": dict(sorted(langs.items(), key=lambda kv: -kv[1]))}
+            facets_cache[commit] = {"chunks": len(engine.index), "commit": commit, **_facets(engine.index)}
         return facets_cache[commit]
 
     # ------------------------------------------------------------------ endpoints
