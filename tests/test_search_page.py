@@ -1,6 +1,7 @@
 """The search page at / of `lfm2-search serve`, in a real browser: headless Chromium (Debian's
-chromium-headless-shell, which .ci/run installs) loads the page with a query in its URL, with the
-API key on; the test reads the DOM the page's script built and saves a screenshot."""
+chromium-headless-shell, which .ci/run installs), with the API key on. One test types the key and
+a query and presses Enter over the DevTools protocol; another loads a shareable link (query,
+mode and filter in the URL) and saves a screenshot."""
 
 import re
 import shutil
@@ -58,3 +59,67 @@ def test_the_page_searches_and_highlights_in_a_real_browser(server, tmp_path):  
     chromium(profile, f"--screenshot={SCREENSHOT}", "--window-size=1100,700", url)
     assert SCREENSHOT.stat().st_size > 10_000
     print(f"screenshot: {SCREENSHOT}")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (apt-get install chromium-headless-shell)")
+def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
+    """Driven over the DevTools protocol as a user would: the key typed into its box, the query
+    typed into the search box, Enter pressed; then the rendered results are read."""
+    websockets = pytest.importorskip("websockets.sync.client", reason="the DevTools protocol needs websockets")
+    import json
+    import socket
+    import time
+
+    httpx.post(server + "/documents", headers={"Authorization": "Bearer live-key"}, json={"documents": [
+        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en"}}]})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
+                                f"--user-data-dir={tmp_path / 'profile'}", server + "/"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json", timeout=2).json() if t["type"] == "page"]
+                if pages:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline, "Chromium's DevTools endpoint did not come up"
+            time.sleep(0.2)
+        with websockets.connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
+            ids = iter(range(1, 10_000))
+
+            def call(method, **params):
+                n = next(ids)
+                ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                while True:
+                    reply = json.loads(ws.recv(timeout=30))
+                    if reply.get("id") == n:
+                        return reply.get("result", {})
+
+            def evaluate(expression):
+                return call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+            deadline = time.time() + 20
+            while evaluate("document.readyState") != "complete":
+                assert time.time() < deadline
+                time.sleep(0.1)
+            for box, text in (("key", "live-key"), ("q", "rotate the signing keys")):
+                evaluate(f"document.getElementById('{box}').focus()")
+                call("Input.insertText", text=text)
+            for kind in ("keyDown", "keyUp"):
+                call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                     **({"text": "\r"} if kind == "keyDown" else {}))
+            deadline = time.time() + 30
+            while not evaluate("document.querySelectorAll('#results article.hit').length"):
+                assert time.time() < deadline, evaluate("document.getElementById('status').textContent")
+                time.sleep(0.2)
+            assert evaluate("document.querySelector('#results article.hit .source').textContent") == "ops"
+            assert evaluate("document.querySelectorAll('#results mark').length") > 0
+            assert "q=rotate+the+signing+keys" in evaluate("location.search")
+    finally:
+        browser.terminate()
+        browser.wait(timeout=10)
