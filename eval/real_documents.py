@@ -8,6 +8,9 @@ pages are under CC BY-SA 3.0 and GPL-2+), unpacked once into --data (default
   1. `index`: every page of the chosen languages (index.html and its table of contents left
      out) into one index; the end-to-end time, chunks and tokens per second are reported;
   2. tasks, one hit per page (`per_document`), k = 10, per mode (semantic, lexical, hybrid):
+     - questions: 30 natural questions in English written for this benchmark
+       (eval/data/debian-handbook-questions.tsv), against all pages; the relevant page is the
+       English page that answers it;
      - monolingual: each page's title (its section number removed) in language X, against all
        pages of all languages; the relevant page is that page in X;
      - cross-lingual: the same title in X, against the English pages only
@@ -17,8 +20,7 @@ pages are under CC BY-SA 3.0 and GPL-2+), unpacked once into --data (default
     python eval/real_documents.py --model lfm2_retrieval/models/default --model runs/default-model-e5/model
 
 Some translations are partial (a Japanese page may hold English paragraphs): that is the data a
-user has, and chunk `lang` metadata (language.py) marks it. Natural-language questions are not
-part of this benchmark yet (they need writing by hand).
+user has, and chunk `lang` metadata (language.py) marks it. The questions are in English only.
 """
 
 from __future__ import annotations
@@ -97,6 +99,27 @@ def build_index(model: str, html: Path, languages: list[str], out: Path) -> dict
             "files": report.files_indexed}
 
 
+QUESTIONS = ROOT / "eval" / "data" / "debian-handbook-questions.tsv"
+
+
+def questions() -> list[tuple[str, str]]:
+    """(question, page file name): natural questions in English, written for this benchmark."""
+    rows = [line.split("\t") for line in QUESTIONS.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+    return [(q.strip(), page.strip()) for q, page in rows]
+
+
+def _ranks(engine, queries: list[tuple[str, str]], relevant, filter_, mode) -> dict[str, float]:
+    hits = engine.search([t for t, _ in queries], k=10, mode=mode, filter=filter_, per_document=True)
+    ranks = []
+    for (_, name), ranked in zip(queries, hits):
+        docs = [h.metadata.get("doc_id") for h in ranked]
+        target = relevant(name)
+        ranks.append(docs.index(target) + 1 if target in docs else None)
+    return {"mrr": sum(1 / r for r in ranks if r) / len(ranks), "hit": sum(1 for r in ranks if r) / len(ranks),
+            "queries": len(ranks)}
+
+
 def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, str], dict[str, float]]:
     """(task, language, mode) -> {"mrr": ..., "hit": ...}."""
     from lfm2_retrieval.ingest import source_name
@@ -104,6 +127,10 @@ def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, s
     english = pages(html, "en-US")
     english_prefix = source_name(html / "en-US") + "/"
     results = {}
+    if "en-US" in languages:  # natural questions: the English page answers, among all pages
+        asked = [(q, page) for q, page in questions() if page in english]
+        for mode in MODES:
+            results[("questions", "en-US", mode)] = _ranks(engine, asked, lambda n: source_name(english[n]), None, mode)
     for lang in languages:
         own = pages(html, lang)
         queries = [(title_of(p), name) for name, p in own.items() if name in english]
@@ -113,15 +140,7 @@ def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, s
             tasks.append(("cross-lingual", {"source": {"$prefix": english_prefix}}, lambda n: source_name(english[n])))
         for task, filter_, relevant in tasks:
             for mode in MODES:
-                hits = engine.search([t for t, _ in queries], k=10, mode=mode, filter=filter_, per_document=True)
-                ranks = []
-                for (_, name), ranked in zip(queries, hits):
-                    docs = [h.metadata.get("doc_id") for h in ranked]
-                    target = relevant(name)
-                    ranks.append(docs.index(target) + 1 if target in docs else None)
-                results[(task, lang, mode)] = {
-                    "mrr": sum(1 / r for r in ranks if r) / len(ranks),
-                    "hit": sum(1 for r in ranks if r) / len(ranks), "queries": len(ranks)}
+                results[(task, lang, mode)] = _ranks(engine, queries, relevant, filter_, mode)
     return results
 
 
