@@ -298,3 +298,36 @@ def test_explain_shows_which_chunk_tokens_won_each_query_token(client, engine):
     (stored,) = engine.index.vectors([hit.id])
     assert abs((q @ stored.T).max(axis=1).sum() - hit.score) < 0.05 * max(1.0, abs(hit.score))
     assert "explain" not in client.post("/search", json={"query": "sea"}).json()["results"][0]["hits"][0]
+
+
+def test_health_answers_while_searches_fill_the_thread_pool(engine):
+    """45 slow searches once held every worker thread and /health waited for minutes behind them;
+    /health runs on the event loop, off the pool that searches use."""
+    import threading
+    import time
+
+    gate = threading.Event()
+    real = engine.search_encoded
+
+    def held(*args, **kwargs):
+        gate.wait(60)
+        return real(*args, **kwargs)
+
+    engine.search_encoded = held
+    try:
+        with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:
+            searches = [threading.Thread(target=c.post, args=("/search",), kwargs={"json": {"query": "sea", "mode": "lexical"}})
+                        for _ in range(45)]
+            for t in searches:
+                t.start()
+            time.sleep(1.0)
+            started = time.monotonic()
+            health = c.get("/health")
+            took = time.monotonic() - started
+            gate.set()
+            for t in searches:
+                t.join(60)
+    finally:
+        gate.set()
+        del engine.search_encoded
+    assert health.status_code == 200 and took < 3, took

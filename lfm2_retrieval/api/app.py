@@ -275,8 +275,11 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         return DeleteResponse(id=doc_id, deleted_chunks=n, commit=engine.index.commit)
 
     @app.get("/health", response_model=HealthResponse)
-    def health() -> HealthResponse:
-        """Liveness and what is served: the model and the index's counts (no API key needed)."""
+    async def health() -> HealthResponse:
+        """Liveness and what is served: the model and the index's counts (no API key needed).
+        It runs on the event loop, not in the worker threads that searches fill, so it answers
+        while every worker is busy (refreshing reads the manifest, and maps a new commit's
+        segments when there is one)."""
         engine.refresh(max_age=0.5)
         manifest = engine.index.manifest
         return HealthResponse(
