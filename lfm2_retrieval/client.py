@@ -116,7 +116,17 @@ class _Retrying:
         return response.status_code == 409 and '"index_locked"' in response.text
 
 
-class Client:
+class _Hits:
+    """`search` for clients whose `search_response` answers synchronously."""
+
+    def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
+               per_document: bool = False, alpha: float | None = None,
+               fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
+        """The hits of one query (a str), or one list per query (a list of them)."""
+        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion), query)
+
+
+class Client(_Hits):
     """The HTTP API from Python (synchronous)."""
 
     def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 30.0,
@@ -141,12 +151,6 @@ class Client:
                 continue
             _raise_for(response)
             return response.json()
-
-    def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
-               per_document: bool = False, alpha: float | None = None,
-               fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
-        """The hits of one query (a str), or one list per query (a list of them)."""
-        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion), query)
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
@@ -229,7 +233,7 @@ class AsyncClient:
         await self.aclose()
 
 
-class LocalClient:
+class LocalClient(_Hits):
     """The same calls on a `SearchEngine` in this process (no server), with the same results and
     errors: validated like the HTTP API's requests."""
 
@@ -241,11 +245,6 @@ class LocalClient:
         from .engine import SearchEngine
 
         return cls(SearchEngine.open(index, model=model, create=create))
-
-    def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
-               per_document: bool = False, alpha: float | None = None,
-               fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
-        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion), query)
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,

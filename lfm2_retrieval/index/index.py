@@ -702,7 +702,7 @@ class IndexWriter:
             raise RuntimeError("this writer has already committed or aborted")
 
 
-def merge_candidates(segments: Sequence[dict[str, Any]], max_segments: int = None) -> list[str]:
+def merge_candidates(segments: Sequence[dict[str, Any]], max_segments: int | None = None) -> list[str]:
     """The segments a tiered merge takes now: the MERGE_FACTOR smallest (by documents), if there
     are more than `max_segments`."""
     max_segments = MAX_SEGMENTS if max_segments is None else max_segments

@@ -181,7 +181,6 @@ class Ingestor:
             return report  # nothing changed: no commit
         expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
         writer: IndexWriter | None = None
-        hashes = digests
         try:
             writer = self.engine.index.writer(expected_tokens=expected_tokens)
             if self.engine.index.commit != seen_commit:
@@ -196,7 +195,7 @@ class Ingestor:
             last_commit = time.monotonic()
             batch: list[_FileWork] = []
             for path in todo:
-                work = self._prepare_file(path, hashes[path], report)
+                work = self._prepare_file(path, digests[path], report)
                 if work is not None:
                     batch.append(work)
                 else:
