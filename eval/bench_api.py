@@ -147,7 +147,7 @@ def main() -> None:
         workdir = Path(tmp)
         model = args.model
         if model is None:
-            from lfm2_retrieval.random_models import build_random_colbert
+            from random_models import build_random_colbert
             model = str(build_random_colbert(workdir / "tiny-model"))
             label = "tiny random LFM2 (untrained)"
         else:

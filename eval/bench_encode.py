@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lfm2_retrieval import ColBERTEncoder  # noqa: E402
-from lfm2_retrieval.random_models import LFM2_350M_SHAPE, TINY_SHAPE, build_random_colbert  # noqa: E402
+from random_models import LFM2_350M_SHAPE, TINY_SHAPE, build_random_colbert  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact" / "corpus.jsonl"
 

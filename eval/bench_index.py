@@ -67,7 +67,7 @@ def scifact(n_queries: int) -> Collection | None:
     if not (SCIFACT / "corpus.jsonl").exists():
         return None
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.locations import NoModelError, default_model
+    from lfm2_retrieval.model.locations import NoModelError, default_model
 
     try:
         model = default_model()

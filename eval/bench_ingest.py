@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import load_scifact  # noqa: E402
 from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
 from lfm2_retrieval.ingest import Ingestor  # noqa: E402
-from lfm2_retrieval.locations import default_model  # noqa: E402
+from lfm2_retrieval.model.locations import default_model  # noqa: E402
 
 
 def write_folder(docs: list[dict], folder: Path) -> None:

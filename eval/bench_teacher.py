@@ -48,8 +48,8 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.locations import default_model
-    from lfm2_retrieval.training.teacher_cache import E5Encoder
+    from lfm2_retrieval.model.locations import default_model
+    from lfm2_retrieval.model.dense import E5Encoder
 
     paragraphs, questions = texts(args.per_file)
     e5 = E5Encoder(threads=args.threads)

@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--index", action="store_true", help="also score each model through the compressed index")
     p.add_argument("--nbits", type=int, default=4, help="residual bits for --index")
     p.add_argument("--hybrid", action="store_true", help="also score each model fused with BM25 the engine's "
-                   "default way (lfm2_retrieval.fusion), beside semantic (the model) and lexical (BM25)")
+                   "default way (lfm2_retrieval.engine.fusion), beside semantic (the model) and lexical (BM25)")
     p.add_argument("--rrf", action="store_true", help="also fuse by reciprocal rank fusion")
     p.add_argument("--alphas", type=float, nargs="*", default=[], help="also fuse by score interpolation with "
                    "these semantic weights (e.g. 0.3 0.5 0.7); choose defaults on dev tasks with eval/tune_fusion.py")
@@ -115,7 +115,7 @@ def load_tasks(args) -> list[RetrievalTask]:
 
 
 def build_systems(args) -> list:
-    from lfm2_retrieval.locations import NoModelError, default_model
+    from lfm2_retrieval.model.locations import NoModelError, default_model
 
     models = list(args.model)
     if not models:

@@ -85,7 +85,7 @@ def trained_languages(config: Path) -> set[str]:
 
 def systems(args) -> list:
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.locations import default_model
+    from lfm2_retrieval.model.locations import default_model
 
     out = []
     for m in args.model or [default_model()]:

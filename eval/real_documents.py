@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from lfm2_retrieval.locations import default_model
+    from lfm2_retrieval.model.locations import default_model
 
     torch.set_num_threads(args.threads)
     html = fetch(args.data)

@@ -34,8 +34,8 @@ from rich.table import Table  # noqa: E402
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers  # noqa: E402
 
 from lfm2_retrieval.evaluation.builders import ntrex_split_sentences  # noqa: E402
-from lfm2_retrieval.locations import EMBEDDED_MODEL_DIR  # noqa: E402
-from lfm2_retrieval.tokenizer_training import train_byte_level_bpe  # noqa: E402
+from lfm2_retrieval.model.locations import EMBEDDED_MODEL_DIR  # noqa: E402
+from lfm2_retrieval.model.tokenizer_training import train_byte_level_bpe  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 NTREX = SHARED / "parallel" / "ntrex128"

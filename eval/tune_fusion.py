@@ -36,7 +36,7 @@ from lfm2_retrieval.evaluation.builders import build_atomically, build_dev_suite
 from lfm2_retrieval.evaluation.harness import score  # noqa: E402
 from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever  # noqa: E402
 from lfm2_retrieval.evaluation.tasks import discover, load_folder  # noqa: E402
-from lfm2_retrieval.fusion import FUSION_DEPTH, fuse  # noqa: E402
+from lfm2_retrieval.engine.fusion import FUSION_DEPTH, fuse  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = ROOT / "eval" / "out" / "nano-dev"
@@ -73,7 +73,7 @@ def collect_runs(args, tasks) -> list[tuple[str, dict, dict, dict]]:
     """(column, qrels, semantic run, lexical run) for every monolingual task and every
     off-diagonal pair of each parallel family (its column is the family)."""
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.locations import default_model
+    from lfm2_retrieval.model.locations import default_model
 
     encoder = ColBERTEncoder.from_pretrained(args.model or default_model())
     semantic, lexical = ColBERTRetriever(encoder, "model"), BM25Retriever()

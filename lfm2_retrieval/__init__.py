@@ -1,6 +1,6 @@
 """lfm2-search: multilingual late-interaction retrieval on the LFM2 backbone."""
 
-from .colbert_config import ColBERTConfig
-from .encoder import ColBERTEncoder
+from .model.config import ColBERTConfig
+from .model.encoder import ColBERTEncoder
 
 __all__ = ["ColBERTConfig", "ColBERTEncoder"]

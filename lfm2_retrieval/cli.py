@@ -44,38 +44,34 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code=code)
 
 
-def _damage_is_an_answer(command):
-    """A damaged index file ends a command with one line that names it and says what to run
-    (lfm2-search check), not a traceback."""
+def _errors_are_answers(command):
+    """Expected failures end a command with one line and their exit code (errors.py: 2 for a
+    damaged index, 1 otherwise), never a traceback: a damaged file names itself and what to run,
+    a full disk says which commit is intact."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from lfm2_retrieval.index import IndexDamagedError
+        from lfm2_retrieval.errors import as_search_error
 
         try:
             return command(*args, **kwargs)
-        except IndexDamagedError as exc:
-            _fail(str(exc), code=2)
+        except Exception as exc:  # noqa: BLE001 - a real bug is re-raised below
+            path = commit = None
+            if "index" in kwargs:
+                path, commit = _index_and_commit(kwargs["index"])
+            known = as_search_error(exc, path, commit)
+            if known is None:
+                raise
+            _fail(str(known), code=known.exit_code)
     return wrapper
 
 
-def _fail_disk_full(exc: OSError, index_path) -> None:
-    """A full disk is an answer, not a traceback: say that the last commit is intact and what
-    to do. (Commits publish by atomic renames, so a write that fails leaves the previous one.)"""
-    from lfm2_retrieval.index import MultiVectorIndex
+def _index_and_commit(index: str | None):
+    """(path, commit) of an index named on the command line; commit None if it has none yet."""
+    from lfm2_retrieval.engine import SearchEngine
+    from lfm2_retrieval.engine.locations import resolve_index_path
 
-    try:
-        commit = f"commit {MultiVectorIndex(index_path).commit}"
-    except Exception:  # noqa: BLE001 - a new index may have no commit to name yet
-        commit = "its last commit"
-    _fail(f"no space left on the disk of {index_path} ({exc.filename or 'while writing'}). The index is intact "
-          f"at {commit}: what this run did after that commit was rolled back. Free some space and run the same "
-          "command again; it goes on from there.")
-
-
-def _is_disk_full(exc: OSError) -> bool:
-    import errno
-
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    path = resolve_index_path(index)
+    return path, SearchEngine.commit_of(path)
 
 
 def _cannot_listen(host: str, port: int) -> str | None:
@@ -101,29 +97,20 @@ def _table(title: str, rows: dict) -> Table:
     return table
 
 
-def _open_engine(index: str | None, model: str | None, create: bool = False, **kwargs):
-    """The engine for an index, with every expected failure turned into a clear message."""
-    from lfm2_core import ModelNotFoundError
+def _open_engine(index: str | None, model: str | None = None, create: bool = False, **kwargs):
+    """The engine of an index (the model loads when first needed, so reading and deleting
+    commands never pay for it); failures are answered by _errors_are_answers."""
     from lfm2_retrieval.engine import SearchEngine
-    from lfm2_retrieval.index import IndexFolderError
-    from lfm2_retrieval.locations import NoModelError, resolve_index_path
+    from lfm2_retrieval.engine.locations import resolve_index_path
+    from lfm2_retrieval.errors import IndexFolderError
 
     path = resolve_index_path(index)
+    if not create and not (path / "manifest.json").exists():
+        raise IndexFolderError(f"no index at {path}; build one with `lfm2-search index PATH --index {index or 'default'}`")
     try:
         return SearchEngine.open(path, model=model, create=create, **kwargs)
-    except (IndexFolderError, NoModelError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+    except ValueError as exc:  # a model folder that is not a ColBERT model
         _fail(str(exc))
-
-
-def _open_index(index: str | None):
-    from lfm2_retrieval.index import IndexFolderError, MultiVectorIndex
-    from lfm2_retrieval.locations import resolve_index_path
-
-    path = resolve_index_path(index)
-    try:
-        return MultiVectorIndex(path)
-    except IndexFolderError as exc:
-        _fail(f"{exc}; build one with `lfm2-search index PATH --index {index or 'default'}`")
 
 
 def _display_source(source: str | None) -> str:
@@ -137,7 +124,7 @@ def _display_source(source: str | None) -> str:
 
 # ---------------------------------------------------------------------- index
 @app.command("index")
-@_damage_is_an_answer
+@_errors_are_answers
 def index_command(
     paths: list[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
@@ -163,8 +150,7 @@ def index_command(
 
     Example: lfm2-search index ./docs --exclude 'drafts/*' --index notes
     """
-    from lfm2_retrieval.chunking import ChunkingOptions
-    from lfm2_retrieval.index import IndexLockedError
+    from lfm2_retrieval.engine.chunking import ChunkingOptions
     from lfm2_retrieval.ingest import IngestOptions, Ingestor, RecordFields
 
     try:
@@ -194,15 +180,8 @@ def index_command(
                             rate=f"{done / elapsed:.1f} docs/s, {tokens[0] / elapsed:,.0f} tok/s")
 
     ingestor = Ingestor(engine, options, on_progress)
-    try:
-        with progress:
-            report = ingestor.run(paths)
-    except IndexLockedError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        if not _is_disk_full(exc):
-            raise
-        _fail_disk_full(exc, engine.index.path)
+    with progress:
+        report = ingestor.run(paths)
     _print_report(report, engine, as_json)
     if report.interrupted:
         raise typer.Exit(code=130)
@@ -210,8 +189,7 @@ def index_command(
 
 def _print_report(report, engine, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({**report.as_dict(), "index": str(engine.index.path),
-                          "index_chunks": len(engine.index)}, indent=2))
+        print(json.dumps({**report.as_dict(), "index": str(engine.path), "index_chunks": len(engine)}, indent=2))
         return
     for path, reason in report.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(_display_source(path))}: {escape(reason)}", soft_wrap=True)
@@ -222,7 +200,7 @@ def _print_report(report, engine, as_json: bool) -> None:
         err.print(f"[yellow]ignored[/yellow] {sum(report.unsupported.values())} file(s) of unsupported types ({kinds})")
     rate = report.tokens / report.seconds if report.seconds else 0.0
     summary = {
-        "index": str(engine.index.path),
+        "index": str(engine.path),
         "files found": report.files_found,
         "indexed (new or changed)": report.files_indexed,
         "unchanged": report.files_unchanged,
@@ -231,10 +209,10 @@ def _print_report(report, engine, as_json: bool) -> None:
         "chunks added / removed": f"{report.chunks_added} / {report.chunks_removed}",
         "tokens encoded": f"{report.tokens:,} ({rate:,.0f} tokens/s)",
         "time": f"{report.seconds:.1f} s",
-        "chunks in index": len(engine.index),
+        "chunks in index": len(engine),
     }
     console.print(_table("interrupted: run again to finish" if report.interrupted else "done", summary))
-    if len(engine.index.manifest["segments"]) > 16:
+    if engine.segment_count > 16:
         console.print("[dim]many segments: `lfm2-search optimize` merges them and speeds up search[/dim]")
 
 
@@ -284,8 +262,8 @@ def _absolute_sources(filter_: Any) -> Any:
 
 
 def _parse_filter(value: str | None) -> dict | None:
-    from lfm2_retrieval.index import FilterError
-    from lfm2_retrieval.index.filters import validate
+    from lfm2_retrieval.engine import validate_filter as validate
+    from lfm2_retrieval.errors import FilterError
 
     if not value:
         return None
@@ -305,7 +283,7 @@ def _snippet(text: str, width: int = 160) -> str:
 
 
 @app.command("search")
-@_damage_is_an_answer
+@_errors_are_answers
 def search_command(
     query: str = typer.Argument(..., help="What to look for, in any language the model knows."),
     k: int = typer.Option(10, "-k", min=1, max=1000, help="How many chunks to return."),
@@ -333,7 +311,7 @@ def search_command(
     """
     if not query.strip():
         _fail("the query is empty")
-    from lfm2_retrieval.fusion import MODES, resolve
+    from lfm2_retrieval.engine.fusion import MODES, resolve
 
     if mode not in MODES:
         _fail(f"--mode must be one of {', '.join(MODES)}")
@@ -373,7 +351,7 @@ def search_command(
 
 # ---------------------------------------------------------------------- management
 @app.command("info")
-@_damage_is_an_answer
+@_errors_are_answers
 def info_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -382,23 +360,16 @@ def info_command(
 
     Example: lfm2-search info --index notes
     """
-    idx = _open_index(index)
-    counts = idx.stats()
-    # The index counts what it stores, chunks; users count documents (a file, or a record).
-    documents, sources = set(), set()
-    for chunk, meta in idx.scan_metadata(["source", "doc_id"]):
-        documents.add(meta["doc_id"] or chunk)  # a chunk stored without a document is its own
-        sources.add(meta["source"])
-    stats = {"path": str(idx.path), "documents": len(documents), "chunks": counts.pop("documents"), **counts,
-             "model": idx.manifest.get("model_source"), "source files": len(sources - {None, ""})}
+    engine = _open_engine(index)
+    stats = engine.stats()
     if as_json:
         print(json.dumps(stats, indent=2))
     else:
-        console.print(_table(f"index {idx.path}", stats))
+        console.print(_table(f"index {engine.path}", stats))
 
 
 @app.command("list")
-@_damage_is_an_answer
+@_errors_are_answers
 def list_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     limit: int = typer.Option(50, min=0, help="How many documents to show (0: all)."),
@@ -409,18 +380,14 @@ def list_command(
 
     Example: lfm2-search list --limit 20
     """
-    idx = _open_index(index)
-    docs: dict[str, dict[str, Any]] = {}
-    for cid, meta in idx.scan_metadata(["doc_id", "source", "title"]):
-        key = meta["doc_id"] or cid
-        entry = docs.setdefault(key, {"doc_id": key, "chunks": 0, "source": meta["source"], "title": meta["title"]})
-        entry["chunks"] += 1
-    rows = list(docs.values())[offset: offset + limit if limit else None]
+    engine = _open_engine(index)
+    docs = engine.documents()
+    rows = [vars(d) for d in docs[offset: offset + limit if limit else None]]
     if as_json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return
-    table = Table(title=f"{len(docs)} documents in {idx.path} (showing {len(rows)})", title_justify="left")
+    table = Table(title=f"{len(docs)} documents in {engine.path} (showing {len(rows)})", title_justify="left")
     for column in ("document", "chunks", "title"):
         table.add_column(column)
     for row in rows:
@@ -432,7 +399,7 @@ def list_command(
 
 
 @app.command("delete")
-@_damage_is_an_answer
+@_errors_are_answers
 def delete_command(
     ids: list[str] = typer.Argument(..., help="Document ids, chunk ids, or paths of indexed files."),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
@@ -441,32 +408,22 @@ def delete_command(
 
     Example: lfm2-search delete docs/old.md faq-17
     """
-    from lfm2_retrieval.index import IndexLockedError
     from lfm2_retrieval.ingest import source_name
 
-    idx = _open_index(index)
+    engine = _open_engine(index)
     ids = [_absolute_id(value) for value in ids]  # as `list` and `search` show them: relative paths
-    chunks_of = list(idx.scan_metadata(["doc_id"], {"doc_id": {"$in": list(ids)}}))
-    documents = {meta["doc_id"] for _, meta in chunks_of}
-    doc_targets = [cid for cid, _ in chunks_of]
-    targets: list[str] = []
-    for value in ids:
-        if value not in documents:  # a document id means that document only, never a chunk of another
-            targets.append(value)
-        if Path(value).exists() or os.sep in value:
-            targets.extend(idx.ids_where({"source": source_name(Path(value))}))
-    try:
-        with idx.writer(timeout=10) as writer:
-            n = writer.delete(targets + doc_targets)
-    except IndexLockedError as exc:
-        _fail(str(exc))
+    files = [source_name(Path(v)) for v in ids if Path(v).exists() or os.sep in v]
+    with engine.writing() as session:
+        n = session.delete(ids)  # documents, else chunks
+        if files:
+            n += session.delete_where({"source": {"$in": files}})  # every chunk of those files
     if n == 0:
         _fail("nothing matched: no document, chunk or indexed file with those ids")
-    console.print(f"deleted {n} chunk(s); commit {idx.commit}")
+    console.print(f"deleted {n} chunk(s); commit {engine.commit}")
 
 
 @app.command("optimize")
-@_damage_is_an_answer
+@_errors_are_answers
 def optimize_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     reencode: bool = typer.Option(False, "--reencode", help="Encode every chunk again with the model (best "
@@ -478,32 +435,20 @@ def optimize_command(
 
     Example: lfm2-search optimize --index notes
     """
-    from lfm2_retrieval.index import IndexLockedError
-
     if nbits is not None and nbits not in (1, 2, 4):
         _fail("--nbits must be 1, 2 or 4")
-    if reencode:
-        engine = _open_engine(index, model)
-        idx, fn = engine.index, engine.encoder.encode_documents
-    else:
-        idx, fn = _open_index(index), None
-    before = idx.stats()
-    try:
-        with console.status("optimizing"):
-            idx.optimize(reencode=fn, nbits=nbits)
-    except IndexLockedError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        if not _is_disk_full(exc):
-            raise
-        _fail_disk_full(exc, idx.path)
-    after = idx.stats()
+    engine = _open_engine(index, model)
+    before = engine.stats()
+    with console.status("optimizing"):
+        engine.optimize(reencode=reencode, nbits=nbits)
+    after = engine.stats()
     console.print(f"optimized: {before['segments']} -> {after['segments']} segment(s), "
                   f"{before['deleted']} deleted chunk(s) dropped, {before['bytes_on_disk'] / 1e6:.1f} -> "
                   f"{after['bytes_on_disk'] / 1e6:.1f} MB; commit {after['commit']}")
 
 
 @app.command("check")
+@_errors_are_answers
 def check_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     full: bool = typer.Option(False, "--full", help="Also recompute every checksum and read every record, "
@@ -520,19 +465,14 @@ def check_command(
 
     Example: lfm2-search check --index notes --full --repair
     """
-    from lfm2_retrieval.index import IndexFolderError, check_index, repair_index
-    from lfm2_retrieval.locations import resolve_index_path
+    from lfm2_retrieval.engine import SearchEngine
+    from lfm2_retrieval.engine.locations import resolve_index_path
 
     path = resolve_index_path(index)
     if not (path / "manifest.json").exists():
         _fail(f"no index at {path}")
-    report = check_index(path, full=full or repair)
-    repaired = None
-    if repair and report.problems:
-        try:
-            repaired = repair_index(path, report)
-        except IndexFolderError as exc:
-            _fail(str(exc))
+    report = SearchEngine.check(path, full=full or repair)  # works on an index too damaged to open
+    repaired = SearchEngine.repair(path, report) if repair and report.problems else None
     if as_json:
         print(json.dumps({**report.as_dict(), "repaired": repaired}, indent=2))
     else:
@@ -550,7 +490,7 @@ def check_command(
             if repaired:
                 sources = repaired["sources"]
                 console.print(f"repaired: commit {repaired['commit']} without {', '.join(repaired['dropped_segments']) or 'nothing'}"
-                              f"; {repaired['documents']} chunks remain. Run `lfm2-search index` on your folders to "
+                              f"; {repaired['chunks']} chunks remain. Run `lfm2-search index` on your folders to "
                               "index again " + (f"{len(sources)} file(s) that were in them." if sources is not None
                                                 else "the files that were in them (their table is unreadable)."))
             else:
@@ -560,6 +500,7 @@ def check_command(
 
 
 @app.command("serve")
+@_errors_are_answers
 def serve_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
@@ -582,14 +523,16 @@ def serve_command(
     if (problem := _cannot_listen(host, port)) is not None:
         _fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")
     engine = _open_engine(index, model, create=create)
+    engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
     settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)))
     auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"
-    err.print(f"serving {engine.index.path} ({len(engine.index)} chunks) on http://{host}:{port}  "
+    err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
               f"docs: http://{host}:{port}/docs  auth: {auth}")
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
 
 
 @app.command("mcp")
+@_errors_are_answers
 def mcp_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
@@ -619,6 +562,7 @@ def mcp_command(
 
 
 @app.command("train")
+@_errors_are_answers
 def train_command(
     config: Path = typer.Argument(None, help="A .toml or .json file of training settings (see configs/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting: --set steps=500. Repeatable."),
@@ -662,6 +606,7 @@ def train_command(
 
 
 @app.command("model-info")
+@_errors_are_answers
 def model_info(
     model: str = typer.Argument(..., help="A PyLate ColBERT folder, or a Hugging Face hub id (needs internet)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -670,12 +615,11 @@ def model_info(
 
     Example: lfm2-search model-info ./models/my-colbert
     """
-    from lfm2_core import ModelNotFoundError
     from lfm2_retrieval import ColBERTEncoder
 
     try:
         encoder = ColBERTEncoder.from_pretrained(model)
-    except (ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     cfg, bb = encoder.config, encoder.backbone.config
     info = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -252,7 +253,6 @@ class LocalClient(_Hits):
         from pydantic import ValidationError
 
         from .api.schemas import SearchRequest
-        from .index import FilterError
 
         try:
             request = SearchRequest.model_validate(_search_body(query, k, filter, mode, per_document, alpha, fusion))
@@ -260,15 +260,13 @@ class LocalClient(_Hits):
             raise InvalidRequest(422, "invalid_request", str(exc.errors()[0]["msg"]), exc.errors()) from None
         texts = [request.query] if request.query is not None else list(request.queries or [])
         started = time.perf_counter()
-        try:
+        with self._answers():
             results = self.engine.search(texts, k=request.k, filter=request.filter, mode=request.mode,
                                          alpha=request.alpha, fusion=request.fusion, per_document=request.per_document)
-        except FilterError as exc:
-            raise InvalidRequest(400, "invalid_filter", str(exc)) from None
         return SearchResponse(
             results=[QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)
                                                  for h in hits]) for q, hits in zip(texts, results)],
-            commit=self.engine.index.commit, took_ms=(time.perf_counter() - started) * 1000)
+            commit=self.engine.commit, took_ms=(time.perf_counter() - started) * 1000)
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
         from pydantic import ValidationError
@@ -281,29 +279,40 @@ class LocalClient(_Hits):
         except ValidationError as exc:
             raise InvalidRequest(422, "invalid_request", str(exc.errors()[0]["msg"]), exc.errors()) from None
         docs = [TextDocument(d.id, d.text, dict(d.metadata)) for d in request.documents]
-        try:
+        with self._answers():
             summary = self.engine.upsert(docs, replace=request.upsert)
-        except KeyError as exc:
-            raise Conflict(409, "already_exists", str(exc.args[0])) from None
-        except ValueError as exc:
-            raise InvalidRequest(422, "invalid_document", str(exc)) from None
         return AddDocumentsResponse(documents=summary.documents, chunks=summary.chunks, commit=summary.commit)
 
     def delete(self, doc_id: str) -> DeleteResponse:
-        n = self.engine.delete([doc_id])
+        with self._answers():
+            n = self.engine.delete([doc_id])
         if n == 0:
             raise NotFound(404, "not_found", f"no document or chunk with id {doc_id!r}")
-        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=self.engine.index.commit)
+        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=self.engine.commit)
 
     def health(self) -> HealthResponse:
         self.engine.refresh()
-        manifest = self.engine.index.manifest
+        counts = self.engine.counts
         return HealthResponse(
             status="ok",
-            model=ModelInfo(source=manifest.get("model_source"), fingerprint=self.engine.encoder.fingerprint,
+            model=ModelInfo(source=self.engine.model_source, fingerprint=self.engine.encoder.fingerprint,
                             dim=self.engine.encoder.dim),
-            index=IndexInfo(path=str(self.engine.index.path), chunks=manifest["counts"]["documents"],
-                            tokens=manifest["counts"]["tokens"], commit=manifest["commit"]))
+            index=IndexInfo(path=str(self.engine.path), chunks=counts.chunks, tokens=counts.tokens,
+                            commit=self.engine.commit))
+
+    @contextmanager
+    def _answers(self):
+        """The engine's errors as the server would answer them (errors.py's table), so code
+        written against Client runs unchanged on LocalClient."""
+        from .errors import as_search_error
+
+        try:
+            yield
+        except Exception as exc:
+            known = as_search_error(exc, self.engine.path)
+            if known is None:
+                raise
+            raise _ERRORS.get(known.http_status, ServerError)(known.http_status, known.code, str(known)) from None
 
     def close(self) -> None:
         pass

@@ -3,7 +3,7 @@
 import pytest
 from tokenizers import Tokenizer
 
-from lfm2_retrieval.chunking import Chunker, ChunkingOptions
+from lfm2_retrieval.engine.chunking import Chunker, ChunkingOptions
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_index_summary(indexed):
     assert summary["files_indexed"] == 11 and summary["chunks_added"] == summary["index_chunks"] > 11
     assert summary["skipped"][0]["path"].endswith("blob.txt") and summary["unsupported"] == {".png": 1}
     # The index remembers its model: later commands need no --model.
-    assert MultiVectorIndex(index).manifest["model_source"]
+    assert MultiVectorIndex(index).manifest.model_source
 
 
 def test_search_table_and_json(indexed):
@@ -99,7 +99,7 @@ def test_search_errors(indexed, tmp_path):
 
 def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("LFM2_SEARCH_MODEL", raising=False)
-    monkeypatch.setattr("lfm2_retrieval.locations.EMBEDDED_MODEL_DIR", tmp_path / "absent")
+    monkeypatch.setattr("lfm2_retrieval.model.locations.EMBEDDED_MODEL_DIR", tmp_path / "absent")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.txt").write_text("text")
     result = run("index", tmp_path / "d", "--index", tmp_path / "idx", ok=False)
@@ -130,7 +130,7 @@ def test_reindex_delete_optimize(tmp_path, pylate_tiny_dir):
     before = MultiVectorIndex(index).stats()
     out = run("delete", docs / "n0.md", "--index", index).output
     assert "deleted" in out
-    assert MultiVectorIndex(index).stats()["documents"] < before["documents"]
+    assert MultiVectorIndex(index).stats()["chunks"] < before["chunks"]
     assert run("delete", "no-such-id", "--index", index, ok=False).exit_code == 1
 
     out = run("optimize", "--index", index).output
@@ -153,7 +153,7 @@ def test_info_on_a_bare_index(tmp_path):
 
 
 def test_the_embedded_default_model_needs_no_flag(tmp_path, monkeypatch):
-    from lfm2_retrieval.locations import EMBEDDED_MODEL_DIR, embedded_model_available
+    from lfm2_retrieval.model.locations import EMBEDDED_MODEL_DIR, embedded_model_available
 
     assert embedded_model_available() and (EMBEDDED_MODEL_DIR / "README.md").exists()  # with its model card
     monkeypatch.delenv("LFM2_SEARCH_MODEL", raising=False)
@@ -161,7 +161,7 @@ def test_the_embedded_default_model_needs_no_flag(tmp_path, monkeypatch):
     (tmp_path / "d" / "a.txt").write_text("Lighthouses guide ships along rocky coasts at night.")
     (tmp_path / "d" / "b.txt").write_text("東京タワーは高さ333メートルの電波塔です。")
     run("index", tmp_path / "d", "--index", tmp_path / "idx")
-    assert MultiVectorIndex(tmp_path / "idx").manifest["model_source"] == str(EMBEDDED_MODEL_DIR)
+    assert MultiVectorIndex(tmp_path / "idx").manifest.model_source == str(EMBEDDED_MODEL_DIR)
     hits = json.loads(run("search", "ships and lighthouses", "--index", tmp_path / "idx", "--json").output)
     assert [h["metadata"]["source"].endswith("a.txt") for h in hits][0]
 

@@ -112,7 +112,7 @@ def test_native_bf16_math_matches_pylate_in_bf16(pylate_tiny_dir):
     {"query_prefix": "[Q] ", "document_prefix": "[D] ", "skiplist_words": ["a", "!"]},
 ])
 def test_colbert_settings_match_pylate(tmp_path_factory, settings):
-    from lfm2_retrieval.random_models import build_random_colbert
+    from random_models import build_random_colbert
 
     folder = build_random_colbert(tmp_path_factory.mktemp("variant") / "m", colbert_kwargs=settings)
     reference = pylate_models.ColBERT(str(folder), device="cpu")
@@ -151,7 +151,7 @@ def test_from_pretrained_without_a_name_loads_the_default_model(monkeypatch):
     """As the CLI does: $LFM2_SEARCH_MODEL when set, else the embedded model (once a TypeError)."""
     from pathlib import Path
 
-    from lfm2_retrieval.locations import EMBEDDED_MODEL_DIR, MODEL_ENV
+    from lfm2_retrieval.model.locations import EMBEDDED_MODEL_DIR, MODEL_ENV
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
     model = ColBERTEncoder.from_pretrained()

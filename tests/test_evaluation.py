@@ -16,7 +16,7 @@ from lfm2_retrieval.evaluation.report import cross_lingual_grids, markdown, mono
 from lfm2_retrieval.evaluation.retrievers import BM25Retriever
 from lfm2_retrieval.evaluation.tasks import (DataUnavailableError, RetrievalTask, TaskInfo, discover, load_beir,
                                              load_folder, load_hf_parquet, load_hub, save_beir)
-from lfm2_retrieval.lexical import tokenize
+from lfm2_retrieval.index.lexical import tokenize
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 
@@ -265,7 +265,7 @@ def test_published_numbers_are_filled_from_the_shared_reference():
 
 def test_a_cached_dense_teacher_is_a_system(tmp_path):
     from lfm2_retrieval.evaluation.retrievers import TeacherRetriever
-    from lfm2_retrieval.training.teacher_cache import TeacherCache
+    from lfm2_retrieval.model.dense import TeacherCache
 
     class BagOfWords:
         """A stand-in dense model: hashed word counts, so a question finds its own words."""

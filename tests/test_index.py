@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import subprocess
@@ -165,14 +164,14 @@ def test_bad_queries_are_refused(index):
 def test_a_writer_whose_clean_up_fails_still_lets_the_next_one_in(index, corpus, monkeypatch):
     """A disk that fills up (or file handles that run out) while a failed write is rolled back
     must not leave the lock held: every later writer would be locked out until a restart."""
-    import lfm2_retrieval.index.index as index_module
+    import lfm2_retrieval.index.writer as writer_module
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     writer = index.writer()
     writer.add(["x"], [corpus[0]])
-    monkeypatch.setattr(index_module, "_collect_garbage", full_disk)
+    monkeypatch.setattr(writer_module, "collect_garbage", full_disk)
     with pytest.raises(OSError, match="No space"):
         writer.abort()
     monkeypatch.undo()
@@ -205,11 +204,11 @@ def test_optimize_compacts_and_keeps_ids(index, corpus):
     before = ids_of(index.search(q, k=5))
     index.optimize()
     stats = index.stats()
-    assert stats["deleted"] == 0 and stats["documents"] == 750 and stats["segments"] == 1
-    assert index.manifest["tombstones"] is None
+    assert stats["deleted"] == 0 and stats["chunks"] == 750 and stats["segments"] == 1
+    assert index.manifest.tombstones is None
     assert index.search(q, k=1)[0].id == "doc-11"
     assert len(set(before) & set(ids_of(index.search(q, k=5)))) >= 4
-    assert len(list(index.iter_documents())) == 750
+    assert len(list(index.iter_chunks())) == 750
 
 
 def test_empty_index_searches_to_nothing(tmp_path):
@@ -224,7 +223,7 @@ def test_bytes_per_token_at_nbits_2(tmp_path):
     idx = MultiVectorIndex.create(tmp_path / "size", dim=128, nbits=2)
     idx.add([str(i) for i in range(len(docs))], docs)
     tokens = sum(len(d) for d in docs)
-    seg = tmp_path / "size" / "segments" / idx.manifest["segments"][0]["name"]
+    seg = tmp_path / "size" / "segments" / idx.manifest.segments[0].name
     vector_bytes = sum((seg / f).stat().st_size for f in ("codes.bin", "residuals.bin", "doc_offsets.npy",
                                                            "ivf_index.npy", "ivf_lists.npy"))
     assert vector_bytes / tokens <= 36
@@ -259,7 +258,7 @@ def run_writer(path, env_extra=None):
 def assert_consistent(path):
     idx = MultiVectorIndex(path)
     n_docs = len(idx)
-    docs = list(idx.iter_documents())
+    docs = list(idx.iter_chunks())
     assert len(docs) == n_docs
     batches = {}
     for d in docs:
@@ -332,7 +331,7 @@ def test_readers_see_complete_snapshots_while_a_writer_commits(tmp_path):
                     hits = idx.search(np.ones((2, DIM), np.float32) / np.sqrt(DIM), k=50, filter={"batch": {"$gte": 0}})
                     assert len(hits) == min(50, n)
                     batches = {}
-                    for d in idx.iter_documents():
+                    for d in idx.iter_chunks():
                         batches[d["metadata"]["batch"]] = batches.get(d["metadata"]["batch"], 0) + 1
                     assert all(c in (19, 20) for c in batches.values()), batches
                     assert sum(batches.values()) == n

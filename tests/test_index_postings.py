@@ -9,7 +9,7 @@ import pytest
 from index_helpers import clustered_corpus
 
 from lfm2_retrieval.index import MultiVectorIndex, postings
-from lfm2_retrieval.index.index import FORMAT_VERSION
+from lfm2_retrieval.index.manifest import FORMAT_VERSION
 from lfm2_retrieval.index.segment import LEGACY_IVF_BLOCK
 
 
@@ -56,7 +56,7 @@ def test_segment_lists_match_the_codes(tmp_path):
     docs = clustered_corpus(700, dim=32, seed=2)
     idx = MultiVectorIndex.create(tmp_path / "ix", dim=32, nbits=2)
     idx.add([str(i) for i in range(len(docs))], docs)
-    segment, codec = idx._snapshot.segments[0], idx._snapshot.codec  # noqa: SLF001
+    segment, codec = idx.snapshot.segments[0], idx.snapshot.codec
     doc_of_token = np.repeat(np.arange(segment.n_docs), np.diff(segment.doc_offsets.astype(np.int64)))
     centroids = np.arange(codec.num_centroids)
     got_docs, got_centroids = segment.ivf_lookup(centroids)
@@ -74,7 +74,7 @@ def test_segments_of_the_previous_format_still_search(tmp_path):
     queries = [d[:6] for d in docs[:20]]
     before = [[h.id for h in idx.search(q, k=10)] for q in queries]
 
-    segment, codec = idx._snapshot.segments[0], idx._snapshot.codec  # noqa: SLF001
+    segment, codec = idx.snapshot.segments[0], idx.snapshot.codec
     folder, n_docs = segment.folder, segment.n_docs
     doc_of_token = np.repeat(np.arange(n_docs), np.diff(segment.doc_offsets.astype(np.int64)))
     pairs = np.unique(np.asarray(segment.codes, np.int64) * n_docs + doc_of_token)
@@ -96,20 +96,20 @@ def test_segments_of_the_previous_format_still_search(tmp_path):
     (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1, "segments": segments}))
 
     reopened = MultiVectorIndex(path)
-    assert reopened.manifest["format_version"] == 1
+    assert reopened.manifest.format_version == 1
     assert [[h.id for h in reopened.search(q, k=10)] for q in queries] == before
     # New documents go to a segment of the current format, beside the old one; a commit
     # marks the index with the current format so that an older version refuses it clearly.
     reopened.add(["new"], [docs[0]])
-    assert reopened.manifest["format_version"] == FORMAT_VERSION
+    assert reopened.manifest.format_version == FORMAT_VERSION
     assert {h.id for h in reopened.search(docs[0][:6], k=2)} == {"0", "new"}  # the same vectors
-    folders = [s.folder for s in reopened._snapshot.segments]  # noqa: SLF001
+    folders = [s.folder for s in reopened.snapshot.segments]
     assert [(f / "ivf_docs.npy").exists() for f in folders] == [True, False]
     assert [(f / "ivf_lists.npy").exists() for f in folders] == [False, True]
 
 
 def test_a_newer_format_is_refused_clearly(tmp_path):
-    from lfm2_retrieval.index.index import IndexFolderError
+    from lfm2_retrieval.index import IndexFolderError
 
     path = tmp_path / "ix"
     MultiVectorIndex.create(path, dim=8)

@@ -8,10 +8,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 from file_fixtures import write_corpus
-from lfm2_retrieval.chunking import ChunkingOptions
+from lfm2_retrieval.engine.chunking import ChunkingOptions
 from lfm2_retrieval.engine import SearchEngine
 from lfm2_retrieval.index import MultiVectorIndex
 from lfm2_retrieval.ingest import IngestOptions, Ingestor, source_name
@@ -26,7 +24,7 @@ def engine_for(path: Path, model: Path, **kwargs) -> SearchEngine:
 def chunks_by_source(index: MultiVectorIndex) -> dict[str, dict[str, str]]:
     """source -> {chunk id: text} of live chunks."""
     out: dict[str, dict[str, str]] = defaultdict(dict)
-    for doc in index.iter_documents():
+    for doc in index.iter_chunks():
         out[doc["metadata"].get("source")][doc["id"]] = doc["text"]
     return dict(out)
 
@@ -41,7 +39,7 @@ def test_indexes_every_file_type(tmp_path, pylate_tiny_dir):
     assert any("malformed" in w for _, w in report.warnings)
     held = chunks_by_source(engine.index)
     assert set(held) == {source_name(files[k]) for k in READABLE}
-    pdf = [d for d in engine.index.iter_documents() if d["metadata"]["source"] == source_name(files["pdf"])]
+    pdf = [d for d in engine.index.iter_chunks() if d["metadata"]["source"] == source_name(files["pdf"])]
     assert {d["metadata"]["page"] for d in pdf} <= {1, 2} and pdf[0]["metadata"]["page"] == 1
     (csv_fr,) = engine.index.get([f"{source_name(files['csv'])}#c2#0"])
     assert csv_fr["text"] == "Les rivières coulent." and csv_fr["metadata"]["lang"] == "fr"
@@ -90,7 +88,7 @@ def test_other_roots_and_api_documents_are_left_alone(tmp_path, pylate_tiny_dir)
     Ingestor(engine).run([tmp_path / "b"])
     engine.upsert([TextDocument("api-doc", "added through the API")])
     Ingestor(engine).run([tmp_path / "a"])  # must not remove b's files or the API document
-    assert {d["metadata"]["doc_id"] for d in engine.index.iter_documents()} == {
+    assert {d["metadata"]["doc_id"] for d in engine.index.iter_chunks()} == {
         source_name(tmp_path / "a" / "one.txt"), source_name(tmp_path / "b" / "two.txt"), "api-doc"}
 
 
@@ -223,7 +221,7 @@ def test_markdown_chunks_follow_sections_and_carry_their_path(tmp_path, pylate_t
                                      "## Win\n\nOk.\n")
     engine = engine_for(tmp_path / "idx", pylate_tiny_dir, chunking=ChunkingOptions(48, 4, min_tokens=20))
     Ingestor(engine).run([docs])
-    chunks = sorted((d for d in engine.index.iter_documents()), key=lambda d: d["metadata"]["chunk"])
+    chunks = sorted((d for d in engine.index.iter_chunks()), key=lambda d: d["metadata"]["chunk"])
     sections = [d["metadata"]["section"] for d in chunks]
     assert sections[0] == "Install" and "Install > On Debian" in sections
     assert all("{ #" not in d["text"] for d in chunks)
@@ -249,6 +247,6 @@ def test_a_run_that_lost_the_race_plans_again_under_the_lock(tmp_path, pylate_ti
     report = Ingestor(second).run([tmp_path / "docs"])
     assert report.files_indexed == 0 and report.files_unchanged == len(READABLE)
     second.index.refresh()
-    ids = [d["id"] for d in second.index.iter_documents()]
+    ids = [d["id"] for d in second.index.iter_chunks()]
     assert len(ids) == len(set(ids)) and {s for s in chunks_by_source(second.index)} == \
         {s for s in chunks_by_source(first.index)}

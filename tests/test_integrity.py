@@ -101,7 +101,7 @@ def test_each_damaged_segment_file_is_named_and_repaired(damaged, name, damage, 
     assert outcome["dropped_segments"] == [seg.name]
     index = MultiVectorIndex(path)
     assert check_index(path, full=True).problems == []
-    assert len(index) == 59 and outcome["documents"] == 59  # the first segment's, less the deleted one
+    assert len(index) == 59 and outcome["chunks"] == 59  # the first segment's, less the deleted one
     hits = index.search(queries_from(docs[:60], 1)[0], k=5)
     assert hits and all(int(h.id[1:]) < 60 for h in hits)  # nothing from the damaged segment
     if name not in ("docs.parquet", "segment.json"):
@@ -147,7 +147,7 @@ def test_a_damaged_manifest_and_the_cli(damaged):
 
 
 def test_tiered_merging_keeps_segments_few_and_results_identical(tmp_path):
-    from lfm2_retrieval.index.index import MAX_SEGMENTS
+    from lfm2_retrieval.index.writer import MAX_SEGMENTS
 
     docs = clustered_corpus(150, dim=DIM, seed=5)
     index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
@@ -156,12 +156,12 @@ def test_tiered_merging_keeps_segments_few_and_results_identical(tmp_path):
         index.add([f"d{j}" for j in range(i, i + 5)], docs[i:i + 5], [f"t{j}" for j in range(i, i + 5)],
                   [{"batch": i} for _ in range(5)])
     index.delete(["d3", "d77", "d120"])
-    assert len(index.manifest["segments"]) == 21
+    assert len(index.manifest.segments) == 21
     queries = queries_from(docs, 5)
     before = [[(h.id, round(h.score, 4), h.metadata) for h in index.search(q, k=10, exhaustive=True)] for q in queries]
     while index.merge_segments():
         pass
-    assert len(index.manifest["segments"]) <= MAX_SEGMENTS and len(index) == 147
+    assert len(index.manifest.segments) <= MAX_SEGMENTS and len(index) == 147
     after = [[(h.id, round(h.score, 4), h.metadata) for h in index.search(q, k=10, exhaustive=True)] for q in queries]
     assert after == before  # codes copied as they are: the same scores, the same metadata
     assert index.get(["d77"]) == [None] and index.get(["d78"])[0]["text"] == "t78"
@@ -170,12 +170,12 @@ def test_tiered_merging_keeps_segments_few_and_results_identical(tmp_path):
 
 def test_the_engine_merges_small_writes_in_the_background(tmp_path, pylate_tiny_dir):
     from lfm2_retrieval.engine import SearchEngine, TextDocument
-    from lfm2_retrieval.index.index import MAX_SEGMENTS
+    from lfm2_retrieval.index.writer import MAX_SEGMENTS
 
     engine = SearchEngine.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
     for i in range(MAX_SEGMENTS + 6):
         engine.upsert([TextDocument(f"doc-{i}", f"note number {i} about rivers and tides")])
         engine.wait_for_merges(30)
     engine.index.refresh()
-    assert len(engine.index.manifest["segments"]) <= MAX_SEGMENTS and len(engine.index) == MAX_SEGMENTS + 6
+    assert len(engine.index.manifest.segments) <= MAX_SEGMENTS and len(engine.index) == MAX_SEGMENTS + 6
     assert engine.search(["note number 3"], k=1, mode="lexical")[0][0].metadata["doc_id"] == "doc-3"

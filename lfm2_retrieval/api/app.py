@@ -6,9 +6,11 @@
     GET    /health            model, index, counts (never needs the API key)
     GET    /docs, /redoc      interactive OpenAPI documentation (assets served locally: works offline)
 
-Every error is a JSON `ErrorResponse` with a 4xx status: invalid bodies (422), bad filters
-(400), unknown ids (404), conflicts (409), bodies over the size limit (413), a missing or wrong
-API key (401). Searches are answered from the last commit while documents are being added.
+Every error is a JSON `ErrorResponse`: invalid bodies (422), bad filters (400), unknown ids
+(404), conflicts (409), bodies over the size limit (413), a missing or wrong API key (401), a
+damaged index (500 index_damaged), a full disk (507; the index stays at its last commit). The
+statuses come from one table, lfm2_retrieval/errors.py, shared with the CLI's exit codes.
+Searches are answered from the last commit while documents are being added.
 """
 
 from __future__ import annotations
@@ -30,9 +32,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..engine import SearchEngine, TextDocument
-from ..index import FilterError, IndexDamagedError, IndexLockedError
-from ..index.filters import validate as validate_filter
+from ..engine import SearchEngine, TextDocument, validate_filter
+from ..errors import IndexDamagedError, NotFoundError, SearchError, as_search_error
 from .batching import QueryBatcher
 from .schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse, HealthResponse,
                       Hit, IndexInfo, ModelInfo, QueryResults, SearchRequest, SearchResponse)
@@ -65,24 +66,13 @@ NOT_FACETS = {"doc_id", "chunk", "start_char", "end_char", "source", "title", "s
 FACET_VALUES = 30
 
 
-def _facets(index) -> dict:
-    """{"lang": {value: chunks}, "fields": {field: {value: chunks}}} for the fields whose values
-    are few labels (strings, booleans, integers): what a search page can offer as filters."""
-    keys = sorted({name for seg in index._snapshot.segments for name in seg.metadata_table.column_names  # noqa: SLF001
-                   if name not in NOT_FACETS and not name.startswith("__")})
-    counts: dict[str, dict] = {k: {} for k in keys}
-    for _, meta in index.scan_metadata(keys):
-        for key, value in meta.items():
-            values = counts.get(key)
-            if values is None or value is None or isinstance(value, float):
-                continue
-            values[value] = values.get(value, 0) + 1
-            if len(values) > FACET_VALUES:
-                del counts[key]  # too many values to choose from: not a filter for a page
-    ordered = {k: sorted(v.items(), key=lambda kv: -kv[1]) for k, v in counts.items() if v}
-    lang = dict(ordered.pop("lang", []))
+def _facets(engine: SearchEngine) -> dict:
+    """{"lang": {value: chunks}, "fields": {field: [[value, chunks], ...]}}: the fields whose
+    values are few labels, what a search page can offer as filters."""
+    fields = engine.field_values(FACET_VALUES, exclude=NOT_FACETS)
+    lang = dict(fields.pop("lang", []))
     # [value, chunks] pairs keep each value's type (2020 stays a number, true a boolean).
-    return {"lang": lang, "fields": {k: [[value, n] for value, n in v] for k, v in ordered.items()}}
+    return {"lang": lang, "fields": {k: [[value, n] for value, n in v] for k, v in fields.items()}}
 
 
 def _error(status: int, error: str, message: str, detail=None, headers=None) -> JSONResponse:
@@ -131,6 +121,7 @@ class BodySizeLimit:
 
 def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
+    engine.encoder  # noqa: B018 - the model loads now, not in /health on the event loop
     batcher = QueryBatcher(engine.encode_queries, settings.max_batch, settings.batch_window_ms / 1000)
     search_slots = threading.BoundedSemaphore(settings.max_concurrent_searches)
 
@@ -187,10 +178,23 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(IndexDamagedError)
-    async def _damaged(request: Request, exc: IndexDamagedError) -> JSONResponse:
-        log.error("index damaged: %s", exc)
-        return _error(500, "index_damaged", str(exc), {"part": exc.part, "problem": exc.problem})
+    def _answer(known: SearchError) -> JSONResponse:
+        detail = None
+        if isinstance(known, IndexDamagedError):
+            detail = {"part": known.part, "problem": known.problem}
+        if known.http_status >= 500:
+            log.error("%s: %s", known.code, known)
+        headers = {"Retry-After": str(known.retry_after)} if known.retry_after else None
+        return _error(known.http_status, known.code, str(known), detail, headers=headers)
+
+    @app.exception_handler(SearchError)
+    async def _search_error(request: Request, exc: SearchError) -> JSONResponse:
+        return _answer(exc)  # the package's own errors, by errors.py's table
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        known = as_search_error(exc, engine.path, engine.commit)  # a full disk: 507
+        return _answer(known) if known else await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -212,10 +216,10 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         """The chunk count and, for filters, the values of each metadata field with few of them
         (at most FACET_VALUES: lang, a record's category...) with their chunk counts."""
         engine.refresh(max_age=0.5)
-        commit = engine.index.commit
+        commit = engine.commit
         if commit not in facets_cache:
             facets_cache.clear()
-            facets_cache[commit] = {"chunks": len(engine.index), "commit": commit, **_facets(engine.index)}
+            facets_cache[commit] = {"chunks": len(engine), "commit": commit, **_facets(engine)}
         return facets_cache[commit]
 
     # ------------------------------------------------------------------ endpoints
@@ -225,26 +229,20 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         """Rank chunks by MaxSim for one query or several. Concurrent requests share encoder batches."""
         started = time.perf_counter()
         if request.filter is not None:
-            try:
-                validate_filter(request.filter)
-            except FilterError as exc:
-                raise ApiError(400, "invalid_filter", str(exc)) from None
+            validate_filter(request.filter)  # before the work of encoding: FilterError, 400
         texts = request.texts()
         vectors = batcher.encode(texts) if request.mode != "lexical" else None
-        try:
-            with search_slots:
-                hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
-                                             alpha=request.alpha, fusion=request.fusion, texts=texts,
-                                             per_document=request.per_document)
-        except FilterError as exc:
-            raise ApiError(400, "invalid_filter", str(exc)) from None
+        with search_slots:
+            hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
+                                         alpha=request.alpha, fusion=request.fusion, texts=texts,
+                                         per_document=request.per_document)
         results = []
         for i, (q, qh) in enumerate(zip(texts, hits)):
             why = engine.explain_hits(q, qh, vectors[i]) if request.explain and vectors is not None else [None] * len(qh)
             results.append(QueryResults(query=q, hits=[
                 Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
                     **({} if w is None else {"explain": [m.as_dict() for m in w]})) for h, w in zip(qh, why)]))
-        return SearchResponse(results=results, commit=engine.index.commit,
+        return SearchResponse(results=results, commit=engine.commit,
                               took_ms=round((time.perf_counter() - started) * 1000, 3))
 
     @app.post("/documents", response_model=AddDocumentsResponse, dependencies=auth,
@@ -252,27 +250,17 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     def add_documents(request: AddDocumentsRequest) -> AddDocumentsResponse:
         """Add or replace documents in one atomic commit. Long texts are chunked; each chunk keeps the metadata."""
         docs = [TextDocument(d.id, d.text, dict(d.metadata)) for d in request.documents]
-        try:
-            summary = engine.upsert(docs, replace=request.upsert, timeout=settings.write_timeout_s)
-        except KeyError as exc:
-            raise ApiError(409, "already_exists", str(exc.args[0])) from None
-        except ValueError as exc:
-            raise ApiError(422, "invalid_document", str(exc)) from None
-        except IndexLockedError as exc:
-            raise ApiError(409, "index_locked", str(exc), headers={"Retry-After": "5"}) from None
+        summary = engine.upsert(docs, replace=request.upsert, timeout=settings.write_timeout_s)
         return AddDocumentsResponse(documents=summary.documents, chunks=summary.chunks, commit=summary.commit)
 
     @app.delete("/documents/{doc_id:path}", response_model=DeleteResponse, dependencies=auth,
                 responses={**errors, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
     def delete_document(doc_id: str) -> DeleteResponse:
         """Delete a document (all its chunks), or one chunk by its chunk id."""
-        try:
-            n = engine.delete([doc_id], timeout=settings.write_timeout_s)
-        except IndexLockedError as exc:
-            raise ApiError(409, "index_locked", str(exc), headers={"Retry-After": "5"}) from None
+        n = engine.delete([doc_id], timeout=settings.write_timeout_s)
         if n == 0:
-            raise ApiError(404, "not_found", f"no document or chunk with id {doc_id!r}")
-        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=engine.index.commit)
+            raise NotFoundError(f"no document or chunk with id {doc_id!r}")
+        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=engine.commit)
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse:
@@ -281,13 +269,11 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         while every worker is busy (refreshing reads the manifest, and maps a new commit's
         segments when there is one)."""
         engine.refresh(max_age=0.5)
-        manifest = engine.index.manifest
+        counts = engine.counts
         return HealthResponse(
             status="ok",
-            model=ModelInfo(source=manifest.get("model_source"), fingerprint=engine.encoder.fingerprint,
-                            dim=engine.encoder.dim),
-            index=IndexInfo(path=str(engine.index.path), chunks=manifest["counts"]["documents"],
-                            tokens=manifest["counts"]["tokens"], commit=manifest["commit"]),
+            model=ModelInfo(source=engine.model_source, fingerprint=engine.encoder.fingerprint, dim=engine.encoder.dim),
+            index=IndexInfo(path=str(engine.path), chunks=counts.chunks, tokens=counts.tokens, commit=engine.commit),
         )
 
     return app

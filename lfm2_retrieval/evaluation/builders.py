@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from ..lexical import BM25Index
+from ..index.lexical import BM25Index
 from .tasks import RetrievalTask, TaskInfo, load_beir, save_beir
 
 N_QUERIES = 50

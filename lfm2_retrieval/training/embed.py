@@ -9,7 +9,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..locations import EMBEDDED_MODEL_DIR
+from ..model.locations import EMBEDDED_MODEL_DIR
 from .model_card import write_model_card
 
 COMMAND = "bash scripts/train-default-model.sh"

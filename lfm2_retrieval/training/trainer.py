@@ -7,7 +7,7 @@ multilingual QA pairs and cross-lingual translation pairs, optionally with BM25 
 all-MiniLM-L6-v2 as teachers (`distill_bm25`, `distill_minilm`, training/teacher.py) and after a masked-LM
 pre-training stage (`pretrain_steps`, training/pretrain.py), or with multilingual-e5-small as the
 teacher (`distill_teacher`, `teacher`: e5, a sentence-transformers or a ColBERT folder; a dense
-teacher's vectors are cached once, training/teacher_cache.py). Seeded;
+teacher's vectors are cached once, model/dense.py). Seeded;
 checkpoints every `checkpoint_every` steps (model folder + optimizer state) and resumes from
 the latest one; evaluates NDCG@10 on dev tasks every `eval_every` steps; logs to log.jsonl.
 """
@@ -27,11 +27,11 @@ import torch
 
 from lfm2_core import LFM2Config, LFM2Model, resolve_model_dir
 
-from ..colbert_config import ColBERTConfig
-from ..encoder import ColBERTEncoder, Dense
+from ..model.config import ColBERTConfig
+from ..model.encoder import ColBERTEncoder, Dense
 from ..evaluation.builders import ntrex_split_sentences
-from ..tokenization import ColBERTTokenizer
-from ..tokenizer_training import EOS, PAD, train_byte_level_bpe
+from ..model.tokenization import ColBERTTokenizer
+from ..model.tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
 from .data import Pair, batches, english_sources, mine_hard_negatives, training_pairs, write_summary
 from .loss import contrastive_loss, pairwise_maxsim

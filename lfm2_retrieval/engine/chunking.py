@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
+from ..errors import InvalidRequestError
+
 # Tokens the encoder adds around a document (BOS and the "[D] " prefix), plus a margin: a
 # chunk re-tokenised on its own can take a token more than it did inside its source text.
 DOCUMENT_RESERVED_TOKENS = 4
@@ -35,11 +37,11 @@ class ChunkingOptions:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 8:
-            raise ValueError("chunks need at least 8 tokens")
+            raise InvalidRequestError("chunks need at least 8 tokens")
         if not 0 <= self.overlap < self.max_tokens // 2:
-            raise ValueError("overlap must be at least 0 and less than half the chunk size")
+            raise InvalidRequestError("overlap must be at least 0 and less than half the chunk size")
         if self.min_tokens is not None and not 0 <= self.min_tokens <= self.max_tokens // 2:
-            raise ValueError("min_tokens must be at least 0 and at most half the chunk size")
+            raise InvalidRequestError("min_tokens must be at least 0 and at most half the chunk size")
 
     @property
     def smallest(self) -> int:

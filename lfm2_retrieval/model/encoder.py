@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from lfm2_core import LFM2Model, load_backbone, resolve_model_dir, save_backbone
 from lfm2_core.model import native_bf16_available
 
-from .colbert_config import DENSE_TYPES, ColBERTConfig, read_modules, write_modules
+from .config import DENSE_TYPES, ColBERTConfig, read_modules, write_modules
 from .tokenization import ColBERTTokenizer
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}

@@ -1,4 +1,6 @@
-"""A teacher's embeddings of every training text, computed once and kept on disk.
+"""Dense encoders (multilingual-e5-small, sentence-transformers folders) and their embeddings
+of every text, computed once and kept on disk: the teachers of training, the dense baselines of
+evaluation.
 
 A strong teacher is slow on a CPU (multilingual-e5-small: about 9 paragraphs/s on 2 cores),
 while a student step needs the teacher's view of 100 texts. So each text is embedded once, in
@@ -11,7 +13,7 @@ digests of the texts) and `vectors` (float16). A shard is written to a temporary
 and renamed, so the cache is made of complete shards only: a build killed at any moment resumes
 where the last shard ended, in this session or a later one.
 
-    from lfm2_retrieval.training.teacher_cache import TeacherCache, E5Encoder
+    from lfm2_retrieval.model.dense import TeacherCache, E5Encoder
     cache = TeacherCache(E5Encoder(threads=2))
     cache.fill(texts, "passage")               # resumable, with a progress bar
     vectors = cache.get(texts, "passage")      # [n, 384] float32, unit length

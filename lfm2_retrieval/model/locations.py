@@ -1,7 +1,5 @@
-"""Where things are by default: the indexes folder and the embedded default model.
+"""Where the model comes from when none is named.
 
-    --index default        ->  $LFM2_SEARCH_INDEXES/default   (./indexes/default unless set)
-    --index ./some/folder  ->  that folder
     --model (omitted)      ->  $LFM2_SEARCH_MODEL, else the model shipped inside the package
 """
 
@@ -10,27 +8,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_INDEX = "default"
-INDEXES_ENV = "LFM2_SEARCH_INDEXES"
+from ..errors import ModelUnavailableError
+
 MODEL_ENV = "LFM2_SEARCH_MODEL"
-EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+EMBEDDED_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
-class NoModelError(RuntimeError):
+class NoModelError(ModelUnavailableError):
     """No model was named and none is embedded or configured."""
-
-
-def indexes_home() -> Path:
-    return Path(os.environ.get(INDEXES_ENV, "indexes"))
-
-
-def resolve_index_path(name_or_path: str | os.PathLike | None) -> Path:
-    """A bare name is a folder under the indexes home; anything path-like is used as it is."""
-    value = str(name_or_path) if name_or_path else DEFAULT_INDEX
-    path = Path(value)
-    if path.is_absolute() or os.sep in value or value.startswith(".") or path.exists():
-        return path
-    return indexes_home() / value
 
 
 def embedded_model_available() -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InvalidRequestError
+
 Ranking = Sequence[tuple[str, float]]  # (id, score), best first
 RRF_K = 60
 MODES = ("semantic", "lexical", "hybrid")
@@ -43,7 +45,7 @@ def _normalized(ranking: Ranking) -> dict[str, float]:
 
 def interpolate(semantic: Ranking, lexical: Ranking, alpha: float) -> list[tuple[str, float]]:
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError("alpha must be between 0 and 1")
+        raise InvalidRequestError("alpha must be between 0 and 1")
     sem, lex = _normalized(semantic), _normalized(lexical)
     fused = {d: alpha * sem.get(d, 0.0) + (1 - alpha) * lex.get(d, 0.0) for d in sem.keys() | lex.keys()}
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -54,14 +56,14 @@ def resolve(fusion: str | None = None, alpha: float | None = None) -> tuple[str,
     if fusion is None:
         fusion = "interpolation" if alpha is not None else DEFAULT_FUSION
     if fusion not in FUSIONS:
-        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}")
+        raise InvalidRequestError(f"fusion must be one of {', '.join(FUSIONS)}")
     if fusion == "rrf":
         if alpha is not None:
-            raise ValueError("alpha applies to interpolation, not to rrf")
+            raise InvalidRequestError("alpha applies to interpolation, not to rrf")
         return fusion, None
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError("alpha must be between 0 and 1")
+        raise InvalidRequestError("alpha must be between 0 and 1")
     return fusion, alpha
 
 

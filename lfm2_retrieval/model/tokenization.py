@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from .colbert_config import ColBERTConfig
+from .config import ColBERTConfig
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .tokenizer_training import train_byte_level_bpe
+from lfm2_retrieval.model.tokenizer_training import train_byte_level_bpe
 
 TINY_SHAPE: dict[str, Any] = dict(
     hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,

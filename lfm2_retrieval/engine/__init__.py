@@ -1,0 +1,12 @@
+"""Documents <-> chunks: the search engine over one index and one encoder. It chunks documents
+(chunking.py), labels their language (language.py), fuses semantic and lexical rankings
+(fusion.py), explains matches (explain.py), and is the only writer of an index: the CLI, the
+ingestion pipeline and the HTTP API all change an index through its writing sessions."""
+
+from .documents import RESERVED_METADATA, DocumentSummary, PreparedChunk, TextDocument
+from .engine import SearchEngine, WriteSummary
+from .session import WriteSession
+from ..index.filters import validate as validate_filter
+
+__all__ = ["RESERVED_METADATA", "DocumentSummary", "PreparedChunk", "SearchEngine", "TextDocument", "WriteSession",
+           "WriteSummary", "validate_filter"]

@@ -1,0 +1,413 @@
+"""A searchable collection of documents: one index, one encoder, and the chunking between them.
+
+    engine = SearchEngine.open("indexes/default", create=True)   # the embedded model by default
+    engine.upsert([TextDocument("faq", long_text, {"lang": "en"})])
+    hits = engine.search(["how do I reset it?"], k=5)[0]
+
+Users add documents; the index stores their chunks (documents.py). The engine is the one door to
+an index: searching (semantic, lexical, hybrid; per chunk or per document), reading what is
+stored, and writing through sessions (session.py) that the CLI, the ingestion pipeline and the
+HTTP API all use. The model loads on first need, so commands that only read or delete stored
+chunks (info, list, delete, optimize) never pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DocumentExistsError, IndexFolderError, IndexLockedError, InvalidDocumentError, InvalidRequestError
+from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, SearchParams, check_index, repair_index
+from ..index.writer import merge_candidates
+from ..model.encoder import ColBERTEncoder
+from ..model.locations import default_model, model_source
+from .chunking import Chunker, ChunkingOptions
+from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text
+from .fusion import FUSION_DEPTH, MODES, fuse, resolve
+from .session import WriteSession
+
+
+@dataclass
+class WriteSummary:
+    documents: int
+    chunks: int
+    commit: int
+
+
+# Per-document results come from a deeper list of chunks: a document's chunks crowd the top of
+# a chunk ranking (one long page can fill it), so k documents need several times k chunks.
+CHUNKS_PER_DOCUMENT = 5
+MAX_POOL = 1000
+
+
+def one_per_document(hits: Sequence[Hit], k: int) -> list[Hit]:
+    """The best chunk of each document, best documents first, each with `matched_chunks` in its
+    metadata: how many of the document's chunks the ranked list held."""
+    best: dict[str, Hit] = {}
+    counts: dict[str, int] = {}
+    for hit in hits:
+        doc = str(hit.metadata.get("doc_id", hit.id))
+        counts[doc] = counts.get(doc, 0) + 1
+        best.setdefault(doc, hit)
+    return [Hit(h.id, h.score, h.text, {**h.metadata, "matched_chunks": counts[doc]})
+            for doc, h in list(best.items())[:k]]
+
+
+class SearchEngine:
+    def __init__(self, index: MultiVectorIndex, encoder: ColBERTEncoder | None = None,
+                 chunking: ChunkingOptions | None = None, model: str | None = None, dtype: str = "float32") -> None:
+        """`encoder`, or the model to load when one is first needed: `model`, else the one the
+        index was built with, else the default (model/locations.py)."""
+        self.index = index
+        self._encoder = encoder
+        self._model, self._dtype = model, dtype
+        self._chunking_asked = chunking
+        self._chunker: Chunker | None = None
+        self._loading = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer per process; flock guards between processes
+        self._refreshed_at = time.monotonic()
+        # Small writes (one segment each) are merged in the background, one merge at a time.
+        self.auto_merge = True
+        self._merging = threading.Lock()
+        if encoder is not None:
+            index.check_compatible(encoder.dim, encoder.fingerprint)
+
+    @classmethod
+    def open(cls, index_path: str | Path, model: str | None = None, create: bool = False, nbits: int = 4,
+             chunking: ChunkingOptions | None = None, dtype: str = "float32") -> "SearchEngine":
+        """Open an index with the model it was built with (or `model`); create it if asked."""
+        index_path = Path(index_path)
+        if (index_path / "manifest.json").exists():
+            return cls(MultiVectorIndex(index_path), chunking=chunking, model=model, dtype=dtype)
+        if not create:
+            raise IndexFolderError(f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`")
+        name = model or default_model()
+        encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
+        index = MultiVectorIndex.create(index_path, dim=encoder.dim, nbits=nbits, exist_ok=True,
+                                        model_fingerprint=encoder.fingerprint, model_source=model_source(name))
+        return cls(index, encoder, chunking)
+
+    @property
+    def encoder(self) -> ColBERTEncoder:
+        """The model, loaded on first use and checked against the index's vectors."""
+        if self._encoder is None:
+            with self._loading:
+                if self._encoder is None:
+                    name = self._model or self.index.manifest.model_source or default_model()
+                    encoder = ColBERTEncoder.from_pretrained(name, dtype=self._dtype)
+                    self.index.check_compatible(encoder.dim, encoder.fingerprint)
+                    self._encoder = encoder
+        return self._encoder
+
+    @property
+    def chunking(self) -> ChunkingOptions:
+        return (self._chunking_asked or ChunkingOptions()).fitted_to(self.encoder.config.document_length)
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            self._chunker = Chunker(self.encoder.tokenizer.tokenizer, self.chunking)
+        return self._chunker
+
+    # ------------------------------------------------------------------ what is stored
+    @property
+    def path(self) -> Path:
+        return self.index.path
+
+    @property
+    def commit(self) -> int:
+        return self.index.commit
+
+    def __len__(self) -> int:
+        """Stored chunks."""
+        return len(self.index)
+
+    @property
+    def counts(self) -> Counts:
+        return self.index.manifest.counts
+
+    @property
+    def model_source(self) -> str | None:
+        """The model the index was built with, as recorded in it."""
+        return self.index.manifest.model_source
+
+    @property
+    def segment_count(self) -> int:
+        return len(self.index.manifest.segments)
+
+    def refresh(self, max_age: float = 0.0) -> None:
+        """See commits made since the last look (by this process or another one)."""
+        if time.monotonic() - self._refreshed_at >= max_age:
+            self.index.refresh()
+            self._refreshed_at = time.monotonic()
+
+    def stats(self) -> dict[str, Any]:
+        """What `lfm2-search info` shows: documents and chunks, tokens, segments, codec, model, size."""
+        documents, sources = set(), set()
+        for chunk, meta in self.index.scan_metadata(["source", "doc_id"]):
+            documents.add(meta["doc_id"] or chunk)  # a chunk stored without a document is its own
+            sources.add(meta["source"])
+        return {"path": str(self.path), "documents": len(documents), **self.index.stats(),
+                "model": self.model_source, "source files": len(sources - {None, ""})}
+
+    def documents(self) -> list[DocumentSummary]:
+        """Every stored document, in storage order, with its chunk count."""
+        docs: dict[str, DocumentSummary] = {}
+        for cid, meta in self.index.scan_metadata(["doc_id", "source", "title"]):
+            key = meta["doc_id"] or cid
+            entry = docs.setdefault(key, DocumentSummary(key, 0, meta["source"], meta["title"]))
+            entry.chunks += 1
+        return list(docs.values())
+
+    def chunk_metadata(self, keys: Sequence[str], filter: dict | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
+        """(chunk id, {key: value}) of every stored chunk matching `filter`, reading only metadata."""
+        return self.index.scan_metadata(keys, filter)
+
+    def chunks(self, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
+        """Stored chunks (id, text, metadata) in storage order."""
+        return self.index.iter_chunks(offset, limit)
+
+    def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The stored chunk ids of each document (documents with none are left out)."""
+        wanted = list(dict.fromkeys(doc_ids))
+        out: dict[str, list[str]] = {}
+        if wanted:
+            for cid, meta in self.index.scan_metadata(["doc_id"], {"doc_id": {"$in": wanted}}):
+                out.setdefault(meta["doc_id"], []).append(cid)
+        return out
+
+    def field_values(self, max_values: int, exclude: Iterable[str] = ()) -> dict[str, list[tuple[Any, int]]]:
+        """{field: [(value, chunks), ...] most frequent first} for every metadata field whose values
+        are few labels (strings, booleans, integers; at most `max_values` of them): what a search
+        page can offer as filters."""
+        skip = set(exclude)
+        keys = sorted({name for seg in self.index.snapshot.segments for name in seg.metadata_table.column_names
+                       if name not in skip and not name.startswith("__")})
+        counts: dict[str, dict] = {k: {} for k in keys}
+        for _, meta in self.index.scan_metadata(keys):
+            for key, value in meta.items():
+                values = counts.get(key)
+                if values is None or value is None or isinstance(value, float):
+                    continue
+                values[value] = values.get(value, 0) + 1
+                if len(values) > max_values:
+                    del counts[key]  # too many values to choose from: not a label
+        return {k: sorted(v.items(), key=lambda kv: -kv[1]) for k, v in counts.items() if v}
+
+    @staticmethod
+    def commit_of(index_path: str | Path) -> int | None:
+        """The commit an index folder is at, read without opening it (None: no readable index)."""
+        try:
+            return Manifest.read(Path(index_path)).commit
+        except Exception:  # noqa: BLE001 - missing or damaged: no commit to name
+            return None
+
+    @staticmethod
+    def check(index_path: str | Path, full: bool = False) -> CheckReport:
+        """`lfm2-search check`: works on an index too damaged to open."""
+        return check_index(index_path, full=full)
+
+    @staticmethod
+    def repair(index_path: str | Path, report: CheckReport) -> dict[str, Any]:
+        """`lfm2-search check --repair`: a new commit without the damaged parts of `report`."""
+        return repair_index(index_path, report)
+
+    # ------------------------------------------------------------------ searching
+    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
+        texts = [clean_text(q) for q in queries]
+        for q in texts:
+            if not q.strip():
+                raise InvalidRequestError("a query must contain some text")
+        return self.encoder.encode_queries(texts)
+
+    def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
+               alpha: float | None = None, fusion: str | None = None, per_document: bool = False) -> list[list[Hit]]:
+        """Top-k chunks per query. mode: hybrid (the default: MaxSim and BM25, fused), semantic
+        (MaxSim) or lexical (BM25). Hybrid fuses by `fusion` "rrf" (reciprocal rank fusion) or
+        "interpolation" of normalised scores with semantic weight `alpha`; neither means the
+        default of lfm2_retrieval.engine.fusion.
+        per_document: the top-k documents instead, each as its best chunk (one_per_document)."""
+        if mode not in MODES:
+            raise InvalidRequestError(f"mode must be one of {', '.join(MODES)}")
+        resolve(fusion, alpha)  # bad fusion settings fail before any work
+        vectors = self.encode_queries(queries) if mode != "lexical" else None
+        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, fusion=fusion, texts=queries,
+                                   per_document=per_document)
+
+    def search_encoded(self, vectors: list[np.ndarray] | None, k: int = 10, filter: dict | None = None,
+                       mode: str = "hybrid", alpha: float | None = None, fusion: str | None = None,
+                       texts: Sequence[str] | None = None, per_document: bool = False) -> list[list[Hit]]:
+        """Search with query vectors already encoded (and the query texts, for lexical modes)."""
+        if per_document:
+            return self._per_document(vectors, k, filter, mode, alpha, fusion, texts)
+        self.refresh(max_age=0.5)
+        if mode == "semantic":
+            return self.index.search(vectors, k=k, filter=filter)
+        if texts is None:
+            raise InvalidRequestError(f"{mode} search needs the query texts")
+        texts = [clean_text(t) for t in texts]
+        if mode == "lexical":
+            return self.index.search_lexical(texts, k=k, filter=filter)
+        fusion, alpha = resolve(fusion, alpha)
+        depth = max(k, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
+        # The semantic side keeps the search effort of k: its exact stage already scores far
+        # more than `depth` documents, so the deeper list costs nothing extra.
+        effort = SearchParams.for_k(k, self.index.manifest.nbits)
+        semantic = self.index.search(vectors, k=depth, filter=filter, params=effort)
+        lexical = self.index.search_lexical(texts, k=depth, filter=filter)
+        out = []
+        for sem, lex in zip(semantic, lexical):
+            by_id = {h.id: h for h in [*lex, *sem]}
+            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], fusion, alpha)[:k]
+            out.append([Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score in fused])
+        return out
+
+    def _per_document(self, vectors, k, filter, mode, alpha, fusion, texts) -> list[list[Hit]]:
+        """Rank chunks deeper than k, keep each document's best; deepen (to MAX_POOL chunks) while
+        a query's list came back full yet holds fewer than k documents."""
+        n = len(vectors) if vectors is not None else len(texts)
+        out: list[list[Hit] | None] = [None] * n
+        depth = min(MAX_POOL, k * CHUNKS_PER_DOCUMENT)
+        todo = list(range(n))
+        while todo:
+            pool = self.search_encoded(None if vectors is None else [vectors[i] for i in todo], depth, filter, mode,
+                                       alpha, fusion, None if texts is None else [texts[i] for i in todo])
+            again = []
+            for i, hits in zip(todo, pool):
+                out[i] = one_per_document(hits, k)
+                if len(out[i]) < k and len(hits) == depth and depth < MAX_POOL:
+                    again.append(i)
+            todo, depth = again, min(MAX_POOL, depth * 4)
+        return out
+
+    def explain_hits(self, query: str, hits: Sequence[Hit], query_vectors: np.ndarray | None = None) -> list[list]:
+        """For each hit, why it matched: each query token's best token of the chunk (explain.py),
+        from the vectors the index stored."""
+        from .explain import explain
+
+        if query_vectors is None:
+            query_vectors = self.encode_queries([query])[0]
+        stored = self.index.vectors([h.id for h in hits])
+        return [[] if v is None else explain(self.encoder, query, query_vectors, h.text, v)
+                for h, v in zip(hits, stored)]
+
+    # ------------------------------------------------------------------ preparing documents
+    def prepare(self, doc: TextDocument) -> list[PreparedChunk]:
+        """A document's chunks with their ids and metadata (documents.chunk_document)."""
+        return chunk_document(doc, self.chunker)
+
+    def encode_chunks(self, chunks: Sequence[PreparedChunk]) -> list[np.ndarray]:
+        return self.encoder.encode_documents([c.text for c in chunks])
+
+    # ------------------------------------------------------------------ writing
+    def writing(self, expected_tokens: int | None = None, timeout: float = 10.0, merge: bool = True) -> WriteSession:
+        """A writing session (session.py): the one way to change the index. Waits up to `timeout`
+        seconds for another writer (in this process or another) before IndexLockedError.
+
+        expected_tokens: for a first build streamed over several batches, about how many tokens
+        will come, so the codec gets as many centroids as the whole collection calls for.
+        merge: after the commit, merge segments in the background if there are too many (a
+        caller that commits many times in a row merges once at its end instead)."""
+        if not self._write_lock.acquire(timeout=max(timeout, 0.0)):
+            raise IndexLockedError(f"index {self.path} is being written by another thread of this process")
+        try:
+            writer = self.index.writer(expected_tokens=expected_tokens, timeout=timeout)
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+        def closed(committed: bool) -> None:
+            self._refreshed_at = time.monotonic()
+            self._write_lock.release()
+            if committed and merge:
+                self._merge_in_background()
+
+        return WriteSession(self.index, writer, closed)
+
+    def upsert(self, documents: Sequence[TextDocument], replace: bool = True, timeout: float = 10.0) -> WriteSummary:
+        """Add documents, replacing earlier versions of the same ids, in one atomic commit.
+
+        With replace=False an id that already exists raises DocumentExistsError and nothing is
+        written. Encoding happens before the writer lock is taken, so other writers wait only
+        for the commit."""
+        ids = [d.id for d in documents]
+        if len(set(ids)) != len(ids):
+            raise InvalidDocumentError("the same document id appears twice in one request")
+        prepared = [self.prepare(d) for d in documents]
+        for doc, doc_chunks in zip(documents, prepared):
+            if not doc_chunks:
+                raise InvalidDocumentError(f"document {doc.id!r} has no text")
+        chunks = [c for doc_chunks in prepared for c in doc_chunks]
+        vectors = self.encode_chunks(chunks) if chunks else []
+        with self.writing(timeout=timeout) as session:
+            old = session.chunk_ids(ids)
+            if old and not replace:
+                raise DocumentExistsError(f"{len(old)} document id(s) already exist (e.g. {next(iter(old))!r})")
+            session.delete_chunks(cid for cids in old.values() for cid in cids)
+            session.add(chunks, vectors)
+        return WriteSummary(len(documents), len(chunks), self.commit)
+
+    def delete(self, ids: Sequence[str], timeout: float = 10.0) -> int:
+        """Delete documents (all their chunks) or single chunks by id in one commit; returns the
+        chunks deleted (0: nothing matched, and no commit was made). See WriteSession.delete."""
+        with self.writing(timeout=timeout) as session:
+            return session.delete(ids)
+
+    def optimize(self, reencode: bool = False, nbits: int | None = None, timeout: float = 10.0) -> None:
+        """Merge every segment into one, drop deleted chunks for good, retrain the codec; with
+        `reencode` the vectors come fresh from the model instead of the stored ones."""
+        with self._holding_write_lock(timeout):
+            self.index.optimize(reencode=self.encoder.encode_documents if reencode else None, nbits=nbits)
+
+    def merge_segments(self, timeout: float = 0.0) -> int:
+        """Tiered merging now (see MultiVectorIndex.merge_segments); returns segments merged away."""
+        merged = 0
+        with self._holding_write_lock(timeout):
+            while n := self.index.merge_segments(timeout=timeout):
+                merged += n
+        return merged
+
+    @contextmanager
+    def _holding_write_lock(self, timeout: float):
+        if not self._write_lock.acquire(timeout=max(timeout, 0.0)):
+            raise IndexLockedError(f"index {self.path} is being written by another thread of this process")
+        try:
+            yield
+        finally:
+            self._refreshed_at = time.monotonic()
+            self._write_lock.release()
+
+    def _merge_in_background(self) -> None:
+        """Start a tiered merge in a thread when the index has too many segments; a merge already
+        running, or another writer, means this one is skipped (the next write retries)."""
+        if not self.auto_merge or not merge_candidates(self.index.manifest.segments):
+            return
+        if not self._merging.acquire(blocking=False):
+            return
+
+        def merge() -> None:
+            try:
+                self.merge_segments(timeout=0.0)
+            except IndexLockedError:
+                pass  # someone else is writing; the next write tries again
+            except Exception:  # noqa: BLE001 - a failed merge leaves the last commit; never the caller's problem
+                logging.getLogger(__name__).exception("background merge failed; the index keeps its segments")
+            finally:
+                self._merging.release()
+
+        self._merge_thread = threading.Thread(target=merge, name="lfm2-search-merge", daemon=True)
+        self._merge_thread.start()
+
+    def wait_for_merges(self, timeout: float | None = None) -> None:
+        """Block until a background merge (if any) has finished."""
+        thread = getattr(self, "_merge_thread", None)
+        if thread is not None:
+            thread.join(timeout)

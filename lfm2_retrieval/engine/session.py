@@ -1,0 +1,109 @@
+"""A writing session: the changes of one commit, staged under the index's writer lock.
+
+    with engine.writing() as session:
+        session.delete(["old-doc"])               # a document (all its chunks), or one chunk
+        session.add(chunks, vectors)              # prepared chunks and their token vectors
+    # leaving the block commits atomically; an exception rolls everything back
+
+One session at a time per index, across processes (a file lock) and threads. The CLI, the
+ingestion pipeline and the HTTP API all change an index through a session; nothing else in
+the package opens an index writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .documents import PreparedChunk
+
+if TYPE_CHECKING:
+    from ..index import IndexWriter, MultiVectorIndex
+
+
+class WriteSession:
+    def __init__(self, index: "MultiVectorIndex", writer: "IndexWriter", on_close: Callable[[bool], None]) -> None:
+        self._index, self._writer, self._on_close = index, writer, on_close
+        self.deleted = 0  # chunks deleted by this session
+        self.added = 0  # chunks added
+        self.closed = False
+
+    def __enter__(self) -> "WriteSession":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # ------------------------------------------------------------------ reading, as of the lock
+    def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The stored chunk ids of each document, read under the lock (so no other writer can
+        change them before this session commits). Documents with none are left out."""
+        wanted = list(dict.fromkeys(doc_ids))
+        out: dict[str, list[str]] = {}
+        if wanted:
+            for cid, meta in self._index.scan_metadata(["doc_id"], {"doc_id": {"$in": wanted}}):
+                out.setdefault(meta["doc_id"], []).append(cid)
+        return out
+
+    def chunk_ids_where(self, filter: dict[str, Any]) -> list[str]:
+        return self._index.ids_where(filter)
+
+    # ------------------------------------------------------------------ changes
+    def add(self, chunks: Sequence[PreparedChunk], vectors: Sequence[np.ndarray]) -> None:
+        """Stage new chunks (their ids must not be stored yet: delete old versions first)."""
+        if chunks:
+            self._writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
+            self.added += len(chunks)
+
+    def delete_chunks(self, chunk_ids: Iterable[str]) -> int:
+        """Stage the deletion of chunks by chunk id; returns how many were stored."""
+        n = self._writer.delete(list(chunk_ids))
+        self.deleted += n
+        return n
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete documents (all their chunks) or single chunks by id; returns chunks deleted.
+
+        An id that names a document means that document only: "X#1" deletes the document
+        "X#1", never chunk 1 of a document "X" as well. An id that names no document may name
+        a chunk."""
+        documents = self.chunk_ids(ids)
+        targets = [cid for cids in documents.values() for cid in cids]
+        return self.delete_chunks(targets + [i for i in dict.fromkeys(ids) if i not in documents])
+
+    def delete_where(self, filter: dict[str, Any]) -> int:
+        """Delete every chunk whose metadata matches `filter` (e.g. {"source": path})."""
+        return self.delete_chunks(self.chunk_ids_where(filter))
+
+    @property
+    def has_changes(self) -> bool:
+        return self._writer.has_changes
+
+    # ------------------------------------------------------------------ ending
+    def commit(self) -> int:
+        """Publish the staged changes atomically (no new commit when nothing changed); returns
+        the index's commit number. A session ends once: later calls do nothing."""
+        if not self.closed:
+            self.closed = True
+            try:
+                changed = self._writer.has_changes
+                self._writer.commit()  # on failure it rolls back and re-raises
+            except BaseException:
+                self._on_close(False)
+                raise
+            self._on_close(changed)
+        return self._index.commit
+
+    def abort(self) -> None:
+        """Drop the staged changes; the index stays at its last commit."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self._writer.abort()
+            finally:
+                self._on_close(False)

@@ -1,0 +1,133 @@
+"""`lfm2-search check` and `check --repair`: prove an index sound, or drop what is damaged.
+
+check_index verifies the current commit: the cheap checks of opening and, with `full`, every
+checksum, record, inverted-file list and BM25 index, then the counts. repair_index makes a new
+commit without the damaged parts; it never deletes anything silently (it reports what it
+dropped and which source files the next `lfm2-search index` run will read again).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexDamagedError, IndexFolderError
+from .integrity import CheckReport, Problem, check_segment_fully, crc32_of
+from .manifest import MANIFEST, Counts, Manifest
+from .snapshot import open_codec, open_segment
+from .storage import WriterLock, load_npy
+from .writer import collect_garbage
+
+
+def check_index(path: str | Path, full: bool = False) -> CheckReport:
+    """Every part of the index's current commit, checked: the cheap checks of opening, and with
+    `full` every checksum, record, inverted-file list and BM25 index; then the counts."""
+    path = Path(path)
+    try:
+        manifest = Manifest.read(path)
+    except IndexDamagedError as exc:
+        report = CheckReport(commit=-1, full=full)
+        report.problems.append(Problem(exc.part, exc.problem))
+        return report
+    report = CheckReport(commit=manifest.commit, full=full)
+    codec = None
+    if manifest.codec:
+        try:
+            codec = open_codec(path, manifest)
+            bad = [rel for rel, (_, crc) in manifest.codec_files.items()
+                   if full and crc32_of(path / manifest.codec / rel) != crc]
+            if bad:
+                raise IndexDamagedError(path, f"{manifest.codec}/{bad[0]}", "checksum mismatch")
+            report.checked.append(manifest.codec)
+        except IndexDamagedError as exc:
+            report.problems.append(Problem(exc.part, exc.problem))
+    tombstones = np.empty(0, np.int64)
+    if manifest.tombstones:
+        try:
+            crc = manifest.tombstones_checksum
+            if full and crc is not None and crc32_of(path / manifest.tombstones) != crc:
+                raise ValueError("checksum mismatch")
+            tombstones = load_npy(path / manifest.tombstones)
+            report.checked.append(manifest.tombstones)
+        except Exception as exc:  # noqa: BLE001 - unreadable deletions are damage
+            report.problems.append(Problem(manifest.tombstones, f"the deletions do not load ({exc})"))
+    live_chunks = 0
+    for entry in manifest.segments:
+        try:
+            seg = open_segment(path, entry, codec)
+        except (IndexDamagedError, FileNotFoundError) as exc:
+            report.problems.append(Problem(getattr(exc, "part", f"segments/{entry.name}"),
+                                           getattr(exc, "problem", "missing")))
+            continue
+        problems = check_segment_fully(seg, seg.info) if full else []
+        if problems:
+            report.problems += problems
+            continue
+        report.checked.append(f"segments/{entry.name}")
+        live_chunks += int(np.sum(~np.isin(seg.internal_ids, tombstones))) if len(tombstones) else seg.n_docs
+    if not report.problems and live_chunks != manifest.counts.chunks:
+        report.problems.append(Problem(MANIFEST, f"counts {manifest.counts.chunks} chunks, the segments "
+                                                 f"hold {live_chunks}"))
+    return report
+
+
+def repair_index(path: str | Path, report: CheckReport, timeout: float = 10.0) -> dict[str, Any]:
+    """A new commit without what `report` found damaged: damaged segments are dropped (with a
+    damaged codec or deletion list, every segment: their vectors or deletions cannot be trusted),
+    counts are recomputed. What was dropped is returned, with the source files it held where they
+    can still be read, so the next `lfm2-search index` run indexes them again."""
+    path = Path(path)
+    lock = WriterLock(path)
+    lock.acquire(timeout)
+    try:
+        manifest = Manifest.read(path)
+        if manifest.commit != report.commit:
+            raise IndexFolderError(f"index {path} changed since it was checked (commit {report.commit} -> "
+                                   f"{manifest.commit}); run `lfm2-search check` again")
+        damaged = set(report.damaged_segments)
+        everything = any(not p.part.startswith("segments/") for p in report.problems)
+        keep = [] if everything else [s for s in manifest.segments if s.name not in damaged]
+        dropped = [s.name for s in manifest.segments if s not in keep]
+        new = manifest.copy()
+        new.segments, new.commit, new.updated_at = keep, manifest.commit + 1, time.time()
+        codec_ok = manifest.codec and not any(p.part.startswith(manifest.codec) for p in report.problems)
+        if not codec_ok:
+            new.codec, new.codec_files = None, {}
+        tombstones = np.empty(0, np.int64)
+        if manifest.tombstones and not everything:
+            tombstones = load_npy(path / manifest.tombstones)
+        elif manifest.tombstones:
+            new.tombstones, new.tombstones_checksum = None, None
+        codec = open_codec(path, new) if new.codec else None
+        chunks = tokens = 0
+        for entry in keep:
+            seg = open_segment(path, entry, codec)
+            live = ~np.isin(seg.internal_ids, tombstones) if len(tombstones) else np.ones(seg.n_docs, bool)
+            chunks += int(live.sum())
+            tokens += int(np.diff(np.asarray(seg.doc_offsets, dtype=np.int64))[live].sum())
+        new.counts = Counts(chunks=chunks, tokens=tokens, deleted=manifest.counts.deleted)
+        sources = _sources_of(path, dropped)
+        new.write(path)
+        collect_garbage(path, new)
+    finally:
+        lock.release()
+    return {"commit": new.commit, "dropped_segments": dropped, "chunks": chunks, "sources": sources}
+
+
+def _sources_of(path: Path, segments: list[str]) -> list[str] | None:
+    """The `source` files of the chunks in these segments (None where they cannot be read)."""
+    found: set[str] = set()
+    for name in segments:
+        try:
+            import pyarrow.parquet as pq
+
+            for meta in pq.read_table(path / "segments" / name / "docs.parquet", columns=["metadata"]).column(0).to_pylist():
+                if source := json.loads(meta or "{}").get("source"):
+                    found.add(source)
+        except Exception:  # noqa: BLE001 - a damaged table: the sources stay unknown
+            return None
+    return sorted(found)

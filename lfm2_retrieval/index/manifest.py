@@ -1,0 +1,115 @@
+"""The manifest: the one file that says what an index's current commit is.
+
+`manifest.json` names the codec, the segments, the deletions and the counts of one complete
+snapshot. Writers build a new Manifest and replace the file atomically (storage.write_json_atomic);
+readers load it and open exactly the files it names.
+
+On disk, format 2 (and 1) call a stored row a "document" (`counts.documents`, a segment's
+`n_docs`); in code a row is a chunk. The names on disk are kept, so that indexes of every
+release stay readable by every other release that knows their format.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import IndexDamagedError, IndexFolderError
+from .storage import write_json_atomic
+
+# 2: inverted-file lists Elias-Fano coded (segment.py). Format-1 segments read unchanged; a
+# commit marks the index 2, so an older version refuses it clearly instead of failing on files.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Counts:
+    chunks: int = 0  # live rows
+    tokens: int = 0  # their token vectors
+    deleted: int = 0  # rows deleted but still in segments (until a merge or optimize drops them)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "Counts":
+        return cls(chunks=raw.get("documents", 0), tokens=raw.get("tokens", 0), deleted=raw.get("deleted", 0))
+
+    def to_json(self) -> dict[str, int]:
+        return {"documents": self.chunks, "tokens": self.tokens, "deleted": self.deleted}
+
+
+@dataclass
+class SegmentEntry:
+    name: str
+    n_chunks: int
+    n_tokens: int
+    checksum: int | None = None  # CRC32 of its segment.json (integrity.py)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "SegmentEntry":
+        return cls(raw["name"], raw["n_docs"], raw["n_tokens"], raw.get("checksum"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "n_docs": self.n_chunks, "n_tokens": self.n_tokens, "checksum": self.checksum}
+
+
+@dataclass
+class Manifest:
+    dim: int
+    nbits: int
+    format_version: int = FORMAT_VERSION
+    commit: int = 0
+    model_fingerprint: str | None = None  # vectors of another model are refused
+    model_source: str | None = None  # where that model comes from, so tools can load it unasked
+    num_centroids: int | None = None  # fixed by the creator, else chosen from the first build's size
+    codec: str | None = None  # folder of the codec (None until the first chunks arrive)
+    codec_files: dict[str, list[int]] = field(default_factory=dict)  # relative path -> [size, CRC32]
+    segments: list[SegmentEntry] = field(default_factory=list)
+    tombstones: str | None = None  # .npy of deleted internal ids
+    tombstones_checksum: int | None = None
+    next_internal_id: int = 0
+    next_file: int = 1
+    counts: Counts = field(default_factory=Counts)
+    updated_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "Manifest":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["counts"] = Counts.from_json(raw.get("counts", {}))
+        values["segments"] = [SegmentEntry.from_json(s) for s in raw.get("segments", [])]
+        values["codec_files"] = dict(raw.get("codec_files") or {})
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["counts"] = self.counts.to_json()
+        out["segments"] = [s.to_json() for s in self.segments]
+        return out
+
+    def copy(self) -> "Manifest":
+        return copy.deepcopy(self)
+
+    @classmethod
+    def read(cls, index_path: Path) -> "Manifest":
+        """The current commit's manifest; a clear error when it is missing, damaged or too new."""
+        try:
+            raw = json.loads((index_path / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IndexFolderError(f"no index at {index_path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexDamagedError(index_path, MANIFEST, f"not valid JSON ({type(exc).__name__})") from None
+        if raw.get("format_version") not in READABLE_FORMATS:
+            raise IndexFolderError(f"index format {raw.get('format_version')} is not supported "
+                                   f"(this version reads formats {', '.join(map(str, READABLE_FORMATS))})")
+        try:
+            return cls.from_json(raw)
+        except (KeyError, TypeError) as exc:
+            raise IndexDamagedError(index_path, MANIFEST, f"a field is missing or malformed ({exc})") from None
+
+    def write(self, index_path: Path) -> None:
+        write_json_atomic(index_path / MANIFEST, self.to_json())

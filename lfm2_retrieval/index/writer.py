@@ -1,0 +1,375 @@
+"""The writer: the only way an index changes, one commit at a time.
+
+    with index.writer() as w:                  # one writer at a time (a file lock)
+        w.add(ids, vectors, texts, metadata)   # vectors: one [n_tokens, dim] array per chunk
+        w.delete(["old-id"])
+    # leaving the block commits atomically; an exception rolls everything back
+
+A commit writes new files only (a segment, a codec, a deletion list), makes them durable, then
+replaces manifest.json atomically: a reader sees the old commit or the new one, never a mix, and
+a writer killed at any moment leaves the last commit intact (its files are collected later).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .codec import ResidualCodec, default_num_centroids
+from .integrity import crc32_of, folder_checksums
+from .manifest import FORMAT_VERSION, Counts, Manifest, SegmentEntry
+from .segment import DocumentBatch, SegmentWriter
+from .snapshot import Snapshot
+from .storage import WriterLock, load_npy, publish_dir
+
+# Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one.
+MAX_SEGMENTS = 10
+MERGE_FACTOR = 8
+# Tokens buffered to train the codec when an empty index receives its first chunks.
+CODEC_TRAINING_TOKENS = 1 << 20
+MAX_CODEC_SAMPLE = 1 << 21
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: die like `kill -9` here when LFM2_SEARCH_CRASH_AT names this point."""
+    if os.environ.get("LFM2_SEARCH_CRASH_AT") == name:
+        os._exit(137)
+
+
+class IndexWriter:
+    """The only way an index changes. Use as a context manager; nothing is visible until commit."""
+
+    def __init__(self, path: Path, open_latest: Callable[[], Snapshot], expected_tokens: int | None = None,
+                 timeout: float = 0.0) -> None:
+        """path: the index folder; open_latest: moves the index's reader to the newest commit
+        and returns that snapshot (called once the lock is held, and after committing)."""
+        self.path, self._open_latest = path, open_latest
+        self.expected_tokens = expected_tokens or 0
+        self.lock = WriterLock(path)
+        self.lock.acquire(timeout)
+        try:
+            self.base = open_latest()
+            # Leftovers of a writer that died mid-commit are unreferenced: remove them first.
+            collect_garbage(path, self.base.manifest)
+            self.manifest = self.base.manifest.copy()  # the next commit's, changed as work is staged
+            self.codec = self.base.codec
+            self._where: dict[str, int] | None = None  # external id -> internal id (live)
+            self._deleted: set[int] = set()
+            self._tokens: dict[int, int] | None = None  # internal id -> token count, built on a first delete
+            self._staged_tokens: dict[int, int] = {}  # the same for documents added by this writer
+            self._merged: set[str] = set()  # segments a merge replaces
+            self._new_segments: list[SegmentEntry] = []
+            self._seg_writer: SegmentWriter | None = None
+            self._pending: list[DocumentBatch] = []  # buffered until a codec exists
+            self._pending_ids: list[np.ndarray] = []
+            self._replace_all = False
+            self.closed = False
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # ------------------------------------------------------------------ id bookkeeping
+    def _live_ids(self) -> dict[str, int]:
+        if self._where is None:
+            where: dict[str, int] = {}
+            for seg, live in zip(self.base.segments, self.base.live):
+                for local, (ext, internal) in enumerate(zip(seg.external_ids, seg.internal_ids.tolist())):
+                    if live is None or live[local]:
+                        where[ext] = internal
+            self._where = where
+        return self._where
+
+    def _next_internal_ids(self, n: int) -> np.ndarray:
+        start = self.manifest.next_internal_id
+        self.manifest.next_internal_id = start + n
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def _next_name(self, prefix: str) -> str:
+        while True:
+            n = self.manifest.next_file
+            self.manifest.next_file = n + 1
+            name = f"{prefix}-{n:06d}"
+            if not any((d / f).exists() for d in (self.path, self.path / "segments")
+                       for f in (name, name + ".npy")):
+                return name
+
+    # ------------------------------------------------------------------ changes
+    def add(self, ids: Sequence[str], vectors: Sequence[np.ndarray], texts: Sequence[str] | None = None,
+            metadata: Sequence[dict[str, Any]] | None = None, *, replace: bool = False) -> None:
+        """Stage new documents; ids must be new unless `replace` (upsert)."""
+        self._check_open()
+        ids = [str(i) for i in ids]
+        batch = DocumentBatch(ids, [np.asarray(v, dtype=np.float32) for v in vectors],
+                              list(texts) if texts is not None else [""] * len(ids),
+                              [dict(m or {}) for m in metadata] if metadata is not None else [{} for _ in ids])
+        self._validate(batch)
+        where = self._live_ids()
+        existing = [i for i in ids if i in where]
+        if existing and not replace:
+            raise ValueError(f"{len(existing)} ids already exist (e.g. {existing[0]!r}); use upsert to replace them")
+        for doc_id in existing:
+            self._forget(where.pop(doc_id))
+        internal = self._next_internal_ids(len(ids))
+        where.update(zip(ids, internal.tolist()))
+        self._staged_tokens.update(zip(internal.tolist(), (len(v) for v in batch.vectors)))
+        self.manifest.counts.chunks += len(ids) - len(existing)
+        self.manifest.counts.deleted += len(existing)
+        self.manifest.counts.tokens += sum(len(v) for v in batch.vectors)
+        self._stage(batch, internal)
+
+    def _forget(self, internal: int) -> None:
+        """Stage the deletion of a live document, its tokens out of the counts."""
+        if self._tokens is None:
+            self._tokens = {}
+            for seg in self.base.segments:
+                lengths = np.diff(np.asarray(seg.doc_offsets, dtype=np.int64))
+                self._tokens.update(zip(seg.internal_ids.tolist(), lengths.tolist()))
+        self._deleted.add(internal)
+        tokens = self._staged_tokens.pop(internal, None)
+        self.manifest.counts.tokens -= self._tokens.get(internal, 0) if tokens is None else tokens
+
+    def upsert(self, ids, vectors, texts=None, metadata=None) -> None:
+        self.add(ids, vectors, texts, metadata, replace=True)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Stage deletions; returns how many of the ids existed (others are ignored)."""
+        self._check_open()
+        where = self._live_ids()
+        n = 0
+        for doc_id in dict.fromkeys(str(i) for i in ids):
+            internal = where.pop(doc_id, None)
+            if internal is not None:
+                self._forget(internal)
+                n += 1
+        self.manifest.counts.chunks -= n
+        self.manifest.counts.deleted += n
+        return n
+
+    def _validate(self, batch: DocumentBatch) -> None:
+        if len(set(batch.ids)) != len(batch.ids):
+            raise ValueError("duplicate ids in one call")
+        dim = self.manifest.dim
+        for doc_id, v in zip(batch.ids, batch.vectors):
+            if v.ndim != 2 or v.shape[1] != dim:
+                raise ValueError(f"document {doc_id!r}: vectors must be [n_tokens, {dim}], got {v.shape}")
+            if len(v) == 0:
+                raise ValueError(f"document {doc_id!r} has no token vectors")
+            if not np.isfinite(v).all():
+                raise ValueError(f"document {doc_id!r} has NaN or infinite values")
+
+    def _stage(self, batch: DocumentBatch, internal: np.ndarray) -> None:
+        if self.codec is None:
+            self._pending.append(batch)
+            self._pending_ids.append(internal)
+            if sum(len(v) for b in self._pending for v in b.vectors) >= CODEC_TRAINING_TOKENS:
+                self._train_codec_from_pending()
+            return
+        if self._seg_writer is None:
+            self._seg_writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
+        self._seg_writer.add(batch, internal)
+
+    def _train_codec_from_pending(self) -> None:
+        vectors = np.concatenate([v for b in self._pending for v in b.vectors])
+        n_tokens = max(len(vectors), self.manifest.counts.tokens, self.expected_tokens)
+        k = self.manifest.num_centroids or default_num_centroids(n_tokens)
+        if len(vectors) > MAX_CODEC_SAMPLE:
+            vectors = vectors[np.random.default_rng(0).choice(len(vectors), MAX_CODEC_SAMPLE, replace=False)]
+        self.codec = ResidualCodec.train(vectors, self.manifest.nbits, num_centroids=k)
+        name = self._next_name("codec")
+        self.codec.save(self.path / f"{name}.tmp")
+        self.manifest.codec_files = folder_checksums(self.path / f"{name}.tmp")
+        publish_dir(self.path / f"{name}.tmp", self.path / name)  # durable before a commit names it
+        self.manifest.codec = name
+        pending, pending_ids = self._pending, self._pending_ids
+        self._pending, self._pending_ids = [], []
+        for batch, internal in zip(pending, pending_ids):
+            self._stage(batch, internal)
+
+    def rebuild(self, reencode, nbits: int | None) -> None:
+        """Stage a full rewrite: every live document into a fresh codec and one segment."""
+        self._check_open()
+        if self._new_segments or self._pending or self._seg_writer:
+            raise RuntimeError("optimize must be the only change of its commit")
+        snap = self.base
+        # Reset to an empty index first, then stream documents back in: the new codec trains
+        # on the first ~1M tokens and the rest go straight to the new segment.
+        self._replace_all = True
+        self.codec = None
+        self.manifest.codec, self.manifest.codec_files = None, {}
+        self.manifest.nbits = nbits or self.manifest.nbits
+        self.manifest.tombstones, self.manifest.tombstones_checksum = None, None
+        self.manifest.counts = Counts()
+        self._where, self._deleted = {}, set()
+        self.expected_tokens = max(self.expected_tokens, snap.manifest.counts.tokens)
+        for seg, live in zip(snap.segments, snap.live):
+            local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
+            for start in range(0, len(local), 4096):
+                part = local[start:start + 4096]
+                docs = seg.documents(part)
+                texts = [d["text"] for d in docs]
+                if reencode is not None:
+                    vectors = reencode(texts)
+                else:
+                    positions, counts = seg.token_ranges(part)
+                    flat = snap.codec.decompress(seg.codes[positions], seg.residuals[positions])
+                    vectors = np.split(flat, np.cumsum(counts)[:-1])
+                self.add([d["id"] for d in docs], vectors, texts, [d["metadata"] for d in docs])
+        if self.codec is None and self._pending:
+            self._train_codec_from_pending()
+
+    def merge(self, names: Sequence[str]) -> int:
+        """Stage a merge: the live documents of these segments copied, codes and residuals as
+        they are (the same codec), into one new segment that replaces them. Returns the
+        documents copied. Deleted documents are left behind for good."""
+        self._check_open()
+        if self._replace_all or self._seg_writer is not None or self._pending:
+            raise RuntimeError("a merge must be the only change of its commit")
+        chosen = [(seg, live) for seg, live in zip(self.base.segments, self.base.live) if seg.name in set(names)]
+        if len(chosen) < 2 or self.codec is None:
+            return 0
+        writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
+        copied = 0
+        try:
+            for seg, live in chosen:
+                local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
+                for start in range(0, len(local), 4096):
+                    part = local[start:start + 4096]
+                    docs = seg.documents(part)
+                    positions, counts = seg.token_ranges(part)
+                    batch = DocumentBatch([d["id"] for d in docs], [np.empty((int(n), 0)) for n in counts],
+                                          [d["text"] for d in docs], [d["metadata"] for d in docs])
+                    writer.add_encoded(batch, seg.internal_ids[part], seg.codes[positions],
+                                       seg.residuals[positions], counts.tolist())
+                    copied += len(part)
+            info = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        self._merged = {seg.name for seg, _ in chosen}
+        self._new_segments.append(_entry(info))
+        gone = sum(seg.n_docs for seg, _ in chosen) - copied
+        self.manifest.counts.deleted = max(0, self.manifest.counts.deleted - gone)
+        return copied
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether committing would change anything."""
+        return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all)
+
+    # ------------------------------------------------------------------ commit
+    def commit(self) -> None:
+        """Publish staged changes atomically, then release the lock."""
+        self._check_open()
+        if not self.has_changes and self.base.commit > 0:
+            self._close()  # nothing staged (e.g. deleting ids that do not exist): no new commit
+            return
+        try:
+            if self._pending:
+                self._train_codec_from_pending()
+            if self._seg_writer is not None:
+                info = self._seg_writer.finish()
+                self._seg_writer = None
+                self._new_segments.append(_entry(info))
+                _crash_point("segment-written")
+            old = [] if self._replace_all else [s for s in self.base.manifest.segments if s.name not in self._merged]
+            self.manifest.segments = old + self._new_segments
+            if self._deleted and not self._replace_all:
+                previous = (load_npy(self.path / self.base.manifest.tombstones)
+                            if self.base.manifest.tombstones else np.empty(0, np.int64))
+                tombstones = np.union1d(previous, np.fromiter(self._deleted, np.int64))
+                name = self._next_name("tombstones") + ".npy"
+                tmp = self.path / f".{name}.tmp"
+                with open(tmp, "wb") as f:
+                    np.save(f, tombstones)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path / name)
+                self.manifest.tombstones = name
+                self.manifest.tombstones_checksum = crc32_of(self.path / name)
+                _crash_point("tombstones-written")
+            self.manifest.commit = self.base.commit + 1
+            self.manifest.format_version = FORMAT_VERSION
+            self.manifest.updated_at = time.time()
+            _crash_point("before-manifest")
+            self.manifest.write(self.path)
+            _crash_point("after-manifest")
+            self._open_latest()
+            collect_garbage(self.path, self.manifest)
+        except BaseException:
+            self.abort()
+            raise
+        self._close()
+
+    def abort(self) -> None:
+        """Drop staged changes; the index stays at its last commit."""
+        if self.closed:
+            return
+        try:
+            if self._seg_writer is not None:
+                self._seg_writer.abort()
+            collect_garbage(self.path, self.base.manifest)
+        finally:
+            # Released whatever clean-up met (a full disk, no file handles left): a writer that
+            # failed must never keep every later writer out until the process ends.
+            self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        self.lock.release()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this writer has already committed or aborted")
+
+
+def merge_candidates(segments: Sequence[SegmentEntry], max_segments: int | None = None) -> list[str]:
+    """The segments a tiered merge takes now: the MERGE_FACTOR smallest (by documents), if there
+    are more than `max_segments`."""
+    max_segments = MAX_SEGMENTS if max_segments is None else max_segments
+    if len(segments) <= max_segments:
+        return []
+    smallest = sorted(segments, key=lambda s: (s.n_chunks, s.name))[:max(2, MERGE_FACTOR)]
+    return [s.name for s in smallest]
+
+def _entry(info: dict[str, Any]) -> SegmentEntry:
+    """A finished segment (SegmentWriter.finish) as the manifest lists it."""
+    return SegmentEntry(info["name"], info["n_docs"], info["n_tokens"], info["checksum"])
+
+
+_MANAGED = re.compile(r"^(codec-\d+|tombstones-\d+\.npy|\..*\.tmp(-\d+)?|codec-\d+\.tmp)$")
+
+
+def collect_garbage(path: Path, manifest: Manifest) -> None:
+    """Remove files of older commits and of crashed writers (called with the lock held).
+
+    Readers that still use an older snapshot keep working: their files are open or mapped,
+    and unlinking does not take the data away from them.
+    """
+    keep = {manifest.codec, manifest.tombstones}
+    for entry in path.iterdir():
+        if entry.name in keep or not _MANAGED.match(entry.name):
+            continue
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    live_segments = {s.name for s in manifest.segments}
+    segments_dir = path / "segments"
+    if segments_dir.exists():
+        for entry in segments_dir.iterdir():
+            if entry.name not in live_segments:
+                shutil.rmtree(entry, ignore_errors=True)
