@@ -119,9 +119,13 @@ def _batches_by_tokens(order: list[int], lengths: list[int], batch_size: int, ma
         yield batch
 
 
-class ColBERTEncoder:
+class ColBERTEncoder(nn.Module):
+    """Texts -> token vectors. `forward` is the one forward pass: inference (encode_queries,
+    encode_documents) and training call it alike."""
+
     def __init__(self, backbone: LFM2Model, dense: list[Dense], tokenizer: ColBERTTokenizer,
                  config: ColBERTConfig, source_dir: Path | None = None) -> None:
+        super().__init__()
         self.backbone = backbone.eval()
         self.dense = nn.ModuleList(dense).eval()
         self.tokenizer = tokenizer
@@ -220,22 +224,40 @@ class ColBERTEncoder:
         return self._fingerprint
 
     # ------------------------------------------------------------------ the forward pass
-    @torch.inference_mode()
-    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray | None, state_mask: np.ndarray | None = None) -> torch.Tensor:
-        ids = torch.from_numpy(input_ids)
-        mask = None if attention_mask is None else torch.from_numpy(attention_mask)
-        state = None if state_mask is None else torch.from_numpy(state_mask)
-        hidden = self.backbone(ids, mask, state_mask=state)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                state_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token vectors [batch, tokens, dim], L2-normalised, in fp32.
+
+        attention_mask: 1 where a token may be attended to (None: every token; for a causal
+        right-padded batch real tokens never see padding, so None takes the fused causal path).
+        state_mask: which tokens feed the short convolutions (see lfm2_core.model)."""
+        hidden = self.backbone(input_ids, attention_mask, state_mask=state_mask)
         for layer in self.dense:
             hidden = layer(hidden)
-        return hidden
+        return F.normalize(hidden.float(), p=2, dim=-1)
+
+    def query_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
+        """(forward's arguments, keep mask) for queries."""
+        batch = self.tokenizer.queries(texts)
+        # Bidirectional retrievers read the expansion tokens as inputs; causal LFM2 zeroes
+        # them in the convolution as transformers does for batches of two or more.
+        state = torch.ones_like(torch.from_numpy(batch.attention_mask)) if self.backbone.config.bidirectional else None
+        return ({"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": torch.from_numpy(batch.attention_mask),
+                 "state_mask": state}, torch.from_numpy(batch.keep).bool())
+
+    def document_inputs(self, token_ids: list[np.ndarray]) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
+        """(forward's arguments, keep mask) for documents' token ids (tokenizer.documents)."""
+        batch = self.tokenizer.document_batch(token_ids)
+        # Causal and right-padded: real tokens never see padding, so no mask is needed and
+        # attention takes its fused causal path. Padded outputs are discarded.
+        mask = torch.from_numpy(batch.attention_mask) if self.backbone.config.bidirectional else None
+        return {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": mask}, torch.from_numpy(batch.keep).bool()
 
     @staticmethod
-    def _split_normalized(vectors: torch.Tensor, keep: np.ndarray) -> list[np.ndarray]:
-        """Kept token vectors of each row, L2-normalised in fp32."""
-        flat = vectors[torch.from_numpy(keep.astype(bool))].float()
-        flat = F.normalize(flat, p=2, dim=-1).numpy()
-        return np.split(flat, np.cumsum(keep.sum(axis=1))[:-1])
+    def _split(vectors: torch.Tensor, keep: torch.Tensor) -> list[np.ndarray]:
+        """The kept token vectors of each row."""
+        flat = vectors[keep].numpy()
+        return np.split(flat, np.cumsum(keep.sum(dim=1).numpy())[:-1])
 
     # ------------------------------------------------------------------ public encoding API
     def encode_queries(self, queries: list[str], batch_size: int = 64, show_progress: bool = False) -> list[np.ndarray]:
@@ -243,13 +265,10 @@ class ColBERTEncoder:
         out: list[np.ndarray] = []
         bar = tqdm(total=len(queries), desc="Encoding queries", unit="query", disable=not show_progress)
         for start in range(0, len(queries), batch_size):
-            batch = self.tokenizer.queries(list(queries[start:start + batch_size]))
-            # Bidirectional retrievers read the expansion tokens as inputs; causal LFM2 zeroes
-            # them in the convolution as transformers does for batches of two or more.
-            state = np.ones_like(batch.attention_mask) if self.backbone.config.bidirectional else None
-            vectors = self._forward(batch.input_ids, batch.attention_mask, state)
-            out.extend(self._split_normalized(vectors, batch.keep))
-            bar.update(len(batch.input_ids))
+            inputs, keep = self.query_inputs(list(queries[start:start + batch_size]))
+            with torch.inference_mode():
+                out.extend(self._split(self(**inputs), keep))
+            bar.update(len(keep))
         bar.close()
         return out
 
@@ -276,21 +295,10 @@ class ColBERTEncoder:
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         results: list[np.ndarray | None] = [None] * len(texts)
         for batch in _batches_by_tokens(order, lengths, batch_size, max_tokens):
-            width = lengths[batch[0]]
-            ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                ids[row, : lengths[i]] = token_ids[i]
-                mask[row, : lengths[i]] = 1
-            keep = mask.astype(bool) & self.tokenizer.document_keep_mask(ids)
-            if self.backbone.config.bidirectional:
-                vectors = self._forward(ids, mask)
-            else:
-                # Causal and right-padded: real tokens never see padding, so no mask is needed
-                # and attention takes its fused causal path. Padded outputs are discarded.
-                vectors = self._forward(ids, None)
-            for i, vecs in zip(batch, self._split_normalized(vectors, keep)):
-                results[i] = vecs
+            inputs, keep = self.document_inputs([token_ids[i] for i in batch])
+            with torch.inference_mode():
+                for i, vecs in zip(batch, self._split(self(**inputs), keep)):
+                    results[i] = vecs
             bar.update(len(batch))
         return results  # type: ignore[return-value]
 

@@ -23,10 +23,24 @@ from .config import ColBERTConfig
 
 
 @dataclass
-class QueryBatch:
-    input_ids: np.ndarray  # [N, query_length] (or ragged lengths padded, without expansion)
+class TokenBatch:
+    """Texts as the model reads them: right-padded ids, what may be attended to, what is kept."""
+
+    input_ids: np.ndarray  # [N, L] int64
     attention_mask: np.ndarray  # [N, L], 1 where a token may be attended to
-    keep: np.ndarray  # [N, L], 1 where the token's vector is part of the query
+    keep: np.ndarray  # [N, L], 1 where the token's vector is part of the text's vectors
+
+
+def pad(sequences: list[np.ndarray] | list[list[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask): the sequences right-padded with `pad_id` to `width` (default: the longest),
+    and 1 where a real token is. The one padding routine of inference and training."""
+    width = max((len(s) for s in sequences), default=0) if width is None else width
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return ids, mask
 
 
 def _token_content(value: object) -> str | None:
@@ -118,28 +132,23 @@ class ColBERTTokenizer:
         """True where a document token keeps its vector (not in the skiplist)."""
         return ~np.isin(input_ids, self.skiplist_ids)
 
-    def queries(self, texts: list[str]) -> QueryBatch:
+    def document_batch(self, token_ids: list[np.ndarray]) -> TokenBatch:
+        """Documents' token ids (from `documents`) padded into one batch; padding and skiplist
+        tokens are not kept."""
+        ids, mask = pad(token_ids, self.pad_id)
+        return TokenBatch(ids, mask, (mask.astype(bool) & self.document_keep_mask(ids)).astype(np.int64))
+
+    def queries(self, texts: list[str]) -> TokenBatch:
         cfg = self.config
         if cfg.do_query_expansion:
             budget = cfg.query_length - (1 if self.query_prefix_id is not None else 0)
-            raw = self._tokenize(texts, budget, None)
-            lengths = np.array([len(s) for s in raw])
-            padded = np.full((len(raw), budget), self.pad_id, dtype=np.int64)
-            for row, seq in zip(padded, raw):
-                row[: len(seq)] = seq
-            mask = (np.arange(budget)[None, :] < lengths[:, None]).astype(np.int64)
+            padded, mask = pad(self._tokenize(texts, budget, None), self.pad_id, width=budget)
             if self.query_prefix_id is not None:
                 padded = np.insert(padded, 1, self.query_prefix_id, axis=1)
                 mask = np.insert(mask, 1, 1, axis=1)
             keep = np.ones_like(mask)
             if cfg.attend_to_expansion_tokens:
                 mask = np.ones_like(mask)
-            return QueryBatch(padded, mask, keep)
-        ids = self._tokenize(texts, cfg.query_length, self.query_prefix_id)
-        width = max(len(s) for s in ids)
-        padded = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros_like(padded)
-        for i, seq in enumerate(ids):
-            padded[i, : len(seq)] = seq
-            mask[i, : len(seq)] = 1
-        return QueryBatch(padded, mask, mask.copy())
+            return TokenBatch(padded, mask, keep)
+        padded, mask = pad(self._tokenize(texts, cfg.query_length, self.query_prefix_id), self.pad_id)
+        return TokenBatch(padded, mask, mask.copy())

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.encoder import ColBERTEncoder
+from ..model.tokenization import pad
 from ..model.tokenizer_training import PAD
 
 IGNORE = -100  # cross_entropy's ignore_index: positions that were not hidden
@@ -96,13 +97,7 @@ def pretrain(encoder: ColBERTEncoder, texts: list[str], steps: int, batch_size: 
         if len(order) < batch_size:
             order += order_rng.sample(range(len(texts)), len(texts))  # epochs of shuffled texts
         batch, order = [texts[i] for i in order[:batch_size]], order[batch_size:]
-        token_ids = tokenizer.documents(batch)
-        width = max(len(t) for t in token_ids)
-        ids = np.full((len(batch), width), tokenizer.pad_id, dtype=np.int64)
-        attention = np.zeros((len(batch), width), dtype=np.int64)
-        for row, seq in enumerate(token_ids):
-            ids[row, : len(seq)] = seq
-            attention[row, : len(seq)] = 1
+        ids, attention = pad(tokenizer.documents(batch), tokenizer.pad_id)
         inputs, labels = hide_tokens(ids, attention, mask_rate, protected, hide_with, rng)
         loss, accuracy = masked_lm_loss(encoder, inputs, attention, labels)
         optimizer.zero_grad(set_to_none=True)

@@ -150,30 +150,15 @@ def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None
 
 
 # ---------------------------------------------------------------------- differentiable encoding
-def _project(encoder: ColBERTEncoder, ids, mask, state=None) -> torch.Tensor:
-    hidden = encoder.backbone(torch.from_numpy(ids), torch.from_numpy(mask),
-                              state_mask=None if state is None else torch.from_numpy(state))
-    for layer in encoder.dense:
-        hidden = layer(hidden)
-    return torch.nn.functional.normalize(hidden.float(), p=2, dim=-1)
-
-
 def encode_queries_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = encoder.tokenizer.queries(texts)
-    state = np.ones_like(batch.attention_mask) if encoder.backbone.config.bidirectional else None
-    return _project(encoder, batch.input_ids, batch.attention_mask, state), torch.from_numpy(batch.keep)
+    """(token vectors [n, L, dim] with gradients, keep mask [n, L]): the encoder's own forward."""
+    inputs, keep = encoder.query_inputs(texts)
+    return encoder(**inputs), keep
 
 
 def encode_documents_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    ids_list = encoder.tokenizer.documents(texts)
-    width = max(len(t) for t in ids_list)
-    ids = np.full((len(ids_list), width), encoder.tokenizer.pad_id, dtype=np.int64)
-    mask = np.zeros((len(ids_list), width), dtype=np.int64)
-    for row, seq in enumerate(ids_list):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    keep = mask.astype(bool) & encoder.tokenizer.document_keep_mask(ids)
-    return _project(encoder, ids, mask), torch.from_numpy(keep)
+    inputs, keep = encoder.document_inputs(encoder.tokenizer.documents(texts))
+    return encoder(**inputs), keep
 
 
 # ---------------------------------------------------------------------- the loop
