@@ -14,6 +14,8 @@ import pytest
 
 from lfm2_retrieval.engine import SearchEngine, TextDocument
 
+pytestmark = pytest.mark.slow  # runs a live server
+
 SEARCHERS = 8
 WRITES = 25
 DOCS_PER_WRITE = 4

@@ -16,6 +16,8 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error,  
 from lfm2_retrieval.api import ApiSettings, create_app  # noqa: E402
 from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
 
+pytestmark = pytest.mark.slow  # generates requests from the OpenAPI schema (schemathesis)
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = int(__import__("os").environ.get("SCHEMATHESIS_EXAMPLES", 40))
 

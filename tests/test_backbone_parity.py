@@ -5,6 +5,8 @@ import torch
 
 from lfm2_core import LFM2Config, LFM2Model
 
+pytestmark = pytest.mark.slow  # checks parity against transformers
+
 transformers = pytest.importorskip("transformers")
 
 CONFIGS = {

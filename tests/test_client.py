@@ -10,6 +10,8 @@ from lfm2_retrieval.client import (ApiError, AsyncClient, Client, Conflict, Inva
                                    Unauthorized)
 from test_api_live import server  # noqa: F401 - the live-server fixture (uvicorn on 127.0.0.1)
 
+pytestmark = pytest.mark.slow  # runs a live server
+
 KEY = "live-key"
 DOCS = [{"id": "faq/1#a", "text": "Hold the reset button for five seconds to restart the router.", "metadata": {"lang": "en"}},
         {"id": "faq-2", "text": "Les clés de signature tournent chaque mois.", "metadata": {"lang": "fr"}}]

@@ -6,6 +6,8 @@ import torch
 
 from lfm2_retrieval import ColBERTEncoder
 
+pytestmark = pytest.mark.slow  # checks parity against pylate
+
 pylate_models = pytest.importorskip("pylate.models")
 
 QUERIES = ["What is a fox?", "  日本語のテキスト検索  ", "", "very long query " * 40,

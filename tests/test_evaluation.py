@@ -212,6 +212,7 @@ def test_lexical_tokens_for_unspaced_scripts():
     assert "東京" in tokenize("東京タワー") and "한국" in tokenize("한국어")
 
 
+@pytest.mark.slow
 def test_dev_suite_shares_nothing_with_the_evaluation_suite(shared_data, tmp_path):
     from lfm2_retrieval.evaluation.builders import build_atomically, build_dev_suite, build_local_suite
 

@@ -108,6 +108,7 @@ def test_lexical_scores_do_not_depend_on_how_the_index_is_split(tmp_path):
         assert split[doc_id] == pytest.approx(score, rel=1e-4), doc_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["segment-written", "before-manifest"])
 def test_crash_mid_commit_leaves_both_indexes_consistent(tmp_path, point):
     index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)

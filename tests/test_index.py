@@ -218,6 +218,7 @@ def test_empty_index_searches_to_nothing(tmp_path):
         MultiVectorIndex.create(tmp_path / "empty", dim=DIM)
 
 
+@pytest.mark.slow
 def test_bytes_per_token_at_nbits_2(tmp_path):
     docs = clustered_corpus(3000, dim=128, seed=5)
     idx = MultiVectorIndex.create(tmp_path / "size", dim=128, nbits=2)
@@ -272,6 +273,7 @@ def assert_consistent(path):
     return idx
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["segment-written", "tombstones-written", "before-manifest", "after-manifest"])
 def test_crash_at_every_commit_step_leaves_the_last_commit(tmp_path, point):
     path = tmp_path / "crash"
@@ -295,6 +297,7 @@ def test_crash_at_every_commit_step_leaves_the_last_commit(tmp_path, point):
     assert not [p for p in (path / "segments").iterdir() if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_corrupts(tmp_path):
     path = tmp_path / "kill"
     MultiVectorIndex.create(path, dim=DIM, nbits=2)
@@ -309,6 +312,7 @@ def test_kill_9_at_random_moments_never_corrupts(tmp_path):
     assert MultiVectorIndex(path).commit >= 6
 
 
+@pytest.mark.slow
 def test_readers_see_complete_snapshots_while_a_writer_commits(tmp_path):
     path = tmp_path / "live"
     MultiVectorIndex.create(path, dim=DIM, nbits=2)

@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from file_fixtures import write_corpus
 from lfm2_retrieval.engine.chunking import ChunkingOptions
 from lfm2_retrieval.engine import SearchEngine
@@ -133,6 +135,7 @@ Ingestor(engine, IngestOptions(commit_every_seconds=0, encode_batch_chunks=1)).r
 """
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_then_the_next_run_finishes(tmp_path, pylate_tiny_dir):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -7,6 +7,8 @@ import pytest
 from lfm2_retrieval.client import AsyncClient, Client, LocalClient
 from test_api_live import server  # noqa: F401 - the live-server fixture (uvicorn on 127.0.0.1)
 
+pytestmark = pytest.mark.slow  # runs a live server
+
 KEY = "live-key"
 DOCS = [{"id": "ops", "text": "Rotate the signing keys every month; keep the old ones a week.", "metadata": {"lang": "en"}},
         {"id": "faq", "text": "Hold the reset button for five seconds.", "metadata": {"lang": "en"}}]

@@ -15,6 +15,8 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts MCP servers as processes
+
 
 def structured(result):
     assert not result.is_error, result.content

@@ -14,6 +14,8 @@ import pytest
 
 from test_api_live import server  # noqa: F401 - the live-server fixture (uvicorn on 127.0.0.1, key "live-key")
 
+pytestmark = pytest.mark.slow  # runs a live server and a browser
+
 CHROMIUM = next((shutil.which(c) for c in ("chromium-headless-shell", "chromium", "chromium-browser")
                  if shutil.which(c)), None)
 SCREENSHOT = Path(__file__).resolve().parents[1] / "eval" / "out" / "search-page.png"

@@ -11,6 +11,8 @@ from lfm2_retrieval.training.data import Pair, inverse_cloze_pairs, split_senten
 from lfm2_retrieval.training.teacher import DenseTeacher, distillation_loss, mine_teacher_negatives
 from lfm2_retrieval.model.dense import TeacherCache, text_key
 
+pytestmark = pytest.mark.slow  # trains with teachers
+
 
 class CountingEmbedder:
     """A stand-in teacher: a seeded unit vector per (role, text); counts what it embeds."""

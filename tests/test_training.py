@@ -9,6 +9,8 @@ import torch
 from lfm2_retrieval.training import TrainConfig
 from lfm2_retrieval.training.loss import contrastive_loss, pairwise_maxsim
 
+pytestmark = pytest.mark.slow  # trains models
+
 
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "c.toml"
