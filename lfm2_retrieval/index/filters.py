@@ -8,7 +8,7 @@ A filter is a JSON object; every key must match (AND):
     {"source": {"$prefix": "/docs/ja/"}}    text starting with a prefix
     {"source": {"$glob": "*/guide/*.md"}}   text matching a shell pattern (`*` also crosses `/`; `?`, `[ab]`)
     {"$or": [{...}, {...}]}                 any of several filters
-A key absent from a document's metadata never matches (except under $ne / $nin).
+A key absent from a chunk's metadata never matches (except under $ne / $nin).
 """
 
 from __future__ import annotations

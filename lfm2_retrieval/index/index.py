@@ -112,7 +112,7 @@ class MultiVectorIndex:
                 "centroids": snap.codec.num_centroids if snap.codec else 0,
                 "model_fingerprint": m.model_fingerprint, "bytes_on_disk": disk}
 
-    # ------------------------------------------------------------------ reading documents
+    # ------------------------------------------------------------------ reading chunks
     def _locate(self, snap: Snapshot) -> dict[str, tuple[int, int]]:
         where = {}
         for s, (seg, live) in enumerate(zip(snap.segments, snap.live)):
@@ -128,7 +128,7 @@ class MultiVectorIndex:
         out: list[dict[str, Any] | None] = []
         for doc_id in ids:
             loc = where.get(doc_id)
-            out.append(None if loc is None else snap.segments[loc[0]].documents([loc[1]])[0])
+            out.append(None if loc is None else snap.segments[loc[0]].chunks([loc[1]])[0])
         return out
 
     def vectors(self, ids: Sequence[str]) -> list[np.ndarray | None]:
@@ -147,7 +147,7 @@ class MultiVectorIndex:
         return out
 
     def scan_metadata(self, keys: Sequence[str], filter: Filter | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
-        """(id, {key: value}) of every live document (matching `filter`), reading only metadata."""
+        """(id, {key: value}) of every live chunk (matching `filter`), reading only metadata."""
         if filter is not None:
             validate(filter)
         snap = self._snapshot
@@ -161,16 +161,16 @@ class MultiVectorIndex:
                 yield ids[i], {k: col[i] for k, col in zip(keys, columns)}
 
     def ids_where(self, filter: Filter) -> list[str]:
-        """Ids of the live documents whose metadata matches `filter`."""
+        """Ids of the live chunks whose metadata matches `filter`."""
         return [doc_id for doc_id, _ in self.scan_metadata([], filter)]
 
     def iter_chunks(self, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
-        """Live documents in storage order (id, text, metadata)."""
+        """Live chunks in storage order (id, text, metadata)."""
         snap, seen = self._snapshot, 0
         for seg, live in zip(snap.segments, snap.live):
             local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
             for start in range(0, len(local), 1024):
-                for doc in seg.documents(local[start:start + 1024]):
+                for doc in seg.chunks(local[start:start + 1024]):
                     if seen >= offset:
                         yield doc
                     seen += 1
@@ -180,7 +180,7 @@ class MultiVectorIndex:
     # ------------------------------------------------------------------ search
     def search(self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Filter | None = None,
                exhaustive: bool = False, params: SearchParams | None = None) -> list[list[Hit]] | list[Hit]:
-        """Top-k documents by MaxSim for one query ([n, dim] array) or a list of queries."""
+        """Top-k chunks by MaxSim for one query ([n, dim] array) or a list of queries."""
         single = isinstance(queries, np.ndarray) and queries.ndim == 2
         batch = [queries] if single else list(queries)
         if k < 1:
@@ -221,7 +221,7 @@ class MultiVectorIndex:
         return self._hits(snap, found, k)
 
     def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
-        """Top-k documents by BM25 for each query text (the lexical index of the same snapshot)."""
+        """Top-k chunks by BM25 for each query text (the lexical index of the same snapshot)."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if filter is not None:
@@ -261,13 +261,13 @@ class MultiVectorIndex:
 
     @staticmethod
     def _hits(snap: Snapshot, found: list[tuple[float, int, int]], k: int) -> list[Hit]:
-        """The best k of (score, segment, local document) as hits with their stored payload."""
+        """The best k of (score, segment, local chunk) as hits with their stored payload."""
         found.sort(key=lambda t: -t[0])
         found = found[:k]
         docs: dict[tuple[int, int], dict[str, Any]] = {}
         for s in {s for _, s, _ in found}:  # one read per segment, not per hit
             locals_ = [local for _, seg, local in found if seg == s]
-            docs.update(((s, local), doc) for local, doc in zip(locals_, snap.segments[s].documents(locals_)))
+            docs.update(((s, local), doc) for local, doc in zip(locals_, snap.segments[s].chunks(locals_)))
         return [Hit(docs[s, local]["id"], score, docs[s, local]["text"], docs[s, local]["metadata"])
                 for score, s, local in found]
 
@@ -286,7 +286,7 @@ class MultiVectorIndex:
         return IndexWriter(self.path, open_latest, expected_tokens, timeout)
 
     def add(self, ids, vectors, texts=None, metadata=None) -> int:
-        """Add documents in one commit; returns the commit number."""
+        """Add chunks in one commit; returns the commit number."""
         with self.writer() as w:
             w.add(ids, vectors, texts, metadata)
         return self.commit
@@ -297,13 +297,13 @@ class MultiVectorIndex:
         return self.commit
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Delete documents by id in one commit; returns how many existed."""
+        """Delete chunks by id in one commit; returns how many existed."""
         with self.writer() as w:
             return w.delete(ids)
 
     def merge_segments(self, max_segments: int = MAX_SEGMENTS, timeout: float = 0.0) -> int:
         """Tiered merging, as Lucene's: while the index has more than `max_segments` segments,
-        the MERGE_FACTOR smallest are copied into one (codes as they are, deleted documents
+        the MERGE_FACTOR smallest are copied into one (codes as they are, deleted chunks
         dropped) by a commit. Keeps open files and per-query work bounded however many small
         writes came in. Returns the segments merged away (0: nothing to do)."""
         chosen = merge_candidates(self._snapshot.manifest.segments, max_segments)
@@ -316,9 +316,9 @@ class MultiVectorIndex:
         return len(chosen)
 
     def optimize(self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None) -> None:
-        """Retrain the codec on all live documents and rewrite them into one segment.
+        """Retrain the codec on all live chunks and rewrite them into one segment.
 
-        Deleted documents are dropped for good. With `reencode` (texts -> token vectors, e.g.
+        Deleted chunks are dropped for good. With `reencode` (texts -> token vectors, e.g.
         an encoder's encode_documents) vectors come fresh from the model; without it they
         are the decompressed stored vectors, so their compression error is compounded.
         """

@@ -91,7 +91,7 @@ def segment_structure_problem(seg, num_centroids: int | None) -> Problem | None:
         return Problem(f"{where}/doc_offsets.npy", "token offsets are not a monotone cover of the segment's tokens")
     records = np.asarray(seg.record_offsets)
     if len(records) != seg.n_docs + 1 or np.any(np.diff(records.astype(np.int64)) < 0):
-        return Problem(f"{where}/record_offsets.npy", "record offsets are not monotone, one per document")
+        return Problem(f"{where}/record_offsets.npy", "record offsets are not monotone, one per chunk")
     if num_centroids is not None and seg.n_tokens and int(np.max(seg.codes)) >= num_centroids:
         return Problem(f"{where}/codes.bin", f"a token code is at least the number of centroids ({num_centroids})")
     if not seg._legacy_ivf:
@@ -116,12 +116,12 @@ def check_segment_fully(seg, info: dict[str, Any]) -> list[Problem]:
     try:
         ids = seg.external_ids
         if len(ids) != seg.n_docs or len(set(ids)) != len(ids):
-            problems.append(Problem(f"{where}/docs.parquet", "document ids are not one per document, unique"))
-        seg.documents(range(seg.n_docs))
+            problems.append(Problem(f"{where}/docs.parquet", "chunk ids are not one per chunk, unique"))
+        seg.chunks(range(seg.n_docs))
         if not seg._legacy_ivf:
             docs, _ = seg.ivf_lookup(np.arange(seg.ivf_index.shape[0] - 1))
             if len(docs) and (docs.min() < 0 or docs.max() >= max(seg.n_docs, 1)):
-                problems.append(Problem(f"{where}/ivf_lists.npy", "an inverted-file list names a document out of range"))
+                problems.append(Problem(f"{where}/ivf_lists.npy", "an inverted-file list names a chunk out of range"))
         seg.lexical  # noqa: B018 - loads the BM25 files
     except Exception as exc:  # noqa: BLE001 - any failure to read is damage, reported with its cause
         problems.append(Problem(where, f"unreadable: {type(exc).__name__}: {str(exc)[:200]}"))

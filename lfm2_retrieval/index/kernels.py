@@ -1,5 +1,5 @@
 """Compiled (numba) loops for the two scoring stages of a search that touch every token of
-many documents.
+many chunks.
 
 In numpy and torch each of these stages is several passes over arrays of tokens x dim or
 tokens x query tokens: gather the codes, gather rows of centroid scores, decompress into a new
@@ -8,14 +8,14 @@ operations per element, so the stages are bound by memory traffic and per-call o
 arithmetic. Here each token is read once and everything happens in registers and L1:
 
 - centroid_interaction: PLAID's approximate score, sum over query tokens of the best
-  centroid score among a document's tokens (pruned centroids come as rows of zeros).
+  centroid score among a chunk's tokens (pruned centroids come as rows of zeros).
 - exact_maxsim: decompress each token (centroid + bucket weights), L2-normalise it, dot it
-  with every query token, keep the best per query token; a document's score is their sum.
+  with every query token, keep the best per query token; a chunk's score is their sum.
 - probe_order: each query token's best centroids, from one pass over the centroid scores
   (torch.topk along the short axis of a [K, nq] array took longer than the matrix product).
 
 Both release the GIL (`nogil`), so concurrent searches run on separate cores, and both take
-documents as (start, end) token ranges of one segment. Compiled code is cached on disk after
+chunks as (start, end) token ranges of one segment. Compiled code is cached on disk after
 the first call of a process (numba's `cache=True`).
 """
 
@@ -33,7 +33,7 @@ _OPTIONS = dict(nogil=True, cache=True, fastmath=True, boundscheck=False, error_
 
 @numba.njit(**_OPTIONS)
 def _sum_of_best(best):  # pragma: no cover (compiled)
-    """A document's score: its best score per query token, summed (0 for a document of no token)."""
+    """A chunk's score: its best score per query token, summed (0 for a chunk of no token)."""
     total = np.float32(0.0)
     for a in range(len(best)):
         if best[a] > -np.inf:
@@ -133,7 +133,7 @@ def _probe_order(scores, nprobe, threshold, order, keep):  # pragma: no cover (c
         keep[c] = row_best >= threshold
 
 
-# Single-query latency: split a stage's documents across cores. The kernels hold no GIL, so
+# Single-query latency: split a stage's chunks across cores. The kernels hold no GIL, so
 # plain threads run them in parallel; under concurrent queries the split costs little.
 _WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="lfm2-search-kernel") if _WORKERS > 1 else None
@@ -155,7 +155,7 @@ def _run_split(kernel, args: tuple, starts: np.ndarray, ends: np.ndarray) -> np.
 
 
 def centroid_interaction(scores: np.ndarray, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Approximate MaxSim per document from centroid scores ([K, nq] float32, C order; pruned
+    """Approximate MaxSim per chunk from centroid scores ([K, nq] float32, C order; pruned
     centroids' rows zeroed) of the tokens in [starts[i], ends[i])."""
     return _run_split(_centroid_interaction, (scores, codes), starts, ends)
 
@@ -171,7 +171,7 @@ def probe_order(scores: np.ndarray, nprobe: int, threshold: float) -> tuple[np.n
 
 def exact_maxsim(q: np.ndarray, centroids: np.ndarray, table: np.ndarray, codes: np.ndarray,
                  residuals: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """MaxSim per document of q ([nq, dim]) against its decompressed, normalised tokens.
+    """MaxSim per chunk of q ([nq, dim]) against its decompressed, normalised tokens.
 
     table: the codec's [256, dims per byte] bucket weights of every packed byte value."""
     return _run_split(_exact_maxsim, (q, centroids, table, codes, residuals), starts, ends)

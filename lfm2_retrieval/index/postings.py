@@ -1,11 +1,11 @@
-"""The inverted file's document lists, Elias-Fano coded.
+"""The inverted file's chunk lists, Elias-Fano coded.
 
-For each centroid the sorted, distinct numbers of the segment's documents that have a token
+For each centroid the sorted, distinct numbers of the segment's chunks that have a token
 there. A list of n numbers below U costs n * L + n + (U >> L) < n * (L + 3) bits with
-L = floor(log2(U / n)), whatever their spread: about 13 bits an entry at a million documents and 65,536 centroids, where plain
-uint16 numbers (in 65,536-document blocks, the previous format) cost 16 and a block table on
+L = floor(log2(U / n)), whatever their spread: about 13 bits an entry at a million chunks and 65,536 centroids, where plain
+uint16 numbers (in 65,536-chunk blocks, the previous format) cost 16 and a block table on
 top. That difference is what keeps an nbits=2 index under 36 bytes per 128-d token at 1M
-documents. No library here codes posting lists for numpy/memory maps, so this is written out.
+chunks. No library here codes posting lists for numpy/memory maps, so this is written out.
 
 Each list is two byte-aligned parts, both sized by n and U alone:
     low   the L low bits of each number, packed back to back (little-endian bit order)

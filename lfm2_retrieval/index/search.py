@@ -3,22 +3,22 @@
 For one query (token vectors Q, [nq, dim]) and one segment, in three stages of narrowing work:
 
 1. Candidates. Centroid scores S = Q C^T. Each query token probes its `nprobe` best centroids
-   (doubled while that yields under half of `candidates` documents, as with selective filters);
-   the inverted file gives the documents with a token at any probed centroid. Each candidate
+   (doubled while that yields under half of `candidates` chunks, as with selective filters);
+   the inverted file gives the chunks with a token at any probed centroid. Each candidate
    gets a cheap bound from the probed centroids alone: sum_q max_{c probed, c in doc} S[q, c].
    The best `candidates` survive.
-2. Centroid interaction (PLAID). Every token of a surviving document is stood in for by its
+2. Centroid interaction (PLAID). Every token of a surviving chunk is stood in for by its
    centroid: sum_q max_t S[q, code[t]], with centroid pruning (centroids whose best score
    over the query is below `centroid_threshold` count as 0). The best `rerank` survive.
-3. Exact MaxSim on the decompressed (and L2-normalised) vectors of those documents; the top
+3. Exact MaxSim on the decompressed (and L2-normalised) vectors of those chunks; the top
    k are returned.
 
 The centroid scores, the pruning mask and each query token's best centroids are computed once
 per query (QueryPlan) and shared by all segments; stages 2 and 3 run as compiled loops
 (kernels.py) that read each token once.
 
-Filters and deletions arrive as a boolean mask over the segment's documents and remove
-documents before stage 1's scoring. When the mask leaves no more than `rerank` documents,
+Filters and deletions arrive as a boolean mask over the segment's chunks and remove
+chunks before stage 1's scoring. When the mask leaves no more than `rerank` chunks,
 they are all scored exactly (a selective filter never loses results to pruning).
 """
 
@@ -44,16 +44,16 @@ class SearchParams:
 
     @property
     def probe_target(self) -> int:
-        """Probing widens while it finds fewer documents than this: enough to fill the exact
+        """Probing widens while it finds fewer chunks than this: enough to fill the exact
         stage several times over (filters and sparse lists), without chasing `candidates`."""
         return self.probe_docs or min(self.candidates // 2, 4 * self.rerank)
 
     @classmethod
     def for_k(cls, k: int, nbits: int = 2) -> "SearchParams":
         """Defaults that widen with k (as PLAID's do), tuned on eval/bench_index.py: for k <= 10,
-        recall@10 0.99+ against the exhaustive search on synthetic 100k documents and on
+        recall@10 0.99+ against the exhaustive search on synthetic 100k chunks and on
         SciFact's real vectors. Unpruned centroid interaction ranks well enough that 128
-        documents suffice for the exact stage (with pruning at 0.3 it took 512). At nbits 4 the
+        chunks suffice for the exact stage (with pruning at 0.3 it took 512). At nbits 4 the
         exact scores are finer than the centroid ranking that feeds them, so the exact stage
         takes 160 (synthetic 100k: recall 0.986 -> 0.994 of exhaustive, p50 +0 to 1 ms) while
         probing keeps the target of 128 (following the rerank count up had cost +4 ms)."""
@@ -76,7 +76,7 @@ def similarities(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def maxsim_per_doc(sims: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """sims [n_tok, nq] for documents of `counts` consecutive tokens -> MaxSim score per document.
+    """sims [n_tok, nq] for chunks of `counts` consecutive tokens -> MaxSim score per chunk.
 
     A scatter-max into [n_docs, nq] (torch): 4x faster here than numpy's maximum.reduceat,
     which does not vectorise over the query axis, and than torch.segment_reduce.
@@ -125,7 +125,7 @@ def _top(scores: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.n
 
 def search_segment(segment: Segment, codec: ResidualCodec, q: np.ndarray, plan: QueryPlan,
                    allowed: np.ndarray | None, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
-    """(local document numbers, scores) of the best k allowed documents of one segment."""
+    """(local chunk numbers, scores) of the best k allowed chunks of one segment."""
     if segment.n_docs == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     n_allowed = segment.n_docs if allowed is None else int(allowed.sum())
@@ -172,7 +172,7 @@ def search_segment(segment: Segment, codec: ResidualCodec, q: np.ndarray, plan: 
 
 def exhaustive_segment(segment: Segment, codec: ResidualCodec, q: np.ndarray, allowed: np.ndarray | None,
                        k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact MaxSim against every allowed document (decompressed): no candidate pruning."""
+    """Exact MaxSim against every allowed chunk (decompressed): no candidate pruning."""
     docs = np.arange(segment.n_docs) if allowed is None else np.flatnonzero(allowed)
     if len(docs) == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)

@@ -1,20 +1,23 @@
-"""Immutable segments: the compressed token vectors, inverted file and document table of a batch
-of documents, written once and then only read (memory-mapped).
+"""Immutable segments: the compressed token vectors, inverted file and chunk table of a batch
+of chunks, written once and then only read (memory-mapped).
 
 Files of `seg-NNNNNN/`:
     codes.bin        centroid id of every token (uint16 or uint32)
     residuals.bin    packed residuals, [n_tokens, dim * nbits / 8] uint8
-    doc_offsets.npy  token range of each document, [n_docs + 1] uint32 (uint64 past 4G tokens)
+    doc_offsets.npy  token range of each chunk, [n_docs + 1] uint32 (uint64 past 4G tokens)
     ivf_index.npy    the inverted file: per centroid, where its entries and its bytes start in
-    ivf_lists.npy    the Elias-Fano coded lists of documents with a token at that centroid
-                     (postings.py; about 13 bits an entry at 1M documents)
+    ivf_lists.npy    the Elias-Fano coded lists of chunks with a token at that centroid
+                     (postings.py; about 13 bits an entry at 1M chunks)
     docs.parquet     id (external, string), internal_id (int64), text, metadata (JSON): the
-                     document table, read by column (ids, filters, optimize)
-    records.bin      the same documents as JSON records, back to back, with
+                     chunk table, read by column (ids, filters, optimize)
+    records.bin      the same chunks as JSON records, back to back, with
     record_offsets.npy  their byte ranges: O(1) random access for search hits (a Parquet
                      row-group read costs milliseconds; this costs microseconds)
-    bm25/            the BM25 index of the documents' texts (bm25s, memory-mapped)
+    bm25/            the BM25 index of the chunks' texts (bm25s, memory-mapped)
     segment.json     counts and dtypes
+
+A row is a chunk; the file and field names that say "doc" (doc_offsets, docs.parquet, n_docs)
+are the on-disk format's, kept so that every release reads every other's segments.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ DOC_SCHEMA = pa.schema([
 
 
 @dataclass
-class DocumentBatch:
-    """Documents ready to store: external ids, token vectors and their payload."""
+class ChunkBatch:
+    """Chunks ready to store: external ids, token vectors and their payload."""
 
     ids: list[str]
     vectors: list[np.ndarray]
@@ -66,7 +69,7 @@ class DocumentBatch:
 
 
 class SegmentWriter:
-    """Streams batches of documents into a new segment folder, then publishes it atomically."""
+    """Streams batches of chunks into a new segment folder, then publishes it atomically."""
 
     def __init__(self, index_dir: Path, name: str, codec: ResidualCodec) -> None:
         self.final_dir = index_dir / "segments" / name
@@ -84,20 +87,20 @@ class SegmentWriter:
         self._doclens: list[int] = []
         self.n_docs = 0
 
-    def add(self, batch: DocumentBatch, internal_ids: np.ndarray) -> None:
+    def add(self, batch: ChunkBatch, internal_ids: np.ndarray) -> None:
         lengths = [len(v) for v in batch.vectors]
         if any(n == 0 for n in lengths):
             empty = batch.ids[lengths.index(0)]
-            raise ValueError(f"document {empty!r} has no token vectors")
+            raise ValueError(f"chunk {empty!r} has no token vectors")
         flat = np.concatenate(batch.vectors).astype(np.float32, copy=False)
         if flat.shape[1] != self.codec.dim:
             raise ValueError(f"vectors have dimension {flat.shape[1]}, the index expects {self.codec.dim}")
         codes, packed = self.codec.compress(flat)
         self.add_encoded(batch, internal_ids, codes, packed, lengths)
 
-    def add_encoded(self, batch: DocumentBatch, internal_ids: np.ndarray, codes: np.ndarray, packed: np.ndarray,
+    def add_encoded(self, batch: ChunkBatch, internal_ids: np.ndarray, codes: np.ndarray, packed: np.ndarray,
                     lengths: list[int]) -> None:
-        """Documents already compressed by this codec (a merge copies them: no loss, no work)."""
+        """Chunks already compressed by this codec (a merge copies them: no loss, no work)."""
         self._codes.write(np.ascontiguousarray(codes, dtype=self.codec.code_dtype).tobytes())
         self._residuals.write(np.ascontiguousarray(packed).tobytes())
         self._doclens.extend(lengths)
@@ -135,7 +138,7 @@ class SegmentWriter:
         np.save(self.tmp_dir / "ivf_lists.npy", ivf_lists)
         info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]),
                 "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
-        # The lexical (BM25) index of the same documents, built from the stored texts and
+        # The lexical (BM25) index of the same chunks, built from the stored texts and
         # published with the segment: both change by the same atomic commit.
         texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
         BM25Index.build(texts).save(self.tmp_dir / LEXICAL_DIR)
@@ -159,15 +162,15 @@ class SegmentWriter:
 
 
 def build_ivf(codes: np.ndarray, doc_offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
-    """centroid -> distinct documents with a token there, Elias-Fano coded: (index, lists)."""
+    """centroid -> distinct chunks with a token there, Elias-Fano coded: (index, lists)."""
     n_docs = max(len(doc_offsets) - 1, 1)
     doc_of_token = np.repeat(np.arange(len(doc_offsets) - 1, dtype=np.int64), np.diff(doc_offsets.astype(np.int64)))
     pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of_token)  # sorted by centroid, then doc
     return postings.encode(pairs // n_docs, pairs % n_docs, num_centroids, n_docs)
 
 
-# Segments written before the Elias-Fano lists kept uint16 document numbers in blocks of
-# 65,536 documents (ivf_offsets.npy / ivf_docs.npy); they are still read as they are.
+# Segments written before the Elias-Fano lists kept uint16 chunk numbers in blocks of
+# 65,536 chunks (ivf_offsets.npy / ivf_docs.npy); they are still read as they are.
 LEGACY_IVF_BLOCK = 1 << 16
 
 
@@ -226,8 +229,8 @@ class Segment:
         keys = list(dict.fromkeys(k for row in rows for k in row))
         return pa.table({k: _metadata_column([row.get(k) for row in rows]) for k in keys})
 
-    def documents(self, local: Sequence[int]) -> list[dict[str, Any]]:
-        """id, text and metadata of local document numbers, in the order given."""
+    def chunks(self, local: Sequence[int]) -> list[dict[str, Any]]:
+        """id, text and metadata of local chunk numbers, in the order given."""
         out = []
         for i in local:
             start, stop = int(self.record_offsets[i]), int(self.record_offsets[i + 1])
@@ -239,13 +242,13 @@ class Segment:
         return out
 
     def token_ranges(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token positions of the given documents, concatenated, and each document's count."""
+        """Token positions of the given chunks, concatenated, and each chunk's count."""
         starts = self.doc_offsets[local].astype(np.int64)
         counts = self.doc_offsets[local + 1].astype(np.int64) - starts
         return concat_ranges(starts, counts), counts
 
     def ivf_lookup(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(document, centroid) pairs of the inverted-file lists of `centroids`."""
+        """(chunk, centroid) pairs of the inverted-file lists of `centroids`."""
         if not self._legacy_ivf:
             return postings.decode(self.ivf_index, self.ivf_lists, max(self.n_docs, 1), centroids)
         blocks = max(1, -(-self.n_docs // LEGACY_IVF_BLOCK))
@@ -259,9 +262,9 @@ class Segment:
 
 
 def _metadata_column(values: list[Any]) -> pa.Array:
-    """One metadata key as an Arrow column. Documents may disagree on a key's type (a year as
+    """One metadata key as an Arrow column. Chunks may disagree on a key's type (a year as
     2019 here, "2019" there): ints and floats then share a float column, and anything else
-    mixed falls back to JSON text, so one odd document never breaks filtering for the rest."""
+    mixed falls back to JSON text, so one odd chunk never breaks filtering for the rest."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):

@@ -26,7 +26,7 @@ import numpy as np
 from .codec import ResidualCodec, default_num_centroids
 from .integrity import crc32_of, folder_checksums
 from .manifest import FORMAT_VERSION, Counts, Manifest, SegmentEntry
-from .segment import DocumentBatch, SegmentWriter
+from .segment import ChunkBatch, SegmentWriter
 from .snapshot import Snapshot
 from .storage import WriterLock, load_npy, publish_dir
 
@@ -64,11 +64,11 @@ class IndexWriter:
             self._where: dict[str, int] | None = None  # external id -> internal id (live)
             self._deleted: set[int] = set()
             self._tokens: dict[int, int] | None = None  # internal id -> token count, built on a first delete
-            self._staged_tokens: dict[int, int] = {}  # the same for documents added by this writer
+            self._staged_tokens: dict[int, int] = {}  # the same for chunks added by this writer
             self._merged: set[str] = set()  # segments a merge replaces
             self._new_segments: list[SegmentEntry] = []
             self._seg_writer: SegmentWriter | None = None
-            self._pending: list[DocumentBatch] = []  # buffered until a codec exists
+            self._pending: list[ChunkBatch] = []  # buffered until a codec exists
             self._pending_ids: list[np.ndarray] = []
             self._replace_all = False
             self.closed = False
@@ -113,10 +113,10 @@ class IndexWriter:
     # ------------------------------------------------------------------ changes
     def add(self, ids: Sequence[str], vectors: Sequence[np.ndarray], texts: Sequence[str] | None = None,
             metadata: Sequence[dict[str, Any]] | None = None, *, replace: bool = False) -> None:
-        """Stage new documents; ids must be new unless `replace` (upsert)."""
+        """Stage new chunks; ids must be new unless `replace` (upsert)."""
         self._check_open()
         ids = [str(i) for i in ids]
-        batch = DocumentBatch(ids, [np.asarray(v, dtype=np.float32) for v in vectors],
+        batch = ChunkBatch(ids, [np.asarray(v, dtype=np.float32) for v in vectors],
                               list(texts) if texts is not None else [""] * len(ids),
                               [dict(m or {}) for m in metadata] if metadata is not None else [{} for _ in ids])
         self._validate(batch)
@@ -135,7 +135,7 @@ class IndexWriter:
         self._stage(batch, internal)
 
     def _forget(self, internal: int) -> None:
-        """Stage the deletion of a live document, its tokens out of the counts."""
+        """Stage the deletion of a live chunk, its tokens out of the counts."""
         if self._tokens is None:
             self._tokens = {}
             for seg in self.base.segments:
@@ -162,19 +162,19 @@ class IndexWriter:
         self.manifest.counts.deleted += n
         return n
 
-    def _validate(self, batch: DocumentBatch) -> None:
+    def _validate(self, batch: ChunkBatch) -> None:
         if len(set(batch.ids)) != len(batch.ids):
             raise ValueError("duplicate ids in one call")
         dim = self.manifest.dim
         for doc_id, v in zip(batch.ids, batch.vectors):
             if v.ndim != 2 or v.shape[1] != dim:
-                raise ValueError(f"document {doc_id!r}: vectors must be [n_tokens, {dim}], got {v.shape}")
+                raise ValueError(f"chunk {doc_id!r}: vectors must be [n_tokens, {dim}], got {v.shape}")
             if len(v) == 0:
-                raise ValueError(f"document {doc_id!r} has no token vectors")
+                raise ValueError(f"chunk {doc_id!r} has no token vectors")
             if not np.isfinite(v).all():
-                raise ValueError(f"document {doc_id!r} has NaN or infinite values")
+                raise ValueError(f"chunk {doc_id!r} has NaN or infinite values")
 
-    def _stage(self, batch: DocumentBatch, internal: np.ndarray) -> None:
+    def _stage(self, batch: ChunkBatch, internal: np.ndarray) -> None:
         if self.codec is None:
             self._pending.append(batch)
             self._pending_ids.append(internal)
@@ -203,12 +203,12 @@ class IndexWriter:
             self._stage(batch, internal)
 
     def rebuild(self, reencode, nbits: int | None) -> None:
-        """Stage a full rewrite: every live document into a fresh codec and one segment."""
+        """Stage a full rewrite: every live chunk into a fresh codec and one segment."""
         self._check_open()
         if self._new_segments or self._pending or self._seg_writer:
             raise RuntimeError("optimize must be the only change of its commit")
         snap = self.base
-        # Reset to an empty index first, then stream documents back in: the new codec trains
+        # Reset to an empty index first, then stream chunks back in: the new codec trains
         # on the first ~1M tokens and the rest go straight to the new segment.
         self._replace_all = True
         self.codec = None
@@ -222,7 +222,7 @@ class IndexWriter:
             local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
             for start in range(0, len(local), 4096):
                 part = local[start:start + 4096]
-                docs = seg.documents(part)
+                docs = seg.chunks(part)
                 texts = [d["text"] for d in docs]
                 if reencode is not None:
                     vectors = reencode(texts)
@@ -235,9 +235,9 @@ class IndexWriter:
             self._train_codec_from_pending()
 
     def merge(self, names: Sequence[str]) -> int:
-        """Stage a merge: the live documents of these segments copied, codes and residuals as
+        """Stage a merge: the live chunks of these segments copied, codes and residuals as
         they are (the same codec), into one new segment that replaces them. Returns the
-        documents copied. Deleted documents are left behind for good."""
+        chunks copied. Deleted chunks are left behind for good."""
         self._check_open()
         if self._replace_all or self._seg_writer is not None or self._pending:
             raise RuntimeError("a merge must be the only change of its commit")
@@ -251,9 +251,9 @@ class IndexWriter:
                 local = np.arange(seg.n_docs) if live is None else np.flatnonzero(live)
                 for start in range(0, len(local), 4096):
                     part = local[start:start + 4096]
-                    docs = seg.documents(part)
+                    docs = seg.chunks(part)
                     positions, counts = seg.token_ranges(part)
-                    batch = DocumentBatch([d["id"] for d in docs], [np.empty((int(n), 0)) for n in counts],
+                    batch = ChunkBatch([d["id"] for d in docs], [np.empty((int(n), 0)) for n in counts],
                                           [d["text"] for d in docs], [d["metadata"] for d in docs])
                     writer.add_encoded(batch, seg.internal_ids[part], seg.codes[positions],
                                        seg.residuals[positions], counts.tolist())
@@ -340,7 +340,7 @@ class IndexWriter:
 
 
 def merge_candidates(segments: Sequence[SegmentEntry], max_segments: int | None = None) -> list[str]:
-    """The segments a tiered merge takes now: the MERGE_FACTOR smallest (by documents), if there
+    """The segments a tiered merge takes now: the MERGE_FACTOR smallest (by chunks), if there
     are more than `max_segments`."""
     max_segments = MAX_SEGMENTS if max_segments is None else max_segments
     if len(segments) <= max_segments:
