@@ -32,7 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..engine import SearchEngine, TextDocument, validate_filter
+from ..engine import RESERVED_METADATA, SearchEngine, TextDocument, validate_filter
 from ..errors import IndexDamagedError, NotFoundError, SearchError, as_search_error
 from .batching import QueryBatcher
 from .schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse, HealthResponse,
@@ -61,8 +61,7 @@ class ApiError(Exception):
 
 
 # Fields that identify or locate a chunk: never offered as filters on the page.
-NOT_FACETS = {"doc_id", "chunk", "start_char", "end_char", "source", "title", "section", "content_hash",
-              "record_id", "page"}
+NOT_FACETS = {*RESERVED_METADATA, "source", "title", "section", "content_hash", "record_id", "page"}
 FACET_VALUES = 30
 
 
