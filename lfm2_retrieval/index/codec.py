@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import torch
 
-from .storage import load_npy
+from .storage import load_npy, save_npy
 
 SUPPORTED_NBITS = (1, 2, 4)
 
@@ -131,7 +131,7 @@ class ResidualCodec:
     # ------------------------------------------------------------------ persistence
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "centroids.npy", self.centroids)
+        save_npy(folder / "centroids.npy", self.centroids)
         meta = {"nbits": self.nbits, "cutoffs": self.cutoffs.tolist(), "weights": self.weights.tolist()}
         (folder / "codec.json").write_text(json.dumps(meta), encoding="utf-8")
 

@@ -41,7 +41,7 @@ from . import postings
 from .codec import ResidualCodec
 from ..errors import IndexDamagedError
 from .integrity import folder_checksums
-from .storage import NPY_LOCK, load_npy, publish_dir
+from .storage import NPY_LOCK, load_npy, publish_dir, save_npy
 
 ROW_GROUP_ROWS = 4096
 LEXICAL_DIR = "bm25"
@@ -127,15 +127,15 @@ class SegmentWriter:
         self._residuals.close()
         self._docs.close()
         self._records.close()
-        np.save(self.tmp_dir / "record_offsets.npy", np.array([0] + self._record_ends, dtype=np.uint64))
+        save_npy(self.tmp_dir / "record_offsets.npy", np.array([0] + self._record_ends, dtype=np.uint64))
         total = sum(self._doclens)
         offsets = np.zeros(len(self._doclens) + 1, dtype=np.uint32 if total < 1 << 32 else np.uint64)
         np.cumsum(self._doclens, out=offsets[1:])
-        np.save(self.tmp_dir / "doc_offsets.npy", offsets)
+        save_npy(self.tmp_dir / "doc_offsets.npy", offsets)
         codes = np.fromfile(self.tmp_dir / "codes.bin", dtype=self.codec.code_dtype)
         ivf_index, ivf_lists = build_ivf(codes, offsets, self.codec.num_centroids)
-        np.save(self.tmp_dir / "ivf_index.npy", ivf_index)
-        np.save(self.tmp_dir / "ivf_lists.npy", ivf_lists)
+        save_npy(self.tmp_dir / "ivf_index.npy", ivf_index)
+        save_npy(self.tmp_dir / "ivf_lists.npy", ivf_lists)
         info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]),
                 "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
         # The lexical (BM25) index of the same chunks, built from the stored texts and

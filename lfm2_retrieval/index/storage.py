@@ -33,6 +33,26 @@ def load_npy(path: Path, mmap_mode: str | None = None):
         return np.load(path, mmap_mode=mmap_mode)
 
 
+class _Stream:
+    """A file seen by numpy as a plain stream. numpy writes real files with ndarray.tofile, whose
+    failure on a full disk is an OSError without errno ("32768 requested and 16352 written"):
+    through write() it is ENOSPC, which the CLI and the API answer as a full disk."""
+
+    def __init__(self, f) -> None:
+        self.write = f.write
+
+
+def save_npy(path, array) -> None:
+    """np.save, with errors that say what happened (see _Stream). `path` may be an open file."""
+    import numpy as np
+
+    if hasattr(path, "write"):
+        np.lib.format.write_array(_Stream(path), np.asanyarray(array), allow_pickle=False)
+        return
+    with open(path, "wb") as f:
+        np.lib.format.write_array(_Stream(f), np.asanyarray(array), allow_pickle=False)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -49,11 +69,15 @@ def fsync_file(path: Path) -> None:
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write `value` to a temporary file, fsync it, and rename it over `path`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
     fsync_dir(path.parent)
 
 

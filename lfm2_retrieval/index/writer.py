@@ -28,7 +28,7 @@ from .integrity import crc32_of, folder_checksums
 from .manifest import FORMAT_VERSION, Counts, Manifest, SegmentEntry
 from .segment import ChunkBatch, SegmentWriter
 from .snapshot import Snapshot
-from .storage import WriterLock, load_npy, publish_dir
+from .storage import WriterLock, load_npy, publish_dir, save_npy
 
 # Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one.
 MAX_SEGMENTS = 10
@@ -297,7 +297,7 @@ class IndexWriter:
                 name = self._next_name("tombstones") + ".npy"
                 tmp = self.path / f".{name}.tmp"
                 with open(tmp, "wb") as f:
-                    np.save(f, tombstones)
+                    save_npy(f, tombstones)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self.path / name)
