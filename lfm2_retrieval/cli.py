@@ -509,6 +509,8 @@ def serve_command(
     create: bool = typer.Option(False, "--create", help="Create the index if it does not exist (then fill it "
                                 "through POST /documents)."),
     max_body_mb: float = typer.Option(16.0, help="Largest request body accepted (MB)."),
+    shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM or Ctrl-C, seconds to let requests in flight "
+                                           "finish before the server stops anyway."),
 ) -> None:
     """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
 
@@ -516,9 +518,8 @@ def serve_command(
 
     Example: lfm2-search serve --index notes --port 8080
     """
-    import uvicorn
-
     from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
+    from lfm2_retrieval.api.server import serve
 
     if (problem := _cannot_listen(host, port)) is not None:
         _fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")
@@ -528,7 +529,7 @@ def serve_command(
     auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"
     err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
               f"docs: http://{host}:{port}/docs  auth: {auth}")
-    uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
+    serve(create_app(engine, settings), host, port, shutdown_timeout)  # ends the process when stopped
 
 
 @app.command("mcp")

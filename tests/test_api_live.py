@@ -2,6 +2,8 @@
 are added: no error, no lost document, and every reader sees commits in order."""
 
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -27,16 +29,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(tmp_path, pylate_tiny_dir):
-    index = tmp_path / "idx"
-    engine = SearchEngine.open(index, model=str(pylate_tiny_dir), create=True)
-    engine.upsert([TextDocument(f"seed-{i}", f"seed document number {i} about rivers") for i in range(20)])
+def start_server(index: Path, open_files: int | None = None, extra: tuple[str, ...] = ()):
+    """(process, base URL) of `lfm2-search serve` on a free port, answering /health."""
     port = free_port()
     env = {**os.environ, "LFM2_SEARCH_API_KEY": "live-key"}
+
+    def limits() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     proc = subprocess.Popen([sys.executable, "-m", "lfm2_retrieval.cli", "serve", "--index", str(index),
-                             "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).parents[1])
+                             "--port", str(port), *extra], env=env, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parents[1], preexec_fn=limits)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -50,9 +54,22 @@ def server(tmp_path, pylate_tiny_dir):
     else:
         proc.kill()
         pytest.fail("server did not start within 60 s")
+    return proc, base
+
+
+def seeded_index(tmp_path, model_dir) -> Path:
+    index = tmp_path / "idx"
+    engine = SearchEngine.open(index, model=str(model_dir), create=True)
+    engine.upsert([TextDocument(f"seed-{i}", f"seed document number {i} about rivers") for i in range(20)])
+    return index
+
+
+@pytest.fixture()
+def server(tmp_path, pylate_tiny_dir):
+    proc, base = start_server(seeded_index(tmp_path, pylate_tiny_dir))
     yield base
     proc.terminate()
-    proc.wait(timeout=10)
+    proc.wait(timeout=30)
 
 
 def test_searches_during_writes(server):
@@ -143,3 +160,57 @@ def test_searches_keep_their_latency_while_a_big_add_runs(server):
     # Answered throughout: many searches finished while the add ran, none waited for most of it.
     assert len(during) >= 5
     assert p95_during < max(0.5 * result["seconds"], 10 * p95_quiet)
+
+
+def test_many_writes_under_a_low_open_files_limit(tmp_path, pylate_tiny_dir):
+    """Once one segment per write (about 11 files each) and no merging: under `ulimit -n 1024`
+    write 91 answered 500. Segments are merged in the background now, so 150 writes under a
+    limit of 256 open files all succeed and the index stays searchable."""
+    proc, base = start_server(seeded_index(tmp_path, pylate_tiny_dir), open_files=256)
+    headers = {"Authorization": "Bearer live-key"}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            for w in range(150):
+                r = client.post("/documents", json={"documents": [{"id": f"w-{w}", "text": f"write {w} about lakes"}]})
+                assert r.status_code == 200, (w, r.text)
+            hits = client.post("/search", json={"query": "lakes", "k": 1000, "mode": "lexical"}).json()
+            assert len(hits["results"][0]["hits"]) == 150
+            assert client.get("/health").json()["index"]["chunks"] == 170
+        open_files = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        assert open_files < 200, open_files
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_sigterm_stops_the_server_promptly_with_connections_open(tmp_path, pylate_tiny_dir):
+    """Once SIGTERM was ignored for over 2 minutes while heavy searches filled the thread pool:
+    the server now stops within its shutdown timeout, idle keep-alive connections included."""
+    proc, base = start_server(seeded_index(tmp_path, pylate_tiny_dir), extra=("--shutdown-timeout", "3"))
+    headers = {"Authorization": "Bearer live-key"}
+    idle = httpx.Client(base_url=base, headers=headers, timeout=60)
+    assert idle.get("/health").status_code == 200  # a kept-alive connection, left idle
+    heavy = {"queries": [f"rivers {i} " * 200 for i in range(64)], "k": 1000, "explain": True}
+
+    def search() -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            try:
+                while True:
+                    client.post("/search", json=heavy)
+            except httpx.HTTPError:
+                pass  # the server went away: expected
+
+    threads = [threading.Thread(target=search, daemon=True) for _ in range(40)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    idle.close()
+    print(f"stopped {time.monotonic() - started:.1f} s after SIGTERM")  # 5 s: 3 s of grace, 2 s more at most
+    assert time.monotonic() - started < 15
