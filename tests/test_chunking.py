@@ -93,3 +93,22 @@ def test_chunks_follow_sections(tokenizer):
     assert all(text[c.start:c.end] == c.text for c in chunks)
     # Without sections the same text is windowed straight through, across the section edge.
     assert "long0" in chunker.split(text)[0].text
+
+
+def test_long_texts_are_chunked_a_piece_at_a_time(tokenizer):
+    """iter_split tokenises at most one piece at a time; its chunks are exact spans of the whole
+    text, in order, within the size, covering every word, and a text shorter than a piece gets
+    exactly split's chunks."""
+    chunker = Chunker(tokenizer, ChunkingOptions(max_tokens=40, overlap=5))
+    words = [f"word{i % 97}" for i in range(6000)]
+    text = " ".join(words)
+    section_starts = [text.index("word50 "), len(text) // 2]
+    assert list(chunker.iter_split(text[:3000], [0])) == chunker.split(text[:3000], [0])
+    chunks = list(chunker.iter_split(text, section_starts, piece_chars=5000))
+    assert all(text[c.start:c.end] == c.text and c.n_tokens <= 40 for c in chunks)
+    assert [c.start for c in chunks] == sorted(c.start for c in chunks)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+    assert max(c.end for c in chunks) == len(text)

@@ -112,8 +112,9 @@ def test_ctrl_c_keeps_the_last_commit_and_the_next_run_finishes(tmp_path, pylate
     calls = []
 
     def interrupt_on_third(event, info):
-        calls.append(event)
-        if len(calls) == 4:  # start, file, file, then Ctrl-C
+        if event == "files" and info["files"]:  # progress also comes inside a file: count whole files
+            calls.append(event)
+        if len(calls) == 3:  # two files committed, then Ctrl-C
             raise KeyboardInterrupt
 
     report = Ingestor(engine, options, interrupt_on_third).run([tmp_path / "docs"])
@@ -253,3 +254,54 @@ def test_a_run_that_lost_the_race_plans_again_under_the_lock(tmp_path, pylate_ti
     ids = [d["id"] for d in second.index.iter_chunks()]
     assert len(ids) == len(set(ids)) and {s for s in chunks_by_source(second.index)} == \
         {s for s in chunks_by_source(first.index)}
+
+
+def test_memory_per_file_does_not_grow_with_its_size(tmp_path, pylate_tiny_dir, monkeypatch):
+    """Once a 200 MB one-line file took 8 GB: the whole text was tokenised at once (a Python
+    tuple of offsets per token) and a file's chunks encoded in one call. Chunks now stream
+    through batches: indexing a file 4 times larger takes about as much memory at its peak.
+    Encoding is replaced by random vectors here, the same shape the model gives, so the test
+    measures the pipeline's own memory in seconds. A segment's inverted file and BM25 index are
+    built in memory when it is finished, so a commit rolls over to a new segment every
+    MAX_SEGMENT_CHUNKS chunks (100,000; 400 here, so that a small file is a large one)."""
+    import random
+    import tracemalloc
+
+    import numpy as np
+
+    import lfm2_retrieval.index.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_SEGMENT_CHUNKS", 400)
+
+    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
+    rng = np.random.default_rng(0)
+
+    def fake_encode(chunks):
+        out = []
+        for c in chunks:
+            v = rng.standard_normal((c.n_tokens, engine.encoder.dim)).astype(np.float32)
+            out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
+        return out
+
+    monkeypatch.setattr(engine, "encode_chunks", fake_encode)
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "warm" / "w.txt").write_text("a first small file so that the codec exists. " * 2000)
+    Ingestor(engine).run([tmp_path / "warm"])  # the codec is trained on it: later runs stream straight to disk
+    words = "tide moon sea volcano magma crust river delta glacier harbour lighthouse keeper".split()
+    pick = random.Random(0)
+    peaks = {}
+    for megabytes in (0.25, 1):
+        folder = tmp_path / f"big-{megabytes}"
+        folder.mkdir()
+        text = " ".join(pick.choice(words) + str(pick.randrange(1000)) for _ in range(int(megabytes * 110_000)))
+        (folder / "one-line.txt").write_text(text)  # one line, no section: the worst case
+        del text
+        tracemalloc.start()
+        report = Ingestor(engine).run([folder])
+        peaks[megabytes] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        assert report.files_indexed == 1 and report.chunks_added > 100
+    print(f"peak traced memory: {peaks[0.25]:.1f} MB for 0.25 MB of text, {peaks[1]:.1f} MB for 1 MB")
+    # The text itself (read as bytes, decoded, held by the document) grows with the file; the
+    # rest may not: before, each MB of text added about 100 MB of token offsets and vectors.
+    assert peaks[1] - peaks[0.25] < 4 * 0.75

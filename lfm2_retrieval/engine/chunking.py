@@ -15,7 +15,7 @@ query by its few words.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer
@@ -27,6 +27,10 @@ from ..errors import InvalidRequestError
 DOCUMENT_RESERVED_TOKENS = 4
 # How far a chunk edge may move to reach a word boundary.
 SNAP_TOKENS = 8
+# Long texts are chunked a piece at a time (Chunker.iter_split): tokenising a 200 MB line at
+# once took gigabytes of offsets (a Python tuple per token: about 100 bytes). At a piece's edge,
+# every 30k tokens or so, two chunks do not overlap.
+PIECE_CHARS = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,20 @@ class Chunker:
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.options = options
+
+    def iter_split(self, text: str, section_starts: Sequence[int] = (),
+                   piece_chars: int = PIECE_CHARS) -> Iterator[Chunk]:
+        """The chunks of `split`, a piece of the text at a time: memory stays that of one piece
+        (128k characters) however long the text. Pieces end at a section start where one is
+        near, else at a space; a text shorter than a piece is chunked exactly as `split` does."""
+        starts = sorted(set(section_starts))
+        begin = 0
+        while begin < len(text):
+            end = _piece_end(text, begin, piece_chars, starts)
+            local = [s - begin for s in starts if begin < s < end]
+            for chunk in self.split(text[begin:end], local):
+                yield Chunk(chunk.text, chunk.start + begin, chunk.end + begin, chunk.n_tokens)
+            begin = end
 
     def split(self, text: str, section_starts: Sequence[int] = ()) -> list[Chunk]:
         """Chunks of `text`; `section_starts` are character offsets where sections begin."""
@@ -137,6 +155,19 @@ class Chunker:
             behind = [i for i in range(nxt - 1, max(first, nxt - SNAP_TOKENS - 1), -1) if starts_word[i]]
             nxt = ahead[0] if ahead else behind[0] if behind else nxt
             first = max(nxt, first + 1)
+
+
+def _piece_end(text: str, begin: int, piece_chars: int, section_starts: list[int]) -> int:
+    """Where the piece of `text` from `begin` ends: the whole rest if short, else the last section
+    start of its second half, else the last whitespace before `piece_chars`, else right there."""
+    limit = begin + piece_chars
+    if limit >= len(text):
+        return len(text)
+    i = bisect.bisect_right(section_starts, limit) - 1
+    if i >= 0 and section_starts[i] > begin + piece_chars // 2:
+        return section_starts[i]
+    space = max(text.rfind(" ", begin + piece_chars // 2, limit), text.rfind("\n", begin + piece_chars // 2, limit))
+    return space + 1 if space > 0 else limit
 
 
 def _word_boundary(text: str, offset: int) -> bool:

@@ -7,7 +7,7 @@ replacing or deleting a document touches all of its chunks in one atomic commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,8 @@ from ..errors import InvalidDocumentError
 from .chunking import Chunker
 from .language import language_of
 
+# A document's language is told from its first characters (a chunk's own comes from the chunk).
+LANGUAGE_SAMPLE_CHARS = 20_000
 # Set by the engine on every chunk; a document's own metadata may not use them.
 RESERVED_METADATA = ("doc_id", "chunk", "start_char", "end_char")
 
@@ -80,17 +82,26 @@ def chunk_id(doc_id: str, number: int) -> str:
 def chunk_document(doc: TextDocument, chunker: Chunker,
                    identify: Callable[..., str | None] = language_of) -> list[PreparedChunk]:
     """A document's chunks with their ids and metadata (the document's metadata is copied to each)."""
+    return list(iter_chunk_document(doc, chunker, identify))
+
+
+def iter_chunk_document(doc: TextDocument, chunker: Chunker,
+                        identify: Callable[..., str | None] = language_of) -> Iterator[PreparedChunk]:
+    """chunk_document, one chunk at a time (a long text is tokenised a piece at a time)."""
     clash = [k for k in RESERVED_METADATA if k in doc.metadata]
-    if clash:
+    if clash:  # refused now, not when the first chunk is asked for
         raise InvalidDocumentError(f"metadata keys {clash} are reserved (set by the engine for each chunk)")
-    out = []
+    return _chunks(doc, chunker, identify)
+
+
+def _chunks(doc: TextDocument, chunker: Chunker, identify: Callable[..., str | None]) -> Iterator[PreparedChunk]:
     section_starts = [start for start, _ in doc.sections or []]
     text = clean_text(doc.text)
     # A document that says its language keeps it; else each chunk is identified (a page can
     # mix languages), falling back to the whole text's language where a chunk is unclear.
     detect = "lang" not in doc.metadata
-    doc_lang = identify(text) if detect else None
-    for number, chunk in enumerate(chunker.split(text, section_starts)):
+    doc_lang = identify(text[:LANGUAGE_SAMPLE_CHARS]) if detect else None
+    for number, chunk in enumerate(chunker.iter_split(text, section_starts)):
         meta = {**doc.metadata, "doc_id": doc.id, "chunk": number, "start_char": chunk.start, "end_char": chunk.end}
         if doc.title:
             meta["title"] = doc.title
@@ -100,5 +111,4 @@ def chunk_document(doc: TextDocument, chunker: Chunker,
             meta["section"] = section
         if detect and (lang := identify(chunk.text, default=doc_lang)):
             meta["lang"] = lang
-        out.append(PreparedChunk(chunk_id(doc.id, number), chunk.text, meta, chunk.n_tokens))
-    return out
+        yield PreparedChunk(chunk_id(doc.id, number), chunk.text, meta, chunk.n_tokens)

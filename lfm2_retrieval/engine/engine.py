@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from ..index.writer import merge_candidates
 from ..model.encoder import ColBERTEncoder
 from ..model.locations import default_model, model_source
 from .chunking import Chunker, ChunkingOptions
-from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text
+from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
 from .fusion import FUSION_DEPTH, MODES, fuse, resolve
 from .session import WriteSession
 
@@ -303,6 +303,10 @@ class SearchEngine:
     def prepare(self, doc: TextDocument) -> list[PreparedChunk]:
         """A document's chunks with their ids and metadata (documents.chunk_document)."""
         return chunk_document(doc, self.chunker)
+
+    def iter_prepare(self, doc: TextDocument) -> Iterator[PreparedChunk]:
+        """prepare, one chunk at a time: a long text is tokenised a piece at a time."""
+        return iter_chunk_document(doc, self.chunker)
 
     def encode_chunks(self, chunks: Sequence[PreparedChunk]) -> list[np.ndarray]:
         return self.encoder.encode_documents([c.text for c in chunks])

@@ -33,6 +33,9 @@ from .storage import WriterLock, load_npy, publish_dir, save_npy
 # Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one.
 MAX_SEGMENTS = 10
 MERGE_FACTOR = 8
+# A segment is finished and a new one begun past this many chunks, even inside one commit: a
+# segment's inverted file and BM25 index are built in memory when it is finished.
+MAX_SEGMENT_CHUNKS = 100_000
 # Tokens buffered to train the codec when an empty index receives its first chunks.
 CODEC_TRAINING_TOKENS = 1 << 20
 MAX_CODEC_SAMPLE = 1 << 21
@@ -184,6 +187,9 @@ class IndexWriter:
         if self._seg_writer is None:
             self._seg_writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
         self._seg_writer.add(batch, internal)
+        if self._seg_writer.n_docs >= MAX_SEGMENT_CHUNKS and not self._replace_all:  # optimize makes one
+            self._new_segments.append(_entry(self._seg_writer.finish()))
+            self._seg_writer = None
 
     def _train_codec_from_pending(self) -> None:
         vectors = np.concatenate([v for b in self._pending for v in b.vectors])

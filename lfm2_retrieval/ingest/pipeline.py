@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import itertools
 import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,34 @@ class _Existing:
 class _FileWork:
     path: Path
     source: str
-    chunks: list[PreparedChunk]
+    chunks: Iterator[PreparedChunk]  # made as they are consumed: a file's chunks are never all in memory
+
+
+class _Staging:
+    """Chunks on their way into a writing session, encoded `size` at a time: memory holds at most
+    one batch of chunks and their vectors, whatever the size of the files they come from."""
+
+    def __init__(self, ingestor: "Ingestor", session: WriteSession, report: IngestReport, size: int) -> None:
+        self.ingestor, self.session, self.report, self.size = ingestor, session, report, size
+        self.chunks: list[PreparedChunk] = []
+        self.files_done = 0  # files whose every chunk is staged or pending, since the last flush
+
+    def add(self, chunk: PreparedChunk) -> None:
+        self.chunks.append(chunk)
+        if len(self.chunks) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.chunks and not self.files_done:
+            return
+        chunks, self.chunks = self.chunks, []
+        if chunks:
+            self.session.add(chunks, self.ingestor.engine.encode_chunks(chunks))
+        tokens = sum(c.n_tokens for c in chunks)
+        self.report.chunks_added += len(chunks)
+        self.report.tokens += tokens
+        self.ingestor.on_progress("files", {"files": self.files_done, "chunks": len(chunks), "tokens": tokens})
+        self.files_done = 0
 
 
 def source_name(path: Path) -> str:
@@ -193,21 +221,21 @@ class Ingestor:
                 report.chunks_removed += session.delete_chunks(ids)
                 report.files_removed = len(removed)
             last_commit = time.monotonic()
-            batch: list[_FileWork] = []
+            staging = _Staging(self, session, report, self.options.encode_batch_chunks)
             for path in todo:
                 work = self._prepare_file(path, digests[path], report)
-                if work is not None:
-                    batch.append(work)
-                else:
+                if work is None:
                     self.on_progress("files", {"files": 1, "chunks": 0, "tokens": 0})
-                if sum(len(w.chunks) for w in batch) >= self.options.encode_batch_chunks:
-                    self._stage(session, batch, existing, report)
-                    batch = []
+                else:
+                    self._stage_file(staging, work, existing, report)
+                # Commits fall between files only: a file is always wholly old or wholly new.
                 if time.monotonic() - last_commit >= self.options.commit_every_seconds and session.has_changes:
+                    staging.flush()
                     self._commit(session, report)
                     session = self.engine.writing(expected_tokens=expected_tokens, timeout=0.0, merge=False)
+                    staging = _Staging(self, session, report, self.options.encode_batch_chunks)
                     last_commit = time.monotonic()
-            self._stage(session, batch, existing, report)
+            staging.flush()
             self._commit(session, report)
             session = None
             self._merge_segments()
@@ -269,36 +297,31 @@ class Ingestor:
         report.warnings.extend((str(path), w) for w in result.warnings)
         source = source_name(path)
         digest = self._digest(data)  # the bytes actually indexed, even if the file just changed
-        chunks: list[PreparedChunk] = []
+        docs = []
         for text in result.texts:
             doc_id = source if text.record_id is None else f"{source}#{text.record_id}"
             meta = {**{k: v for k, v in text.metadata.items() if k not in RESERVED_METADATA},
                     "source": source, "content_hash": digest}
             if text.record_id is not None:
                 meta["record_id"] = text.record_id
-            doc = TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts,
-                               sections=text.sections)
-            chunks.extend(self.engine.prepare(doc))
-        if not chunks:
+            docs.append(TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts,
+                                     sections=text.sections))
+        chunks = (chunk for doc in docs for chunk in self.engine.iter_prepare(doc))
+        first = next(chunks, None)
+        if first is None:
             report.skipped.append((str(path), "no text"))
-            return None
-        return _FileWork(path, source, chunks)
+            return None  # its chunks from before, if any, stay as they were
+        return _FileWork(path, source, itertools.chain([first], chunks))
 
-    def _stage(self, session: WriteSession, batch: list[_FileWork], existing: dict[str, _Existing],
-               report: IngestReport) -> None:
-        """Encode a batch of whole files and stage them: old chunks out, new chunks in."""
-        if not batch:
-            return
-        chunks = [c for w in batch for c in w.chunks]
-        vectors = self.engine.encode_chunks(chunks)
-        old = [cid for w in batch if w.source in existing for cid in existing.pop(w.source).chunk_ids]
-        report.chunks_removed += session.delete_chunks(old)
-        session.add(chunks, vectors)
-        report.files_indexed += len(batch)
-        report.chunks_added += len(chunks)
-        report.tokens += sum(c.n_tokens for c in chunks)
-        self.on_progress("files", {"files": len(batch), "chunks": len(chunks),
-                                   "tokens": sum(c.n_tokens for c in chunks)})
+    @staticmethod
+    def _stage_file(staging: _Staging, work: _FileWork, existing: dict[str, _Existing], report: IngestReport) -> None:
+        """A file into the session: its old chunks out, then its new chunks in, batch by batch."""
+        if work.source in existing:
+            report.chunks_removed += staging.session.delete_chunks(existing.pop(work.source).chunk_ids)
+        for chunk in work.chunks:
+            staging.add(chunk)
+        staging.files_done += 1
+        report.files_indexed += 1
 
 
 def _not_indexable(path: Path, root: Path) -> str | None:
