@@ -38,6 +38,7 @@ class MultiVectorIndex:
         self._segment_cache: dict[str, Segment] = {}
         self._codec_cache: dict[str, ResidualCodec] = {}
         self._snapshot = load_snapshot(self.path, self._segment_cache, self._codec_cache)
+        self._located: tuple[Snapshot, dict[str, tuple[int, int]]] | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -114,11 +115,17 @@ class MultiVectorIndex:
 
     # ------------------------------------------------------------------ reading chunks
     def _locate(self, snap: Snapshot) -> dict[str, tuple[int, int]]:
+        """id -> (segment, row) of the snapshot's live chunks, built once per snapshot (explain
+        and get call it per request; rebuilding it was O(chunks) each time)."""
+        cached = self._located
+        if cached is not None and cached[0] is snap:
+            return cached[1]
         where = {}
         for s, (seg, live) in enumerate(zip(snap.segments, snap.live)):
             for local, ext in enumerate(seg.external_ids):
                 if live is None or live[local]:
                     where[ext] = (s, local)
+        self._located = (snap, where)
         return where
 
     def get(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
