@@ -84,6 +84,11 @@ def process_stats(pid: int) -> tuple[float, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def tenths(samples: list) -> list:
+    """The samples at 10%, 20%, ... 100% of the run: does memory level off?"""
+    return [samples[min(len(samples) - 1, int(len(samples) * k / 10))] for k in range(1, 11)]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -250,6 +255,7 @@ def main() -> None:
         ("documents lost / deleted but found", f"{len(lost)} / {len(resurrected)}"),
         ("index at the end", f"{health['index']['chunks']} chunks, commit {health['index']['commit']}"),
         ("server RSS: first, peak, last", f"{samples[0][0]:.0f}, {max(s[0] for s in samples):.0f}, {rss_end:.0f} MB"),
+        ("server RSS at each tenth of the run", ", ".join(f"{s[0]:.0f}" for s in tenths(samples)) + " MB"),
         ("server open files: first, peak, last", f"{samples[0][1]}, {max(s[1] for s in samples)}, {files_end}"),
         ("SIGTERM to exit", f"{stop_s} s"),
     ]

@@ -519,7 +519,9 @@ def serve_command(
     Example: lfm2-search serve --index notes --port 8080
     """
     from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
-    from lfm2_retrieval.api.server import serve
+    from lfm2_retrieval.api.server import limit_malloc_arenas, serve
+
+    limit_malloc_arenas()  # before the model and the worker threads allocate
 
     if (problem := _cannot_listen(host, port)) is not None:
         _fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")

@@ -16,6 +16,25 @@ import threading
 import uvicorn
 
 GRACE_AFTER_TIMEOUT_S = 2.0
+# glibc gives each thread that allocates its own malloc arena (up to 8 per core), and memory
+# freed in one is not reused by another: under 16 concurrent searchers the server reached 2.0 GB
+# in 10 minutes where a fresh one on the same index holds 0.7 GB. Two arenas: 1.1 GB after 3
+# minutes instead of 1.8, and 40% more searches a second (eval/soak.py).
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX would) for threads started after this call;
+    False where the C library is not glibc. An explicit MALLOC_ARENA_MAX is left as it is."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas) == 1
+    except (OSError, AttributeError):
+        return False
 
 
 def exit_now() -> None:

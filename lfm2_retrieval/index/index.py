@@ -81,6 +81,7 @@ class MultiVectorIndex:
         if Manifest.read(self.path).commit == self._snapshot.commit:
             return False
         self._snapshot = load_snapshot(self.path, self._segment_cache, self._codec_cache)
+        self._located = None  # it held the old snapshot (and its mapped files) alive
         return True
 
     # ------------------------------------------------------------------ facts
