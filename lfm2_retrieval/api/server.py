@@ -17,9 +17,9 @@ import uvicorn
 
 GRACE_AFTER_TIMEOUT_S = 2.0
 # glibc gives each thread that allocates its own malloc arena (up to 8 per core), and memory
-# freed in one is not reused by another: under 16 concurrent searchers the server reached 2.0 GB
-# in 10 minutes where a fresh one on the same index holds 0.7 GB. Two arenas: 1.1 GB after 3
-# minutes instead of 1.8, and 40% more searches a second (eval/soak.py).
+# freed in one is not reused by another: under 16 concurrent searchers and a writer the server
+# reached 2.1 GB in 10 minutes (a fresh one on the same index holds 0.7 GB). With two arenas:
+# 1.3 GB, level over the second half, at the same searches a second (eval/soak.py).
 MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 
