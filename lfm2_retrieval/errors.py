@@ -31,6 +31,7 @@ class SearchError(Exception):
     http_status = 500
     code = "internal_error"
     retry_after: int | None = None  # seconds, for answers a client should retry
+    headers: dict[str, str] | None = None  # more HTTP headers of the answer (WWW-Authenticate)
 
 
 class InvalidRequestError(SearchError, ValueError):

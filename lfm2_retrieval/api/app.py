@@ -54,10 +54,12 @@ class ApiSettings:
     max_concurrent_searches: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
 
 
-class ApiError(Exception):
+class ApiError(SearchError):
+    """An answer only HTTP has (401 unauthorized), answered by the same handler as the rest."""
+
     def __init__(self, status: int, error: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.error, self.message, self.headers = status, error, message, headers
+        self.http_status, self.code, self.headers = status, error, headers
 
 
 # Fields that identify or locate a chunk: never offered as filters on the page.
@@ -155,10 +157,6 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     errors = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
 
     # ------------------------------------------------------------------ errors
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.error, exc.message, headers=exc.headers)
-
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = json.loads(json.dumps(exc.errors(), default=str))
@@ -183,7 +181,7 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
             detail = {"part": known.part, "problem": known.problem}
         if known.http_status >= 500:
             log.error("%s: %s", known.code, known)
-        headers = {"Retry-After": str(known.retry_after)} if known.retry_after else None
+        headers = known.headers or ({"Retry-After": str(known.retry_after)} if known.retry_after else None)
         return _error(known.http_status, known.code, str(known), detail, headers=headers)
 
     @app.exception_handler(SearchError)

@@ -32,7 +32,7 @@ from ..model.locations import default_model, model_source
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
 from .fusion import FUSION_DEPTH, MODES, fuse, resolve
-from .session import WriteSession
+from .session import WriteSession, chunk_ids_of
 
 
 @dataclass
@@ -171,18 +171,9 @@ class SearchEngine:
         """(chunk id, {key: value}) of every stored chunk matching `filter`, reading only metadata."""
         return self.index.scan_metadata(keys, filter)
 
-    def chunks(self, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
-        """Stored chunks (id, text, metadata) in storage order."""
-        return self.index.iter_chunks(offset, limit)
-
     def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
         """The stored chunk ids of each document (documents with none are left out)."""
-        wanted = list(dict.fromkeys(doc_ids))
-        out: dict[str, list[str]] = {}
-        if wanted:
-            for cid, meta in self.index.scan_metadata(["doc_id"], {"doc_id": {"$in": wanted}}):
-                out.setdefault(meta["doc_id"], []).append(cid)
-        return out
+        return chunk_ids_of(self.index, doc_ids)
 
     def field_values(self, max_values: int, exclude: Iterable[str] = ()) -> dict[str, list[tuple[Any, int]]]:
         """{field: [(value, chunks), ...] most frequent first} for every metadata field whose values
@@ -320,8 +311,7 @@ class SearchEngine:
         will come, so the codec gets as many centroids as the whole collection calls for.
         merge: after the commit, merge segments in the background if there are too many (a
         caller that commits many times in a row merges once at its end instead)."""
-        if not self._write_lock.acquire(timeout=max(timeout, 0.0)):
-            raise IndexLockedError(f"index {self.path} is being written by another thread of this process")
+        self._acquire_write_lock(timeout)
         try:
             writer = self.index.writer(expected_tokens=expected_tokens, timeout=timeout)
         except BaseException:
@@ -379,10 +369,14 @@ class SearchEngine:
                 merged += n
         return merged
 
-    @contextmanager
-    def _holding_write_lock(self, timeout: float):
+    def _acquire_write_lock(self, timeout: float) -> None:
+        """This process's side of one-writer-at-a-time (the index's file lock is the other)."""
         if not self._write_lock.acquire(timeout=max(timeout, 0.0)):
             raise IndexLockedError(f"index {self.path} is being written by another thread of this process")
+
+    @contextmanager
+    def _holding_write_lock(self, timeout: float):
+        self._acquire_write_lock(timeout)
         try:
             yield
         finally:

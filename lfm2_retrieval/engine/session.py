@@ -23,11 +23,19 @@ if TYPE_CHECKING:
     from ..index import IndexWriter, MultiVectorIndex
 
 
+def chunk_ids_of(index: "MultiVectorIndex", doc_ids: Iterable[str]) -> dict[str, list[str]]:
+    """The stored chunk ids of each document (documents with none are left out)."""
+    wanted = list(dict.fromkeys(doc_ids))
+    out: dict[str, list[str]] = {}
+    if wanted:
+        for cid, meta in index.scan_metadata(["doc_id"], {"doc_id": {"$in": wanted}}):
+            out.setdefault(meta["doc_id"], []).append(cid)
+    return out
+
+
 class WriteSession:
     def __init__(self, index: "MultiVectorIndex", writer: "IndexWriter", on_close: Callable[[bool], None]) -> None:
         self._index, self._writer, self._on_close = index, writer, on_close
-        self.deleted = 0  # chunks deleted by this session
-        self.added = 0  # chunks added
         self.closed = False
 
     def __enter__(self) -> "WriteSession":
@@ -43,28 +51,17 @@ class WriteSession:
     def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:
         """The stored chunk ids of each document, read under the lock (so no other writer can
         change them before this session commits). Documents with none are left out."""
-        wanted = list(dict.fromkeys(doc_ids))
-        out: dict[str, list[str]] = {}
-        if wanted:
-            for cid, meta in self._index.scan_metadata(["doc_id"], {"doc_id": {"$in": wanted}}):
-                out.setdefault(meta["doc_id"], []).append(cid)
-        return out
-
-    def chunk_ids_where(self, filter: dict[str, Any]) -> list[str]:
-        return self._index.ids_where(filter)
+        return chunk_ids_of(self._index, doc_ids)
 
     # ------------------------------------------------------------------ changes
     def add(self, chunks: Sequence[PreparedChunk], vectors: Sequence[np.ndarray]) -> None:
         """Stage new chunks (their ids must not be stored yet: delete old versions first)."""
         if chunks:
             self._writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
-            self.added += len(chunks)
 
     def delete_chunks(self, chunk_ids: Iterable[str]) -> int:
         """Stage the deletion of chunks by chunk id; returns how many were stored."""
-        n = self._writer.delete(list(chunk_ids))
-        self.deleted += n
-        return n
+        return self._writer.delete(list(chunk_ids))
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents (all their chunks) or single chunks by id; returns chunks deleted.
@@ -78,7 +75,7 @@ class WriteSession:
 
     def delete_where(self, filter: dict[str, Any]) -> int:
         """Delete every chunk whose metadata matches `filter` (e.g. {"source": path})."""
-        return self.delete_chunks(self.chunk_ids_where(filter))
+        return self.delete_chunks(self._index.ids_where(filter))
 
     @property
     def has_changes(self) -> bool:

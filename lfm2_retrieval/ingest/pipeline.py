@@ -223,13 +223,13 @@ class Ingestor:
             last_commit = time.monotonic()
             staging = _Staging(self, session, report, self.options.encode_batch_chunks)
             for path in todo:
-                work = self._prepare_file(path, digests[path], report)
+                work = self._prepare_file(path, report)
                 if work is None:
                     self.on_progress("files", {"files": 1, "chunks": 0, "tokens": 0})
                 else:
                     self._stage_file(staging, work, existing, report)
                 # Commits fall between files only: a file is always wholly old or wholly new.
-                if time.monotonic() - last_commit >= self.options.commit_every_seconds and session.has_changes:
+                if time.monotonic() - last_commit >= self.options.commit_every_seconds and (staging.chunks or session.has_changes):
                     staging.flush()
                     self._commit(session, report)
                     session = self.engine.writing(expected_tokens=expected_tokens, timeout=0.0, merge=False)
@@ -281,7 +281,7 @@ class Ingestor:
     def _digest(self, data: bytes) -> str:
         return hashlib.sha256(self.settings.encode() + b"\0" + data).hexdigest()[:32]
 
-    def _prepare_file(self, path: Path, expected_hash: str, report: IngestReport) -> _FileWork | None:
+    def _prepare_file(self, path: Path, report: IngestReport) -> _FileWork | None:
         try:
             data = path.read_bytes()
             result = read_file(path, data, self.options.fields)
