@@ -5,6 +5,7 @@ average on the dev tasks (never the evaluation tasks), beside the two models the
         runs/default-model-e5-vocab-kd-1200/model --weights 0 0.25 0.5 1
 
 Weight w is the second model's share. Averages land in runs/average-<w>/ (a PyLate folder each).
+BM25 is scored on the same tasks, first, as the baseline.
 Dev tasks as training scores them: NanoQA dev in en, ja, ko (and ar where there is one) and
 the NanoNTREX dev grid across those languages.
 """
@@ -37,14 +38,16 @@ def average(a: Path, b: Path, out: Path, w: float) -> Path:
     return out
 
 
-def dev_scores(folder: Path, shared: Path, languages: list[str]) -> dict[str, float]:
+def dev_scores(folder: Path | None, shared: Path, languages: list[str]) -> dict[str, float]:
+    """NDCG@10 of a model folder (None: BM25) on each dev task, the NTREX grid's mean, and the mean."""
     from lfm2_retrieval import ColBERTEncoder
     from lfm2_retrieval.evaluation.builders import dev_tasks
     from lfm2_retrieval.evaluation.harness import evaluate_cross_lingual, evaluate_task
-    from lfm2_retrieval.evaluation.retrievers import ColBERTRetriever
+    from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever
 
     tasks = dev_tasks(shared, languages, languages, qa_corpus_size=300, scifact_corpus_size=None)
-    system = ColBERTRetriever(ColBERTEncoder.from_pretrained(str(folder)), folder.name)
+    system = BM25Retriever() if folder is None else ColBERTRetriever(ColBERTEncoder.from_pretrained(str(folder)),
+                                                                     folder.name)
     scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in tasks if not t.info.parallel}
     cross = list(evaluate_cross_lingual(system, [t for t in tasks if t.info.parallel]))
     if cross:
@@ -63,17 +66,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    rows = [("BM25", dev_scores(None, args.shared_data, args.languages))]
     for w in args.weights:
         folder = args.first if w == 0 else args.second if w == 1 else average(
             args.first, args.second, ROOT / "runs" / f"average-{w:g}", w)
-        rows.append((w, dev_scores(folder, args.shared_data, args.languages)))
+        rows.append((f"{w:g}", dev_scores(folder, args.shared_data, args.languages)))
         print(f"w={w:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in rows[-1][1].items()), flush=True)
     keys = list(rows[0][1])
     print("\n| w (second model's share) | " + " | ".join(keys) + " |")
     print("|---|" + "---:|" * len(keys))
     for w, scores in rows:
-        print(f"| {w:g} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
+        print(f"| {w} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
 
 
 if __name__ == "__main__":
