@@ -211,6 +211,27 @@ def test_optimize_compacts_and_keeps_ids(index, corpus):
     assert len(list(index.iter_chunks())) == 750
 
 
+def test_commit_user_data_is_published_with_its_commit_and_carried_on(index, corpus):
+    """Lucene's commit user data: what the application records travels atomically with a
+    commit (ingestion records files committed in part there), and later commits keep it."""
+    assert index.manifest.user_data == {}
+    with pytest.raises(RuntimeError):
+        with index.writer() as w:
+            w.set_user_data({"progress": 1})
+            raise RuntimeError("boom")
+    index.refresh()
+    assert index.manifest.user_data == {}  # rolled back with the rest
+    commit = index.commit
+    with index.writer() as w:
+        w.set_user_data({"progress": {"file": "a.jsonl"}})
+        assert w.has_changes  # user data alone is a change: it gets a commit of its own
+    assert index.commit == commit + 1 and index.manifest.user_data == {"progress": {"file": "a.jsonl"}}
+    index.add(["late"], [corpus[3]])
+    index.merge_segments(max_segments=1)
+    index.optimize()
+    assert MultiVectorIndex(index.path).manifest.user_data == {"progress": {"file": "a.jsonl"}}
+
+
 def test_empty_index_searches_to_nothing(tmp_path):
     idx = MultiVectorIndex.create(tmp_path / "empty", dim=DIM)
     assert idx.search(np.ones((2, DIM), np.float32), k=3) == []

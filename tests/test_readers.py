@@ -4,6 +4,7 @@ import pytest
 
 from file_fixtures import pdf_bytes, write_corpus
 from lfm2_retrieval.ingest import RecordFields, UnreadableFile, read_file
+from lfm2_retrieval.ingest.readers import stream_file
 from lfm2_retrieval.ingest.readers import decode_text
 
 
@@ -211,3 +212,34 @@ def test_xhtml_with_an_xml_declaration_and_navigation_bars(tmp_path):
                     '<div class="navfooter">Next</div></body></html>')
     (text,) = read_file(path, path.read_bytes()).texts
     assert text.title == "6.2. apt-get" and text.text == "6.2. apt-get\n\nAPT is a vast project."
+
+
+def test_record_files_are_streams(tmp_path):
+    """JSON Lines, CSV and Parquet are read as they are consumed; warnings fill as they go."""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"id": "a", "text": "first"}\n{broken\n' + '{"id": "b", "text": "caf\u00e9 '.encode() + b'\xff"}\n')
+    result = stream_file(path)
+    assert not isinstance(result.texts, list) and result.warnings == []
+    texts = list(result.texts)
+    assert [t.record_id for t in texts] == ["a", "b"] and texts[1].text == "café \ufffd"
+    assert any("malformed line" in w for w in result.warnings)
+    assert any("invalid UTF-8 (first at byte" in w and "1 character" in w for w in result.warnings)
+
+
+def test_csv_stream_keeps_rows_before_a_malformed_one(tmp_path):
+    import csv as csv_module
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"id,text\n1,caf\xe9 au lait\n")  # no valid UTF-8 anywhere: Windows-1252
+    result = read(path)
+    assert result.texts[0].text == "café au lait" and "Windows-1252" in result.warnings[0]
+    old = csv_module.field_size_limit()
+    try:
+        path.write_text("id,text\n1,short\n2," + "x" * 5000 + "\n", encoding="utf-8")
+        result = stream_file(path)
+        first = next(result.texts)
+        csv_module.field_size_limit(1000)  # the reader set its own limit when it started: row 2 is too long now
+        rest = list(result.texts)
+    finally:
+        csv_module.field_size_limit(old)
+    assert first.text == "short" and rest == [] and any("rows before it are kept" in w for w in result.warnings)

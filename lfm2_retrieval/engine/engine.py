@@ -135,6 +135,11 @@ class SearchEngine:
         return self.index.manifest.counts
 
     @property
+    def user_data(self) -> dict[str, Any]:
+        """What the application recorded with the current commit (WriteSession.set_user_data)."""
+        return dict(self.index.manifest.user_data)
+
+    @property
     def model_source(self) -> str | None:
         """The model the index was built with, as recorded in it."""
         return self.index.manifest.model_source

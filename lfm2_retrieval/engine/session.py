@@ -12,6 +12,7 @@ the package opens an index writer.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,17 @@ class WriteSession:
     def delete_where(self, filter: dict[str, Any]) -> int:
         """Delete every chunk whose metadata matches `filter` (e.g. {"source": path})."""
         return self.delete_chunks(self._index.ids_where(filter))
+
+    # ------------------------------------------------------------------ the commit's user data
+    @property
+    def user_data(self) -> dict[str, Any]:
+        """What the application recorded with the last commit (Manifest.user_data), as staged."""
+        return copy.deepcopy(self._writer.manifest.user_data)
+
+    def set_user_data(self, data: dict[str, Any]) -> None:
+        """Record `data` with this session's commit, atomically with its changes (it replaces
+        what earlier commits recorded; later commits carry it on)."""
+        self._writer.set_user_data(data)
 
     @property
     def has_changes(self) -> bool:

@@ -75,6 +75,9 @@ class Manifest:
     next_file: int = 1
     counts: Counts = field(default_factory=Counts)
     updated_at: float = field(default_factory=time.time)
+    # What the application records with a commit, atomically with it (Lucene's commit user
+    # data): e.g. ingestion's list of files committed only in part. Carried to later commits.
+    user_data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "Manifest":
@@ -83,6 +86,7 @@ class Manifest:
         values["counts"] = Counts.from_json(raw.get("counts", {}))
         values["segments"] = [SegmentEntry.from_json(s) for s in raw.get("segments", [])]
         values["codec_files"] = dict(raw.get("codec_files") or {})
+        values["user_data"] = dict(raw.get("user_data") or {})
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:

@@ -12,13 +12,13 @@ a writer killed at any moment leaves the last commit intact (its files are colle
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,8 +120,8 @@ class IndexWriter:
         self._check_open()
         ids = [str(i) for i in ids]
         batch = ChunkBatch(ids, [np.asarray(v, dtype=np.float32) for v in vectors],
-                              list(texts) if texts is not None else [""] * len(ids),
-                              [dict(m or {}) for m in metadata] if metadata is not None else [{} for _ in ids])
+                           list(texts) if texts is not None else [""] * len(ids),
+                           [dict(m or {}) for m in metadata] if metadata is not None else [{} for _ in ids])
         self._validate(batch)
         where = self._live_ids()
         existing = [i for i in ids if i in where]
@@ -136,6 +136,11 @@ class IndexWriter:
         self.manifest.counts.deleted += len(existing)
         self.manifest.counts.tokens += sum(len(v) for v in batch.vectors)
         self._stage(batch, internal)
+
+    def set_user_data(self, data: dict[str, Any]) -> None:
+        """Replace the commit's user data (Manifest.user_data), published with the next commit."""
+        self._check_open()
+        self.manifest.user_data = copy.deepcopy(dict(data))
 
     def _forget(self, internal: int) -> None:
         """Stage the deletion of a live chunk, its tokens out of the counts."""
@@ -277,7 +282,8 @@ class IndexWriter:
     @property
     def has_changes(self) -> bool:
         """Whether committing would change anything."""
-        return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all)
+        return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all
+                    or self.manifest.user_data != self.base.manifest.user_data)
 
     # ------------------------------------------------------------------ commit
     def commit(self) -> None:

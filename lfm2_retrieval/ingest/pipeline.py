@@ -3,9 +3,15 @@
 A run compares the files on disk with what the index holds. Every chunk of a file carries
 the file's `source` path and `content_hash` (of its bytes and of the settings that shape its
 chunks), so a run re-indexes only new and changed files and removes the chunks of files that
-are gone. Work is committed in batches of whole files: a file's old chunks are deleted and its
-new ones added in the same commit. A run killed at any moment (Ctrl-C, kill -9) therefore
-leaves every file either fully old or fully new, and the next run finishes the job.
+are gone. A file's old chunks are deleted and its new ones added in the same commit, and commits
+fall between files, so a run killed at any moment (Ctrl-C, kill -9) leaves every file either
+fully old or fully new, and the next run finishes the job.
+
+A long record file (JSON Lines, CSV, Parquet: read as a stream, a record at a time) may also be
+committed between two of its records, every `commit_every_seconds`. Such a commit records the
+file as incomplete in the commit's user data (INCOMPLETE: source -> content hash), atomically
+with its chunks; the next run then resumes it after the records already stored, if its bytes
+are unchanged, or reads it again from the start.
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ from pathlib import Path
 
 from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument, WriteSession
 from ..errors import IndexLockedError
-from .readers import READERS_VERSION, SUPPORTED_SUFFIXES, RecordFields, UnreadableFile, read_file
+from .readers import (READERS_VERSION, STREAMED_SUFFIXES, SUPPORTED_SUFFIXES, RecordFields, SourceText,
+                      UnreadableFile, stream_file)
 
-# Files are read whole; anything larger is almost never a document and is skipped.
+# Files other than record streams are read whole; anything larger is almost never a document
+# and is skipped.
 MAX_FILE_BYTES = 256 << 20
+# The commit's user-data key of files committed in part: {source: content hash ("" = read again)}.
+INCOMPLETE = "ingest.incomplete_files"
 
 
 @dataclass
@@ -34,7 +44,7 @@ class IngestOptions:
     include: list[str] = field(default_factory=list)  # fnmatch patterns on paths relative to a root
     exclude: list[str] = field(default_factory=list)
     fields: RecordFields = field(default_factory=RecordFields)
-    commit_every_seconds: float = 300.0  # at most this much encoding is lost to a crash
+    commit_every_seconds: float = 300.0  # at most this much encoding is lost to a crash (also inside a record file)
     encode_batch_chunks: int = 256  # chunks of several files are encoded together
     max_file_bytes: int = MAX_FILE_BYTES
 
@@ -66,13 +76,33 @@ class IngestReport:
 class _Existing:
     content_hash: str | None
     chunk_ids: list[str]
+    doc_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Hashed:
+    digest: str
+    signature: tuple[int, int]  # (size, mtime) when hashed: a file changed while read is read again
+
+
+@dataclass
+class _Plan:
+    existing: dict[str, _Existing]
+    todo: list[Path]
+    removed: list[str]  # sources gone from disk
+    unchanged: int
+    incomplete: dict[str, str]  # as the index records it (INCOMPLETE)
 
 
 @dataclass
 class _FileWork:
     path: Path
     source: str
-    chunks: Iterator[PreparedChunk]  # made as they are consumed: a file's chunks are never all in memory
+    digest: str
+    # Made as they are consumed: a file's documents (records) and chunks are never all in memory.
+    documents: Iterator[TextDocument]
+    warnings: list[str]  # the reader's, complete once `documents` is exhausted
+    resume: bool  # committed in part by an earlier run, bytes unchanged: skip its stored documents
 
 
 class _Staging:
@@ -100,6 +130,45 @@ class _Staging:
         self.report.tokens += tokens
         self.ingestor.on_progress("files", {"files": self.files_done, "chunks": len(chunks), "tokens": tokens})
         self.files_done = 0
+
+
+class _Writing:
+    """The session ingestion writes through: committed every `commit_every_seconds` (between
+    files, or between records of a long record file) and reopened, each commit recording which
+    files it holds only in part."""
+
+    def __init__(self, ingestor: "Ingestor", report: IngestReport, expected_tokens: int) -> None:
+        self.ingestor, self.report, self.expected_tokens = ingestor, report, expected_tokens
+        self.incomplete: dict[str, str] = {}  # set from the plan made under the lock
+        self.last_commit = time.monotonic()
+        self._open()
+
+    def _open(self) -> None:
+        self.session = self.ingestor.engine.writing(expected_tokens=self.expected_tokens, timeout=0.0, merge=False)
+        self.staging = _Staging(self.ingestor, self.session, self.report, self.ingestor.options.encode_batch_chunks)
+
+    def due(self) -> bool:
+        return (time.monotonic() - self.last_commit >= self.ingestor.options.commit_every_seconds
+                and bool(self.staging.chunks or self.session.has_changes))
+
+    def commit(self, reopen: bool) -> None:
+        self.staging.flush()
+        record = self.session.user_data
+        record.pop(INCOMPLETE, None)
+        if self.incomplete:
+            record[INCOMPLETE] = dict(self.incomplete)
+        self.session.set_user_data(record)
+        if self.session.has_changes:
+            self.session.commit()
+            self.report.commits += 1
+        else:
+            self.session.abort()  # nothing staged (e.g. only unreadable files): no empty commit
+        self.last_commit = time.monotonic()
+        if reopen:
+            self._open()
+
+    def abort(self) -> None:
+        self.session.abort()
 
 
 def source_name(path: Path) -> str:
@@ -168,28 +237,31 @@ class Ingestor:
     def _existing(self) -> dict[str, _Existing]:
         """What the index holds per source file (chunks written by ingestion only)."""
         out: dict[str, _Existing] = {}
-        for cid, meta in self.engine.chunk_metadata(["source", "content_hash"]):
+        for cid, meta in self.engine.chunk_metadata(["source", "content_hash", "doc_id"]):
             if meta["content_hash"] is None or meta["source"] is None:
                 continue  # added through the API or Python, not from a file
             entry = out.setdefault(meta["source"], _Existing(meta["content_hash"], []))
             entry.chunk_ids.append(cid)
+            entry.doc_ids.add(meta["doc_id"])
             if entry.content_hash != meta["content_hash"]:
                 entry.content_hash = None  # mixed versions (never committed so): redo it
         return out
 
-    def _plan(self, digests: dict[Path, str], files: list[Path], roots: list[str]):
-        """(existing, files to index, sources to remove, files unchanged) against the index now."""
+    def _plan(self, hashed: dict[Path, _Hashed], files: list[Path], roots: list[str]) -> _Plan:
+        """What to do, against the index as it is now."""
         existing = self._existing()
+        incomplete = dict(self.engine.user_data.get(INCOMPLETE) or {})
         on_disk = {source_name(f) for f in files}
-        removed = [s for s in existing if s not in on_disk and any(_under(s, r) for r in roots)]
+        removed = [s for s in {**existing, **incomplete} if s not in on_disk and any(_under(s, r) for r in roots)]
         todo, unchanged = [], 0
-        for path, digest in digests.items():
-            known = existing.get(source_name(path))
-            if known is not None and known.content_hash == digest:
+        for path, h in hashed.items():
+            source = source_name(path)
+            known = existing.get(source)
+            if known is not None and known.content_hash == h.digest and source not in incomplete:
                 unchanged += 1
             else:
                 todo.append(path)
-        return existing, todo, removed, unchanged
+        return _Plan(existing, todo, removed, unchanged, incomplete)
 
     # ------------------------------------------------------------------ the run
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestReport:
@@ -200,52 +272,47 @@ class Ingestor:
         self.engine.refresh()
         seen_commit = self.engine.commit
         roots = [source_name(Path(p)) for p in paths]
-        digests = {path: d for path in files if (d := self._hash_file(path, report)) is not None}
-        existing, todo, removed, unchanged = self._plan(digests, files, roots)
-        self.on_progress("start", {"files": len(todo), "unchanged": unchanged, "removed": len(removed)})
-        if not todo and not removed:
-            report.files_unchanged = unchanged
+        hashed = {path: h for path in files if (h := self._hash_file(path, report)) is not None}
+        plan = self._plan(hashed, files, roots)
+        self.on_progress("start", {"files": len(plan.todo), "unchanged": plan.unchanged, "removed": len(plan.removed)})
+        if not plan.todo and not plan.removed:
+            report.files_unchanged = plan.unchanged
             report.seconds = time.monotonic() - started
             return report  # nothing changed: no commit
-        expected_tokens = sum(path.stat().st_size for path in todo if path.exists()) // 4
-        session: WriteSession | None = None
+        expected_tokens = sum(path.stat().st_size for path in plan.todo if path.exists()) // 4
+        writing: _Writing | None = None
         try:
-            session = self.engine.writing(expected_tokens=expected_tokens, timeout=0.0, merge=False)
+            writing = _Writing(self, report, expected_tokens)
             if self.engine.commit != seen_commit:
                 # Another run committed while we read: plan again from what the lock now shows
                 # (else its files would be added twice: "ids already exist").
-                existing, todo, removed, unchanged = self._plan(digests, files, roots)
-            report.files_unchanged = unchanged
-            if removed:
-                ids = [cid for s in removed for cid in existing[s].chunk_ids]
-                report.chunks_removed += session.delete_chunks(ids)
-                report.files_removed = len(removed)
-            last_commit = time.monotonic()
-            staging = _Staging(self, session, report, self.options.encode_batch_chunks)
-            for path in todo:
-                work = self._prepare_file(path, report)
+                plan = self._plan(hashed, files, roots)
+            writing.incomplete = dict(plan.incomplete)
+            report.files_unchanged = plan.unchanged
+            if plan.removed:
+                ids = [cid for s in plan.removed if s in plan.existing for cid in plan.existing[s].chunk_ids]
+                report.chunks_removed += writing.session.delete_chunks(ids)
+                report.files_removed = len(plan.removed)
+                for source in plan.removed:
+                    writing.incomplete.pop(source, None)
+            for path in plan.todo:
+                work = self._prepare_file(path, hashed[path], plan, report)
                 if work is None:
                     self.on_progress("files", {"files": 1, "chunks": 0, "tokens": 0})
                 else:
-                    self._stage_file(staging, work, existing, report)
-                # Commits fall between files only: a file is always wholly old or wholly new.
-                if time.monotonic() - last_commit >= self.options.commit_every_seconds and (staging.chunks or session.has_changes):
-                    staging.flush()
-                    self._commit(session, report)
-                    session = self.engine.writing(expected_tokens=expected_tokens, timeout=0.0, merge=False)
-                    staging = _Staging(self, session, report, self.options.encode_batch_chunks)
-                    last_commit = time.monotonic()
-            staging.flush()
-            self._commit(session, report)
-            session = None
+                    self._stage_file(writing, work, plan.existing, hashed[path], report)
+                if writing.due():
+                    writing.commit(reopen=True)
+            writing.commit(reopen=False)
+            writing = None
             self._merge_segments()
         except KeyboardInterrupt:
-            report.interrupted = True  # staged files are redone by the next run
-            if session is not None:
-                session.abort()
+            report.interrupted = True  # staged files are redone (or resumed) by the next run
+            if writing is not None:
+                writing.abort()
         except BaseException:
-            if session is not None:
-                session.abort()
+            if writing is not None:
+                writing.abort()
             raise
         report.seconds = time.monotonic() - started
         return report
@@ -258,33 +325,35 @@ class Ingestor:
         except IndexLockedError:
             pass
 
-    @staticmethod
-    def _commit(session: WriteSession, report: IngestReport) -> None:
-        if session.has_changes:
-            session.commit()
-            report.commits += 1
-        else:
-            session.abort()  # nothing staged (e.g. only unreadable files): no empty commit
-
-    def _hash_file(self, path: Path, report: IngestReport) -> str | None:
+    def _hash_file(self, path: Path, report: IngestReport) -> _Hashed | None:
+        """The file's content hash, read in blocks (a record file is never wholly in memory)."""
         try:
-            size = path.stat().st_size
-            if size > self.options.max_file_bytes:
+            info = path.stat()
+            if info.st_size > self.options.max_file_bytes and path.suffix.lower() not in STREAMED_SUFFIXES:
                 report.skipped.append((str(path), f"larger than {self.options.max_file_bytes >> 20} MB"))
                 return None
-            data = path.read_bytes()
+            digest = hashlib.sha256(self.settings.encode() + b"\0")
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
         except OSError as exc:
             report.skipped.append((str(path), f"cannot be read: {exc.strerror or exc}"))
             return None
-        return self._digest(data)
+        return _Hashed(digest.hexdigest()[:32], (info.st_size, info.st_mtime_ns))
 
     def _digest(self, data: bytes) -> str:
         return hashlib.sha256(self.settings.encode() + b"\0" + data).hexdigest()[:32]
 
-    def _prepare_file(self, path: Path, report: IngestReport) -> _FileWork | None:
+    def _prepare_file(self, path: Path, hashed: _Hashed, plan: _Plan, report: IngestReport) -> _FileWork | None:
+        source = source_name(path)
         try:
-            data = path.read_bytes()
-            result = read_file(path, data, self.options.fields)
+            if path.suffix.lower() in STREAMED_SUFFIXES:
+                result, digest = stream_file(path, self.options.fields), hashed.digest
+            else:  # read whole: hash the bytes actually indexed, even if the file just changed
+                data = path.read_bytes()
+                result, digest = stream_file(path, self.options.fields, data), self._digest(data)
+            texts = iter(result.texts)
+            first = next(texts, None)
         except UnreadableFile as exc:
             report.skipped.append((str(path), str(exc)))
             return None
@@ -294,34 +363,64 @@ class Ingestor:
         except (ValueError, RecursionError) as exc:  # a reader met input it cannot take: this file only
             report.skipped.append((str(path), f"cannot be read ({type(exc).__name__}): {str(exc)[:200]}"))
             return None
-        report.warnings.extend((str(path), w) for w in result.warnings)
-        source = source_name(path)
-        digest = self._digest(data)  # the bytes actually indexed, even if the file just changed
-        docs = []
-        for text in result.texts:
-            doc_id = source if text.record_id is None else f"{source}#{text.record_id}"
-            meta = {**{k: v for k, v in text.metadata.items() if k not in RESERVED_METADATA},
-                    "source": source, "content_hash": digest}
-            if text.record_id is not None:
-                meta["record_id"] = text.record_id
-            docs.append(TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts,
-                                     sections=text.sections))
-        chunks = (chunk for doc in docs for chunk in self.engine.iter_prepare(doc))
-        first = next(chunks, None)
         if first is None:
             report.skipped.append((str(path), "no text"))
             return None  # its chunks from before, if any, stay as they were
-        return _FileWork(path, source, itertools.chain([first], chunks))
+        documents = (self._document(text, source, digest) for text in itertools.chain([first], texts))
+        return _FileWork(path, source, digest, documents, result.warnings,
+                         resume=plan.incomplete.get(source) == digest)
 
     @staticmethod
-    def _stage_file(staging: _Staging, work: _FileWork, existing: dict[str, _Existing], report: IngestReport) -> None:
-        """A file into the session: its old chunks out, then its new chunks in, batch by batch."""
-        if work.source in existing:
-            report.chunks_removed += staging.session.delete_chunks(existing.pop(work.source).chunk_ids)
-        for chunk in work.chunks:
-            staging.add(chunk)
-        staging.files_done += 1
+    def _document(text: SourceText, source: str, digest: str) -> TextDocument:
+        doc_id = source if text.record_id is None else f"{source}#{text.record_id}"
+        meta = {**{k: v for k, v in text.metadata.items() if k not in RESERVED_METADATA},
+                "source": source, "content_hash": digest}
+        if text.record_id is not None:
+            meta["record_id"] = text.record_id
+        return TextDocument(doc_id, text.text, meta, title=text.title, page_starts=text.page_starts,
+                            sections=text.sections)
+
+    def _stage_file(self, writing: _Writing, work: _FileWork, existing: dict[str, _Existing], hashed: _Hashed,
+                    report: IngestReport) -> None:
+        """A file into the session: its old chunks out (unless it resumes), then its new chunks
+        in, batch by batch; between two of its documents a commit may fall when one is due."""
+        known = existing.pop(work.source, None)
+        stored: set[str] = set()
+        if known is not None and work.resume:
+            stored = known.doc_ids
+        elif known is not None:
+            report.chunks_removed += writing.session.delete_chunks(known.chunk_ids)
+        finished = True
+        try:
+            for number, doc in enumerate(work.documents):
+                if doc.id in stored:
+                    continue
+                if number and writing.due():
+                    writing.incomplete[work.source] = work.digest  # committed in part: the next run resumes
+                    writing.commit(reopen=True)
+                for chunk in self.engine.iter_prepare(doc):
+                    writing.staging.add(chunk)
+        except OSError as exc:  # the disk under a long file failed: keep what was read, retry next run
+            report.warnings.append((str(work.path), f"reading stopped: {exc.strerror or exc}; read again next run"))
+            finished = False
+        if work.path.suffix.lower() in STREAMED_SUFFIXES and _signature(work.path) != hashed.signature:
+            report.warnings.append((str(work.path), "changed while it was read; the next run reads it again"))
+            finished = False
+        if finished:
+            writing.incomplete.pop(work.source, None)
+        else:
+            writing.incomplete[work.source] = ""  # matches no content hash: read again from the start
+        report.warnings.extend((str(work.path), w) for w in work.warnings)
+        writing.staging.files_done += 1
         report.files_indexed += 1
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns)
 
 
 def _not_indexable(path: Path, root: Path) -> str | None:

@@ -14,10 +14,10 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
@@ -78,20 +78,40 @@ class SourceText:
 
 @dataclass
 class ReadResult:
-    texts: list[SourceText]
+    texts: Iterable[SourceText]  # a list, or an iterator for a record stream (stream_file)
     warnings: list[str] = field(default_factory=list)
 
 
 def read_file(path: Path, data: bytes, fields: RecordFields | None = None) -> ReadResult:
-    """Texts of a file whose bytes are `data` (read once by the caller, who also hashes them)."""
+    """Texts of a file whose bytes are `data`, all at once (stream_file reads a record file a
+    record at a time)."""
+    result = stream_file(path, fields, data)
+    result.texts = list(result.texts)
+    return result
+
+
+def stream_file(path: Path, fields: RecordFields | None = None, data: bytes | None = None) -> ReadResult:
+    """Texts of a file, read from `data` or else from `path`. For JSON Lines, CSV and Parquet
+    `texts` is an iterator that reads the file as it is consumed, and `warnings` fills as it
+    goes (read them at its end); other formats are read whole, now. UnreadableFile: the file
+    yields nothing (now, or when the iterator finds that no record has text)."""
     suffix = path.suffix.lower()
     fields = fields or RecordFields()
+    if suffix in _STREAMS:
+        warnings: list[str] = []
+        texts = _streamed(path, data, fields, warnings, _STREAMS[suffix])
+        return ReadResult(texts, warnings)
     reader = _READERS.get(suffix)
     if reader is None:
         raise UnreadableFile(f"unsupported file type {suffix or '(none)'}")
-    result = reader(path, data, fields)
+    result = reader(path, path.read_bytes() if data is None else data, fields)
     result.texts = [t for t in result.texts if t.text.strip()]
     return result
+
+
+def _streamed(path: Path, data: bytes | None, fields: RecordFields, warnings: list[str], stream_reader) -> Iterator[SourceText]:
+    with (io.BytesIO(data) if data is not None else open(path, "rb")) as stream:
+        yield from (t for t in stream_reader(stream, path, fields, warnings) if t.text.strip())
 
 
 # ---------------------------------------------------------------------- decoding
@@ -367,31 +387,40 @@ def _record_to_text(record: dict[str, Any], row: int, fields: RecordFields, wher
     return SourceText(text, title="" if title is None else str(title), record_id=record_id, metadata=metadata)
 
 
-def _records_to_result(records, fields: RecordFields, path: Path, warnings: list[str]) -> ReadResult:
-    texts: list[SourceText] = []
+def _record_texts(records: Iterable[tuple[int, Any]], fields: RecordFields, warnings: list[str]) -> Iterator[SourceText]:
+    """The texts of (row, record) pairs, one at a time. Problems go to `warnings` as they are
+    met (the caller reads them once the stream ends); a stream with no usable record at all
+    raises UnreadableFile with the first reason."""
     missing: list[str] = []
+    n_missing = 0
+    seen: set[str] = set()  # ids must be unique within a file; later duplicates get a number
+    yielded = False
     for row, record in records:
         if not isinstance(record, dict):
             warnings.append(f"record {row}: not an object, skipped")
             continue
         try:
-            texts.append(_record_to_text(record, row, fields, f"record {row}"))
+            text = _record_to_text(record, row, fields, f"record {row}")
         except KeyError as exc:
-            missing.append(str(exc.args[0]))
-    if missing:
-        if not texts:
+            n_missing += 1
+            if not missing:
+                missing.append(str(exc.args[0]))
+            continue
+        if text.record_id in seen:
+            warnings.append(f"duplicate record id {text.record_id!r}; later copies are numbered")
+            text.record_id = f"{text.record_id}~{len(seen)}"
+        seen.add(text.record_id)
+        yielded = True
+        yield text
+    if n_missing:
+        if not yielded:
             raise UnreadableFile(missing[0])
-        warnings.append(f"{len(missing)} record(s) without a {fields.text!r} field skipped (first: {missing[0]})")
-    seen: set[str] = set()
-    for t in texts:  # ids must be unique within a file; later duplicates get their row number
-        if t.record_id in seen:
-            warnings.append(f"duplicate record id {t.record_id!r}; later copies are numbered")
-            t.record_id = f"{t.record_id}~{len(seen)}"
-        seen.add(t.record_id)
-    return ReadResult(texts, warnings)
+        warnings.append(f"{n_missing} record(s) without a {fields.text!r} field skipped (first: {missing[0]})")
 
 
 def _read_json(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+    # A JSON document is parsed whole (the standard library has no incremental parser); JSON
+    # Lines, CSV and Parquet are read as streams (below).
     raw, warnings = decode_text(data)
     try:
         value = json.loads(raw)
@@ -403,7 +432,7 @@ def _read_json(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
         if len(lists) == 1:
             value = lists[0]
     records = value if isinstance(value, list) else [value]
-    return _records_to_result(enumerate(records), fields, path, warnings)
+    return ReadResult(list(_record_texts(enumerate(records), fields, warnings)), warnings)
 
 
 def _short(exc: BaseException) -> str:
@@ -411,44 +440,125 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
-def _read_jsonl(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
-    raw, warnings = decode_text(data)
-    records, bad = [], []
-    for line_no, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
+# ---------------------------------------------------------------------- record streams
+# JSON Lines, CSV and Parquet files are read a line, row or row group at a time: memory holds
+# one record, never the file, and the caller can commit a long file in pieces.
+def decoded_lines(stream: BinaryIO, warnings: list[str]) -> Iterator[str]:
+    """The lines of a byte stream as text (endings kept), decoded as decode_text decodes a
+    whole file: UTF-8 with or without BOM, UTF-16 with a BOM (read whole: rare for records), a
+    legacy 8-bit file read as Windows-1252; broken bytes replaced, and counted in a warning."""
+    head = stream.read(8192)
+    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UnreadableFile("binary content (NUL bytes)")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text, more = decode_text(head + stream.read())
+        warnings.extend(more)
+        yield from text.splitlines(keepends=True)
+        return
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8):]
+    legacy, multibyte_seen = False, False
+    offset, first_bad, replaced = 0, None, 0
+    for line in _lines_of(head, stream):
+        if legacy:
+            yield _legacy(line)
             continue
         try:
-            records.append((line_no, json.loads(line)))
-        except (ValueError, RecursionError):  # malformed; a 5,000-digit number; nesting too deep
-            bad.append(line_no)
+            text = line.decode("utf-8")
+            multibyte_seen = multibyte_seen or not text.isascii()
+        except UnicodeDecodeError as exc:
+            text = line.decode("utf-8", errors="replace")
+            if not multibyte_seen and not any(ord(c) > 127 and c != "\ufffd" for c in text):
+                # No valid multi-byte sequence so far: a legacy 8-bit file, not damaged UTF-8.
+                legacy = True
+                warnings.append("not UTF-8; read as Windows-1252")
+                text = _legacy(line)
+            else:
+                first_bad = offset + exc.start if first_bad is None else first_bad
+                replaced += text.count("\ufffd")
+        offset += len(line)
+        yield text
+    if replaced:
+        warnings.append(f"invalid UTF-8 (first at byte {first_bad}); {replaced} character(s) replaced with U+FFFD")
+
+
+def _lines_of(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
+    """Byte lines (b"\\n" kept) of `head` followed by the rest of `stream`."""
+    pending = head
+    while True:
+        cut = pending.find(b"\n")
+        if cut >= 0:
+            yield pending[:cut + 1]
+            pending = pending[cut + 1:]
+            continue
+        more = stream.readline()
+        if not more:
+            break
+        pending += more
+    if pending:
+        yield pending
+
+
+def _legacy(line: bytes) -> str:
+    try:
+        return line.decode("cp1252")
+    except UnicodeDecodeError:  # bytes cp1252 leaves undefined
+        return line.decode("latin-1")
+
+
+def _stream_jsonl(stream: BinaryIO, path: Path, fields: RecordFields, warnings: list[str]) -> Iterator[SourceText]:
+    bad: list[int] = []
+
+    def records() -> Iterator[tuple[int, Any]]:
+        for line_no, line in enumerate(decoded_lines(stream, warnings), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except (ValueError, RecursionError):  # malformed; a 5,000-digit number; nesting too deep
+                bad.append(line_no)
+
+    yield from _record_texts(records(), fields, warnings)
     if bad:
         warnings.append(f"{len(bad)} malformed line(s) skipped (first: line {bad[0]})")
-    return _records_to_result(records, fields, path, warnings)
 
 
-def _read_csv(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
-    raw, warnings = decode_text(data)
+def _stream_csv(stream: BinaryIO, path: Path, fields: RecordFields, warnings: list[str]) -> Iterator[SourceText]:
     csv.field_size_limit(1 << 30)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter)
-        records = [(row, dict(r)) for row, r in enumerate(reader, start=1)]
-    except csv.Error as exc:
-        raise UnreadableFile(f"malformed {path.suffix} file: {exc}") from None
-    for _, record in records:
-        record.pop(None, None)  # cells beyond the header row
-    return _records_to_result(records, fields, path, warnings)
+    reader = csv.DictReader(decoded_lines(stream, warnings), delimiter=delimiter)
+
+    def records() -> Iterator[tuple[int, Any]]:
+        row = 0
+        try:
+            for row, record in enumerate(reader, start=1):
+                record.pop(None, None)  # cells beyond the header row
+                yield row, record
+        except csv.Error as exc:
+            if row == 0:
+                raise UnreadableFile(f"malformed {path.suffix} file: {exc}") from None
+            warnings.append(f"malformed {path.suffix} after row {row} ({exc}); the rows before it are kept")
+
+    yield from _record_texts(records(), fields, warnings)
 
 
-def _read_parquet(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
+def _stream_parquet(stream: BinaryIO, path: Path, fields: RecordFields, warnings: list[str]) -> Iterator[SourceText]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.ParquetFile(stream)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UnreadableFile(f"not a readable Parquet file: {exc}") from None
-    return _records_to_result(enumerate(table.to_pylist()), fields, path, [])
+
+    def records() -> Iterator[tuple[int, Any]]:
+        row = 0
+        for batch in table.iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                yield row, record
+                row += 1
+
+    yield from _record_texts(records(), fields, warnings)
 
 
 # ---------------------------------------------------------------------- PDF
@@ -497,10 +607,8 @@ _READERS: dict[str, Callable[[Path, bytes, RecordFields], ReadResult]] = {
     **{s: _read_markdown for s in MARKDOWN_SUFFIXES},
     **{s: _read_html for s in HTML_SUFFIXES},
     ".json": _read_json,
-    ".jsonl": _read_jsonl,
-    ".ndjson": _read_jsonl,
-    ".csv": _read_csv,
-    ".tsv": _read_csv,
-    ".parquet": _read_parquet,
     ".pdf": _read_pdf,
 }
+_STREAMS = {".jsonl": _stream_jsonl, ".ndjson": _stream_jsonl, ".csv": _stream_csv, ".tsv": _stream_csv,
+            ".parquet": _stream_parquet}
+STREAMED_SUFFIXES = set(_STREAMS)
