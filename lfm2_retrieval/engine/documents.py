@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidDocumentError
+from ..index import ChunkMetadata
 from .chunking import Chunker
 from .language import language_of
 
@@ -81,7 +82,8 @@ def chunk_id(doc_id: str, number: int) -> str:
 
 def chunk_document(doc: TextDocument, chunker: Chunker,
                    identify: Callable[..., str | None] = language_of) -> list[PreparedChunk]:
-    """A document's chunks with their ids and metadata (the document's metadata is copied to each)."""
+    """A document's chunks with their ids and metadata (the document's metadata is shared by
+    each: the index stores it once)."""
     return list(iter_chunk_document(doc, chunker, identify))
 
 
@@ -97,18 +99,20 @@ def iter_chunk_document(doc: TextDocument, chunker: Chunker,
 def _chunks(doc: TextDocument, chunker: Chunker, identify: Callable[..., str | None]) -> Iterator[PreparedChunk]:
     section_starts = [start for start, _ in doc.sections or []]
     text = clean_text(doc.text)
+    # What every chunk of the document carries: one dict, which the index stores once.
+    shared = {**doc.metadata, "doc_id": doc.id}
+    if doc.title:
+        shared["title"] = doc.title
     # A document that says its language keeps it; else each chunk is identified (a page can
     # mix languages), falling back to the whole text's language where a chunk is unclear.
     detect = "lang" not in doc.metadata
     doc_lang = identify(text[:LANGUAGE_SAMPLE_CHARS]) if detect else None
     for number, chunk in enumerate(chunker.iter_split(text, section_starts)):
-        meta = {**doc.metadata, "doc_id": doc.id, "chunk": number, "start_char": chunk.start, "end_char": chunk.end}
-        if doc.title:
-            meta["title"] = doc.title
+        meta = {"chunk": number, "start_char": chunk.start, "end_char": chunk.end}
         if doc.page_starts:
             meta["page"] = doc.page_at(chunk.start)
         if doc.sections and (section := doc.section_at(chunk.start)):
             meta["section"] = section
         if detect and (lang := identify(chunk.text, default=doc_lang)):
             meta["lang"] = lang
-        yield PreparedChunk(chunk_id(doc.id, number), chunk.text, meta, chunk.n_tokens)
+        yield PreparedChunk(chunk_id(doc.id, number), chunk.text, ChunkMetadata(shared, meta), chunk.n_tokens)

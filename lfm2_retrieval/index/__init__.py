@@ -3,7 +3,8 @@ faiss, with a BM25 side, changed only by atomic commits.
 
     manifest.py   what one commit is made of (typed; the on-disk format and its versions)
     codec.py      centroids and packed residuals: token vectors to codes and back
-    segment.py    immutable segments: codes, inverted file, chunk table, BM25 (lexical.py)
+    segment.py    immutable segments: codes, inverted file, chunk table (a document's metadata
+                  once), BM25 (lexical.py)
     postings.py   Elias-Fano coded inverted-file lists
     snapshot.py   one commit opened for searching, after the cheap integrity checks
     search.py     candidates (centroid interaction) -> approximate scores -> exact MaxSim
@@ -22,9 +23,10 @@ from .index import MultiVectorIndex
 from .integrity import CheckReport
 from .manifest import Counts, Manifest, SegmentEntry
 from .search import SearchParams
+from .segment import ChunkMetadata
 from .snapshot import Hit
 from .writer import IndexWriter
 
-__all__ = ["CheckReport", "Counts", "FilterError", "Hit", "IndexDamagedError", "IndexFolderError", "IndexLockedError",
+__all__ = ["CheckReport", "ChunkMetadata", "Counts", "FilterError", "Hit", "IndexDamagedError", "IndexFolderError", "IndexLockedError",
            "IndexWriter", "Manifest", "MultiVectorIndex", "ResidualCodec", "SearchParams", "SegmentEntry",
            "check_index", "default_num_centroids", "repair_index"]

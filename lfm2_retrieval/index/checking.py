@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from ..errors import IndexDamagedError, IndexFolderError
 from .integrity import CheckReport, Problem, check_segment_fully, crc32_of
@@ -122,12 +123,25 @@ def _sources_of(path: Path, segments: list[str]) -> list[str] | None:
     """The `source` files of the chunks in these segments (None where they cannot be read)."""
     found: set[str] = set()
     for name in segments:
+        folder = path / "segments" / name
         try:
             import pyarrow.parquet as pq
 
-            for meta in pq.read_table(path / "segments" / name / "docs.parquet", columns=["metadata"]).column(0).to_pylist():
+            table = pq.read_table(folder / "docs.parquet")
+            for meta in table.column("metadata").to_pylist():
                 if source := json.loads(meta or "{}").get("source"):
                     found.add(source)
+            if "shared" in table.column_names and pc.max(table.column("shared")).as_py() not in (None, -1):
+                found.update(_shared_sources(folder, table.num_rows))
         except Exception:  # noqa: BLE001 - a damaged table: the sources stay unknown
             return None
     return sorted(found)
+
+
+def _shared_sources(folder: Path, n_chunks: int) -> set[str]:
+    """The `source` of each shared metadata row (segment.py), read from records.bin directly:
+    the segment may be too damaged to open."""
+    offsets = load_npy(folder / "record_offsets.npy")
+    data = (folder / "records.bin").read_bytes()
+    rows = (json.loads(data[int(a):int(b)]) for a, b in zip(offsets[n_chunks:-1], offsets[n_chunks + 1:]))
+    return {row["source"] for row in rows if row.get("source")}

@@ -93,10 +93,12 @@ def _evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:
     return mask
 
 
-def _apply(column: pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.ndarray:
+def _apply(column: pa.Array | pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.ndarray:
     negative = op in ("$ne", "$nin")
     if column is None:
         return np.full(n, negative)
+    if pa.types.is_dictionary(column.type):
+        return _apply_dictionary(column, op, value, n)
     try:
         if op in _TEXT_MATCHES:
             if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
@@ -113,6 +115,21 @@ def _apply(column: pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.nd
         return np.full(n, negative)
     # Missing values never match a positive condition and always match a negative one.
     return pc.fill_null(result, negative).to_numpy(zero_copy_only=False)
+
+
+def _apply_dictionary(column: pa.ChunkedArray | pa.DictionaryArray, op: str, value: Any, n: int) -> np.ndarray:
+    """A condition on a dictionary column (metadata a document shares with its chunks): decided
+    once per distinct value, then looked up per chunk."""
+    negative = op in ("$ne", "$nin")
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array.dictionary) == 0:
+        return np.full(n, negative)
+    per_value = _apply(array.dictionary, op, value, len(array.dictionary))
+    indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    out = per_value[indices]
+    if array.indices.null_count:
+        out[array.indices.is_null().to_numpy(zero_copy_only=False)] = negative
+    return out
 
 
 def _glob_regex(pattern: str) -> str:

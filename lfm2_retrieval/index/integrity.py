@@ -90,8 +90,9 @@ def segment_structure_problem(seg, num_centroids: int | None) -> Problem | None:
             or int(offsets[-1]) != seg.n_tokens or np.any(np.diff(offsets.astype(np.int64)) < 0):
         return Problem(f"{where}/doc_offsets.npy", "token offsets are not a monotone cover of the segment's tokens")
     records = np.asarray(seg.record_offsets)
-    if len(records) != seg.n_docs + 1 or np.any(np.diff(records.astype(np.int64)) < 0):
-        return Problem(f"{where}/record_offsets.npy", "record offsets are not monotone, one per chunk")
+    if len(records) != seg.n_docs + 1 + seg.n_shared or np.any(np.diff(records.astype(np.int64)) < 0):
+        return Problem(f"{where}/record_offsets.npy",
+                       "record offsets are not monotone, one per chunk and one per shared metadata row")
     if num_centroids is not None and seg.n_tokens and int(np.max(seg.codes)) >= num_centroids:
         return Problem(f"{where}/codes.bin", f"a token code is at least the number of centroids ({num_centroids})")
     if not seg._legacy_ivf:

@@ -21,10 +21,12 @@ from typing import Any
 from ..errors import IndexDamagedError, IndexFolderError
 from .storage import write_json_atomic
 
-# 2: inverted-file lists Elias-Fano coded (segment.py). Format-1 segments read unchanged; a
-# commit marks the index 2, so an older version refuses it clearly instead of failing on files.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# 2: inverted-file lists Elias-Fano coded (segment.py). 3: a document's metadata stored once per
+# segment, not in each chunk (segment.py, "shared metadata"). Older segments read unchanged; a
+# commit marks the index with the newest format, so an older version refuses it clearly
+# instead of misreading its files.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 MANIFEST = "manifest.json"
 
 

@@ -10,11 +10,19 @@ Files of `seg-NNNNNN/`:
                      (postings.py; about 13 bits an entry at 1M chunks)
     docs.parquet     id (external, string), internal_id (int64), text, metadata (JSON): the
                      chunk table, read by column (ids, filters, optimize)
-    records.bin      the same chunks as JSON records, back to back, with
+    records.bin      the same chunks as JSON records, back to back, then the segment's shared
+                     metadata (below), with
     record_offsets.npy  their byte ranges: O(1) random access for search hits (a Parquet
                      row-group read costs milliseconds; this costs microseconds)
     bm25/            the BM25 index of the chunks' texts (bm25s, memory-mapped)
     segment.json     counts and dtypes
+
+Shared metadata (format 3): the metadata a document gives all of its chunks (its fields, title,
+source...) is stored once per segment, not once per chunk. A chunk whose metadata is a
+ChunkMetadata names the part it shares (`.shared`, one dict object for all of a document's
+chunks); the segment stores that part once, after the chunk records in records.bin (`n_shared`
+in segment.json), and each chunk's own keys with the number of its shared row (the `shared`
+column of docs.parquet, and `"shared"` in its record). Reading puts them together again.
 
 A row is a chunk; the file and field names that say "doc" (doc_offsets, docs.parquet, n_docs)
 are the on-disk format's, kept so that every release reads every other's segments.
@@ -22,13 +30,14 @@ are the on-disk format's, kept so that every release reads every other's segment
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +58,31 @@ DOC_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("internal_id", pa.int64()),
     ("text", pa.string()),
-    ("metadata", pa.string()),
+    ("metadata", pa.string()),  # the chunk's own keys (all of them where it shares none)
+    ("shared", pa.int32()),  # its shared row, -1 for none (absent before format 3)
 ])
+SHARED_CACHE = 4096  # shared rows parsed and kept per segment (a merge reads them in order)
+
+
+class ChunkMetadata(dict):
+    """A chunk's metadata (a plain dict to every reader) that names which of its keys it shares
+    with other chunks: `shared`, the same dict object for all of one document's chunks, is
+    stored once per segment. Keys of its own override shared ones."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, shared: Mapping[str, Any], own: Mapping[str, Any]) -> None:
+        super().__init__(shared)
+        self.update(own)
+        self.shared = shared
+
+    def own(self) -> dict[str, Any] | None:
+        """The keys to store with the chunk, or None if it no longer agrees with its shared part
+        (a key removed or replaced since): then it is stored whole."""
+        shared = self.shared
+        if any(k not in self for k in shared):
+            return None
+        return {k: v for k, v in self.items() if k not in shared or v is not shared[k]}
 
 
 @dataclass
@@ -86,6 +118,11 @@ class SegmentWriter:
         self._record_ends: list[int] = []
         self._doclens: list[int] = []
         self.n_docs = 0
+        # Shared rows, written aside and appended to records.bin when the segment is finished.
+        self._shared_file = open(self.tmp_dir.parent / f"{self.tmp_dir.name}.shared", "wb")
+        self._shared_ends: list[int] = []
+        self._shared_rows: dict[bytes, int] = {}  # digest of a shared row's JSON -> its number
+        self._last_shared: tuple[Mapping[str, Any] | None, int] = (None, -1)  # a document's chunks come together
 
     def add(self, batch: ChunkBatch, internal_ids: np.ndarray) -> None:
         lengths = [len(v) for v in batch.vectors]
@@ -104,16 +141,19 @@ class SegmentWriter:
         self._codes.write(np.ascontiguousarray(codes, dtype=self.codec.code_dtype).tobytes())
         self._residuals.write(np.ascontiguousarray(packed).tobytes())
         self._doclens.extend(lengths)
-        metadata = [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in batch.metadata]
+        own, rows = self._split_shared(batch.metadata)
         table = pa.table({
             "id": batch.ids,
             "internal_id": pa.array(internal_ids, pa.int64()),
             "text": batch.texts,
-            "metadata": metadata,
+            "metadata": [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in own],
+            "shared": pa.array(rows, pa.int32()),
         }, schema=DOC_SCHEMA)
         end = self._record_ends[-1] if self._record_ends else 0
-        for doc_id, text, meta in zip(batch.ids, batch.texts, batch.metadata):
+        for doc_id, text, meta, row in zip(batch.ids, batch.texts, own, rows):
             record = {"id": doc_id, "text": text, "metadata": meta}
+            if row >= 0:
+                record["shared"] = row
             data = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
             self._records.write(data)
             end += len(data)
@@ -121,13 +161,46 @@ class SegmentWriter:
         self._docs.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.n_docs += len(batch.ids)
 
+    def _split_shared(self, metadata: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[int]]:
+        """(what each chunk stores itself, its shared row or -1)."""
+        own_parts, rows = [], []
+        for meta in metadata:
+            own = meta.own() if isinstance(meta, ChunkMetadata) and meta.shared else None
+            if own is None:
+                own_parts.append(meta)
+                rows.append(-1)
+            else:
+                own_parts.append(own)
+                rows.append(self._shared_row(meta.shared))
+        return own_parts, rows
+
+    def _shared_row(self, shared: Mapping[str, Any]) -> int:
+        last, row = self._last_shared
+        if shared is last:
+            return row
+        data = json.dumps(shared, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        row = self._shared_rows.get(key, -1)
+        if row < 0:
+            row = self._shared_rows[key] = len(self._shared_ends)
+            self._shared_file.write(data)
+            self._shared_ends.append((self._shared_ends[-1] if self._shared_ends else 0) + len(data))
+        self._last_shared = (shared, row)
+        return row
+
     def finish(self) -> dict[str, Any]:
         """Write the inverted file and metadata, fsync, rename into place; return its summary."""
         self._codes.close()
         self._residuals.close()
         self._docs.close()
+        self._shared_file.close()
+        end = self._record_ends[-1] if self._record_ends else 0
+        with open(self._shared_file.name, "rb") as shared:
+            shutil.copyfileobj(shared, self._records)
         self._records.close()
-        save_npy(self.tmp_dir / "record_offsets.npy", np.array([0] + self._record_ends, dtype=np.uint64))
+        os.unlink(self._shared_file.name)
+        ends = self._record_ends + [end + e for e in self._shared_ends]
+        save_npy(self.tmp_dir / "record_offsets.npy", np.array([0] + ends, dtype=np.uint64))
         total = sum(self._doclens)
         offsets = np.zeros(len(self._doclens) + 1, dtype=np.uint32 if total < 1 << 32 else np.uint64)
         np.cumsum(self._doclens, out=offsets[1:])
@@ -136,7 +209,7 @@ class SegmentWriter:
         ivf_index, ivf_lists = build_ivf(codes, offsets, self.codec.num_centroids)
         save_npy(self.tmp_dir / "ivf_index.npy", ivf_index)
         save_npy(self.tmp_dir / "ivf_lists.npy", ivf_lists)
-        info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]),
+        info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]), "n_shared": len(self._shared_ends),
                 "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
         # The lexical (BM25) index of the same chunks, built from the stored texts and
         # published with the segment: both change by the same atomic commit.
@@ -152,13 +225,17 @@ class SegmentWriter:
         return {**info, "checksum": zlib.crc32(data)}
 
     def abort(self) -> None:
-        for f in (self._codes, self._residuals, self._records):
+        for f in (self._codes, self._residuals, self._records, self._shared_file):
             f.close()
         try:
             self._docs.close()
         except Exception:
             pass
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        try:
+            os.unlink(self._shared_file.name)
+        except FileNotFoundError:
+            pass
 
 
 def build_ivf(codes: np.ndarray, doc_offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +261,7 @@ class Segment:
         self.name = info["name"]
         self.n_docs = info["n_docs"]
         self.n_tokens = info["n_tokens"]
+        self.n_shared = info.get("n_shared", 0)
         width = info["packed_width"]
         self.codes = _memmap(folder / "codes.bin", np.dtype(info["code_dtype"]), (self.n_tokens,))
         self.residuals = _memmap(folder / "residuals.bin", np.dtype(np.uint8), (self.n_tokens, width))
@@ -199,6 +277,7 @@ class Segment:
         self.records = _memmap(folder / "records.bin", np.dtype(np.uint8), (int(self.record_offsets[-1]),))
         # Keep the table's file open: a later commit may unlink it while we still read.
         self._docs_file = pq.ParquetFile(pa.memory_map(str(folder / "docs.parquet")))
+        self.shared_metadata = lru_cache(maxsize=SHARED_CACHE)(self._read_shared)
 
     @cached_property
     def internal_ids(self) -> np.ndarray:
@@ -222,23 +301,52 @@ class Segment:
 
     @cached_property
     def metadata_table(self) -> pa.Table:
-        """Metadata as columns (one per key seen in this segment), for filtering."""
-        rows = [json.loads(m) for m in self._docs_file.read(columns=["metadata"]).column(0).to_pylist()]
-        if not any(rows):
-            return pa.table({"__row": pa.array(range(len(rows)), pa.int64())})
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        return pa.table({k: _metadata_column([row.get(k) for row in rows]) for k in keys})
+        """Metadata as columns (one per key seen in this segment), for filtering. A key found
+        only in shared rows is a dictionary column: one value per shared row, so its memory
+        and the work of a filter on it follow the documents, not the chunks."""
+        names = self._docs_file.schema_arrow.names
+        read = self._docs_file.read(columns=["metadata", "shared"] if "shared" in names else ["metadata"])
+        own = [json.loads(m) for m in read.column(0).to_pylist()]
+        rows = (np.asarray(read.column(1).to_numpy(zero_copy_only=False), dtype=np.int64) if "shared" in names
+                else np.full(len(own), -1, np.int64))
+        shared = [self._read_shared(j) for j in range(self.n_shared)]
+        own_keys = dict.fromkeys(k for row in own for k in row)
+        shared_keys = dict.fromkeys(k for row in shared for k in row)
+        if not own_keys and not shared_keys:
+            return pa.table({"__row": pa.array(range(len(own)), pa.int64())})
+        columns = {}
+        for key in {**own_keys, **shared_keys}:
+            if key in own_keys:  # own values, or the shared row's where the chunk has none
+                columns[key] = _metadata_column([o[key] if key in o else shared[r].get(key) if r >= 0 else None
+                                                 for o, r in zip(own, rows.tolist())])
+            else:
+                dictionary = _metadata_column([row.get(key) for row in shared])
+                indices = pa.array(rows, pa.int32(), mask=rows < 0)
+                columns[key] = pa.DictionaryArray.from_arrays(indices, dictionary)
+        return pa.table(columns)
+
+    def _read_shared(self, row: int) -> dict[str, Any]:
+        """Shared metadata row `row` (segment.shared_metadata caches them: a document's chunks
+        then hold the same dict, and a merge stores it once again)."""
+        return self._record(self.n_docs + row, f"shared metadata {row}")
+
+    def _record(self, i: int, what: str) -> dict[str, Any]:
+        start, stop = int(self.record_offsets[i]), int(self.record_offsets[i + 1])
+        try:
+            return json.loads(self.records[start:stop].tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexDamagedError(self.folder.parent.parent, f"segments/{self.folder.name}/records.bin",
+                                    f"{what} does not decode ({type(exc).__name__})") from None
 
     def chunks(self, local: Sequence[int]) -> list[dict[str, Any]]:
         """id, text and metadata of local chunk numbers, in the order given."""
         out = []
         for i in local:
-            start, stop = int(self.record_offsets[i]), int(self.record_offsets[i + 1])
-            try:
-                out.append(json.loads(self.records[start:stop].tobytes().decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise IndexDamagedError(self.folder.parent.parent, f"segments/{self.folder.name}/records.bin",
-                                        f"record {i} does not decode ({type(exc).__name__})") from None
+            record = self._record(int(i), f"record {i}")
+            row = record.pop("shared", None)
+            if row is not None:
+                record["metadata"] = ChunkMetadata(self.shared_metadata(row), record["metadata"])
+            out.append(record)
         return out
 
     def token_ranges(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

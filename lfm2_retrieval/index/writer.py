@@ -26,7 +26,7 @@ import numpy as np
 from .codec import ResidualCodec, default_num_centroids
 from .integrity import crc32_of, folder_checksums
 from .manifest import FORMAT_VERSION, Counts, Manifest, SegmentEntry
-from .segment import ChunkBatch, SegmentWriter
+from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
 from .storage import WriterLock, load_npy, publish_dir, save_npy
 
@@ -121,7 +121,10 @@ class IndexWriter:
         ids = [str(i) for i in ids]
         batch = ChunkBatch(ids, [np.asarray(v, dtype=np.float32) for v in vectors],
                            list(texts) if texts is not None else [""] * len(ids),
-                           [dict(m or {}) for m in metadata] if metadata is not None else [{} for _ in ids])
+                           # a copy (the caller may change its dicts), except metadata that shares
+                           # a part with other chunks: it is read-only by contract (segment.py)
+                           [m if isinstance(m, ChunkMetadata) else dict(m or {}) for m in metadata]
+                           if metadata is not None else [{} for _ in ids])
         self._validate(batch)
         where = self._live_ids()
         existing = [i for i in ids if i in where]
