@@ -37,7 +37,7 @@ import shutil
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +277,10 @@ class Segment:
         self.records = _memmap(folder / "records.bin", np.dtype(np.uint8), (int(self.record_offsets[-1]),))
         # Keep the table's file open: a later commit may unlink it while we still read.
         self._docs_file = pq.ParquetFile(pa.memory_map(str(folder / "docs.parquet")))
-        self.shared_metadata = lru_cache(maxsize=SHARED_CACHE)(self._read_shared)
+        # Not functools.lru_cache on a bound method: that is a reference cycle, and a segment in
+        # a cycle keeps its memory maps open until the cycle collector runs (a server then held
+        # a thousand descriptors).
+        self._shared_cache: dict[int, dict[str, Any]] = {}
 
     @cached_property
     def internal_ids(self) -> np.ndarray:
@@ -325,9 +328,17 @@ class Segment:
                 columns[key] = pa.DictionaryArray.from_arrays(indices, dictionary)
         return pa.table(columns)
 
+    def shared_metadata(self, row: int) -> dict[str, Any]:
+        """Shared metadata row `row`, cached: a document's chunks then hold the same dict, and a
+        merge stores it once again."""
+        found = self._shared_cache.get(row)
+        if found is None:
+            if len(self._shared_cache) >= SHARED_CACHE:
+                self._shared_cache.clear()
+            found = self._shared_cache[row] = self._read_shared(row)
+        return found
+
     def _read_shared(self, row: int) -> dict[str, Any]:
-        """Shared metadata row `row` (segment.shared_metadata caches them: a document's chunks
-        then hold the same dict, and a merge stores it once again)."""
         return self._record(self.n_docs + row, f"shared metadata {row}")
 
     def _record(self, i: int, what: str) -> dict[str, Any]:
