@@ -1,14 +1,18 @@
-"""Index benchmark: this index against exhaustive MaxSim, pylate's PLAID and pylate's Voyager.
+"""Index benchmark: this index against exhaustive MaxSim, LanceDB, pylate's PLAID and Voyager.
 
 One table, side by side, per collection: build time, bytes per token on disk, single-query
 latency p50/p95, QPS, and recall@10 / recall@100 against exhaustive MaxSim over the raw fp32
 vectors. Collections: token vectors of BEIR SciFact from this project's encoder (the embedded
-trained model) and synthetic clustered vectors at 10k / 100k / 1M
-documents (about 32 tokens each, 128-d). Peers run only up to --peer-max-docs (pylate PLAID took
-about 160 ms per query on 2k documents here); rows say when a system was skipped and why.
+trained model) and synthetic clustered vectors at 10k / 100k / 1M documents: 16 to 48 tokens
+each, 128-d, by default; `--doc-tokens 150-220 --dim 96` gives chunks of the length and width
+that `lfm2-search index` writes with the embedded model. Peers run only up to --peer-max-docs
+(pylate PLAID took about 160 ms per query on 2k documents here); rows say when a system was
+skipped and why. LanceDB (multivector column, MaxSim) runs flat and with its IVF_PQ index.
 
     .venv/bin/python eval/bench_index.py --sizes 10k          # a few minutes
     .venv/bin/python eval/bench_index.py --sizes 10k,100k     # with SciFact and pylate PLAID (~20 minutes)
+    .venv/bin/python eval/bench_index.py --sizes 10k --no-scifact --doc-tokens 150-220 --dim 96 \
+        --peers lancedb,lancedb-ivfpq                          # real chunk lengths
     .venv/bin/python eval/bench_index.py --sizes 1m --no-scifact --nbits 2 --own-queries 10 --peers ""  # ~1 hour
 """
 
@@ -50,15 +54,19 @@ class Collection:
     dim: int = DIM
 
 
-def synthetic(n_docs: int, n_queries: int) -> Collection:
-    topics = topic_pool(DIM)
+def synthetic(n_docs: int, n_queries: int, dim: int = DIM, doc_tokens: tuple[int, int] = (16, 48)) -> Collection:
+    topics = topic_pool(dim)
+    low, high = doc_tokens
 
     def chunks():
         for c, start in enumerate(range(0, n_docs, CHUNK_DOCS)):
-            yield start, clustered_docs(min(CHUNK_DOCS, n_docs - start), DIM, seed=1000 + c, topics=topics)
+            yield start, clustered_docs(min(CHUNK_DOCS, n_docs - start), dim, seed=1000 + c, topics=topics,
+                                        min_tokens=low, max_tokens=high)
 
-    n_tokens = sum(sum(len(d) for d in docs) for _, docs in chunks()) if n_docs <= 100_000 else 32 * n_docs
-    return Collection(f"synthetic-{_short(n_docs)}", n_docs, n_tokens, clustered_queries(n_queries, DIM, topics=topics), chunks)
+    n_tokens = (sum(sum(len(d) for d in docs) for _, docs in chunks()) if n_docs <= 100_000
+                else (low + high) // 2 * n_docs)
+    name = f"synthetic-{_short(n_docs)}" + ("" if doc_tokens == (16, 48) else f" ({low}-{high} tokens, {dim}-d)")
+    return Collection(name, n_docs, n_tokens, clustered_queries(n_queries, dim, topics=topics), chunks, dim=dim)
 
 
 def scifact(n_queries: int) -> Collection | None:
@@ -222,6 +230,49 @@ def bench_pylate(col: Collection, kind: str, workdir: Path) -> dict:
     return row(name, build, size / col.n_tokens, lat10, res10, res100, col)
 
 
+def bench_lancedb(col: Collection, workdir: Path, indexed: bool) -> dict:
+    """LanceDB's multivector column (a list of token vectors a row) searched by MaxSim: flat
+    (every row scored) or through an IVF_PQ index of the token vectors (its own defaults)."""
+    import lancedb
+    import pyarrow as pa
+
+    t = time.perf_counter()
+    db = lancedb.connect(str(workdir / "lancedb"))
+    schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.list_(pa.float32(), col.dim)))])
+
+    def batches():
+        for start, docs in col.chunks():
+            for s in range(0, len(docs), 2048):
+                part = docs[s:s + 2048]
+                flat = pa.array(np.concatenate(part).ravel(), pa.float32())
+                tokens = pa.FixedSizeListArray.from_arrays(flat, col.dim)
+                offsets = pa.array(np.concatenate([[0], np.cumsum([len(d) for d in part])]), pa.int32())
+                yield pa.record_batch([pa.array(np.arange(start + s, start + s + len(part)), pa.int64()),
+                                       pa.ListArray.from_arrays(offsets, tokens)], schema=schema)
+
+    table = db.create_table("chunks", data=pa.RecordBatchReader.from_batches(schema, batches()), mode="overwrite")
+    if indexed:
+        table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ")
+    build = time.perf_counter() - t
+    size = sum(f.stat().st_size for f in (workdir / "lancedb").rglob("*") if f.is_file())
+
+    def search(q, k):
+        hits = table.search(q, vector_column_name="vector").limit(k).select(["id", "_distance"])
+        return hits.to_arrow().column("id").to_pylist()
+
+    lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
+    _, res100 = time_queries(lambda q: search(q, 100), col.queries)
+    shutil.rmtree(workdir / "lancedb", ignore_errors=True)
+    name = f"LanceDB {lancedb.__version__} multivector, " + ("IVF_PQ index (defaults)" if indexed else "flat")
+    return row(name, build, size / col.n_tokens, lat10, res10, res100, col, "fp32 vectors stored")
+
+
+PEERS = {"plaid": lambda col, work: bench_pylate(col, "plaid", work),
+         "voyager": lambda col, work: bench_pylate(col, "voyager", work),
+         "lancedb": lambda col, work: bench_lancedb(col, work, indexed=False),
+         "lancedb-ivfpq": lambda col, work: bench_lancedb(col, work, indexed=True)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10k", help="synthetic sizes, comma separated: 10k,100k,1m")
@@ -230,8 +281,11 @@ def main() -> None:
     parser.add_argument("--peer-max-docs", type=int, default=10_000,
                         help="largest collection the pylate peers and torch exhaustive run on")
     parser.add_argument("--torch-max-docs", type=int, default=100_000)
-    parser.add_argument("--peers", default="plaid,voyager", help="pylate peers to run: plaid, voyager (comma "
-                        "separated; empty for none)")
+    parser.add_argument("--peers", default="plaid,voyager", help="peers to run, comma separated (empty for none): "
+                        + ", ".join(PEERS))
+    parser.add_argument("--doc-tokens", default="16-48", help="tokens a synthetic document, MIN-MAX (150-220: "
+                        "the chunks `lfm2-search index` writes)")
+    parser.add_argument("--dim", type=int, default=DIM, help="width of synthetic token vectors (96: the embedded model)")
     parser.add_argument("--nbits", default="2,4", help="residual bits of this index's rows (comma separated)")
     parser.add_argument("--own-queries", type=int, help="queries for the R@10-vs-own-exhaustive note (default all; "
                         "at 1M each one decompresses 32M tokens)")
@@ -241,7 +295,9 @@ def main() -> None:
 
     sizes = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
     collections = [] if args.no_scifact else [scifact(args.queries)]
-    collections += [synthetic(sizes[s.strip().lower()], args.queries) for s in args.sizes.split(",") if s.strip()]
+    low, high = (int(x) for x in args.doc_tokens.split("-"))
+    collections += [synthetic(sizes[s.strip().lower()], args.queries, args.dim, (low, high))
+                    for s in args.sizes.split(",") if s.strip()]
     rows = []
     for col in [c for c in collections if c is not None]:
         print(f"== {col.name}: {col.n_docs} docs, {col.n_tokens} tokens", file=sys.stderr)
@@ -265,11 +321,11 @@ def main() -> None:
             for kind in [p.strip() for p in args.peers.split(",") if p.strip()]:
                 if col.n_docs <= args.peer_max_docs:
                     try:
-                        rows.append(bench_pylate(col, kind, work))
+                        rows.append(PEERS[kind](col, work))
                     except Exception as exc:  # a peer failing is a result, not a crash
-                        rows.append({"collection": col.name, "system": f"pylate {kind}", "note": f"failed: {exc!r}"[:200]})
+                        rows.append({"collection": col.name, "system": kind, "note": f"failed: {exc!r}"[:200]})
                 else:
-                    rows.append({"collection": col.name, "system": f"pylate {kind}",
+                    rows.append({"collection": col.name, "system": kind,
                                  "note": f"skipped above --peer-max-docs={args.peer_max_docs}"})
                 print(rows[-1], file=sys.stderr)
                 gc.collect()
