@@ -118,8 +118,9 @@ class SegmentWriter:
         self._record_ends: list[int] = []
         self._doclens: list[int] = []
         self.n_docs = 0
-        # Shared rows, written aside and appended to records.bin when the segment is finished.
-        self._shared_file = open(self.tmp_dir.parent / f"{self.tmp_dir.name}.shared", "wb")
+        # Shared rows, written aside and appended to records.bin when the segment is finished
+        # (inside the temporary folder: a crash's leftovers go with it).
+        self._shared_file = open(self.tmp_dir / "shared.tmp", "wb")
         self._shared_ends: list[int] = []
         self._shared_rows: dict[bytes, int] = {}  # digest of a shared row's JSON -> its number
         self._last_shared: tuple[Mapping[str, Any] | None, int] = (None, -1)  # a document's chunks come together
@@ -232,10 +233,6 @@ class SegmentWriter:
         except Exception:
             pass
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        try:
-            os.unlink(self._shared_file.name)
-        except FileNotFoundError:
-            pass
 
 
 def build_ivf(codes: np.ndarray, doc_offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
