@@ -337,15 +337,22 @@ def _stop_after(engine: SearchEngine, monkeypatch, calls: int) -> list[int]:
     return encoded
 
 
-def test_a_long_record_file_is_committed_in_pieces_and_the_next_run_resumes_it(tmp_path, pylate_tiny_dir, monkeypatch):
+def _interrupted_record_run(tmp_path: Path, model: Path, monkeypatch, records: int, calls: int):
+    """A folder with one JSON Lines file of `records` records, indexed with a commit due between
+    any two records (each record is then encoded and committed alone), and Ctrl-C at encoding
+    call `calls`. Returns (folder, engine, options)."""
     docs = tmp_path / "docs"
     docs.mkdir()
-    _records(docs / "log.jsonl", 40)
-    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
-    # A commit is due between any two records: each record is encoded and committed alone.
+    _records(docs / "log.jsonl", records)
+    engine = engine_for(tmp_path / "idx", model)
     options = IngestOptions(commit_every_seconds=0, encode_batch_chunks=4)
-    _stop_after(engine, monkeypatch, calls=5)  # Ctrl-C while the 5th record is encoded
+    _stop_after(engine, monkeypatch, calls=calls)
     assert Ingestor(engine, options).run([docs]).interrupted
+    return docs, engine, options
+
+
+def test_a_long_record_file_is_committed_in_pieces_and_the_next_run_resumes_it(tmp_path, pylate_tiny_dir, monkeypatch):
+    docs, engine, options = _interrupted_record_run(tmp_path, pylate_tiny_dir, monkeypatch, records=40, calls=5)
     engine.refresh()
     source = source_name(docs / "log.jsonl")
     stored = len(chunks_by_source(engine.index)[source])
@@ -364,13 +371,7 @@ def test_a_long_record_file_is_committed_in_pieces_and_the_next_run_resumes_it(t
 
 
 def test_an_incomplete_record_file_that_changed_is_read_again_from_the_start(tmp_path, pylate_tiny_dir, monkeypatch):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    _records(docs / "log.jsonl", 30)
-    engine = engine_for(tmp_path / "idx", pylate_tiny_dir)
-    options = IngestOptions(commit_every_seconds=0, encode_batch_chunks=4)
-    _stop_after(engine, monkeypatch, calls=3)
-    assert Ingestor(engine, options).run([docs]).interrupted
+    docs, engine, options = _interrupted_record_run(tmp_path, pylate_tiny_dir, monkeypatch, records=30, calls=3)
     _records(docs / "log.jsonl", 20, word="entry")  # rewritten: fewer records, other text
     _stop_after(engine, monkeypatch, calls=0)
     report = Ingestor(engine, options).run([docs])
