@@ -3,10 +3,10 @@
 (fusion.py), explains matches (explain.py), and is the only writer of an index: the CLI, the
 ingestion pipeline and the HTTP API all change an index through its writing sessions."""
 
-from .documents import RESERVED_METADATA, DocumentSummary, PreparedChunk, TextDocument
+from .documents import RESERVED_METADATA, DocumentSummary, PreparedChunk, TextDocument, document_of
 from .engine import SearchEngine, WriteSummary
 from .session import WriteSession
 from ..index.filters import validate as validate_filter
 
 __all__ = ["RESERVED_METADATA", "DocumentSummary", "PreparedChunk", "SearchEngine", "TextDocument", "WriteSession",
-           "WriteSummary", "validate_filter"]
+           "WriteSummary", "document_of", "validate_filter"]

@@ -80,6 +80,11 @@ def chunk_id(doc_id: str, number: int) -> str:
     return f"{doc_id}#{number}"
 
 
+def document_of(chunk: str) -> str:
+    """The document id of a chunk id made by chunk_id (document ids may hold "#" themselves)."""
+    return chunk.rsplit("#", 1)[0]
+
+
 def chunk_document(doc: TextDocument, chunker: Chunker,
                    identify: Callable[..., str | None] = language_of) -> list[PreparedChunk]:
     """A document's chunks with their ids and metadata (the document's metadata is shared by

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument, WriteSession
+from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocument, WriteSession, document_of
 from ..errors import IndexLockedError
 from .readers import (READERS_VERSION, STREAMED_SUFFIXES, SUPPORTED_SUFFIXES, RecordFields, SourceText,
                       UnreadableFile, stream_file)
@@ -76,7 +76,6 @@ class IngestReport:
 class _Existing:
     content_hash: str | None
     chunk_ids: list[str]
-    doc_ids: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -237,12 +236,11 @@ class Ingestor:
     def _existing(self) -> dict[str, _Existing]:
         """What the index holds per source file (chunks written by ingestion only)."""
         out: dict[str, _Existing] = {}
-        for cid, meta in self.engine.chunk_metadata(["source", "content_hash", "doc_id"]):
+        for cid, meta in self.engine.chunk_metadata(["source", "content_hash"]):
             if meta["content_hash"] is None or meta["source"] is None:
                 continue  # added through the API or Python, not from a file
             entry = out.setdefault(meta["source"], _Existing(meta["content_hash"], []))
             entry.chunk_ids.append(cid)
-            entry.doc_ids.add(meta["doc_id"])
             if entry.content_hash != meta["content_hash"]:
                 entry.content_hash = None  # mixed versions (never committed so): redo it
         return out
@@ -387,7 +385,7 @@ class Ingestor:
         known = existing.pop(work.source, None)
         stored: set[str] = set()
         if known is not None and work.resume:
-            stored = known.doc_ids
+            stored = {document_of(cid) for cid in known.chunk_ids}
         elif known is not None:
             report.chunks_removed += writing.session.delete_chunks(known.chunk_ids)
         finished = True
