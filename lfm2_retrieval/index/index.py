@@ -228,8 +228,13 @@ class MultiVectorIndex:
             found.extend((float(sc), s, int(d)) for d, sc in zip(docs, scores))
         return self._hits(snap, found, k)
 
-    def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
-        """Top-k chunks by BM25 for each query text (the lexical index of the same snapshot)."""
+    def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
+                       collections: Sequence[tuple] | None = None) -> list[list[Hit]]:
+        """Top-k chunks by BM25 for each query text (the lexical index of the same snapshot).
+
+        collections: per query, the term statistics of a larger collection this index is part of
+        (a sharded index's: the sum of every shard's `lexical_statistics`), so that its scores
+        are the whole collection's."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if filter is not None:
@@ -237,8 +242,8 @@ class MultiVectorIndex:
         snap = self._snapshot
         allowed = self._allowed(snap, filter)
         results = []
-        for query in queries:
-            collection = self._lexical_statistics(snap, query)
+        for n, query in enumerate(queries):
+            collection = self._lexical_statistics(snap, query) if collections is None else collections[n]
             found: list[tuple[float, int, int]] = []
             for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
                 if mask is not None and not mask.any():
@@ -248,24 +253,31 @@ class MultiVectorIndex:
             results.append(self._hits(snap, found, k))
         return results
 
+    def lexical_statistics(self, query: str) -> tuple[int, dict[str, int], int | None]:
+        """(texts, {token: document frequency}, total length) of the query's tokens in this snapshot."""
+        return self._lexical_statistics(self._snapshot, query, always=True)
+
     @staticmethod
-    def _lexical_statistics(snap: Snapshot, query: str) -> tuple[int, dict[str, int]] | None:
-        """(texts, {token: document frequency}) over every segment, so that BM25 scores do not
-        depend on how the index happens to be split (Lucene aggregates term statistics across
-        segments the same way; deleted texts count until a merge drops them, as there)."""
-        if len(snap.segments) < 2:
+    def _lexical_statistics(snap: Snapshot, query: str, always: bool = False) -> tuple | None:
+        """(texts, {token: document frequency}, total length) over every segment, so that BM25
+        scores do not depend on how the index happens to be split (Lucene aggregates term
+        statistics across segments the same way; deleted texts count until a merge drops them,
+        as there)."""
+        if len(snap.segments) < 2 and not always:
             return None  # one segment's own statistics are the collection's
         from .lexical import tokenize
 
         tokens = list(dict.fromkeys(tokenize(query)))
         df = dict.fromkeys(tokens, 0)
-        n_docs = 0
+        n_docs, total = 0, 0
         for seg in snap.segments:
             lexical = seg.lexical
             n_docs += lexical.size
+            length = lexical.total_length
+            total = None if total is None or length is None else total + length
             for t, n in zip(tokens, lexical.document_frequencies(tokens)):
                 df[t] += int(n)
-        return n_docs, df
+        return n_docs, df, total
 
     @staticmethod
     def _hits(snap: Snapshot, found: list[tuple[float, int, int]], k: int) -> list[Hit]:
@@ -280,8 +292,10 @@ class MultiVectorIndex:
                 for score, s, local in found]
 
     # ------------------------------------------------------------------ writing
-    def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> "IndexWriter":
+    def writer(self, expected_tokens: int | None = None, timeout: float = 0.0,
+               settle: Callable[[Manifest], bool] | None = None) -> "IndexWriter":
         """The single writer (raises IndexLockedError if another is active after `timeout` s).
+        settle: see IndexWriter (commits in two phases, for the shards of a sharded index).
 
         expected_tokens: for a first build streamed in chunks, the total number of tokens, so
         the codec gets as many centroids as the whole collection calls for (it is trained on
@@ -291,7 +305,7 @@ class MultiVectorIndex:
             self.refresh()
             return self._snapshot
 
-        return IndexWriter(self.path, open_latest, expected_tokens, timeout)
+        return IndexWriter(self.path, open_latest, expected_tokens, timeout, settle)
 
     def add(self, ids, vectors, texts=None, metadata=None) -> int:
         """Add chunks in one commit; returns the commit number."""

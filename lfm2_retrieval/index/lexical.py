@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .storage import load_npy, save_npy
+
 EMPTY_TOKEN = "\u2400"  # stands in for a text with no token at all
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar.
@@ -41,6 +43,11 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+LENGTHS = "lengths.npy"
+# A collection's BM25 statistics: (texts, {token: document frequency}, total length or None).
+Collection = tuple
+
+
 def lucene_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     """BM25's inverse document frequency as Lucene (and bm25s's "lucene" method) computes it."""
     df = np.asarray(df, dtype=np.float64)
@@ -54,13 +61,25 @@ class BM25Index:
     whole collection, as Lucene's searcher aggregates them: `document_frequencies` of each part
     are summed, and `search(..., collection=(n_docs, df))` re-weights each query term's
     precomputed per-part scores by the collection's IDF over the part's own. Document-length
-    normalisation stays per part (bm25s keeps no term frequencies to redo it), which moves
-    scores far less than IDF does: a word rare in a small segment and common everywhere else."""
+    normalisation follows the collection too: each text's length is stored (lengths.npy), so a
+    precomputed score s = idf * tf / (tf + k1 * L_part) is turned exactly into the one with the
+    collection's average length, idf' * r L_part / (r L_part + (1 - r) L_all), r = s / idf
+    (bm25s keeps no term frequencies; this recovers them). Parts written before lengths were
+    stored keep their own average length.
 
-    def __init__(self, bm25, size: int) -> None:
+    So a text's BM25 score depends on the collection only, never on how it is split into
+    segments or shards."""
+
+    def __init__(self, bm25, size: int, lengths: np.ndarray | None = None) -> None:
         self._bm25 = bm25
         self.size = size
+        self.lengths = lengths  # tokens of each text, as BM25 counts them (None: not stored)
         self._vocab = set(bm25.vocab_dict)
+
+    @property
+    def total_length(self) -> int | None:
+        """Tokens of all texts (None where lengths were not stored)."""
+        return None if self.lengths is None else int(np.sum(self.lengths, dtype=np.int64))
 
     @classmethod
     def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
@@ -74,18 +93,21 @@ class BM25Index:
                for t in texts]  # an empty text still takes its row
         bm25 = bm25s.BM25(k1=k1, b=b)
         bm25.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
-        return cls(bm25, len(ids))
+        return cls(bm25, len(ids), np.array([len(i) for i in ids], np.int32))
 
     def save(self, folder: Path) -> None:
         self._bm25.save(str(folder))
         (Path(folder) / "size.json").write_text(json.dumps({"size": self.size}))
+        if self.lengths is not None:
+            save_npy(Path(folder) / LENGTHS, self.lengths)
 
     @classmethod
     def load(cls, folder: Path) -> "BM25Index":
         import bm25s
 
         size = json.loads((Path(folder) / "size.json").read_text())["size"]
-        return cls(bm25s.BM25.load(str(folder), mmap=True), size)
+        lengths = load_npy(Path(folder) / LENGTHS, mmap_mode="r") if (Path(folder) / LENGTHS).exists() else None
+        return cls(bm25s.BM25.load(str(folder), mmap=True), size, lengths)
 
     def document_frequencies(self, tokens: Sequence[str]) -> np.ndarray:
         """How many texts of this index hold each token (0 for tokens it has never seen)."""
@@ -94,12 +116,13 @@ class BM25Index:
         return np.array([indptr[vocab[t] + 1] - indptr[vocab[t]] if t in vocab else 0 for t in tokens], np.int64)
 
     def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None,
-               collection: tuple[int, dict[str, int]] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+               collection: "Collection | None" = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(row numbers, scores) of the top k texts for each query, best first; rows where
         `mask` is False never appear, nor do texts sharing no token with the query.
 
-        collection: (number of texts, {token: document frequency}) of the whole collection this
-        index is a part of; scores then use the collection's IDF (see the class)."""
+        collection: (number of texts, {token: document frequency}, total length or None) of the
+        whole collection this index is a part of; scores then use its IDF and average length
+        (see the class)."""
         k = min(k, self.size)
         out = []
         for q in queries:
@@ -116,21 +139,37 @@ class BM25Index:
             out.append((top.astype(np.int64), scores[top].astype(np.float32)))
         return out
 
-    def _scores(self, tokens: list[str], collection: tuple[int, dict[str, int]] | None) -> np.ndarray:
-        """Sum over the query's tokens of their precomputed BM25 columns, each weighted by the
-        collection's IDF over this index's own (1 without a collection)."""
+    def _scores(self, tokens: list[str], collection: "Collection | None") -> np.ndarray:
+        """Sum over the query's tokens of their precomputed BM25 columns, re-weighted to the
+        collection's IDF and average length (as they are without a collection)."""
         matrix = self._bm25.scores
         data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
         ids = [self._bm25.vocab_dict[t] for t in tokens]
-        weights = np.ones(len(ids))
-        if collection is not None:
-            n_docs, df = collection
-            own = lucene_idf(self.document_frequencies(tokens), self.size)
-            weights = lucene_idf([df.get(t, 0) for t in tokens], n_docs) / np.maximum(own, 1e-9)
         scores = np.zeros(self.size, np.float32)
-        for token_id, weight in zip(ids, weights):
+        if collection is None:
+            for token_id in ids:
+                start, end = indptr[token_id], indptr[token_id + 1]
+                np.add.at(scores, indices[start:end], data[start:end])
+            return scores
+        n_docs, df, total_length = (*collection, None)[:3]
+        own_idf = lucene_idf(self.document_frequencies(tokens), self.size)
+        idf = lucene_idf([df.get(t, 0) for t in tokens], n_docs)
+        relengthen = self.lengths is not None and total_length and n_docs
+        if relengthen:
+            k1, b = self._bm25.k1, self._bm25.b
+            lengths = np.asarray(self.lengths, np.float64)
+            own_norm = 1 - b + b * lengths / max(lengths.mean(), 1e-9)  # L of each text, this part's average
+            all_norm = 1 - b + b * lengths / (total_length / n_docs)  # the same, the collection's
+        for token_id, own, wanted in zip(ids, own_idf, idf):
             start, end = indptr[token_id], indptr[token_id + 1]
-            np.add.at(scores, indices[start:end], (data[start:end] * weight).astype(np.float32))
+            rows, part = indices[start:end], np.asarray(data[start:end], np.float64)
+            if relengthen:
+                r = np.clip(part / max(own, 1e-12), 0.0, 1.0 - 1e-12)  # tf / (tf + k1 L_part)
+                lp, lc = own_norm[rows], all_norm[rows]
+                part = wanted * r * lp / (r * lp + (1 - r) * lc)
+            else:
+                part = part * (wanted / max(own, 1e-9))
+            np.add.at(scores, rows, part.astype(np.float32))
         return scores
 
     def scores(self, query: str) -> np.ndarray:

@@ -28,6 +28,9 @@ from .storage import write_json_atomic
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
 MANIFEST = "manifest.json"
+# A commit prepared but not yet published (IndexWriter.commit(publish=False)): the two phases
+# of a commit that spans several indexes, the shards of one sharded index (shards/).
+MANIFEST_NEXT = "manifest.next.json"
 
 
 @dataclass
@@ -101,10 +104,11 @@ class Manifest:
         return copy.deepcopy(self)
 
     @classmethod
-    def read(cls, index_path: Path) -> "Manifest":
-        """The current commit's manifest; a clear error when it is missing, damaged or too new."""
+    def read(cls, index_path: Path, name: str = MANIFEST) -> "Manifest":
+        """The current commit's manifest (or the prepared one, `name` MANIFEST_NEXT); a clear
+        error when it is missing, damaged or too new."""
         try:
-            raw = json.loads((index_path / MANIFEST).read_text(encoding="utf-8"))
+            raw = json.loads((index_path / name).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise IndexFolderError(f"no index at {index_path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -117,5 +121,5 @@ class Manifest:
         except (KeyError, TypeError) as exc:
             raise IndexDamagedError(index_path, MANIFEST, f"a field is missing or malformed ({exc})") from None
 
-    def write(self, index_path: Path) -> None:
-        write_json_atomic(index_path / MANIFEST, self.to_json())
+    def write(self, index_path: Path, name: str = MANIFEST) -> None:
+        write_json_atomic(index_path / name, self.to_json())

@@ -8,6 +8,13 @@
 A commit writes new files only (a segment, a codec, a deletion list), makes them durable, then
 replaces manifest.json atomically: a reader sees the old commit or the new one, never a mix, and
 a writer killed at any moment leaves the last commit intact (its files are collected later).
+
+A commit can also be made in two phases, for changes that span several indexes (the shards of a
+sharded index, shards/): `commit(publish=False)` writes everything, the new manifest included,
+as manifest.next.json, and keeps the lock; `publish()` then renames it over manifest.json. A
+prepared commit that was never published is dropped by the next writer, unless the caller's
+`settle` says it was committed elsewhere (then it is published), as a two-phase commit's
+coordinator decides.
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ import numpy as np
 
 from .codec import ResidualCodec, default_num_centroids
 from .integrity import crc32_of, folder_checksums
-from .manifest import FORMAT_VERSION, Counts, Manifest, SegmentEntry
+from .manifest import FORMAT_VERSION, MANIFEST, MANIFEST_NEXT, Counts, Manifest, SegmentEntry
 from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
-from .storage import WriterLock, load_npy, publish_dir, save_npy
+from .storage import WriterLock, fsync_dir, load_npy, publish_dir, save_npy
 
 # Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one.
 MAX_SEGMENTS = 10
@@ -51,14 +58,17 @@ class IndexWriter:
     """The only way an index changes. Use as a context manager; nothing is visible until commit."""
 
     def __init__(self, path: Path, open_latest: Callable[[], Snapshot], expected_tokens: int | None = None,
-                 timeout: float = 0.0) -> None:
+                 timeout: float = 0.0, settle: Callable[[Manifest], bool] | None = None) -> None:
         """path: the index folder; open_latest: moves the index's reader to the newest commit
-        and returns that snapshot (called once the lock is held, and after committing)."""
+        and returns that snapshot (called once the lock is held, and after committing).
+        settle: for a commit left prepared (two phases, unpublished) by a writer that died, whether
+        it was committed after all (True: publish it; False or no `settle`: drop it)."""
         self.path, self._open_latest = path, open_latest
         self.expected_tokens = expected_tokens or 0
         self.lock = WriterLock(path)
         self.lock.acquire(timeout)
         try:
+            settle_prepared(path, settle)
             self.base = open_latest()
             # Leftovers of a writer that died mid-commit are unreferenced: remove them first.
             collect_garbage(path, self.base.manifest)
@@ -74,6 +84,7 @@ class IndexWriter:
             self._pending: list[ChunkBatch] = []  # buffered until a codec exists
             self._pending_ids: list[np.ndarray] = []
             self._replace_all = False
+            self.prepared = False  # commit(publish=False) done, publish() not yet
             self.closed = False
         except BaseException:
             self.lock.release()
@@ -99,6 +110,10 @@ class IndexWriter:
             self._where = where
         return self._where
 
+    def contains(self, chunk_id: str) -> bool:
+        """Whether a chunk of this id is live, as staged."""
+        return chunk_id in self._live_ids()
+
     def _next_internal_ids(self, n: int) -> np.ndarray:
         start = self.manifest.next_internal_id
         self.manifest.next_internal_id = start + n
@@ -118,14 +133,45 @@ class IndexWriter:
             metadata: Sequence[dict[str, Any]] | None = None, *, replace: bool = False) -> None:
         """Stage new chunks; ids must be new unless `replace` (upsert)."""
         self._check_open()
+        batch = self._batch(ids, [np.asarray(v, dtype=np.float32) for v in vectors], texts, metadata)
+        self._validate(batch)
+        self._stage(batch, self._register(batch.ids, [len(v) for v in batch.vectors], replace))
+
+    def add_encoded(self, ids: Sequence[str], codes: np.ndarray, residuals: np.ndarray, lengths: Sequence[int],
+                    texts: Sequence[str] | None = None, metadata: Sequence[dict[str, Any]] | None = None, *,
+                    replace: bool = False) -> None:
+        """Stage chunks compressed already by this index's codec (`codes`, `residuals`: their
+        tokens back to back; `lengths`: tokens per chunk), e.g. by encoding workers that were
+        shipped the codec, or copied from an index with the same codec (a shard split)."""
+        self._check_open()
+        if self.codec is None:
+            raise ValueError("this index has no codec yet: add vectors first, or set one with use_codec")
+        lengths = [int(n) for n in lengths]
+        if any(n < 1 for n in lengths) or sum(lengths) != len(codes) or len(codes) != len(residuals):
+            raise ValueError("codes and residuals must hold exactly the chunks' tokens, at least one each")
+        if residuals.ndim != 2 or residuals.shape[1] != self.codec.dim * self.codec.nbits // 8:
+            raise ValueError(f"residuals must be [n_tokens, {self.codec.dim * self.codec.nbits // 8}] bytes")
+        if len(codes) and int(np.max(codes)) >= self.codec.num_centroids:
+            raise ValueError("a code names no centroid of this codec")
+        batch = self._batch(ids, [np.empty((n, 0), np.float32) for n in lengths], texts, metadata)
+        internal = self._register(batch.ids, lengths, replace)
+        self._segment_writer().add_encoded(batch, internal, codes, residuals, lengths)
+        self._roll_segment()
+
+    @staticmethod
+    def _batch(ids, vectors, texts, metadata) -> ChunkBatch:
         ids = [str(i) for i in ids]
-        batch = ChunkBatch(ids, [np.asarray(v, dtype=np.float32) for v in vectors],
-                           list(texts) if texts is not None else [""] * len(ids),
+        batch = ChunkBatch(ids, list(vectors), list(texts) if texts is not None else [""] * len(ids),
                            # a copy (the caller may change its dicts), except metadata that shares
                            # a part with other chunks: it is read-only by contract (segment.py)
                            [m if isinstance(m, ChunkMetadata) else dict(m or {}) for m in metadata]
                            if metadata is not None else [{} for _ in ids])
-        self._validate(batch)
+        if len(set(batch.ids)) != len(batch.ids):
+            raise ValueError("duplicate ids in one call")
+        return batch
+
+    def _register(self, ids: list[str], lengths: list[int], replace: bool) -> np.ndarray:
+        """Internal ids for new chunks, replacing live ones of the same id if `replace`."""
         where = self._live_ids()
         existing = [i for i in ids if i in where]
         if existing and not replace:
@@ -134,11 +180,25 @@ class IndexWriter:
             self._forget(where.pop(doc_id))
         internal = self._next_internal_ids(len(ids))
         where.update(zip(ids, internal.tolist()))
-        self._staged_tokens.update(zip(internal.tolist(), (len(v) for v in batch.vectors)))
+        self._staged_tokens.update(zip(internal.tolist(), lengths))
         self.manifest.counts.chunks += len(ids) - len(existing)
         self.manifest.counts.deleted += len(existing)
-        self.manifest.counts.tokens += sum(len(v) for v in batch.vectors)
-        self._stage(batch, internal)
+        self.manifest.counts.tokens += sum(lengths)
+        return internal
+
+    def use_codec(self, codec: ResidualCodec) -> None:
+        """Compress with `codec`, one shared with other indexes (the shards of a sharded index,
+        whose scores must compare): an index without a codec takes it with this commit; one
+        that has a codec accepts only the same."""
+        self._check_open()
+        if self.codec is not None:
+            if not same_codec(self.codec, codec):
+                raise ValueError(f"index {self.path} already has another codec")
+            return
+        if self.manifest.nbits != codec.nbits or self.manifest.dim != codec.dim:
+            raise ValueError(f"the codec is {codec.dim}-d at {codec.nbits} bits; the index {self.manifest.dim}-d "
+                             f"at {self.manifest.nbits}")
+        self._publish_codec(codec)
 
     def set_user_data(self, data: dict[str, Any]) -> None:
         """Replace the commit's user data (Manifest.user_data), published with the next commit."""
@@ -174,8 +234,6 @@ class IndexWriter:
         return n
 
     def _validate(self, batch: ChunkBatch) -> None:
-        if len(set(batch.ids)) != len(batch.ids):
-            raise ValueError("duplicate ids in one call")
         dim = self.manifest.dim
         for doc_id, v in zip(batch.ids, batch.vectors):
             if v.ndim != 2 or v.shape[1] != dim:
@@ -192,9 +250,15 @@ class IndexWriter:
             if sum(len(v) for b in self._pending for v in b.vectors) >= CODEC_TRAINING_TOKENS:
                 self._train_codec_from_pending()
             return
+        self._segment_writer().add(batch, internal)
+        self._roll_segment()
+
+    def _segment_writer(self) -> SegmentWriter:
         if self._seg_writer is None:
             self._seg_writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
-        self._seg_writer.add(batch, internal)
+        return self._seg_writer
+
+    def _roll_segment(self) -> None:
         if self._seg_writer.n_docs >= MAX_SEGMENT_CHUNKS and not self._replace_all:  # optimize makes one
             self._new_segments.append(_entry(self._seg_writer.finish()))
             self._seg_writer = None
@@ -205,11 +269,16 @@ class IndexWriter:
         k = self.manifest.num_centroids or default_num_centroids(n_tokens)
         if len(vectors) > MAX_CODEC_SAMPLE:
             vectors = vectors[np.random.default_rng(0).choice(len(vectors), MAX_CODEC_SAMPLE, replace=False)]
-        self.codec = ResidualCodec.train(vectors, self.manifest.nbits, num_centroids=k)
+        self._publish_codec(ResidualCodec.train(vectors, self.manifest.nbits, num_centroids=k))
+
+    def _publish_codec(self, codec: ResidualCodec) -> None:
+        """`codec` becomes this commit's: saved and durable before a commit names it; chunks
+        waiting for a codec are staged with it."""
+        self.codec = codec
         name = self._next_name("codec")
         self.codec.save(self.path / f"{name}.tmp")
         self.manifest.codec_files = folder_checksums(self.path / f"{name}.tmp")
-        publish_dir(self.path / f"{name}.tmp", self.path / name)  # durable before a commit names it
+        publish_dir(self.path / f"{name}.tmp", self.path / name)
         self.manifest.codec = name
         pending, pending_ids = self._pending, self._pending_ids
         self._pending, self._pending_ids = [], []
@@ -248,15 +317,16 @@ class IndexWriter:
         if self.codec is None and self._pending:
             self._train_codec_from_pending()
 
-    def merge(self, names: Sequence[str]) -> int:
+    def merge(self, names: Sequence[str], allow_single: bool = False) -> int:
         """Stage a merge: the live chunks of these segments copied, codes and residuals as
         they are (the same codec), into one new segment that replaces them. Returns the
-        chunks copied. Deleted chunks are left behind for good."""
+        chunks copied. Deleted chunks are left behind for good (allow_single: a segment
+        rewritten alone, to drop them)."""
         self._check_open()
         if self._replace_all or self._seg_writer is not None or self._pending:
             raise RuntimeError("a merge must be the only change of its commit")
         chosen = [(seg, live) for seg, live in zip(self.base.segments, self.base.live) if seg.name in set(names)]
-        if len(chosen) < 2 or self.codec is None:
+        if len(chosen) < (1 if allow_single else 2) or self.codec is None:
             return 0
         writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
         copied = 0
@@ -286,11 +356,14 @@ class IndexWriter:
     def has_changes(self) -> bool:
         """Whether committing would change anything."""
         return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all
-                    or self.manifest.user_data != self.base.manifest.user_data)
+                    or self.manifest.user_data != self.base.manifest.user_data
+                    or self.manifest.codec != self.base.manifest.codec)
 
     # ------------------------------------------------------------------ commit
-    def commit(self) -> None:
-        """Publish staged changes atomically, then release the lock."""
+    def commit(self, publish: bool = True) -> None:
+        """Publish staged changes atomically, then release the lock. With publish=False, the
+        first of two phases: everything is written and durable, the manifest as
+        manifest.next.json, and the lock is kept until publish() (or abort())."""
         self._check_open()
         if not self.has_changes and self.base.commit > 0:
             self._close()  # nothing staged (e.g. deleting ids that do not exist): no new commit
@@ -323,6 +396,10 @@ class IndexWriter:
             self.manifest.format_version = FORMAT_VERSION
             self.manifest.updated_at = time.time()
             _crash_point("before-manifest")
+            if not publish:
+                self.manifest.write(self.path, MANIFEST_NEXT)
+                self.prepared = True
+                return
             self.manifest.write(self.path)
             _crash_point("after-manifest")
             self._open_latest()
@@ -332,6 +409,17 @@ class IndexWriter:
             raise
         self._close()
 
+    def publish(self) -> None:
+        """The second phase: the prepared manifest becomes manifest.json, the lock is released."""
+        if not self.prepared or self.closed:
+            raise RuntimeError("publish() follows commit(publish=False)")
+        try:
+            publish_prepared(self.path)
+            self._open_latest()
+            collect_garbage(self.path, self.manifest)
+        finally:
+            self._close()
+
     def abort(self) -> None:
         """Drop staged changes; the index stays at its last commit."""
         if self.closed:
@@ -339,6 +427,7 @@ class IndexWriter:
         try:
             if self._seg_writer is not None:
                 self._seg_writer.abort()
+            (self.path / MANIFEST_NEXT).unlink(missing_ok=True)
             collect_garbage(self.path, self.base.manifest)
         finally:
             # Released whatever clean-up met (a full disk, no file handles left): a writer that
@@ -352,6 +441,36 @@ class IndexWriter:
     def _check_open(self) -> None:
         if self.closed:
             raise RuntimeError("this writer has already committed or aborted")
+
+
+def same_codec(a: ResidualCodec, b: ResidualCodec) -> bool:
+    return (a.nbits == b.nbits and np.array_equal(a.centroids, b.centroids) and np.array_equal(a.cutoffs, b.cutoffs)
+            and np.array_equal(a.weights, b.weights))
+
+
+def publish_prepared(path: Path) -> None:
+    """manifest.next.json becomes manifest.json (atomic rename, then the folder made durable).
+    Someone may have done it already (a reader that found it committed): nothing to do then."""
+    try:
+        os.replace(path / MANIFEST_NEXT, path / MANIFEST)
+    except FileNotFoundError:
+        return
+    fsync_dir(path)
+
+
+def settle_prepared(path: Path, settle: Callable[[Manifest], bool] | None) -> None:
+    """A commit left prepared by a writer that died: published if `settle` says it was committed,
+    else dropped (its files are then collected as any unreferenced ones)."""
+    if not (path / MANIFEST_NEXT).exists():
+        return
+    try:
+        prepared = Manifest.read(path, MANIFEST_NEXT)
+    except Exception:  # noqa: BLE001 - a half-written prepared manifest was never committed
+        prepared = None
+    if prepared is not None and settle is not None and settle(prepared):
+        publish_prepared(path)
+    else:
+        (path / MANIFEST_NEXT).unlink(missing_ok=True)
 
 
 def merge_candidates(segments: Sequence[SegmentEntry], max_segments: int | None = None) -> list[str]:
