@@ -29,6 +29,8 @@ from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, Search
 from ..index.writer import merge_candidates
 from ..model.encoder import ColBERTEncoder
 from ..model.locations import default_model, model_source
+from ..index.integrity import Problem
+from ..shards import ShardedIndex, ShardMap, is_sharded
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
 from .fusion import FUSION_DEPTH, MODES, fuse, resolve
@@ -82,18 +84,29 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_path: str | Path, model: str | None = None, create: bool = False, nbits: int = 4,
-             chunking: ChunkingOptions | None = None, dtype: str = "float32") -> "SearchEngine":
-        """Open an index with the model it was built with (or `model`); create it if asked."""
+             chunking: ChunkingOptions | None = None, dtype: str = "float32", shards: int = 1) -> "SearchEngine":
+        """Open an index (sharded or not) with the model it was built with (or `model`); create
+        it if asked, as `shards` shards if more than one (shards/)."""
         index_path = Path(index_path)
+        if is_sharded(index_path):
+            return cls(ShardedIndex(index_path), chunking=chunking, model=model, dtype=dtype)
         if (index_path / "manifest.json").exists():
             return cls(MultiVectorIndex(index_path), chunking=chunking, model=model, dtype=dtype)
         if not create:
             raise IndexFolderError(f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`")
         name = model or default_model()
         encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
-        index = MultiVectorIndex.create(index_path, dim=encoder.dim, nbits=nbits, exist_ok=True,
+        if shards > 1:
+            index = ShardedIndex.create(index_path, shards, dim=encoder.dim, nbits=nbits,
                                         model_fingerprint=encoder.fingerprint, model_source=model_source(name))
+        else:
+            index = MultiVectorIndex.create(index_path, dim=encoder.dim, nbits=nbits, exist_ok=True,
+                                            model_fingerprint=encoder.fingerprint, model_source=model_source(name))
         return cls(index, encoder, chunking)
+
+    @property
+    def sharded(self) -> bool:
+        return isinstance(self.index, ShardedIndex)
 
     @property
     def encoder(self) -> ColBERTEncoder:
@@ -208,12 +221,24 @@ class SearchEngine:
 
     @staticmethod
     def check(index_path: str | Path, full: bool = False) -> CheckReport:
-        """`lfm2-search check`: works on an index too damaged to open."""
-        return check_index(index_path, full=full)
+        """`lfm2-search check`: works on an index too damaged to open. A sharded index is checked
+        shard by shard (parts named "shard-NNN/...")."""
+        if not is_sharded(index_path):
+            return check_index(index_path, full=full)
+        shard_map = ShardMap.read(Path(index_path))
+        report = CheckReport(shard_map.commit, full=full)
+        for name in shard_map.shards:
+            part = check_index(Path(index_path) / name, full=full)
+            report.checked.extend(f"{name}/{c}" for c in part.checked)
+            report.problems.extend(Problem(f"{name}/{p.part}", p.problem) for p in part.problems)
+        return report
 
     @staticmethod
     def repair(index_path: str | Path, report: CheckReport) -> dict[str, Any]:
         """`lfm2-search check --repair`: a new commit without the damaged parts of `report`."""
+        if is_sharded(index_path):
+            raise InvalidRequestError("check --repair works on one index, not on a sharded one: rebuild the damaged "
+                                      "shard's documents (or split a repaired unsharded index again)")
         return repair_index(index_path, report)
 
     # ------------------------------------------------------------------ searching

@@ -1,0 +1,17 @@
+"""Sharded indexes: one collection as N ordinary index folders under one shard map.
+
+    shard_map.py  shards.json: the shards, how documents are placed (a hash of the document id),
+                  the codec they share, the shard commits of the current sharded commit
+    index.py      ShardedIndex and ShardedWriter: the MultiVectorIndex interface over N shards
+                  (search fans out in threads and merges; commits are two-phase across shards)
+    split.py      an existing index split into N shards, codes copied as they are
+
+A ShardedIndex is an index to everything above it: SearchEngine, the ingestion pipeline, the
+HTTP API and the CLI work on it unchanged. distributed/ serves the shards on Ray.
+"""
+
+from .index import ShardedIndex, ShardedWriter, open_index
+from .shard_map import SHARD_MAP, ShardMap, is_sharded
+from .split import split_index
+
+__all__ = ["SHARD_MAP", "ShardMap", "ShardedIndex", "ShardedWriter", "is_sharded", "open_index", "split_index"]
