@@ -16,6 +16,7 @@ mean the same thing (a full disk, a model folder that is not there) are translat
     +-- IndexLockedError              exit 1        409 index_locked (Retry-After)
     +-- IndexDamagedError             exit 2        500 index_damaged
     +-- DiskFullError                 exit 1        507 disk_full
+    +-- ShardUnavailableError         exit 1        503 shard_unavailable (Retry-After)
 """
 
 from __future__ import annotations
@@ -95,6 +96,19 @@ class IndexDamagedError(SearchError):
         super().__init__(f"index {index_path} is damaged: {part}: {problem}. Run `lfm2-search check --index "
                          f"{index_path}` for a full report, then `lfm2-search check --repair` to drop the damaged "
                          "part (its files are indexed again by the next `lfm2-search index` run)")
+
+
+class ShardUnavailableError(SearchError):
+    """A shard of a sharded index did not answer in time (or its server is gone): the search
+    is refused rather than answered from fewer documents than asked, unless the request allows
+    partial results."""
+
+    http_status, code, retry_after = 503, "shard_unavailable", 1
+
+    def __init__(self, shards: list[str], why: str) -> None:
+        self.shards, self.reason = shards, why
+        super().__init__(f"shard {', '.join(shards)} {why}; retry, or allow partial results (allow_partial: "
+                         "true) to be answered from the other shards")
 
 
 class DiskFullError(SearchError, OSError):

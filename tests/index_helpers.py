@@ -27,3 +27,23 @@ def queries_from(docs: list[np.ndarray], n: int, n_tokens: int = 16, seed: int =
 def exhaustive_top(query: np.ndarray, docs: list[np.ndarray], k: int) -> list[int]:
     scores = np.array([(query @ d.T).max(axis=1).sum() for d in docs])
     return list(np.argsort(-scores, kind="stable")[:k])
+
+
+def assert_same_hits(a, b, tol=1e-5):
+    """The same ranking: equal scores rank by rank, and the same chunks (with the same stored
+    text and metadata) at each score; chunks tied at the cut-off score may differ. Takes Hits
+    or the API's hit dictionaries."""
+    def fields(h):
+        return (h["id"], h["score"], h["text"], h["metadata"]) if isinstance(h, dict) else (h.id, h.score, h.text,
+                                                                                             h.metadata)
+    a, b = [fields(h) for h in a], [fields(h) for h in b]
+    assert np.allclose([h[1] for h in a], [h[1] for h in b], atol=tol), ([h[1] for h in a], [h[1] for h in b])
+    if not a:
+        return
+    cut = min(a[-1][1], b[-1][1]) + tol  # chunks tied at the cut-off may differ
+    for mine, theirs in ((a, b), (b, a)):
+        other = {h[0]: h for h in theirs}
+        for chunk, score, text, metadata in mine:
+            if score > cut:
+                assert chunk in other, f"{chunk} ({score}) is missing from the other ranking"
+                assert abs(other[chunk][1] - score) <= tol and other[chunk][2:] == (text, metadata)

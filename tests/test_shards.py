@@ -5,17 +5,18 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
 from lfm2_retrieval.engine import SearchEngine, TextDocument
-from lfm2_retrieval.errors import IndexFolderError, InvalidRequestError
+from lfm2_retrieval.errors import FilterError, IndexFolderError, InvalidRequestError, ShardUnavailableError
 from lfm2_retrieval.index import MultiVectorIndex, SearchParams
-from lfm2_retrieval.shards import ShardedIndex, ShardMap, split_index
+from lfm2_retrieval.shards import ShardedIndex, ShardMap, shard_policy, split_index
 from lfm2_retrieval.shards.shard_map import shard_of
 
-from index_helpers import clustered_corpus, queries_from
+from index_helpers import assert_same_hits, clustered_corpus, queries_from
 
 DIM = 64
 N_DOCS = 120  # documents of 3 chunks each
@@ -50,17 +51,6 @@ def unsharded(tmp_path_factory, corpus):
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory, unsharded):
     return split_index(unsharded.path, tmp_path_factory.mktemp("sharded") / "idx", n_shards=3)
-
-
-def assert_same_hits(a, b, tol=1e-5):
-    """The same ranking: equal scores rank by rank, and the same chunks (with the same stored
-    text and metadata) at each score; chunks tied at the cut-off score may differ."""
-    assert np.allclose([h.score for h in a], [h.score for h in b], atol=tol)
-    if not a:
-        return
-    cut = a[-1].score
-    key = lambda hits: sorted((round(h.score, 4), h.id, h.text, str(h.metadata)) for h in hits if h.score > cut + tol)
-    assert key(a) == key(b)
 
 
 def test_a_split_index_equals_the_unsharded_one(unsharded, sharded, corpus):
@@ -215,3 +205,63 @@ def test_bm25_scores_do_not_depend_on_how_the_collection_is_split(tmp_path):
     queries = ["w1 w2", "w3", "w5 w5 w7 w11", "w39 w0"]
     for a, b in zip(one.search_lexical(queries, k=20), three.search_lexical(queries, k=20)):
         assert_same_hits(a, b)
+
+
+class SlowShard(MultiVectorIndex):
+    """A shard whose searches take `delay` seconds (a slow disk, a busy host)."""
+
+    delay = 0.0
+
+    def search(self, *args, **kwargs):
+        time.sleep(self.delay)
+        return super().search(*args, **kwargs)
+
+
+def test_a_slow_shard_is_an_error_or_a_flagged_partial_answer(tmp_path, unsharded, corpus):
+    split_index(unsharded.path, tmp_path / "idx", n_shards=3)
+    slow_name = "shard-001"
+    index = ShardedIndex(tmp_path / "idx", open_shard=lambda folder, name: (SlowShard if name == slow_name
+                                                                             else MultiVectorIndex)(folder))
+    index.shards[1].delay = 1.0
+    query = queries_from(corpus, 1)[0]
+    full = index.search(query, k=10)  # no policy: every shard is waited for
+    started = time.monotonic()
+    with pytest.raises(ShardUnavailableError) as caught, shard_policy(timeout_s=0.2):
+        index.search(query, k=10)
+    assert time.monotonic() - started < 0.9 and caught.value.shards == [slow_name]
+    assert "did not answer within 0.2 s" in str(caught.value)
+    with shard_policy(timeout_s=0.2, allow_partial=True) as policy:
+        partial = index.search(query, k=10)
+    assert policy.missing == [slow_name]
+    kept = [h for h in full if shard_of(h.metadata["doc_id"], 3) != 1]
+    assert [h.id for h in partial][:len(kept)] == [h.id for h in kept]
+    # Errors that are the request's own are never taken for an unavailable shard.
+    with pytest.raises(FilterError), shard_policy(timeout_s=5, allow_partial=True):
+        index.search(query, k=10, filter={"lang": {"$regex": "x"}})
+
+
+def test_the_api_answers_503_or_a_flagged_partial_result(tmp_path, pylate_tiny_dir):
+    from fastapi.testclient import TestClient
+
+    from lfm2_retrieval.api import ApiSettings, create_app
+
+    plain = SearchEngine.open(tmp_path / "plain", model=str(pylate_tiny_dir), create=True)
+    plain.upsert([TextDocument(f"d{i}", f"note {i} on {['tea', 'coffee', 'water'][i % 3]}") for i in range(30)])
+    split_index(plain.path, tmp_path / "sharded", n_shards=2)
+    index = ShardedIndex(tmp_path / "sharded", open_shard=lambda folder, name: (SlowShard if name == "shard-000"
+                                                                                 else MultiVectorIndex)(folder))
+    index.shards[0].delay = 1.0
+    app = create_app(SearchEngine(index, model=str(pylate_tiny_dir)), ApiSettings(shard_timeout_s=0.2))
+    with TestClient(app) as client:
+        refused = client.post("/search", json={"query": "coffee", "k": 5, "mode": "semantic"})
+        assert refused.status_code == 503 and refused.json()["error"] == "shard_unavailable"
+        assert refused.headers["retry-after"] == "1" and "shard-000" in refused.json()["message"]
+        partial = client.post("/search", json={"query": "coffee", "k": 5, "mode": "semantic", "allow_partial": True})
+        assert partial.status_code == 200
+        assert partial.json()["partial"] is True and partial.json()["missing_shards"] == ["shard-000"]
+        assert all(shard_of(h["metadata"]["doc_id"], 2) == 1 for h in partial.json()["results"][0]["hits"])
+        lexical = client.post("/search", json={"query": "coffee", "k": 5, "mode": "lexical"})
+        assert lexical.status_code == 200 and "partial" not in lexical.json()  # the slow shard's BM25 is quick
+        health = client.get("/health").json()
+        assert [s["name"] for s in health["shards"]] == ["shard-000", "shard-001"]
+        assert sum(s["chunks"] for s in health["shards"]) == 30 and health["status"] == "ok"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,8 +36,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..engine import RESERVED_METADATA, SearchEngine, TextDocument, validate_filter
 from ..errors import IndexDamagedError, NotFoundError, SearchError, as_search_error
 from .batching import QueryBatcher
+from ..shards import shard_policy
 from .schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse, HealthResponse,
-                      Hit, IndexInfo, ModelInfo, QueryResults, SearchRequest, SearchResponse)
+                      Hit, IndexInfo, ModelInfo, QueryResults, SearchRequest, SearchResponse, ShardInfo)
 
 API_KEY_ENV = "LFM2_SEARCH_API_KEY"
 log = logging.getLogger("lfm2_search.api")
@@ -52,6 +54,7 @@ class ApiSettings:
     # Index searches running at once. Each already uses every core (torch threads); more at
     # once only adds contention, so extra requests queue here instead.
     max_concurrent_searches: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    shard_timeout_s: float = 10.0  # sharded indexes: a shard slower than this is unavailable (503, or partial)
 
 
 class ApiError(SearchError):
@@ -229,7 +232,7 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
             validate_filter(request.filter)  # before the work of encoding: FilterError, 400
         texts = request.texts()
         vectors = batcher.encode(texts) if request.mode != "lexical" else None
-        with search_slots:
+        with search_slots, shard_policy(settings.shard_timeout_s, request.allow_partial) as shards:
             hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
                                          alpha=request.alpha, fusion=request.fusion, texts=texts,
                                          per_document=request.per_document)
@@ -239,8 +242,9 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
             results.append(QueryResults(query=q, hits=[
                 Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
                     **({} if w is None else {"explain": [m.as_dict() for m in w]})) for h, w in zip(qh, why)]))
+        partial = {"partial": True, "missing_shards": shards.missing} if shards.missing else {}
         return SearchResponse(results=results, commit=engine.commit,
-                              took_ms=round((time.perf_counter() - started) * 1000, 3))
+                              took_ms=round((time.perf_counter() - started) * 1000, 3), **partial)
 
     @app.post("/documents", response_model=AddDocumentsResponse, dependencies=auth,
               responses={**errors, 409: {"model": ErrorResponse}})
@@ -259,7 +263,7 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
             raise NotFoundError(f"no document or chunk with id {doc_id!r}")
         return DeleteResponse(id=doc_id, deleted_chunks=n, commit=engine.commit)
 
-    @app.get("/health", response_model=HealthResponse)
+    @app.get("/health", response_model=HealthResponse, response_model_exclude_unset=True)
     async def health() -> HealthResponse:
         """Liveness and what is served: the model and the index's counts (no API key needed).
         It runs on the event loop, not in the worker threads that searches fill, so it answers
@@ -267,10 +271,15 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         segments when there is one)."""
         engine.refresh(max_age=0.5)
         counts = engine.counts
+        shards = None
+        if hasattr(engine.index, "shard_health"):
+            with shard_policy(settings.shard_timeout_s):
+                shards = [ShardInfo(**s) for s in await run_in_threadpool(engine.index.shard_health)]
         return HealthResponse(
-            status="ok",
+            status="ok" if not shards or all(s.status == "ok" for s in shards) else "degraded",
             model=ModelInfo(source=engine.model_source, fingerprint=engine.encoder.fingerprint, dim=engine.encoder.dim),
             index=IndexInfo(path=str(engine.path), chunks=counts.chunks, tokens=counts.tokens, commit=engine.commit),
+            **({"shards": shards} if shards is not None else {}),
         )
 
     return app

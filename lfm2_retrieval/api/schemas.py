@@ -70,6 +70,11 @@ class SearchRequest(BaseModel):
         False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
                            "chunks ranked); k then counts documents")
 
+    allow_partial: StrictBool = Field(
+        False, description="Sharded indexes: when a shard does not answer in time, answer from the other shards "
+                           "and flag the response partial (missing_shards names them) instead of 503 "
+                           "shard_unavailable")
+
     group_by: Literal["chunk", "document"] = Field(
         "chunk", description='"document": the same as per_document (one hit per document); "chunk": every chunk')
 
@@ -125,6 +130,9 @@ class SearchResponse(BaseModel):
     results: list[QueryResults] = Field(description="One entry per query, in request order")
     commit: int = Field(description="The index commit these results come from")
     took_ms: float
+    partial: bool | None = Field(None, description="Present and true when shards did not answer (allow_partial): "
+                                                   "the results come from the other shards only")
+    missing_shards: list[str] | None = Field(None, description="With partial: the shards left out")
 
 
 class DocumentIn(BaseModel):
@@ -190,10 +198,20 @@ class IndexInfo(BaseModel):
     commit: int
 
 
+class ShardInfo(BaseModel):
+    name: str
+    status: Literal["ok", "unavailable"]
+    chunks: int | None = None
+    commit: int | None = None
+    replicas: int | None = Field(None, description="Ray Serve: running replicas of the shard's deployment")
+    problem: str | None = None
+
+
 class HealthResponse(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: a shard is unavailable")
     model: ModelInfo
     index: IndexInfo
+    shards: list[ShardInfo] | None = Field(None, description="Sharded indexes: each shard")
 
 
 class ErrorResponse(BaseModel):

@@ -10,8 +10,9 @@ A ShardedIndex is an index to everything above it: SearchEngine, the ingestion p
 HTTP API and the CLI work on it unchanged. distributed/ serves the shards on Ray.
 """
 
-from .index import ShardedIndex, ShardedWriter, open_index
+from .index import ShardedIndex, ShardedWriter, ShardPolicy, open_index, shard_policy
 from .shard_map import SHARD_MAP, ShardMap, is_sharded
 from .split import split_index
 
-__all__ = ["SHARD_MAP", "ShardMap", "ShardedIndex", "ShardedWriter", "is_sharded", "open_index", "split_index"]
+__all__ = ["SHARD_MAP", "ShardMap", "ShardPolicy", "ShardedIndex", "ShardedWriter", "is_sharded", "open_index",
+           "shard_policy", "split_index"]

@@ -22,18 +22,20 @@ completes. A reader only ever sees the shard commits of one sharded commit.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import os
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import IndexFolderError, InvalidRequestError
+from ..errors import IndexFolderError, InvalidRequestError, ShardUnavailableError
 from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, SearchParams, default_num_centroids
 from ..index.filters import Filter, validate
 from ..index.manifest import MANIFEST_NEXT
@@ -50,6 +52,32 @@ def open_index(path: str | os.PathLike) -> "MultiVectorIndex | ShardedIndex":
 
 
 @dataclass
+class ShardPolicy:
+    """How a search treats shards that do not answer: within `timeout_s` seconds (None: no
+    limit), else ShardUnavailableError, or, with `allow_partial`, the other shards' results and
+    the missing shards' names in `missing`. Set for a block of code with `shard_policy()`."""
+
+    timeout_s: float | None = None
+    allow_partial: bool = False
+    missing: list[str] = field(default_factory=list)
+
+
+_POLICY: contextvars.ContextVar[ShardPolicy | None] = contextvars.ContextVar("lfm2_search_shard_policy", default=None)
+
+
+@contextmanager
+def shard_policy(timeout_s: float | None = None, allow_partial: bool = False) -> Iterator[ShardPolicy]:
+    """Searches of sharded indexes inside the block follow this policy (the HTTP API sets one per
+    request); read `.missing` after it."""
+    policy = ShardPolicy(timeout_s, allow_partial)
+    token = _POLICY.set(policy)
+    try:
+        yield policy
+    finally:
+        _POLICY.reset(token)
+
+
+@dataclass
 class ShardedSnapshot:
     """What a reader of a sharded index sees: one sharded commit's shard snapshots."""
 
@@ -62,16 +90,21 @@ class ShardedSnapshot:
 
 
 class ShardedIndex:
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike,
+                 open_shard: Callable[[Path, str], MultiVectorIndex] | None = None) -> None:
+        """open_shard(folder, name): how a shard is opened (default MultiVectorIndex; Ray Serve's
+        ingress opens shards whose searches run in their own deployments, distributed/serving.py)."""
         self.path = Path(path)
         self.shard_map = ShardMap.read(self.path)
         self.shards: list[MultiVectorIndex] = []
         for name in self.shard_map.shards:
             if not (self.path / name).is_dir():
                 raise IndexFolderError(f"sharded index {self.path}: shard {name} is missing")
-        self.shards = [MultiVectorIndex(self.path / name) for name in self.shard_map.shards]
-        self._pool = ThreadPoolExecutor(max_workers=min(len(self.shards), max(os.cpu_count() or 1, 1)),
-                                        thread_name_prefix="lfm2-search-shard")
+        open_shard = open_shard or (lambda folder, name: MultiVectorIndex(folder))
+        self.shards = [open_shard(self.path / name, name) for name in self.shard_map.shards]
+        # Threads enough for every shard of a few searches at once: a shard that timed out may
+        # still hold one, and must not delay the other shards of the next search.
+        self._pool = ThreadPoolExecutor(max_workers=4 * len(self.shards), thread_name_prefix="lfm2-search-shard")
         self._sync(self.shard_map)
 
     # ------------------------------------------------------------------ opening
@@ -226,6 +259,43 @@ class ShardedIndex:
                 return
 
     # ------------------------------------------------------------------ search
+    def _each_shard(self, call: Callable[[MultiVectorIndex], Any]) -> list[Any]:
+        """call(shard) on every shard at once; the answers of the shards that gave one. A shard
+        that raised ShardUnavailableError or did not answer within the policy's timeout is
+        missing: an error, or left out and named in the policy if it allows partial results.
+        Any other error is raised as it is (a bad filter is the request's fault, not the shard's)."""
+        policy = _POLICY.get()
+        futures = [self._pool.submit(contextvars.copy_context().run, call, shard) for shard in self.shards]
+        done, _ = wait(futures, timeout=policy.timeout_s if policy else None)
+        answers, missing = [], []
+        for name, future in zip(self.shard_map.shards, futures):
+            if future not in done:
+                missing.append((name, f"did not answer within {policy.timeout_s:g} s"))
+                continue
+            exc = future.exception()
+            if isinstance(exc, ShardUnavailableError):
+                missing.append((name, exc.reason))
+            elif exc is not None:
+                raise exc
+            else:
+                answers.append(future.result())
+        if missing:
+            if policy is None or not policy.allow_partial:
+                raise ShardUnavailableError([n for n, _ in missing], missing[0][1])
+            policy.missing.extend(n for n, _ in missing if n not in policy.missing)
+        return answers
+
+    def shard_health(self) -> list[dict[str, Any]]:
+        """Each shard: name, chunks, commit, status ("ok", or "unavailable" and why)."""
+        out = []
+        for name, shard in zip(self.shard_map.shards, self.shards):
+            try:
+                facts = shard.health() if hasattr(shard, "health") else {"chunks": len(shard), "commit": shard.commit}
+                out.append({"name": name, "status": "ok", **facts})
+            except ShardUnavailableError as exc:
+                out.append({"name": name, "status": "unavailable", "problem": exc.reason})
+        return out
+
     def search(self, queries, k: int = 10, filter: Filter | None = None, exhaustive: bool = False,
                params: SearchParams | None = None):
         """Top-k chunks by MaxSim: every shard's top-k, merged (see MultiVectorIndex.search)."""
@@ -236,13 +306,17 @@ class ShardedIndex:
         if filter is not None:
             validate(filter)
         params = params or SearchParams.for_k(k, self.shard_map.nbits)
-        per_shard = list(self._pool.map(lambda shard: shard.search(batch, k, filter, exhaustive, params),
-                                        self.shards))
+        per_shard = self._each_shard(lambda shard: shard.search(batch, k, filter, exhaustive, params))
         results = [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(batch))]
         return results[0] if single else results
 
     def lexical_statistics(self, query: str) -> tuple[int, dict[str, int], int | None]:
-        return sum_statistics([shard.lexical_statistics(query) for shard in self.shards])
+        return self.lexical_statistics_of([query])[0]
+
+    def lexical_statistics_of(self, queries: Sequence[str]) -> list[tuple[int, dict[str, int], int | None]]:
+        """The whole collection's BM25 statistics of each query (the shards' summed)."""
+        per_shard = self._each_shard(lambda shard: [shard.lexical_statistics(q) for q in queries])
+        return [sum_statistics([answer[i] for answer in per_shard]) for i in range(len(queries))]
 
     def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
                        collections: Sequence[tuple] | None = None) -> list[list[Hit]]:
@@ -253,9 +327,8 @@ class ShardedIndex:
             validate(filter)
         queries = list(queries)
         if collections is None:
-            collections = [self.lexical_statistics(q) for q in queries]
-        per_shard = list(self._pool.map(lambda shard: shard.search_lexical(queries, k, filter, collections),
-                                        self.shards))
+            collections = self.lexical_statistics_of(queries)
+        per_shard = self._each_shard(lambda shard: shard.search_lexical(queries, k, filter, collections))
         return [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(queries))]
 
     # ------------------------------------------------------------------ writing
