@@ -104,8 +104,10 @@ def _open_engine(index: str | None, model: str | None = None, create: bool = Fal
     from lfm2_retrieval.engine.locations import resolve_index_path
     from lfm2_retrieval.errors import IndexFolderError
 
+    from lfm2_retrieval.shards import is_sharded
+
     path = resolve_index_path(index)
-    if not create and not (path / "manifest.json").exists():
+    if not create and not (path / "manifest.json").exists() and not is_sharded(path):
         raise IndexFolderError(f"no index at {path}; build one with `lfm2-search index PATH --index {index or 'default'}`")
     try:
         return SearchEngine.open(path, model=model, create=create, **kwargs)
@@ -140,15 +142,26 @@ def index_command(
     metadata_field: list[str] = typer.Option(None, "--metadata-field", help="Record fields kept as metadata "
                                                                            "(default: all other fields). Repeatable."),
     nbits: int = typer.Option(4, help="Bits per dimension of compressed residuals (1, 2 or 4) for a new index."),
+    shards: int = typer.Option(1, min=1, max=1024, help="A new index as this many shards (one codec; search fans "
+                               "out to all). An existing index keeps its shards: see `lfm2-search shard`."),
+    ray: str = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+                            help="Encode on a Ray cluster: --ray alone starts a local Ray instance; --ray ADDRESS "
+                                 "joins one (auto, host:6379, ray://host:10001). Needs pip install -e .[distributed]."),
+    ray_workers: int = typer.Option(2, min=1, help="With --ray: encoder actors (each loads the model once)."),
+    ray_cpus: float = typer.Option(1.0, min=0.1, help="With --ray: CPUs per encoder actor (its torch threads)."),
+    ray_gpus: float = typer.Option(0.0, min=0.0, help="With --ray: GPUs per encoder actor (0: CPU only)."),
+    ray_batch: int = typer.Option(64, min=1, help="With --ray: chunks per map_batches call of an actor."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index files: .txt .md .rst .html .json .jsonl .csv .tsv .parquet .pdf.
 
     Run it again to update: only new and changed files are re-indexed, and chunks of deleted
     files are removed. An interrupted run (Ctrl-C, a crash) leaves a consistent index; the next
-    run finishes the job.
+    run finishes the job. With --ray, chunks are encoded by actors on a Ray cluster; reading,
+    chunking and commits stay on this machine, so all of the above holds as well.
 
     Example: lfm2-search index ./docs --exclude 'drafts/*' --index notes
+    Example: lfm2-search index ./corpus --index big --shards 4 --ray auto --ray-workers 16
     """
     from lfm2_retrieval.engine.chunking import ChunkingOptions
     from lfm2_retrieval.ingest import IngestOptions, Ingestor, RecordFields
@@ -160,7 +173,13 @@ def index_command(
     for p in paths:
         if not p.exists():
             _fail(f"{p} does not exist")
-    engine = _open_engine(index, model, create=True, nbits=nbits, chunking=chunking)
+    engine = _open_engine(index, model, create=True, nbits=nbits, chunking=chunking, shards=shards)
+    encoding = None
+    if ray is not None:
+        from lfm2_retrieval.distributed.encoding import RayEncoding
+
+        encoding = RayEncoding(engine, address=None if ray == "local" else ray, workers=ray_workers,
+                               batch_size=ray_batch, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
     options = IngestOptions(include=include, exclude=exclude,
                             fields=RecordFields(text_field, id_field, title_field, metadata_field or None))
     progress = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
@@ -179,7 +198,7 @@ def index_command(
             progress.update(task, completed=done, chunks=progress.tasks[0].fields["chunks"] + info["chunks"],
                             rate=f"{done / elapsed:.1f} docs/s, {tokens[0] / elapsed:,.0f} tok/s")
 
-    ingestor = Ingestor(engine, options, on_progress)
+    ingestor = Ingestor(engine, options, on_progress, encoding=encoding)
     with progress:
         report = ingestor.run(paths)
     _print_report(report, engine, as_json)
@@ -422,6 +441,40 @@ def delete_command(
     console.print(f"deleted {n} chunk(s); commit {engine.commit}")
 
 
+@app.command("shard")
+@_errors_are_answers
+def shard_command(
+    shards: int = typer.Option(..., "--shards", "-n", min=2, max=1024, help="How many shards to split into."),
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    out: str = typer.Option(None, "--out", "-o", help="The sharded index to write (a name under ./indexes or a "
+                            "path; it must not exist). Default: the index's name with -sharded."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Split an index into N shards that share its codec: every chunk goes, codes as they are, to
+    the shard of its document (a hash of the document id), so search results stay the same.
+
+    The source is only read. Search, index, serve and the API work on the sharded index as on
+    any other (point --index at it); search fans out to every shard in parallel.
+
+    Example: lfm2-search shard --shards 4 --index big --out big-4
+    """
+    from lfm2_retrieval.engine.locations import resolve_index_path
+    from lfm2_retrieval.errors import IndexFolderError
+    from lfm2_retrieval.shards import split_index
+
+    source = resolve_index_path(index)
+    if not (source / "manifest.json").exists():
+        raise IndexFolderError(f"no unsharded index at {source}")
+    target = resolve_index_path(out) if out else source.with_name(source.name + "-sharded")
+    sharded = split_index(source, target, shards)
+    summary = {"path": str(target), "shards": sharded.n_shards, "chunks": len(sharded),
+               "per shard": [len(s) for s in sharded.shards], "commit": sharded.commit}
+    if as_json:
+        console.print_json(json.dumps(summary))
+    else:
+        console.print(_table(f"sharded {source} into {target}", summary))
+
+
 @app.command("optimize")
 @_errors_are_answers
 def optimize_command(
@@ -511,15 +564,25 @@ def serve_command(
     max_body_mb: float = typer.Option(16.0, help="Largest request body accepted (MB)."),
     shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM or Ctrl-C, seconds to let requests in flight "
                                            "finish before the server stops anyway."),
+    shard_timeout: float = typer.Option(10.0, min=0.001, help="Sharded indexes: seconds a shard has to answer; "
+                                        "then 503 shard_unavailable (or partial results, if the request allows)."),
+    ray: str = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+                            help="Serve a sharded index on Ray Serve: one deployment per shard and an ingress with "
+                                 "this same API. --ray alone starts a local Ray; --ray ADDRESS joins a cluster."),
+    replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
 ) -> None:
     """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
 
     Set LFM2_SEARCH_API_KEY to require `Authorization: Bearer <key>` on every endpoint but /health.
 
     Example: lfm2-search serve --index notes --port 8080
+    Example: lfm2-search serve --index big-4 --ray auto --replicas 2 --host 0.0.0.0
     """
     from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
     from lfm2_retrieval.api.server import limit_malloc_arenas, serve
+
+    if ray is not None:
+        return _serve_on_ray(index, model, host, port, ray, replicas, max_body_mb, shard_timeout)
 
     limit_malloc_arenas()  # before the model and the worker threads allocate
 
@@ -527,11 +590,40 @@ def serve_command(
         _fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")
     engine = _open_engine(index, model, create=create)
     engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
-    settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)))
+    settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout)
     auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"
     err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
               f"docs: http://{host}:{port}/docs  auth: {auth}")
     serve(create_app(engine, settings), host, port, shutdown_timeout)  # ends the process when stopped
+
+
+def _serve_on_ray(index, model, host, port, address, replicas, max_body_mb, shard_timeout) -> None:
+    """`serve --ray`: deploy the Serve application, then wait for SIGTERM or Ctrl-C and take it down."""
+    import signal
+    import threading
+
+    from lfm2_retrieval.api import API_KEY_ENV
+    from lfm2_retrieval.distributed import serving
+    from lfm2_retrieval.engine.locations import resolve_index_path
+    from lfm2_retrieval.shards import is_sharded
+
+    path = resolve_index_path(index)
+    if not is_sharded(path):
+        _fail(f"{path} is not a sharded index; serve --ray serves sharded indexes (split one with "
+              f"`lfm2-search shard --shards N --index {index or 'default'}`), or drop --ray")
+    api = {"max_body_bytes": int(max_body_mb * (1 << 20)), "shard_timeout_s": shard_timeout}
+    if os.environ.get(API_KEY_ENV):
+        api["api_key"] = os.environ[API_KEY_ENV]  # the replicas' environment is the cluster's, not ours
+    serving.run(path, host, port, None if address == "local" else address, replicas, model, api)
+    err.print(f"serving {path} on Ray Serve at http://{host}:{port} (one deployment per shard, {replicas} "
+              f"replica(s) each; /health lists them)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    from ray import serve
+
+    serve.shutdown()
 
 
 @app.command("mcp")

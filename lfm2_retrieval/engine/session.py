@@ -60,6 +60,20 @@ class WriteSession:
         if chunks:
             self._writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
 
+    def add_encoded(self, chunks: Sequence[PreparedChunk], codes: np.ndarray, residuals: np.ndarray,
+                    lengths: Sequence[int]) -> None:
+        """Stage new chunks compressed already by the index's codec (`codec`), e.g. by encoding
+        workers it was shipped to: their tokens' codes and residuals back to back, `lengths`
+        tokens a chunk."""
+        if chunks:
+            self._writer.add_encoded([c.id for c in chunks], codes, residuals, lengths, [c.text for c in chunks],
+                                     [c.metadata for c in chunks])
+
+    @property
+    def codec(self):
+        """The codec chunks are compressed with (None until the index's first chunks train it)."""
+        return self._writer.codec
+
     def delete_chunks(self, chunk_ids: Iterable[str]) -> int:
         """Stage the deletion of chunks by chunk id; returns how many were stored."""
         return self._writer.delete(list(chunk_ids))

@@ -104,6 +104,19 @@ class _FileWork:
     resume: bool  # committed in part by an earlier run, bytes unchanged: skip its stored documents
 
 
+class LocalEncoding:
+    """Chunks encoded in this process by the engine's model (the default). A distributed
+    encoding (distributed/encoding.py: Ray) has the same one method."""
+
+    batch_chunks: int | None = None  # chunks staged per call (None: IngestOptions.encode_batch_chunks)
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self.engine = engine
+
+    def stage(self, session: WriteSession, chunks: Sequence[PreparedChunk]) -> None:
+        session.add(chunks, self.engine.encode_chunks(chunks))
+
+
 class _Staging:
     """Chunks on their way into a writing session, encoded `size` at a time: memory holds at most
     one batch of chunks and their vectors, whatever the size of the files they come from."""
@@ -123,7 +136,7 @@ class _Staging:
             return
         chunks, self.chunks = self.chunks, []
         if chunks:
-            self.session.add(chunks, self.ingestor.engine.encode_chunks(chunks))
+            self.ingestor.encoding.stage(self.session, chunks)
         tokens = sum(c.n_tokens for c in chunks)
         self.report.chunks_added += len(chunks)
         self.report.tokens += tokens
@@ -144,7 +157,8 @@ class _Writing:
 
     def _open(self) -> None:
         self.session = self.ingestor.engine.writing(expected_tokens=self.expected_tokens, timeout=0.0, merge=False)
-        self.staging = _Staging(self.ingestor, self.session, self.report, self.ingestor.options.encode_batch_chunks)
+        size = self.ingestor.encoding.batch_chunks or self.ingestor.options.encode_batch_chunks
+        self.staging = _Staging(self.ingestor, self.session, self.report, size)
 
     def due(self) -> bool:
         return (time.monotonic() - self.last_commit >= self.ingestor.options.commit_every_seconds
@@ -177,8 +191,11 @@ def source_name(path: Path) -> str:
 
 class Ingestor:
     def __init__(self, engine: SearchEngine, options: IngestOptions | None = None,
-                 on_progress: Callable[[str, dict], None] | None = None) -> None:
+                 on_progress: Callable[[str, dict], None] | None = None, encoding=None) -> None:
+        """encoding: how chunks become vectors (LocalEncoding, the default, or a distributed one
+        such as distributed.RayEncoding); reading, chunking and committing stay here."""
         self.engine = engine
+        self.encoding = encoding or LocalEncoding(engine)
         self.options = options or IngestOptions()
         self.on_progress = on_progress or (lambda event, info: None)
         # A change of any setting that shapes chunks (or of how files are read) re-indexes every file.

@@ -1,0 +1,168 @@
+"""Serving a sharded index on Ray Serve: `lfm2-search serve --ray [ADDRESS] --index big`.
+
+    app = build_application("indexes/big", replicas=2)    # one deployment per shard, an ingress
+    serve.run(app, name="lfm2-search", route_prefix="/")
+
+Deployments:
+- `shard-NNN` (ShardSearcher), one per shard, `replicas` each: the shard's index opened in the
+  replica; it runs the semantic and lexical searches of its shard and its BM25 statistics.
+  Every call names the shard commit of the sharded commit the ingress reads, and a replica
+  behind it refreshes first, so the shards of one answer are those of one sharded commit.
+- `ingress`: the same HTTP API as `lfm2-search serve` (api/app.py, built in the replica): it
+  encodes queries (concurrent requests share encoder batches), fans out to the shard
+  deployments through their handles, merges their top-k and fuses. A shard that does not answer
+  within `shard_timeout_s` (a replica that died, a node that is gone) is a 503
+  shard_unavailable, or, when the request says allow_partial, the other shards' results flagged
+  partial. /health lists the shards, their replicas and commits.
+
+Writes (POST /documents, DELETE) are made by the ingress, through the sharded index's
+two-phase commit on the index folder: the shard replicas and the ingress must see the same
+folder (one machine, or a shared filesystem), as Lucene's readers share an index directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidRequestError, ShardUnavailableError
+from ..index import MultiVectorIndex
+from .encoding import connect
+
+APP_NAME = "lfm2-search"
+INGRESS = "ingress"
+
+
+class ShardSearcher:
+    """One shard, opened in a Ray Serve replica (the body of the `shard-NNN` deployments)."""
+
+    def __init__(self, path: str) -> None:
+        self.index = MultiVectorIndex(path)
+
+    def _at(self, commit: int) -> MultiVectorIndex:
+        if self.index.commit < commit:
+            self.index.refresh()
+        return self.index
+
+    def search(self, commit: int, queries, k: int, filter, exhaustive: bool, params):
+        return self._at(commit).search(queries, k, filter, exhaustive, params)
+
+    def search_lexical(self, commit: int, texts, k: int, filter, collections):
+        return self._at(commit).search_lexical(texts, k, filter, collections)
+
+    def lexical_statistics(self, commit: int, texts) -> list:
+        index = self._at(commit)
+        return [index.lexical_statistics(t) for t in texts]
+
+    def health(self) -> dict[str, Any]:
+        self.index.refresh()
+        return {"chunks": len(self.index), "commit": self.index.commit}
+
+
+class RemoteShard(MultiVectorIndex):
+    """A shard as the ingress sees it: its folder opened for what is cheap and local (the
+    manifest, metadata, writes), its searches sent to its deployment through `handle`."""
+
+    def __init__(self, path: Path, name: str, handle, timeout_s: float) -> None:
+        super().__init__(path)
+        self.name, self.handle, self.timeout_s = name, handle, timeout_s
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self.handle, method).remote(*args).result(timeout_s=self.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - sorted below: the shard's own errors are the request's
+            if _is_unavailable(exc):
+                raise ShardUnavailableError([self.name], _why(exc, self.timeout_s)) from None
+            raise
+
+    def search(self, queries, k=10, filter=None, exhaustive=False, params=None):
+        return self._call("search", self.commit, queries, k, filter, exhaustive, params)
+
+    def search_lexical(self, queries, k=10, filter=None, collections=None):
+        return self._call("search_lexical", self.commit, list(queries), k, filter, collections)
+
+    def lexical_statistics(self, query: str):
+        return self._call("lexical_statistics", self.commit, [query])[0]
+
+    def health(self) -> dict[str, Any]:
+        facts = self._call("health")
+        return {**facts, "replicas": _running_replicas(self.name)}
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Errors that say the shard's server is gone or late, not that the request was wrong."""
+    import ray.exceptions
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    return isinstance(exc, (TimeoutError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError,
+                            ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError,
+                            ray.exceptions.NodeDiedError, DeploymentUnavailableError, BackPressureError))
+
+
+def _why(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"did not answer within {timeout_s:g} s"
+    return f"is not serving ({type(exc).__name__})"
+
+
+def _running_replicas(deployment: str) -> int | None:
+    try:
+        from ray import serve
+
+        app = serve.status().applications.get(APP_NAME)
+        status = app.deployments.get(deployment) if app else None
+        return None if status is None else int(status.replica_states.get("RUNNING", 0))
+    except Exception:  # noqa: BLE001 - a replica count is information, never a reason to fail /health
+        return None
+
+
+class Ingress:
+    """The ingress deployment's body: its ASGI app is the HTTP API, made in the replica (Serve
+    calls __serve_build_asgi_app__ after the constructor), over the shards' handles."""
+
+    def __init__(self, index_path: str, shard_names: list[str], model: str | None, api: dict[str, Any],
+                 *shard_handles) -> None:
+        self.index_path, self.model, self.api = index_path, model, api
+        self.handles = dict(zip(shard_names, shard_handles))
+
+    def __serve_build_asgi_app__(self):
+        from ..api import ApiSettings, create_app
+        from ..engine import SearchEngine
+        from ..shards import ShardedIndex
+
+        settings = ApiSettings(**self.api)
+        index = ShardedIndex(self.index_path, open_shard=lambda folder, name: RemoteShard(
+            folder, name, self.handles[name], settings.shard_timeout_s))
+        return create_app(SearchEngine(index, model=self.model), settings)
+
+
+def build_application(index_path: str | Path, replicas: int = 1, model: str | None = None,
+                      shard_cpus: float = 1.0, ingress_cpus: float = 1.0, api: dict[str, Any] | None = None):
+    """The Ray Serve application of a sharded index (see the module)."""
+    from ray import serve
+
+    from ..shards import ShardMap, is_sharded
+
+    index_path = Path(index_path).resolve()
+    if not is_sharded(index_path):
+        raise InvalidRequestError(f"{index_path} is not a sharded index: serve --ray serves sharded indexes "
+                                  "(make one with `lfm2-search shard`)")
+    shard_map = ShardMap.read(index_path)
+    shard_deployment = serve.deployment(ShardSearcher, ray_actor_options={"num_cpus": shard_cpus},
+                                        health_check_period_s=2, health_check_timeout_s=10)
+    shards = [shard_deployment.options(name=name, num_replicas=replicas).bind(str(index_path / name))
+              for name in shard_map.shards]
+    ingress = serve.deployment(serve.ingress()(Ingress), name=INGRESS, ray_actor_options={"num_cpus": ingress_cpus})
+    return ingress.bind(str(index_path), list(shard_map.shards), model, api or {}, *shards)
+
+
+def run(index_path: str | Path, host: str = "127.0.0.1", port: int = 8000, address: str | None = None,
+        replicas: int = 1, model: str | None = None, api: dict[str, Any] | None = None, **resources):
+    """Start (or join) Ray, start Serve's HTTP proxy on host:port, deploy the application;
+    returns the ingress handle (serve.shutdown() stops it)."""
+    connect(address)
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port})
+    app = build_application(index_path, replicas, model, api=api, **resources)
+    return serve.run(app, name=APP_NAME, route_prefix="/")

@@ -1,0 +1,179 @@
+"""Distributed indexing and serving on a local two-node Ray cluster, with the embedded model (its
+vectors come out the same in every process to 1e-7; a random test model amplifies float noise):
+a build whose encoding runs on Ray equals a local build, incremental runs included; an encoder
+actor killed mid-build costs a retry, never a chunk; Ray Serve answers as the local index and a
+killed shard replica gives the documented error."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[distributed]")
+
+from lfm2_retrieval.engine import SearchEngine
+from lfm2_retrieval.ingest import Ingestor
+from lfm2_retrieval.distributed.encoding import RayEncoding
+
+from index_helpers import assert_same_hits
+
+pytestmark = pytest.mark.slow
+
+TOPICS = ["the river floods in spring", "cats sleep most of the day", "a recipe for bread with rye flour",
+          "how to rotate the API keys", "Die Katze schläft auf dem Sofa", "東京の天気は晴れです", "서울의 지하철 노선도",
+          "le train part de Lyon à midi", "el museo abre los domingos", "Москва — столица России"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes of one CPU each on this machine (ray.cluster_utils.Cluster)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def write_docs(folder, start, n):
+    folder.mkdir(exist_ok=True)
+    for i in range(start, start + n):
+        body = " ".join(f"{TOPICS[(i + j) % len(TOPICS)]} ({i}.{j})." for j in range(4 + i % 9))
+        (folder / f"doc-{i:03d}.md").write_text(f"# Page {i}\n\n{body}\n", encoding="utf-8")
+
+
+def queries():
+    return [f"{TOPICS[i % len(TOPICS)]} {i}" for i in range(50)]
+
+
+def assert_same_index(a: SearchEngine, b: SearchEngine):
+    ids_a = sorted(c for c, _ in a.chunk_metadata([]))
+    assert ids_a == sorted(c for c, _ in b.chunk_metadata([]))
+    assert a.counts.tokens == b.counts.tokens
+    for mode in ("semantic", "hybrid"):
+        for x, y in zip(a.search(queries(), k=10, mode=mode), b.search(queries(), k=10, mode=mode)):
+            assert_same_hits(x, y)
+
+
+def test_a_distributed_build_equals_a_local_build(cluster, tmp_path):
+    docs = tmp_path / "docs"
+    write_docs(docs, 0, 60)
+    local = SearchEngine.open(tmp_path / "local", create=True)
+    Ingestor(local).run([docs])
+    remote = SearchEngine.open(tmp_path / "remote", create=True)
+    encoding = RayEncoding(remote, workers=2, batch_size=8, window_chunks=40)
+    report = Ingestor(remote, encoding=encoding).run([docs])
+    assert report.files_indexed == 60 and encoding.windows >= 2  # several datasets, both actors
+    assert encoding.compressed_windows == 0  # no codec before the first commit: vectors come back
+    assert_same_index(local, remote)
+    # Incremental: new, changed and deleted files. The index has a codec now, so the actors are
+    # shipped it and send back codes and residuals.
+    write_docs(docs, 60, 30)
+    (docs / "doc-007.md").write_text("# Page 7\n\nrewritten: the museum opens on Sundays.\n", encoding="utf-8")
+    (docs / "doc-008.md").unlink()
+    for engine, enc in ((local, None), (remote, encoding)):
+        again = Ingestor(engine, encoding=enc).run([docs])
+        assert (again.files_indexed, again.files_removed, again.files_unchanged) == (31, 1, 58)
+    assert encoding.compressed_windows >= 1
+    assert_same_index(local, remote)
+
+
+def test_an_encoder_actor_killed_mid_build_is_retried(cluster, tmp_path):
+    docs = tmp_path / "docs"
+    write_docs(docs, 0, 40)
+    local = SearchEngine.open(tmp_path / "local", create=True)
+    Ingestor(local).run([docs])
+    remote = SearchEngine.open(tmp_path / "remote", create=True)
+    marker = tmp_path / "killed"
+    encoding = RayEncoding(remote, workers=2, batch_size=4, env={"LFM2_SEARCH_KILL_ENCODER_ONCE": str(marker)})
+    report = Ingestor(remote, encoding=encoding).run([docs])
+    assert marker.exists(), "an actor was killed"
+    assert report.files_indexed == 40 and report.commits == 1
+    assert_same_index(local, remote)
+
+
+def test_a_distributed_build_of_a_sharded_index(cluster, tmp_path):
+    """--ray and --shards together: the same documents, in 3 shards, answer as one index."""
+    docs = tmp_path / "docs"
+    write_docs(docs, 0, 45)
+    local = SearchEngine.open(tmp_path / "local", create=True)
+    Ingestor(local).run([docs])
+    remote = SearchEngine.open(tmp_path / "remote", create=True, shards=3)
+    Ingestor(remote, encoding=RayEncoding(remote, workers=2, batch_size=8, window_chunks=30)).run([docs])
+    assert remote.sharded and all(len(s) > 0 for s in remote.index.shards)
+    assert_same_index(local, remote)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_serve_answers_as_the_local_index_and_survives_a_killed_shard(cluster, tmp_path):
+    """serve --ray: one deployment per shard and an ingress with the same HTTP API. Its answers
+    equal the local engine's; /health lists the shards; a shard replica killed while serving
+    gives 503 shard_unavailable (or results flagged partial, when allowed), never a hang or a
+    500, and Serve brings the shard back."""
+    import time
+
+    import httpx
+    import ray
+    from ray import serve
+
+    from lfm2_retrieval.distributed import serving
+    from lfm2_retrieval.shards import split_index
+
+    docs = tmp_path / "docs"
+    write_docs(docs, 0, 40)
+    local = SearchEngine.open(tmp_path / "local", create=True)
+    Ingestor(local).run([docs])
+    split_index(local.path, tmp_path / "sharded", n_shards=2)
+    port = free_port()
+    serving.run(tmp_path / "sharded", port=port, replicas=1,
+                api={"shard_timeout_s": 2.0}, shard_cpus=0.25, ingress_cpus=0.25)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for _ in range(60):  # replicas warm up (their first search maps the index) within the 2 s timeout
+                if client.post("/search", json={"query": "warm up", "mode": "hybrid"}).status_code == 200:
+                    break
+                time.sleep(0.5)
+            for mode in ("semantic", "hybrid", "lexical"):
+                answer = client.post("/search", json={"queries": queries()[:10], "k": 10, "mode": mode}).json()
+                for hits, expected in zip(answer["results"], local.search(queries()[:10], k=10, mode=mode)):
+                    assert_same_hits(hits["hits"], expected)
+            health = client.get("/health").json()
+            assert health["status"] == "ok" and [s["name"] for s in health["shards"]] == ["shard-000", "shard-001"]
+            assert all(s["replicas"] == 1 for s in health["shards"])
+            # Writes go through the ingress's two-phase commit; the shard replicas follow.
+            added = client.post("/documents", json={"documents": [{"id": "tea", "text": "green tea from Uji"}]})
+            assert added.status_code == 200
+            hit = client.post("/search", json={"query": "green tea Uji", "k": 1, "mode": "lexical"}).json()
+            assert hit["results"][0]["hits"][0]["metadata"]["doc_id"] == "tea"
+
+            replica = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                           if "shard-001" in a["name"] and "REPLICA" in a["name"].upper())
+            ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+            statuses, recovered, deadline = [], False, time.monotonic() + 60
+            while time.monotonic() < deadline and not recovered:
+                started = time.monotonic()
+                for body in ({"query": "cats sleep", "k": 5, "mode": "semantic"},
+                             {"query": "cats sleep", "k": 5, "mode": "semantic", "allow_partial": True}):
+                    r = client.post("/search", json=body)
+                    assert time.monotonic() - started < 20, "a request to a dead shard must not hang"
+                    statuses.append(r.status_code)
+                    assert r.status_code in (200, 503), r.text
+                    if r.status_code == 503:
+                        assert r.json()["error"] == "shard_unavailable" and "shard-001" in r.json()["message"]
+                    elif r.json().get("partial"):
+                        assert body.get("allow_partial") and r.json()["missing_shards"] == ["shard-001"]
+                    else:
+                        recovered = recovered or not body.get("allow_partial")
+                time.sleep(0.2)
+            assert recovered, f"Serve did not bring shard-001 back (answers: {statuses})"
+    finally:
+        serve.shutdown()
