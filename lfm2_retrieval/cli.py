@@ -521,8 +521,10 @@ def check_command(
     from lfm2_retrieval.engine import SearchEngine
     from lfm2_retrieval.engine.locations import resolve_index_path
 
+    from lfm2_retrieval.shards import is_sharded
+
     path = resolve_index_path(index)
-    if not (path / "manifest.json").exists():
+    if not (path / "manifest.json").exists() and not is_sharded(path):
         _fail(f"no index at {path}")
     report = SearchEngine.check(path, full=full or repair)  # works on an index too damaged to open
     repaired = SearchEngine.repair(path, report) if repair and report.problems else None

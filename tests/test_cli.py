@@ -217,3 +217,26 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     assert "deleted 1 chunk" in run("delete", "docs/faq.jsonl#faq-2", "--index", "idx").output
     left = {json.loads(line)["doc_id"] for line in run("list", "--index", "idx", "--json").output.splitlines()}
     assert left == {str(docs / "faq.jsonl") + "#faq-1", str(docs / "ops.md")}
+
+
+def test_shard_then_use_the_sharded_index_as_any_other(indexed, tmp_path):
+    """lfm2-search shard, then search, info, index (incremental), delete, optimize and check on
+    the sharded index, as on the one it came from."""
+    files, index, _ = indexed
+    sharded = tmp_path / "sharded"
+    summary = json.loads(run("shard", "--shards", 3, "--index", index, "--out", sharded, "--json").output)
+    assert summary["shards"] == 3 and sum(summary["per shard"]) == summary["chunks"]
+    for query in ("volcanoes and magma", "rivers"):
+        a = json.loads(run("search", query, "--index", index, "--json").output)
+        b = json.loads(run("search", query, "--index", sharded, "--json").output)
+        assert [h["id"] for h in a] == [h["id"] for h in b]
+    info = json.loads(run("info", "--index", sharded, "--json").output)
+    assert info["shards"] == 3 and info["chunks"] == summary["chunks"]
+    again = json.loads(run("index", files["md"].parent, "--index", sharded, "--json").output)
+    assert again["files_indexed"] == 0 and again["files_unchanged"] == 11  # the split kept what ingestion needs
+    assert "deleted" in run("delete", files["md"], "--index", sharded).output
+    assert "optimized" in run("optimize", "--index", sharded).output
+    report = json.loads(run("check", "--index", sharded, "--full", "--json").output)
+    assert report["ok"] and any(part.startswith("shard-002/") for part in report["checked"])
+    assert run("shard", "--shards", 2, "--index", sharded, ok=False).exit_code == 1  # already sharded
+    assert run("shard", "--shards", 2, "--index", index, "--out", sharded, ok=False).exit_code == 1  # not empty
