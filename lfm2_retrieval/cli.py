@@ -150,7 +150,8 @@ def index_command(
     ray_workers: int = typer.Option(2, min=1, help="With --ray: encoder actors (each loads the model once)."),
     ray_cpus: float = typer.Option(1.0, min=0.1, help="With --ray: CPUs per encoder actor (its torch threads)."),
     ray_gpus: float = typer.Option(0.0, min=0.0, help="With --ray: GPUs per encoder actor (0: CPU only)."),
-    ray_batch: int = typer.Option(64, min=1, help="With --ray: chunks per map_batches call of an actor."),
+    ray_group: int = typer.Option(256, min=1, help="With --ray: chunks an actor encodes in one call (256: as a "
+                                  "local run, so the index is the same to the bit; more for GPUs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index files: .txt .md .rst .html .json .jsonl .csv .tsv .parquet .pdf.
@@ -179,7 +180,7 @@ def index_command(
         from lfm2_retrieval.distributed.encoding import RayEncoding
 
         encoding = RayEncoding(engine, address=None if ray == "local" else ray, workers=ray_workers,
-                               batch_size=ray_batch, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
+                               group_chunks=ray_group, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
     options = IngestOptions(include=include, exclude=exclude,
                             fields=RecordFields(text_field, id_field, title_field, metadata_field or None))
     progress = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),

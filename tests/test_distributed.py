@@ -1,6 +1,5 @@
-"""Distributed indexing and serving on a local two-node Ray cluster, with the embedded model (its
-vectors come out the same in every process to 1e-7; a random test model amplifies float noise):
-a build whose encoding runs on Ray equals a local build, incremental runs included; an encoder
+"""Distributed indexing and serving on a local two-node Ray cluster, with the embedded model: a
+build whose encoding runs on Ray equals a local build to the bit, incremental runs included; an encoder
 actor killed mid-build costs a retry, never a chunk; Ray Serve answers as the local index and a
 killed shard replica gives the documented error."""
 
@@ -10,12 +9,15 @@ import pytest
 pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[distributed]")
 
 from lfm2_retrieval.engine import SearchEngine
-from lfm2_retrieval.ingest import Ingestor
+from lfm2_retrieval.ingest import IngestOptions, Ingestor
 from lfm2_retrieval.distributed.encoding import RayEncoding
 
 from index_helpers import assert_same_hits
 
 pytestmark = pytest.mark.slow
+# The local builds encode 8 chunks a call, as the actors do (group_chunks=8): a few small files
+# then make several groups and windows, and the two builds the same to the bit.
+SMALL_BATCHES = IngestOptions(encode_batch_chunks=8)
 
 TOPICS = ["the river floods in spring", "cats sleep most of the day", "a recipe for bread with rye flour",
           "how to rotate the API keys", "Die Katze schläft auf dem Sofa", "東京の天気は晴れです", "서울의 지하철 노선도",
@@ -48,21 +50,24 @@ def queries():
 
 
 def assert_same_index(a: SearchEngine, b: SearchEngine):
-    ids_a = sorted(c for c, _ in a.chunk_metadata([]))
-    assert ids_a == sorted(c for c, _ in b.chunk_metadata([]))
+    """The same chunks, the same codec and stored vectors to the bit, the same rankings."""
+    ids = sorted(c for c, _ in a.chunk_metadata([]))
+    assert ids == sorted(c for c, _ in b.chunk_metadata([]))
     assert a.counts.tokens == b.counts.tokens
+    for x, y in zip(a.index.vectors(ids), b.index.vectors(ids)):
+        assert np.array_equal(x, y)
     for mode in ("semantic", "hybrid"):
         for x, y in zip(a.search(queries(), k=10, mode=mode), b.search(queries(), k=10, mode=mode)):
-            assert_same_hits(x, y)
+            assert_same_hits(x, y, tol=1e-6)
 
 
 def test_a_distributed_build_equals_a_local_build(cluster, tmp_path):
     docs = tmp_path / "docs"
     write_docs(docs, 0, 60)
     local = SearchEngine.open(tmp_path / "local", create=True)
-    Ingestor(local).run([docs])
+    Ingestor(local, SMALL_BATCHES).run([docs])
     remote = SearchEngine.open(tmp_path / "remote", create=True)
-    encoding = RayEncoding(remote, workers=2, batch_size=8, window_chunks=40)
+    encoding = RayEncoding(remote, workers=2, group_chunks=8, window_chunks=40)
     report = Ingestor(remote, encoding=encoding).run([docs])
     assert report.files_indexed == 60 and encoding.windows >= 2  # several datasets, both actors
     assert encoding.compressed_windows == 0  # no codec before the first commit: vectors come back
@@ -73,7 +78,7 @@ def test_a_distributed_build_equals_a_local_build(cluster, tmp_path):
     (docs / "doc-007.md").write_text("# Page 7\n\nrewritten: the museum opens on Sundays.\n", encoding="utf-8")
     (docs / "doc-008.md").unlink()
     for engine, enc in ((local, None), (remote, encoding)):
-        again = Ingestor(engine, encoding=enc).run([docs])
+        again = Ingestor(engine, SMALL_BATCHES, encoding=enc).run([docs])
         assert (again.files_indexed, again.files_removed, again.files_unchanged) == (31, 1, 58)
     assert encoding.compressed_windows >= 1
     assert_same_index(local, remote)
@@ -83,11 +88,11 @@ def test_an_encoder_actor_killed_mid_build_is_retried(cluster, tmp_path):
     docs = tmp_path / "docs"
     write_docs(docs, 0, 40)
     local = SearchEngine.open(tmp_path / "local", create=True)
-    Ingestor(local).run([docs])
+    Ingestor(local, SMALL_BATCHES).run([docs])
     remote = SearchEngine.open(tmp_path / "remote", create=True)
     marker = tmp_path / "killed"
-    encoding = RayEncoding(remote, workers=2, batch_size=4, env={"LFM2_SEARCH_KILL_ENCODER_ONCE": str(marker)})
-    report = Ingestor(remote, encoding=encoding).run([docs])
+    encoding = RayEncoding(remote, workers=2, group_chunks=8, env={"LFM2_SEARCH_KILL_ENCODER_ONCE": str(marker)})
+    report = Ingestor(remote, SMALL_BATCHES, encoding=encoding).run([docs])
     assert marker.exists(), "an actor was killed"
     assert report.files_indexed == 40 and report.commits == 1
     assert_same_index(local, remote)
@@ -98,9 +103,9 @@ def test_a_distributed_build_of_a_sharded_index(cluster, tmp_path):
     docs = tmp_path / "docs"
     write_docs(docs, 0, 45)
     local = SearchEngine.open(tmp_path / "local", create=True)
-    Ingestor(local).run([docs])
+    Ingestor(local, SMALL_BATCHES).run([docs])
     remote = SearchEngine.open(tmp_path / "remote", create=True, shards=3)
-    Ingestor(remote, encoding=RayEncoding(remote, workers=2, batch_size=8, window_chunks=30)).run([docs])
+    Ingestor(remote, SMALL_BATCHES, encoding=RayEncoding(remote, workers=2, group_chunks=8, window_chunks=32)).run([docs])
     assert remote.sharded and all(len(s) > 0 for s in remote.index.shards)
     assert_same_index(local, remote)
 
