@@ -63,6 +63,8 @@ class RemoteShard(MultiVectorIndex):
     """A shard as the ingress sees it: its folder opened for what is cheap and local (the
     manifest, metadata, writes), its searches sent to its deployment through `handle`."""
 
+    takes_query_plans = False  # its searches run in its own replicas, which make their own
+
     def __init__(self, path: Path, name: str, handle, timeout_s: float) -> None:
         super().__init__(path)
         self.name, self.handle, self.timeout_s = name, handle, timeout_s

@@ -186,9 +186,15 @@ class MultiVectorIndex:
                         return
 
     # ------------------------------------------------------------------ search
+    # Searches may be given query plans made from another index with the same codec (the shards
+    # of a sharded index on this machine): the centroid scores of a query are computed once.
+    takes_query_plans = True
+
     def search(self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Filter | None = None,
-               exhaustive: bool = False, params: SearchParams | None = None) -> list[list[Hit]] | list[Hit]:
-        """Top-k chunks by MaxSim for one query ([n, dim] array) or a list of queries."""
+               exhaustive: bool = False, params: SearchParams | None = None,
+               plans: Sequence[QueryPlan] | None = None) -> list[list[Hit]] | list[Hit]:
+        """Top-k chunks by MaxSim for one query ([n, dim] array) or a list of queries.
+        plans: each query's QueryPlan, made by query_plans with this index's codec and `params`."""
         single = isinstance(queries, np.ndarray) and queries.ndim == 2
         batch = [queries] if single else list(queries)
         if k < 1:
@@ -198,8 +204,22 @@ class MultiVectorIndex:
         snap = self._snapshot
         params = params or SearchParams.for_k(k, snap.manifest.nbits)
         allowed = self._allowed(snap, filter)
-        results = [self._search_one(snap, q, k, allowed, exhaustive, params) for q in batch]
+        results = [self._search_one(snap, q, k, allowed, exhaustive, params, None if plans is None else plans[i])
+                   for i, q in enumerate(batch)]
         return results[0] if single else results
+
+    def query_plans(self, queries: Sequence[np.ndarray], params: SearchParams) -> list[QueryPlan] | None:
+        """The QueryPlan of each query under this snapshot's codec (None: no codec yet)."""
+        codec = self._snapshot.codec
+        if codec is None:
+            return None
+        return [QueryPlan(codec, np.ascontiguousarray(self._checked(q)), params) for q in queries]
+
+    def _checked(self, query: np.ndarray) -> np.ndarray:
+        query = np.asarray(query, dtype=np.float32)
+        if query.ndim != 2 or query.shape[1] != self.dim or len(query) == 0:
+            raise ValueError(f"a query must be a non-empty [n_tokens, {self.dim}] array, got shape {query.shape}")
+        return query
 
     def _allowed(self, snap: Snapshot, filter_: Filter | None) -> list[np.ndarray | None]:
         if filter_ is None:
@@ -211,14 +231,13 @@ class MultiVectorIndex:
         return masks
 
     def _search_one(self, snap: Snapshot, query: np.ndarray, k: int, allowed, exhaustive: bool,
-                    params: SearchParams) -> list[Hit]:
-        query = np.asarray(query, dtype=np.float32)
-        if query.ndim != 2 or query.shape[1] != self.dim or len(query) == 0:
-            raise ValueError(f"a query must be a non-empty [n_tokens, {self.dim}] array, got shape {query.shape}")
+                    params: SearchParams, plan: QueryPlan | None = None) -> list[Hit]:
+        query = self._checked(query)
         if snap.codec is None:
             return []
         q = np.ascontiguousarray(query)
-        plan = None if exhaustive else QueryPlan(snap.codec, q, params)
+        if not exhaustive and plan is None:
+            plan = QueryPlan(snap.codec, q, params)
         found: list[tuple[float, int, int]] = []
         for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
             if exhaustive:

@@ -306,7 +306,12 @@ class ShardedIndex:
         if filter is not None:
             validate(filter)
         params = params or SearchParams.for_k(k, self.shard_map.nbits)
-        per_shard = self._each_shard(lambda shard: shard.search(batch, k, filter, exhaustive, params))
+        plans = None
+        if not exhaustive and all(getattr(s, "takes_query_plans", False) for s in self.shards):
+            # One codec: a query's centroid scores are the same for every shard, computed once.
+            plans = next((s.query_plans(batch, params) for s in self.shards if s.snapshot.codec is not None), None)
+        per_shard = self._each_shard(lambda shard: shard.search(batch, k, filter, exhaustive, params, plans)
+                                     if plans is not None else shard.search(batch, k, filter, exhaustive, params))
         results = [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(batch))]
         return results[0] if single else results
 
