@@ -1,4 +1,4 @@
-"""Index benchmark: this index against exhaustive MaxSim, LanceDB, pylate's PLAID and Voyager.
+"""Index benchmark: this index against exhaustive MaxSim, fast-plaid, LanceDB, pylate's PLAID and Voyager.
 
 One table, side by side, per collection: build time, bytes per token on disk, single-query
 latency p50/p95, QPS, and recall@10 / recall@100 against exhaustive MaxSim over the raw fp32
@@ -7,12 +7,13 @@ trained model) and synthetic clustered vectors at 10k / 100k / 1M documents: 16 
 each, 128-d, by default; `--doc-tokens 150-220 --dim 96` gives chunks of the length and width
 that `lfm2-search index` writes with the embedded model. Peers run only up to --peer-max-docs
 (pylate PLAID took about 160 ms per query on 2k documents here); rows say when a system was
-skipped and why. LanceDB (multivector column, MaxSim) runs flat and with its IVF_PQ index.
+skipped and why. LanceDB (multivector column, MaxSim) runs flat and with its IVF_PQ index;
+fast-plaid runs in its own virtual environment (scripts/setup-fast-plaid.sh), as a subprocess.
 
     .venv/bin/python eval/bench_index.py --sizes 10k          # a few minutes
     .venv/bin/python eval/bench_index.py --sizes 10k,100k     # with SciFact and pylate PLAID (~20 minutes)
     .venv/bin/python eval/bench_index.py --sizes 10k --no-scifact --doc-tokens 150-220 --dim 96 \
-        --peers lancedb,lancedb-ivfpq                          # real chunk lengths
+        --peers lancedb,lancedb-ivfpq,fast-plaid               # real chunk lengths
     .venv/bin/python eval/bench_index.py --sizes 1m --no-scifact --nbits 2 --own-queries 10 --peers ""  # ~1 hour
 """
 
@@ -267,7 +268,43 @@ def bench_lancedb(col: Collection, workdir: Path, indexed: bool) -> dict:
     return row(name, build, size / col.n_tokens, lat10, res10, res100, col, "fp32 vectors stored")
 
 
+FAST_PLAID_PYTHON = Path(__file__).resolve().parents[1] / ".venv-fast-plaid" / "bin" / "python"
+
+
+def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4) -> dict:
+    """fast-plaid (PyLate's engine, Rust) in its own virtual environment: its wheels need torch
+    2.11 (scripts/setup-fast-plaid.sh). The vectors go to it as .npy files; it builds, searches one
+    query at a time on the CPU with its default search settings, and reports (eval/peers)."""
+    import subprocess
+
+    if not FAST_PLAID_PYTHON.exists():
+        raise RuntimeError(f"no {FAST_PLAID_PYTHON}: run scripts/setup-fast-plaid.sh first")
+    work = workdir / "fast-plaid"
+    work.mkdir(exist_ok=True)
+    lengths = []
+    with open(work / "docs.f32", "wb") as f:  # raw float32, piece by piece: 100k real-length chunks are 7 GB
+        for _, docs in col.chunks():
+            for d in docs:
+                f.write(np.ascontiguousarray(d, np.float32).tobytes())
+                lengths.append(len(d))
+    np.save(work / "doc_lengths.npy", np.array(lengths, np.int64))
+    np.save(work / "queries.npy", np.concatenate(col.queries).astype(np.float32))
+    np.save(work / "query_lengths.npy", np.array([len(q) for q in col.queries], np.int64))
+    done = subprocess.run([str(FAST_PLAID_PYTHON), str(Path(__file__).parent / "peers" / "fast_plaid_peer.py"),
+                           str(work), "--nbits", str(nbits), "--dim", str(col.dim),
+                           "--threads", str(torch.get_num_threads())],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    out = json.loads((work / "result.json").read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    return row(f"fast-plaid {out['version']} nbits={nbits} (torch {out['torch']}, CPU)", out["build_s"],
+               out["bytes"] / col.n_tokens, out["lat10"], out["res10"], out["res100"], col,
+               "its default search settings (n_ivf_probe 8, n_full_scores 4096)")
+
+
 PEERS = {"plaid": lambda col, work: bench_pylate(col, "plaid", work),
+         "fast-plaid": lambda col, work: bench_fast_plaid(col, work),
          "voyager": lambda col, work: bench_pylate(col, "voyager", work),
          "lancedb": lambda col, work: bench_lancedb(col, work, indexed=False),
          "lancedb-ivfpq": lambda col, work: bench_lancedb(col, work, indexed=True)}
