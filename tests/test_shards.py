@@ -265,3 +265,26 @@ def test_the_api_answers_503_or_a_flagged_partial_result(tmp_path, pylate_tiny_d
         health = client.get("/health").json()
         assert [s["name"] for s in health["shards"]] == ["shard-000", "shard-001"]
         assert sum(s["chunks"] for s in health["shards"]) == 30 and health["status"] == "ok"
+
+
+def test_a_search_sees_one_sharded_commit_while_another_thread_refreshes(tmp_path, unsharded, corpus):
+    """Shard 1 is slow; while it waits, a writer deletes every chunk and the reader moves to that
+    commit. The search in flight still answers from the commit it began on, on every shard."""
+    import threading
+
+    split_index(unsharded.path, tmp_path / "idx", n_shards=2)
+    index = ShardedIndex(tmp_path / "idx", open_shard=lambda folder, name: (SlowShard if name == "shard-001"
+                                                                             else MultiVectorIndex)(folder))
+    index.shards[1].delay = 0.5
+    query = queries_from(corpus, 1)[0]
+    answer = {}
+    search = threading.Thread(target=lambda: answer.setdefault("hits", index.search(query, k=20)))
+    search.start()
+    time.sleep(0.1)
+    with ShardedIndex(tmp_path / "idx").writer() as w:
+        w.delete([c for c, _ in index.scan_metadata([])])
+    index.refresh()
+    assert len(index) == 0
+    search.join()
+    shards = {shard_of(h.metadata["doc_id"], 2) for h in answer["hits"]}
+    assert len(answer["hits"]) == 20 and shards == {0, 1}  # both shards answered from the old commit

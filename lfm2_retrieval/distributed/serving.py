@@ -77,18 +77,23 @@ class RemoteShard(MultiVectorIndex):
                 raise ShardUnavailableError([self.name], _why(exc, self.timeout_s)) from None
             raise
 
-    def search(self, queries, k=10, filter=None, exhaustive=False, params=None):
-        return self._call("search", self.commit, queries, k, filter, exhaustive, params)
+    # `snapshot`: the sharded reader's view of this shard; its commit is what the replica must be at.
+    def search(self, queries, k=10, filter=None, exhaustive=False, params=None, plans=None, snapshot=None):
+        return self._call("search", _commit(self, snapshot), queries, k, filter, exhaustive, params)
 
-    def search_lexical(self, queries, k=10, filter=None, collections=None):
-        return self._call("search_lexical", self.commit, list(queries), k, filter, collections)
+    def search_lexical(self, queries, k=10, filter=None, collections=None, snapshot=None):
+        return self._call("search_lexical", _commit(self, snapshot), list(queries), k, filter, collections)
 
-    def lexical_statistics(self, query: str):
-        return self._call("lexical_statistics", self.commit, [query])[0]
+    def lexical_statistics(self, query: str, snapshot=None):
+        return self._call("lexical_statistics", _commit(self, snapshot), [query])[0]
 
     def health(self) -> dict[str, Any]:
         facts = self._call("health")
         return {**facts, "replicas": _running_replicas(self.name)}
+
+
+def _commit(shard: MultiVectorIndex, snapshot) -> int:
+    return shard.commit if snapshot is None else snapshot.commit
 
 
 def _is_unavailable(exc: BaseException) -> bool:

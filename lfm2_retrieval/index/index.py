@@ -192,16 +192,17 @@ class MultiVectorIndex:
 
     def search(self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Filter | None = None,
                exhaustive: bool = False, params: SearchParams | None = None,
-               plans: Sequence[QueryPlan] | None = None) -> list[list[Hit]] | list[Hit]:
+               plans: Sequence[QueryPlan] | None = None, snapshot: Snapshot | None = None) -> list[list[Hit]] | list[Hit]:
         """Top-k chunks by MaxSim for one query ([n, dim] array) or a list of queries.
-        plans: each query's QueryPlan, made by query_plans with this index's codec and `params`."""
+        plans: each query's QueryPlan, made by query_plans with this index's codec and `params`.
+        snapshot: the commit to search, one this index gave (`snapshot`); default the current one."""
         single = isinstance(queries, np.ndarray) and queries.ndim == 2
         batch = [queries] if single else list(queries)
         if k < 1:
             raise ValueError("k must be at least 1")
         if filter is not None:
             validate(filter)
-        snap = self._snapshot
+        snap = snapshot or self._snapshot
         params = params or SearchParams.for_k(k, snap.manifest.nbits)
         allowed = self._allowed(snap, filter)
         results = [self._search_one(snap, q, k, allowed, exhaustive, params, None if plans is None else plans[i])
@@ -248,17 +249,17 @@ class MultiVectorIndex:
         return self._hits(snap, found, k)
 
     def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
-                       collections: Sequence[tuple] | None = None) -> list[list[Hit]]:
+                       collections: Sequence[tuple] | None = None, snapshot: Snapshot | None = None) -> list[list[Hit]]:
         """Top-k chunks by BM25 for each query text (the lexical index of the same snapshot).
 
         collections: per query, the term statistics of a larger collection this index is part of
         (a sharded index's: the sum of every shard's `lexical_statistics`), so that its scores
-        are the whole collection's."""
+        are the whole collection's. snapshot: as in search."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if filter is not None:
             validate(filter)
-        snap = self._snapshot
+        snap = snapshot or self._snapshot
         allowed = self._allowed(snap, filter)
         results = []
         for n, query in enumerate(queries):
@@ -272,9 +273,9 @@ class MultiVectorIndex:
             results.append(self._hits(snap, found, k))
         return results
 
-    def lexical_statistics(self, query: str) -> tuple[int, dict[str, int], int | None]:
+    def lexical_statistics(self, query: str, snapshot: Snapshot | None = None) -> tuple[int, dict[str, int], int | None]:
         """(texts, {token: document frequency}, total length) of the query's tokens in this snapshot."""
-        return self._lexical_statistics(self._snapshot, query, always=True)
+        return self._lexical_statistics(snapshot or self._snapshot, query, always=True)
 
     @staticmethod
     def _lexical_statistics(snap: Snapshot, query: str, always: bool = False) -> tuple | None:

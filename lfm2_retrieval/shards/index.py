@@ -259,13 +259,17 @@ class ShardedIndex:
                 return
 
     # ------------------------------------------------------------------ search
-    def _each_shard(self, call: Callable[[MultiVectorIndex], Any]) -> list[Any]:
-        """call(shard) on every shard at once; the answers of the shards that gave one. A shard
+    def _each_shard(self, call: Callable[[MultiVectorIndex, Any], Any], snapshots: list | None = None) -> list[Any]:
+        """call(shard, its snapshot) on every shard at once, the snapshots all of the sharded
+        commit this reader is at when the call begins (a refresh meanwhile, by another thread,
+        never mixes two commits in one answer); the answers of the shards that gave one. A shard
         that raised ShardUnavailableError or did not answer within the policy's timeout is
         missing: an error, or left out and named in the policy if it allows partial results.
         Any other error is raised as it is (a bad filter is the request's fault, not the shard's)."""
         policy = _POLICY.get()
-        futures = [self._pool.submit(contextvars.copy_context().run, call, shard) for shard in self.shards]
+        snapshots = snapshots or self._snapshot.shards
+        futures = [self._pool.submit(contextvars.copy_context().run, call, shard, snap)
+                   for shard, snap in zip(self.shards, snapshots)]
         done, _ = wait(futures, timeout=policy.timeout_s if policy else None)
         answers, missing = [], []
         for name, future in zip(self.shard_map.shards, futures):
@@ -310,17 +314,18 @@ class ShardedIndex:
         if not exhaustive and all(getattr(s, "takes_query_plans", False) for s in self.shards):
             # One codec: a query's centroid scores are the same for every shard, computed once.
             plans = next((s.query_plans(batch, params) for s in self.shards if s.snapshot.codec is not None), None)
-        per_shard = self._each_shard(lambda shard: shard.search(batch, k, filter, exhaustive, params, plans)
-                                     if plans is not None else shard.search(batch, k, filter, exhaustive, params))
+        per_shard = self._each_shard(lambda shard, snap: shard.search(batch, k, filter, exhaustive, params, plans,
+                                                                      snapshot=snap))
         results = [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(batch))]
         return results[0] if single else results
 
     def lexical_statistics(self, query: str) -> tuple[int, dict[str, int], int | None]:
         return self.lexical_statistics_of([query])[0]
 
-    def lexical_statistics_of(self, queries: Sequence[str]) -> list[tuple[int, dict[str, int], int | None]]:
+    def lexical_statistics_of(self, queries: Sequence[str], snapshots: list | None = None) -> list[tuple]:
         """The whole collection's BM25 statistics of each query (the shards' summed)."""
-        per_shard = self._each_shard(lambda shard: [shard.lexical_statistics(q) for q in queries])
+        per_shard = self._each_shard(lambda shard, snap: [shard.lexical_statistics(q, snapshot=snap) for q in queries],
+                                     snapshots)
         return [sum_statistics([answer[i] for answer in per_shard]) for i in range(len(queries))]
 
     def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
@@ -330,29 +335,19 @@ class ShardedIndex:
             raise ValueError("k must be at least 1")
         if filter is not None:
             validate(filter)
-        queries = list(queries)
+        queries, snapshots = list(queries), self._snapshot.shards  # statistics and scores of one commit
         if collections is None:
-            collections = self.lexical_statistics_of(queries)
-        per_shard = self._each_shard(lambda shard: shard.search_lexical(queries, k, filter, collections))
+            collections = self.lexical_statistics_of(queries, snapshots)
+        per_shard = self._each_shard(lambda shard, snap: shard.search_lexical(queries, k, filter, collections,
+                                                                              snapshot=snap), snapshots)
         return [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(queries))]
 
     # ------------------------------------------------------------------ writing
     def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> "ShardedWriter":
         return ShardedWriter(self, expected_tokens, timeout)
 
-    def add(self, ids, vectors, texts=None, metadata=None) -> int:
-        with self.writer() as w:
-            w.add(ids, vectors, texts, metadata)
-        return self.commit
-
-    def upsert(self, ids, vectors, texts=None, metadata=None) -> int:
-        with self.writer() as w:
-            w.add(ids, vectors, texts, metadata, replace=True)
-        return self.commit
-
-    def delete(self, ids: Sequence[str]) -> int:
-        with self.writer() as w:
-            return w.delete(ids)
+    # One commit each, through the writer: the same code as an unsharded index's.
+    add, upsert, delete = MultiVectorIndex.add, MultiVectorIndex.upsert, MultiVectorIndex.delete
 
     def merge_segments(self, max_segments: int = MAX_SEGMENTS, timeout: float = 0.0) -> int:
         """Tiered merging in every shard that needs it, in one sharded commit."""
