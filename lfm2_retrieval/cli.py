@@ -149,7 +149,8 @@ def index_command(
                                  "joins one (auto, host:6379, ray://host:10001). Needs pip install -e .[distributed]."),
     ray_workers: int = typer.Option(2, min=1, help="With --ray: encoder actors (each loads the model once)."),
     ray_cpus: float = typer.Option(1.0, min=0.1, help="With --ray: CPUs per encoder actor (its torch threads)."),
-    ray_gpus: float = typer.Option(0.0, min=0.0, help="With --ray: GPUs per encoder actor (0: CPU only)."),
+    ray_gpus: float = typer.Option(None, min=0.0, help="With --ray: GPUs per encoder actor (0: CPU only). Default: "
+                                   "the cluster's GPUs when it has some, one a worker."),
     ray_group: int = typer.Option(256, min=1, help="With --ray: chunks an actor encodes in one call (256: as a "
                                   "local run, so the index is the same to the bit; more for GPUs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -9,7 +9,8 @@ crash safety are those of a local run. Each window of staged chunks (`batch_chun
 Ray Data dataset of groups of chunks, mapped by `map_batches` over a pool of stateful
 ChunkEncoder actors (the model is loaded once per actor; GPUs are used when asked for). A group
 is what the local pipeline encodes in one call, so a distributed build equals a local one bit
-for bit, codec included (k-means amplifies the last bits of its input into different centroids). Once the index has a codec (trained by
+for bit, codec included (k-means amplifies the last bits of its input into different centroids);
+on GPU workers, whose kernels round differently, it equals a local build up to those bits. Once the index has a codec (trained by
 the writer on the first ~1M tokens, as locally), it is shipped to the actors, which compress
 their vectors too and send back codes and residuals (about a tenth of float32 vectors); the
 writer only stores them. Each group comes back tagged with its position, so the order never
@@ -74,6 +75,8 @@ class ChunkEncoder:
 
         torch.set_num_threads(max(1, threads))
         self.encoder = ColBERTEncoder.from_pretrained(model, dtype=dtype)
+        if torch.cuda.is_available():  # Ray made a GPU visible to this actor (num_gpus > 0)
+            self.encoder.to("cuda")
         self.codec = codec
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -103,18 +106,23 @@ class RayEncoding:
     """The ingestion pipeline's encoding step on Ray (see the module)."""
 
     def __init__(self, engine: SearchEngine, address: str | None = None, workers: int = 2, group_chunks: int = 256,
-                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, window_chunks: int = WINDOW_CHUNKS,
+                 cpus_per_worker: float = 1.0, gpus_per_worker: float | None = None, window_chunks: int = WINDOW_CHUNKS,
                  local_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
         """workers: encoder actors; group_chunks: chunks an actor encodes in one call (256, as
         the local pipeline's batches: builds then equal local ones to the bit; larger suits
         GPUs); window_chunks: chunks per Ray Data dataset, a multiple of group_chunks;
-        local_cpus: CPUs of a local Ray instance started here; env: environment variables of
-        the actors (e.g. HF_HOME where models are cached on the nodes)."""
+        gpus_per_worker: None uses the cluster's GPUs when it has some (one a worker, or a share
+        of them when the workers outnumber them), 0 never; local_cpus: CPUs of a local Ray
+        instance started here; env: environment variables of the actors (e.g. HF_HOME where
+        models are cached on the nodes)."""
         if workers < 1 or group_chunks < 1 or window_chunks < 1:
             raise InvalidRequestError("workers, group size and window must be at least 1")
         self.engine = engine
         self.ray = connect(address, local_cpus)
         self.workers, self.group_chunks = workers, group_chunks
+        if gpus_per_worker is None:
+            gpus = float(self.ray.cluster_resources().get("GPU", 0.0))
+            gpus_per_worker = min(1.0, gpus / workers) if gpus else 0.0
         self.cpus, self.gpus = cpus_per_worker, gpus_per_worker
         self.batch_chunks = max(1, window_chunks // group_chunks) * group_chunks
         self.env = dict(env or {})

@@ -230,7 +230,13 @@ class ColBERTEncoder(nn.Module):
 
         attention_mask: 1 where a token may be attended to (None: every token; for a causal
         right-padded batch real tokens never see padding, so None takes the fused causal path).
-        state_mask: which tokens feed the short convolutions (see lfm2_core.model)."""
+        state_mask: which tokens feed the short convolutions (see lfm2_core.model).
+        Inputs move to the model's device (a GPU once the encoder is moved there with .to())."""
+        device = next(self.parameters()).device
+        if input_ids.device != device:
+            input_ids = input_ids.to(device)
+            attention_mask = None if attention_mask is None else attention_mask.to(device)
+            state_mask = None if state_mask is None else state_mask.to(device)
         hidden = self.backbone(input_ids, attention_mask, state_mask=state_mask)
         for layer in self.dense:
             hidden = layer(hidden)
@@ -255,8 +261,8 @@ class ColBERTEncoder(nn.Module):
 
     @staticmethod
     def _split(vectors: torch.Tensor, keep: torch.Tensor) -> list[np.ndarray]:
-        """The kept token vectors of each row."""
-        flat = vectors[keep].numpy()
+        """The kept token vectors of each row (as numpy arrays in host memory)."""
+        flat = vectors[keep.to(vectors.device)].cpu().numpy()
         return np.split(flat, np.cumsum(keep.sum(dim=1).numpy())[:-1])
 
     # ------------------------------------------------------------------ public encoding API
