@@ -46,4 +46,5 @@ def assert_same_hits(a, b, tol=1e-5):
         for chunk, score, text, metadata in mine:
             if score > cut:
                 assert chunk in other, f"{chunk} ({score}) is missing from the other ranking"
-                assert abs(other[chunk][1] - score) <= tol and other[chunk][2:] == (text, metadata)
+                assert abs(other[chunk][1] - score) <= tol, (chunk, score, other[chunk][1])
+                assert other[chunk][2:] == (text, metadata), (chunk, other[chunk][2:], (text, metadata))
