@@ -156,7 +156,7 @@ class BM25Index:
         idf = lucene_idf([df.get(t, 0) for t in tokens], n_docs)
         relengthen = self.lengths is not None and total_length and n_docs
         if relengthen:
-            k1, b = self._bm25.k1, self._bm25.b
+            b = self._bm25.b  # (k1 cancels out of the conversion below)
             lengths = np.asarray(self.lengths, np.float64)
             own_norm = 1 - b + b * lengths / max(lengths.mean(), 1e-9)  # L of each text, this part's average
             all_norm = 1 - b + b * lengths / (total_length / n_docs)  # the same, the collection's

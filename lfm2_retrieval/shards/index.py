@@ -26,22 +26,23 @@ import contextvars
 import copy
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import IndexFolderError, InvalidRequestError, ShardUnavailableError
-from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, SearchParams, default_num_centroids
+from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, SearchParams
 from ..index.filters import Filter, validate
 from ..index.manifest import MANIFEST_NEXT
 from ..index.segment import Segment
-from ..index.writer import CODEC_TRAINING_TOKENS, MAX_CODEC_SAMPLE, MAX_SEGMENTS, merge_candidates, publish_prepared
+from ..index.writer import MAX_SEGMENTS, merge_candidates, publish_prepared
+from .policy import current_policy
 from .shard_map import ShardMap, codec_fingerprint, is_sharded
+from .writer import ShardedWriter
 
 SHARD_FOLDER = "shard-{:03d}"
 
@@ -49,32 +50,6 @@ SHARD_FOLDER = "shard-{:03d}"
 def open_index(path: str | os.PathLike) -> "MultiVectorIndex | ShardedIndex":
     """The index at `path`, sharded or not."""
     return ShardedIndex(path) if is_sharded(path) else MultiVectorIndex(path)
-
-
-@dataclass
-class ShardPolicy:
-    """How a search treats shards that do not answer: within `timeout_s` seconds (None: no
-    limit), else ShardUnavailableError, or, with `allow_partial`, the other shards' results and
-    the missing shards' names in `missing`. Set for a block of code with `shard_policy()`."""
-
-    timeout_s: float | None = None
-    allow_partial: bool = False
-    missing: list[str] = field(default_factory=list)
-
-
-_POLICY: contextvars.ContextVar[ShardPolicy | None] = contextvars.ContextVar("lfm2_search_shard_policy", default=None)
-
-
-@contextmanager
-def shard_policy(timeout_s: float | None = None, allow_partial: bool = False) -> Iterator[ShardPolicy]:
-    """Searches of sharded indexes inside the block follow this policy (the HTTP API sets one per
-    request); read `.missing` after it."""
-    policy = ShardPolicy(timeout_s, allow_partial)
-    token = _POLICY.set(policy)
-    try:
-        yield policy
-    finally:
-        _POLICY.reset(token)
 
 
 @dataclass
@@ -105,7 +80,7 @@ class ShardedIndex:
         # Threads enough for every shard of a few searches at once: a shard that timed out may
         # still hold one, and must not delay the other shards of the next search.
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self.shards), thread_name_prefix="lfm2-search-shard")
-        self._sync(self.shard_map)
+        self.move_to(self.shard_map)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -127,7 +102,7 @@ class ShardedIndex:
                  model_source=model_source).write(path)
         return cls(path)
 
-    def _sync(self, shard_map: ShardMap) -> None:
+    def move_to(self, shard_map: ShardMap) -> None:
         """Move every shard to its commit of `shard_map`'s sharded commit, completing a commit
         whose writer died after the commit point. A shard already past it means the map was
         replaced meanwhile: read it again."""
@@ -165,7 +140,7 @@ class ShardedIndex:
         shard_map = ShardMap.read(self.path)
         if shard_map.commit == self.shard_map.commit:
             return False
-        self._sync(shard_map)
+        self.move_to(shard_map)
         return True
 
     # ------------------------------------------------------------------ facts
@@ -266,7 +241,7 @@ class ShardedIndex:
         that raised ShardUnavailableError or did not answer within the policy's timeout is
         missing: an error, or left out and named in the policy if it allows partial results.
         Any other error is raised as it is (a bad filter is the request's fault, not the shard's)."""
-        policy = _POLICY.get()
+        policy = current_policy()
         snapshots = snapshots or self._snapshot.shards
         futures = [self._pool.submit(contextvars.copy_context().run, call, shard, snap)
                    for shard, snap in zip(self.shards, snapshots)]
@@ -343,7 +318,7 @@ class ShardedIndex:
         return [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(queries))]
 
     # ------------------------------------------------------------------ writing
-    def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> "ShardedWriter":
+    def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> ShardedWriter:
         return ShardedWriter(self, expected_tokens, timeout)
 
     # One commit each, through the writer: the same code as an unsharded index's.
@@ -395,203 +370,3 @@ def _roll_forward(shard_path: Path, wanted: int) -> None:
         return
     if prepared.commit == wanted:
         publish_prepared(shard_path)
-
-
-class ShardedWriter:
-    """The writer of a sharded index (the IndexWriter interface): every shard's lock, chunks
-    routed by document, one two-phase commit. Until the shards have a codec, chunks wait: the
-    first ~1M tokens of all shards together train the one codec they all take."""
-
-    def __init__(self, index: ShardedIndex, expected_tokens: int | None = None, timeout: float = 0.0) -> None:
-        self.index = index
-        self.expected_tokens = expected_tokens or 0
-        self.writers = []
-        self.closed = False
-        try:
-            for s, shard in enumerate(index.shards):
-                self.writers.append(shard.writer(timeout=timeout, settle=self._settler(s)))
-            self.shard_map = ShardMap.read(index.path)  # as of the locks: no other writer can change it now
-            index._sync(self.shard_map)
-            self.manifest = index.manifest  # what WriteSession reads (user data), changed as staged
-            self.codec = self.writers[0].codec
-        except BaseException:
-            self._abort_all()
-            raise
-        self._pending: list[tuple] = []  # (ids, vectors, texts, metadata, replace) waiting for a codec
-        self._pending_tokens = 0
-
-    def _settler(self, s: int):
-        def settle(prepared: Manifest) -> bool:
-            return prepared.commit <= ShardMap.read(self.index.path).shard_commits[s]
-        return settle
-
-    def __enter__(self) -> "ShardedWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    # ------------------------------------------------------------------ routing
-    def _shard_of(self, chunk_id: str, metadata: dict[str, Any] | None) -> int:
-        key = (metadata or {}).get("doc_id") or chunk_id
-        return self.shard_map.shard_of(str(key))
-
-    def _route(self, ids: Sequence[str], metadata: Sequence[dict] | None, replace: bool) -> dict[int, list[int]]:
-        """Rows of each shard; with `replace`, a chunk stored in another shard (its document id
-        changed) is deleted there."""
-        groups: dict[int, list[int]] = {}
-        for row, chunk in enumerate(ids):
-            s = self._shard_of(str(chunk), None if metadata is None else metadata[row])
-            groups.setdefault(s, []).append(row)
-            if replace:
-                for other, writer in enumerate(self.writers):
-                    if other != s and writer.contains(str(chunk)):
-                        writer.delete([str(chunk)])
-        return groups
-
-    # ------------------------------------------------------------------ changes
-    def add(self, ids, vectors, texts=None, metadata=None, *, replace: bool = False) -> None:
-        self._check_open()
-        if self.codec is None:
-            self._pending.append((list(ids), list(vectors), texts, metadata, replace))
-            self._pending_tokens += sum(len(v) for v in vectors)
-            if self._pending_tokens >= CODEC_TRAINING_TOKENS:
-                self._train_codec()
-            return
-        for s, rows in self._route(ids, metadata, replace).items():
-            self.writers[s].add([ids[r] for r in rows], [vectors[r] for r in rows], _pick(texts, rows),
-                                _pick(metadata, rows), replace=replace)
-
-    def upsert(self, ids, vectors, texts=None, metadata=None) -> None:
-        self.add(ids, vectors, texts, metadata, replace=True)
-
-    def add_encoded(self, ids, codes: np.ndarray, residuals: np.ndarray, lengths: Sequence[int], texts=None,
-                    metadata=None, *, replace: bool = False) -> None:
-        """Chunks compressed by the shared codec (IndexWriter.add_encoded), routed by document."""
-        self._check_open()
-        if self.codec is None:
-            raise ValueError("this sharded index has no codec yet: add vectors first, or set one with use_codec")
-        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        for s, rows in self._route(ids, metadata, replace).items():
-            positions = np.concatenate([np.arange(starts[r], starts[r + 1]) for r in rows])
-            self.writers[s].add_encoded([ids[r] for r in rows], codes[positions], residuals[positions],
-                                        [lengths[r] for r in rows], _pick(texts, rows), _pick(metadata, rows),
-                                        replace=replace)
-
-    def use_codec(self, codec: ResidualCodec) -> None:
-        """The codec every shard compresses with (e.g. trained once from a sample by a
-        distributed build, or the codec of the index being split)."""
-        self._check_open()
-        for writer in self.writers:
-            writer.use_codec(codec)
-        self.codec = codec
-        pending, self._pending, self._pending_tokens = self._pending, [], 0
-        for ids, vectors, texts, metadata, replace in pending:
-            self.add(ids, vectors, texts, metadata, replace=replace)
-
-    def _train_codec(self) -> None:
-        vectors = np.concatenate([v for p in self._pending for v in p[1]]).astype(np.float32, copy=False)
-        n_tokens = max(len(vectors), self.expected_tokens, self.manifest.counts.tokens)
-        k = self.manifest.num_centroids or default_num_centroids(n_tokens)
-        if len(vectors) > MAX_CODEC_SAMPLE:
-            vectors = vectors[np.random.default_rng(0).choice(len(vectors), MAX_CODEC_SAMPLE, replace=False)]
-        self.use_codec(ResidualCodec.train(vectors, self.shard_map.nbits, num_centroids=k))
-
-    def delete(self, ids: Sequence[str]) -> int:
-        """Deletes chunks by id wherever they are stored; returns how many existed."""
-        self._check_open()
-        ids = [str(i) for i in ids]
-        waiting = {str(i) for p in self._pending for i in p[0]}
-        if waiting.intersection(ids):
-            raise RuntimeError("chunks added by this writer before the shards had a codec cannot be deleted by it")
-        return sum(writer.delete(ids) for writer in self.writers)
-
-    def contains(self, chunk_id: str) -> bool:
-        return any(writer.contains(chunk_id) for writer in self.writers)
-
-    def merge_segments(self, max_segments: int = MAX_SEGMENTS) -> int:
-        """Stage a tiered merge in every shard that has more than `max_segments` segments (0: all
-        of a shard's segments into one, deleted chunks dropped)."""
-        merged = 0
-        for writer in self.writers:
-            segments = writer.base.manifest.segments
-            chosen = ([s.name for s in segments] if max_segments == 0 else merge_candidates(segments, max_segments))
-            if max_segments == 0 and len(segments) == 1 and not writer.base.manifest.counts.deleted:
-                continue  # one segment without deleted chunks: nothing to gain
-            if chosen:
-                writer.merge(chosen, allow_single=max_segments == 0)
-                merged += len(chosen)
-        return merged
-
-    def set_user_data(self, data: dict[str, Any]) -> None:
-        self._check_open()
-        self.manifest.user_data = copy.deepcopy(dict(data))
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self._pending or any(w.has_changes for w in self.writers)
-                    or self.manifest.user_data != self.shard_map.user_data)
-
-    # ------------------------------------------------------------------ commit
-    def commit(self) -> None:
-        self._check_open()
-        try:
-            if self._pending:
-                self._train_codec()
-            if not self.has_changes:
-                self._abort_all()
-                return
-            prepared, commits = [], list(self.shard_map.shard_commits)
-            for s, writer in enumerate(self.writers):
-                if writer.has_changes:
-                    writer.commit(publish=False)
-                    prepared.append(writer)
-                    commits[s] = writer.manifest.commit
-                else:
-                    writer.abort()  # nothing of this shard changes: no commit of its own
-            _crash_point("shards-prepared")
-            new_map = copy.deepcopy(self.shard_map)
-            new_map.commit += 1
-            new_map.shard_commits = commits
-            new_map.user_data = copy.deepcopy(self.manifest.user_data)
-            new_map.codec = codec_fingerprint(self.writers[0].manifest.codec_files) or new_map.codec
-            new_map.write(self.index.path)  # the commit point
-        except BaseException:
-            self._abort_all()
-            raise
-        _crash_point("shard-map-written")
-        try:
-            for writer in prepared:
-                writer.publish()
-        finally:
-            self.closed = True
-            self._abort_all()  # releases whatever a failed publish left (the next open completes it)
-        self.index._sync(ShardMap.read(self.index.path))
-
-    def abort(self) -> None:
-        self._abort_all()
-
-    def _abort_all(self) -> None:
-        self.closed = True
-        for writer in self.writers:
-            try:
-                writer.abort()
-            except Exception:  # noqa: BLE001 - release every lock whatever one shard's clean-up met
-                pass
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise RuntimeError("this writer has already committed or aborted")
-
-
-def _pick(values, rows: list[int]):
-    return None if values is None else [values[r] for r in rows]
-
-
-def _crash_point(name: str) -> None:
-    """Test hook, as the index writer's: die like `kill -9` here when LFM2_SEARCH_CRASH_AT names it."""
-    if os.environ.get("LFM2_SEARCH_CRASH_AT") == name:
-        os._exit(137)
