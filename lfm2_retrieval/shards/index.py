@@ -319,7 +319,11 @@ class ShardedIndex:
 
     # ------------------------------------------------------------------ writing
     def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> ShardedWriter:
-        return ShardedWriter(self, expected_tokens, timeout)
+        def move_to(shard_map: ShardMap) -> Manifest:
+            self.move_to(shard_map)
+            return self.manifest
+
+        return ShardedWriter(self.path, self.shards, move_to, expected_tokens, timeout)
 
     # One commit each, through the writer: the same code as an unsharded index's.
     add, upsert, delete = MultiVectorIndex.add, MultiVectorIndex.upsert, MultiVectorIndex.delete

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..index import Manifest, ResidualCodec, default_num_centroids
+from ..index import Manifest, MultiVectorIndex, ResidualCodec, default_num_centroids
 from ..index.writer import CODEC_TRAINING_TOKENS, MAX_CODEC_SAMPLE, MAX_SEGMENTS, merge_candidates
 from .shard_map import ShardMap, codec_fingerprint
-
-if TYPE_CHECKING:
-    from .index import ShardedIndex
 
 
 class ShardedWriter:
@@ -32,17 +30,20 @@ class ShardedWriter:
     routed by document, one two-phase commit. Until the shards have a codec, chunks wait: the
     first ~1M tokens of all shards together train the one codec they all take."""
 
-    def __init__(self, index: "ShardedIndex", expected_tokens: int | None = None, timeout: float = 0.0) -> None:
-        self.index = index
+    def __init__(self, path: Path, shards: Sequence[MultiVectorIndex], move_to: Callable[[ShardMap], Manifest],
+                 expected_tokens: int | None = None, timeout: float = 0.0) -> None:
+        """path: the sharded index; shards: its shards, opened; move_to: moves the sharded index's
+        reader to a sharded commit and returns its manifest (called once every lock is held,
+        and after committing), as IndexWriter's open_latest."""
+        self.path, self._move_to = path, move_to
         self.expected_tokens = expected_tokens or 0
         self.writers = []
         self.closed = False
         try:
-            for s, shard in enumerate(index.shards):
+            for s, shard in enumerate(shards):
                 self.writers.append(shard.writer(timeout=timeout, settle=self._settler(s)))
-            self.shard_map = ShardMap.read(index.path)  # as of the locks: no other writer can change it now
-            index.move_to(self.shard_map)
-            self.manifest = index.manifest  # what WriteSession reads (user data), changed as staged
+            self.shard_map = ShardMap.read(path)  # as of the locks: no other writer can change it now
+            self.manifest = move_to(self.shard_map)  # what WriteSession reads (user data), changed as staged
             self.codec = self.writers[0].codec
         except BaseException:
             self._abort_all()
@@ -52,7 +53,7 @@ class ShardedWriter:
 
     def _settler(self, s: int):
         def settle(prepared: Manifest) -> bool:
-            return prepared.commit <= ShardMap.read(self.index.path).shard_commits[s]
+            return prepared.commit <= ShardMap.read(self.path).shard_commits[s]
         return settle
 
     def __enter__(self) -> "ShardedWriter":
@@ -188,7 +189,7 @@ class ShardedWriter:
             new_map.shard_commits = commits
             new_map.user_data = copy.deepcopy(self.manifest.user_data)
             new_map.codec = codec_fingerprint(self.writers[0].manifest.codec_files) or new_map.codec
-            new_map.write(self.index.path)  # the commit point
+            new_map.write(self.path)  # the commit point
         except BaseException:
             self._abort_all()
             raise
@@ -199,7 +200,7 @@ class ShardedWriter:
         finally:
             self.closed = True
             self._abort_all()  # releases whatever a failed publish left (the next open completes it)
-        self.index.move_to(ShardMap.read(self.index.path))
+        self._move_to(ShardMap.read(self.path))
 
     def abort(self) -> None:
         self._abort_all()
