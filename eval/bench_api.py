@@ -2,6 +2,7 @@
 
     python eval/bench_api.py                      # SciFact documents as files, a tiny random model
     python eval/bench_api.py --model path/to/pylate-model --docs 2000 --seconds 30
+    python eval/bench_api.py --index eval/out/real-collection/index   # an index built before (eval/real_collection.py)
 
 1. Writes `--docs` SciFact abstracts as .txt files into a temporary folder and times
    `lfm2-search index` on it in-process (files/s, chunks/s, tokens/s).
@@ -11,6 +12,9 @@
    writer posts documents. Latency includes HTTP, JSON, query
    encoding and search; the load generator shares the 2 cores with the server, as a colocated
    RAG backend would.
+
+With --index, step 1 is skipped and the index given is served as it is (its own model); the
+writer row is left out, so the index is not changed, and hybrid gets an 8-client row as well.
 """
 
 from __future__ import annotations
@@ -140,9 +144,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration per row")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--index", type=Path, help="serve this existing index instead of building one")
     args = parser.parse_args()
 
     docs, queries = load_scifact(args.docs)
+    if args.index is not None:
+        return serve_existing(args.index, queries, args)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         workdir = Path(tmp)
         model = args.model
@@ -181,6 +188,31 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": label, "indexing": {k: v for k, v in indexing.items() if k != "index"},
                                          "search": dict(rows)}, indent=2, default=str))
+
+
+def serve_existing(index: Path, queries: list[str], args) -> None:
+    from lfm2_retrieval.engine import SearchEngine
+
+    stats = SearchEngine.open(index).stats()
+    proc, base = start_server(index)
+    try:
+        httpx.post(f"{base}/search", json={"query": "warm-up", "mode": "hybrid"}, timeout=60)
+        rows = [(f"{clients} client{'s' if clients > 1 else ''}, {mode}", load(base, queries, clients, args.seconds,
+                                                                             args.k, mode=mode))
+                for clients in (1, 8) for mode in ("semantic", "lexical", "hybrid")]
+    finally:
+        proc.terminate()
+        proc.wait()
+    print(f"\n{index}: {stats['chunks']:,} chunks, {stats['tokens']:,} tokens, {stats['documents']:,} documents, "
+          f"{stats['segments']} segments; SciFact queries\n")
+    print(f"| /search (k={args.k}) | requests | errors | QPS | p50 ms | p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in rows:
+        print(f"| {name} | {r['requests']} | {r['errors']} | {r['qps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"index": str(index), "stats": stats, "search": dict(rows)}, indent=2,
+                                        default=str))
 
 
 if __name__ == "__main__":
