@@ -27,9 +27,12 @@ TOPICS = ["the river floods in spring", "cats sleep most of the day", "a recipe 
 @pytest.fixture(scope="module")
 def cluster():
     """Two Ray nodes of one CPU each on this machine (ray.cluster_utils.Cluster)."""
+    import os
+
     import ray
     from ray.cluster_utils import Cluster
 
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage report to Ray's servers from the tests
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     c.add_node(num_cpus=1)
     ray.init(address=c.address, log_to_driver=False)

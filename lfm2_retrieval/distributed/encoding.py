@@ -51,6 +51,9 @@ def ray_or_error():
 def connect(address: str | None = None, num_cpus: int | None = None) -> Any:
     """Join the cluster at `address` ("auto", "ray://host:10001", "host:6379"), or start a local
     Ray instance (address None); already connected: reused."""
+    # A Ray instance started here reports usage statistics to Ray's servers unless told not to:
+    # off unless the user says otherwise (machines that index private documents are often offline).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = ray_or_error()
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"address": address, "ignore_reinit_error": True, "log_to_driver": False,
