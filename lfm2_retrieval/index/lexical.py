@@ -74,12 +74,9 @@ class BM25Index:
         self._bm25 = bm25
         self.size = size
         self.lengths = lengths  # tokens of each text, as BM25 counts them (None: not stored)
+        # Their sum, once: every search of a larger collection asks for it.
+        self.total_length = None if lengths is None else int(np.sum(lengths, dtype=np.int64))
         self._vocab = set(bm25.vocab_dict)
-
-    @property
-    def total_length(self) -> int | None:
-        """Tokens of all texts (None where lengths were not stored)."""
-        return None if self.lengths is None else int(np.sum(self.lengths, dtype=np.int64))
 
     @classmethod
     def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
@@ -154,18 +151,18 @@ class BM25Index:
         n_docs, df, total_length = (*collection, None)[:3]
         own_idf = lucene_idf(self.document_frequencies(tokens), self.size)
         idf = lucene_idf([df.get(t, 0) for t in tokens], n_docs)
-        relengthen = self.lengths is not None and total_length and n_docs
+        relengthen = self.lengths is not None and total_length and n_docs and self.total_length
         if relengthen:
             b = self._bm25.b  # (k1 cancels out of the conversion below)
-            lengths = np.asarray(self.lengths, np.float64)
-            own_norm = 1 - b + b * lengths / max(lengths.mean(), 1e-9)  # L of each text, this part's average
-            all_norm = 1 - b + b * lengths / (total_length / n_docs)  # the same, the collection's
+            own_average, all_average = self.total_length / self.size, total_length / n_docs
         for token_id, own, wanted in zip(ids, own_idf, idf):
             start, end = indptr[token_id], indptr[token_id + 1]
             rows, part = indices[start:end], np.asarray(data[start:end], np.float64)
-            if relengthen:
+            if relengthen:  # only the texts holding the token: the query's cost, not the segment's
                 r = np.clip(part / max(own, 1e-12), 0.0, 1.0 - 1e-12)  # tf / (tf + k1 L_part)
-                lp, lc = own_norm[rows], all_norm[rows]
+                lengths = np.asarray(self.lengths[rows], np.float64)
+                lp = 1 - b + b * lengths / own_average  # L of each text with this part's average length
+                lc = 1 - b + b * lengths / all_average  # and with the collection's
                 part = wanted * r * lp / (r * lp + (1 - r) * lc)
             else:
                 part = part * (wanted / max(own, 1e-9))
