@@ -122,6 +122,7 @@ class ShardedIndex:
                 self._check_codecs(shard_map)
                 self.shard_map = shard_map
                 self._snapshot = ShardedSnapshot(shard_map.commit, [s.snapshot for s in self.shards])
+                self._manifest = self._combined_manifest()
                 return
             time.sleep(0.01)
             shard_map = ShardMap.read(self.path)
@@ -166,7 +167,12 @@ class ShardedIndex:
 
     @property
     def manifest(self) -> Manifest:
-        """One manifest for the whole sharded commit: summed counts, every shard's segments."""
+        """One manifest for the whole sharded commit (made when the reader moves to it; read-only,
+        as a snapshot's manifest is)."""
+        return self._manifest
+
+    def _combined_manifest(self) -> Manifest:
+        """Summed counts, every shard's segments, the shard map's facts."""
         m = self.shard_map
         counts = Counts()
         for shard in self.shards:
@@ -321,7 +327,7 @@ class ShardedIndex:
     def writer(self, expected_tokens: int | None = None, timeout: float = 0.0) -> ShardedWriter:
         def move_to(shard_map: ShardMap) -> Manifest:
             self.move_to(shard_map)
-            return self.manifest
+            return self.manifest.copy()  # the writer's, changed as it stages
 
         return ShardedWriter(self.path, self.shards, move_to, expected_tokens, timeout)
 
