@@ -1,7 +1,7 @@
 """Distributed indexing and sharded search, measured side by side on one machine.
 
     .venv/bin/python eval/bench_distributed.py                    # SciFact's first 1,000 abstracts
-    .venv/bin/python eval/bench_distributed.py --docs 5183 --ray auto   # a running cluster
+    .venv/bin/python eval/bench_distributed.py --docs 5183 --ray --ray-address auto   # a running cluster
 
 Part 1, indexing: the same documents (SciFact abstracts as Markdown files, the embedded model)
 indexed by `lfm2-search index` locally and with --ray at 1 and 2 encoder workers; documents/s

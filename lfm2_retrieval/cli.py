@@ -144,9 +144,10 @@ def index_command(
     nbits: int = typer.Option(4, help="Bits per dimension of compressed residuals (1, 2 or 4) for a new index."),
     shards: int = typer.Option(1, min=1, max=1024, help="A new index as this many shards (one codec; search fans "
                                "out to all). An existing index keeps its shards: see `lfm2-search shard`."),
-    ray: str = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
-                            help="Encode on a Ray cluster: --ray alone starts a local Ray instance; --ray ADDRESS "
-                                 "joins one (auto, host:6379, ray://host:10001). Needs pip install -e .[distributed]."),
+    ray: bool = typer.Option(False, "--ray", help="Encode on Ray: a local Ray instance, or the cluster of "
+                             "--ray-address. Needs pip install -e .[distributed]."),
+    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help="With --ray: the cluster to "
+                                    "join (auto, host:6379, ray://host:10001); default: start a local instance."),
     ray_workers: int = typer.Option(2, min=1, help="With --ray: encoder actors (each loads the model once)."),
     ray_cpus: float = typer.Option(1.0, min=0.1, help="With --ray: CPUs per encoder actor (its torch threads)."),
     ray_gpus: float = typer.Option(None, min=0.0, help="With --ray: GPUs per encoder actor (0: CPU only). Default: "
@@ -163,7 +164,7 @@ def index_command(
     chunking and commits stay on this machine, so all of the above holds as well.
 
     Example: lfm2-search index ./docs --exclude 'drafts/*' --index notes
-    Example: lfm2-search index ./corpus --index big --shards 4 --ray auto --ray-workers 16
+    Example: lfm2-search index ./corpus --index big --shards 4 --ray --ray-address auto --ray-workers 16
     """
     from lfm2_retrieval.engine.chunking import ChunkingOptions
     from lfm2_retrieval.ingest import IngestOptions, Ingestor, RecordFields
@@ -177,10 +178,10 @@ def index_command(
             _fail(f"{p} does not exist")
     engine = _open_engine(index, model, create=True, nbits=nbits, chunking=chunking, shards=shards)
     encoding = None
-    if ray is not None:
+    if ray:
         from lfm2_retrieval.distributed.encoding import RayEncoding
 
-        encoding = RayEncoding(engine, address=None if ray == "local" else ray, workers=ray_workers,
+        encoding = RayEncoding(engine, address=ray_address, workers=ray_workers,
                                group_chunks=ray_group, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
     options = IngestOptions(include=include, exclude=exclude,
                             fields=RecordFields(text_field, id_field, title_field, metadata_field or None))
@@ -570,9 +571,10 @@ def serve_command(
                                            "finish before the server stops anyway."),
     shard_timeout: float = typer.Option(10.0, min=0.001, help="Sharded indexes: seconds a shard has to answer; "
                                         "then 503 shard_unavailable (or partial results, if the request allows)."),
-    ray: str = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
-                            help="Serve a sharded index on Ray Serve: one deployment per shard and an ingress with "
-                                 "this same API. --ray alone starts a local Ray; --ray ADDRESS joins a cluster."),
+    ray: bool = typer.Option(False, "--ray", help="Serve a sharded index on Ray Serve: one deployment per shard "
+                             "and an ingress with this same API (a local Ray instance, or --ray-address)."),
+    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help="With --ray: the cluster to "
+                                    "join (auto, host:6379, ray://host:10001); default: start a local instance."),
     replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
 ) -> None:
     """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
@@ -580,13 +582,13 @@ def serve_command(
     Set LFM2_SEARCH_API_KEY to require `Authorization: Bearer <key>` on every endpoint but /health.
 
     Example: lfm2-search serve --index notes --port 8080
-    Example: lfm2-search serve --index big-4 --ray auto --replicas 2 --host 0.0.0.0
+    Example: lfm2-search serve --index big-4 --ray --ray-address auto --replicas 2 --host 0.0.0.0
     """
     from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
     from lfm2_retrieval.api.server import limit_malloc_arenas, serve
 
-    if ray is not None:
-        return _serve_on_ray(index, model, host, port, ray, replicas, max_body_mb, shard_timeout)
+    if ray:
+        return _serve_on_ray(index, model, host, port, ray_address, replicas, max_body_mb, shard_timeout)
 
     limit_malloc_arenas()  # before the model and the worker threads allocate
 
@@ -618,7 +620,7 @@ def _serve_on_ray(index, model, host, port, address, replicas, max_body_mb, shar
     api = {"max_body_bytes": int(max_body_mb * (1 << 20)), "shard_timeout_s": shard_timeout}
     if os.environ.get(API_KEY_ENV):
         api["api_key"] = os.environ[API_KEY_ENV]  # the replicas' environment is the cluster's, not ours
-    serving.run(path, host, port, None if address == "local" else address, replicas, model, api)
+    serving.run(path, host, port, address, replicas, model, api)
     err.print(f"serving {path} on Ray Serve at http://{host}:{port} (one deployment per shard, {replicas} "
               f"replica(s) each; /health lists them)")
     stop = threading.Event()

@@ -190,7 +190,8 @@ def test_ray_serve_answers_as_the_local_index_and_survives_a_killed_shard(cluste
 
 
 def test_the_command_line_indexes_on_a_cluster(cluster, tmp_path):
-    """lfm2-search index --ray ADDRESS --shards N, as a user runs it: the same index as a local run."""
+    """lfm2-search index --ray --shards N, as the README has it (this process is already connected
+    to the test cluster, so --ray uses it), and --ray-address: the same index as a local run."""
     import json
 
     from typer.testing import CliRunner
@@ -202,9 +203,12 @@ def test_the_command_line_indexes_on_a_cluster(cluster, tmp_path):
     runner = CliRunner()
     local = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "local"), "--json"])
     remote = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "remote"), "--shards", "2",
-                                 "--ray", cluster.address, "--ray-workers", "2", "--json"])
+                                 "--ray", "--ray-workers", "2", "--json"])
+    remote_3 = runner.invoke(app, ["index", str(docs), "--index", str(tmp_path / "remote-3"), "--shards", "3", "--ray",
+                                   "--ray-address", cluster.address, "--json"])
+    assert remote_3.exit_code == 0, remote_3.output
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     assert json.loads(remote.stdout)["chunks_added"] == json.loads(local.stdout)["chunks_added"]  # logs: stderr
     assert_same_index(SearchEngine.open(tmp_path / "local"), SearchEngine.open(tmp_path / "remote"))
-    missing = runner.invoke(app, ["serve", "--index", str(tmp_path / "local"), "--ray", cluster.address])
+    missing = runner.invoke(app, ["serve", "--index", str(tmp_path / "local"), "--ray", "--ray-address", cluster.address])
     assert missing.exit_code == 1 and "not a sharded index" in missing.output  # serve --ray serves shards

@@ -1,4 +1,4 @@
-"""Encoding on a Ray cluster: `lfm2-search index PATH... --ray [ADDRESS]`.
+"""Encoding on a Ray cluster: `lfm2-search index PATH... --ray [--ray-address ADDRESS]`.
 
     encoding = RayEncoding(engine, address=None, workers=2)   # None: a local Ray instance
     Ingestor(engine, encoding=encoding).run(["docs/"])

@@ -1,4 +1,4 @@
-"""Serving a sharded index on Ray Serve: `lfm2-search serve --ray [ADDRESS] --index big`.
+"""Serving a sharded index on Ray Serve: `lfm2-search serve --ray [--ray-address ADDRESS] --index big`.
 
     app = build_application("indexes/big", replicas=2)    # one deployment per shard, an ingress
     serve.run(app, name="lfm2-search", route_prefix="/")
@@ -144,8 +144,12 @@ class Ingress:
 
 
 def build_application(index_path: str | Path, replicas: int = 1, model: str | None = None,
-                      shard_cpus: float = 1.0, ingress_cpus: float = 1.0, api: dict[str, Any] | None = None):
-    """The Ray Serve application of a sharded index (see the module)."""
+                      shard_cpus: float | None = None, ingress_cpus: float | None = None,
+                      api: dict[str, Any] | None = None):
+    """The Ray Serve application of a sharded index (see the module). shard_cpus, ingress_cpus:
+    CPUs reserved per replica; None: 1, or less so that every replica fits the cluster's CPUs
+    (Serve would otherwise wait forever for room, e.g. 4 shards x 2 replicas on 2 cores)."""
+    import ray
     from ray import serve
 
     from ..shards import ShardMap, is_sharded
@@ -155,6 +159,9 @@ def build_application(index_path: str | Path, replicas: int = 1, model: str | No
         raise InvalidRequestError(f"{index_path} is not a sharded index: serve --ray serves sharded indexes "
                                   "(make one with `lfm2-search shard`)")
     shard_map = ShardMap.read(index_path)
+    fit = min(1.0, 0.9 * float(ray.cluster_resources().get("CPU", 1.0)) / (shard_map.n_shards * replicas + 1))
+    shard_cpus = fit if shard_cpus is None else shard_cpus
+    ingress_cpus = fit if ingress_cpus is None else ingress_cpus
     shard_deployment = serve.deployment(ShardSearcher, ray_actor_options={"num_cpus": shard_cpus},
                                         health_check_period_s=2, health_check_timeout_s=10)
     shards = [shard_deployment.options(name=name, num_replicas=replicas).bind(str(index_path / name))
