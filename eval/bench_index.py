@@ -92,6 +92,68 @@ def scifact(n_queries: int) -> Collection | None:
                       lambda: iter([(0, docs)]), dim=encoder.dim)
 
 
+def index_queries(per_language: int = 8, scifact_queries: int = 20) -> list[str]:
+    """Queries for an index of the real collection (eval/real_collection.py): SciFact's first
+    queries and the first questions of every QA language's files, so that every script the
+    collection holds is asked about."""
+    from lfm2_retrieval.evaluation.builders import read_squad
+
+    texts = [json.loads(line)["text"] for line in open(SCIFACT / "queries.jsonl", encoding="utf-8")][:scifact_queries]
+    for folder in sorted((SCIFACT.parents[1] / "qa").glob("*")):
+        _, questions = read_squad(sorted(folder.glob("*.json")))
+        texts += [q for _, q, _ in questions[:per_language]]
+    return texts
+
+
+def existing_index(path: Path, per_language: int) -> tuple[MultiVectorIndex, list[str], list[np.ndarray]]:
+    """An index built by `lfm2-search index`, its queries, and their vectors from the index's model."""
+    from lfm2_retrieval import ColBERTEncoder
+
+    index = MultiVectorIndex(path)
+    source = index.manifest.model_source
+    if not source:
+        raise SystemExit(f"{path} does not name its model (model_source); rebuild it with lfm2-search index")
+    texts = index_queries(per_language)
+    encoder = ColBERTEncoder.from_pretrained(source)
+    return index, texts, [np.asarray(q, np.float32) for q in encoder.encode_queries(texts)]
+
+
+def bench_existing(path: Path, per_language: int, variants: dict[str, dict]) -> list[dict]:
+    """This index's search on an index built by `lfm2-search index` (real chunks, real vectors),
+    at its defaults and at `variants` (name -> SearchParams fields), against its own exhaustive
+    MaxSim, which is computed once and kept beside the index (it takes seconds a query)."""
+    from lfm2_retrieval.index.search import SearchParams
+
+    index, texts, queries = existing_index(path, per_language)
+    stats = index.stats()
+    name = f"{path.parent.name if path.name == 'index' else path.name} ({stats['chunks']} real chunks, " \
+           f"{stats['segments']} segments)"
+    key = f"{index.commit}:{hash(tuple(texts)) & 0xffffffff:x}"
+    truth_file = path.parent / f"{path.name}.exhaustive-top10.json"
+    cached = json.loads(truth_file.read_text()) if truth_file.exists() else {}
+    if cached.get("key") != key:
+        t = time.perf_counter()
+        cached = {"key": key, "top10": [[h.id for h in index.search(q, k=10, exhaustive=True)] for q in queries]}
+        truth_file.write_text(json.dumps(cached))
+        print(f"   exhaustive top 10: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    truth = cached["top10"]
+    col = Collection(name, stats["chunks"], stats["tokens"], queries, lambda: iter(()), dim=index.dim)
+    col.truth = {10: truth}
+    base = SearchParams.for_k(10, index.manifest.nbits)
+    rows = []
+    for label, changes in {"defaults": {}, **variants}.items():
+        params = SearchParams(**{**base.__dict__, **changes})
+        for q in queries[:3]:
+            index.search(q, k=10, params=params)
+        lat, got = time_queries(lambda q: [h.id for h in index.search(q, k=10, params=params)], queries)
+        rows.append(row(f"lfm2-search PLAID nbits={index.manifest.nbits}, {label}", 0.0,
+                        stats["bytes_on_disk"] / stats["tokens"], lat, got, None, col,
+                        f"R@10 against its own exhaustive search; {len(queries)} queries (20 SciFact, "
+                        f"{per_language} a QA language); bytes/token: the whole folder"))
+        print(rows[-1], file=sys.stderr)
+    return rows
+
+
 def _short(n: int) -> str:
     return f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
 
@@ -327,6 +389,13 @@ def main() -> None:
     parser.add_argument("--own-queries", type=int, help="queries for the R@10-vs-own-exhaustive note (default all; "
                         "at 1M each one decompresses 32M tokens)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--index", type=Path, help="also search this index built by `lfm2-search index` (e.g. "
+                        "eval/out/real-collection/index from eval/real_collection.py): real chunks, real vectors, "
+                        "against its own exhaustive search")
+    parser.add_argument("--index-queries", type=int, default=8, help="questions per QA language for --index "
+                        "(beside 20 SciFact queries)")
+    parser.add_argument("--variants", default="", help="search settings tried on --index beside the defaults, "
+                        "e.g. 'rerank=96;candidates=1024,rerank=128'")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
 
@@ -336,6 +405,12 @@ def main() -> None:
     collections += [synthetic(sizes[s.strip().lower()], args.queries, args.dim, (low, high))
                     for s in args.sizes.split(",") if s.strip()]
     rows = []
+    if args.index:
+        variants = {}
+        for spec in [v.strip() for v in args.variants.split(";") if v.strip()]:
+            variants[spec] = {k: (float(v) if k == "centroid_threshold" else int(v))
+                              for k, v in (item.split("=") for item in spec.split(","))}
+        rows += bench_existing(args.index, args.index_queries, variants)
     for col in [c for c in collections if c is not None]:
         print(f"== {col.name}: {col.n_docs} docs, {col.n_tokens} tokens", file=sys.stderr)
         t = time.perf_counter()
