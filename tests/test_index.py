@@ -49,7 +49,7 @@ def test_recall_against_exhaustive(index, corpus):
 
 def test_default_search_effort_follows_k_and_nbits(index):
     small, fine, deep = SearchParams.for_k(10, 2), SearchParams.for_k(10, 4), SearchParams.for_k(100, 4)
-    assert (small.rerank, fine.rerank) == (128, 160)  # finer residuals: a wider exact stage
+    assert (small.rerank, fine.rerank) == (384, 480)  # finer residuals: a wider exact stage
     assert small.probe_target == fine.probe_target == 512  # probing does not follow it up
     assert deep.rerank >= 8 * 100 and deep.probe_target == min(deep.candidates // 2, 4 * deep.rerank)
     # The index picks them from its own nbits (here 4) when no params are given.
@@ -72,6 +72,50 @@ def test_scores_are_exact_maxsim_of_decompressed_vectors(index, corpus):
     exhaustive = index.search(q, k=5, exhaustive=True)
     assert [h.score for h in hits] == pytest.approx([h.score for h in exhaustive], abs=1e-4)
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+@pytest.fixture()
+def segmented(tmp_path, corpus):
+    """The corpus in five segments (five commits; the first one trains the codec they share)."""
+    idx = MultiVectorIndex.create(tmp_path / "segmented", dim=DIM, nbits=4)
+    meta = [{"year": 2000 + i % 25} for i in range(len(corpus))]
+    for start in range(0, 1500, 300):
+        idx.add([f"doc-{i}" for i in range(start, start + 300)], corpus[start:start + 300], None,
+                meta[start:start + 300])
+    assert len(idx.snapshot.segments) == 5
+    return idx
+
+
+def test_segments_share_the_stage_budgets(segmented, corpus, monkeypatch):
+    """Stage 3 scores `rerank` chunks in all, not per segment, and loses nothing for it."""
+    from lfm2_retrieval.index import kernels
+
+    scored, original = [], kernels.exact_maxsim
+    monkeypatch.setattr(kernels, "exact_maxsim", lambda q, c, t, codes, r, starts, ends:
+                        scored.append(len(starts)) or original(q, c, t, codes, r, starts, ends))
+    # Per segment, these budgets would score every chunk exactly (5 x 300); shared, a fifth.
+    params = SearchParams(nprobe=8, candidates=600, rerank=300, centroid_threshold=0.0, probe_docs=100)
+    agree = []
+    for q in queries_from(corpus, 20):
+        scored.clear()
+        got = ids_of(segmented.search(q, k=10, params=params))
+        assert sum(scored) <= 300 and len(scored) >= 2  # one budget, drawn from several segments
+        monkeypatch.setattr(kernels, "exact_maxsim", original)
+        agree.append(len(set(got) & set(ids_of(segmented.search(q, k=10, exhaustive=True)))) / 10)
+        monkeypatch.setattr(kernels, "exact_maxsim", lambda q, c, t, codes, r, starts, ends:
+                            scored.append(len(starts)) or original(q, c, t, codes, r, starts, ends))
+    assert np.mean(agree) >= 0.93
+
+
+def test_a_selective_filter_over_segments_is_scored_exactly(segmented, corpus):
+    """Fewer allowed chunks than the exact stage holds, spread over every segment: all of them
+    are scored exactly, so nothing is lost to pruning however few each segment holds."""
+    q = queries_from(corpus, 1)[0]
+    params = SearchParams(nprobe=1, candidates=64, rerank=100, centroid_threshold=0.9, probe_docs=8)
+    only = segmented.search(q, k=100, filter={"year": 2024}, params=params)
+    assert len(only) == 60 and {h.metadata["year"] for h in only} == {2024}
+    exact = segmented.search(q, k=100, filter={"year": 2024}, exhaustive=True)
+    assert ids_of(only) == ids_of(exact)
 
 
 def test_batches_of_queries_equal_single_queries(index, corpus):

@@ -24,7 +24,7 @@ from ..errors import IndexFolderError
 from .codec import ResidualCodec
 from .filters import Filter, evaluate, validate
 from .manifest import MANIFEST, Manifest
-from .search import QueryPlan, SearchParams, exhaustive_segment, search_segment
+from .search import QueryPlan, SearchParams, exhaustive_segment, search_segments
 from .segment import Segment
 from .snapshot import Hit, Snapshot, load_snapshot
 from .writer import MAX_SEGMENTS, IndexWriter, merge_candidates
@@ -239,12 +239,11 @@ class MultiVectorIndex:
         q = np.ascontiguousarray(query)
         if not exhaustive and plan is None:
             plan = QueryPlan(snap.codec, q, params)
+        if not exhaustive:
+            return self._hits(snap, search_segments(snap.segments, snap.codec, q, plan, allowed, k, params), k)
         found: list[tuple[float, int, int]] = []
         for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
-            if exhaustive:
-                docs, scores = exhaustive_segment(seg, snap.codec, q, mask, k)
-            else:
-                docs, scores = search_segment(seg, snap.codec, q, plan, mask, k, params)
+            docs, scores = exhaustive_segment(seg, snap.codec, q, mask, k)
             found.extend((float(sc), s, int(d)) for d, sc in zip(docs, scores))
         return self._hits(snap, found, k)
 

@@ -8,11 +8,15 @@ operations per element, so the stages are bound by memory traffic and per-call o
 arithmetic. Here each token is read once and everything happens in registers and L1:
 
 - centroid_interaction: PLAID's approximate score, sum over query tokens of the best
-  centroid score among a chunk's tokens (pruned centroids come as rows of zeros).
-- exact_maxsim: decompress each token (centroid + bucket weights), L2-normalise it, dot it
-  with every query token, keep the best per query token; a chunk's score is their sum.
+  centroid score among a chunk's tokens (pruned centroids score 0).
+- exact_maxsim: decompress each token of a chunk (centroid + bucket weights, copied as 8-byte
+  words), L2-normalise it, multiply the chunk's tokens by the query's (one small BLAS GEMM),
+  keep the best per query token; a chunk's score is their sum.
 - probe_order: each query token's best centroids, from one pass over the centroid scores
   (torch.topk along the short axis of a [K, nq] array took longer than the matrix product).
+- probed_candidates / probed_bounds: stage 1's distinct chunks of the probed inverted lists
+  and their bound, without sorting the (chunk, centroid) pairs or gathering a row of scores
+  for each of them.
 
 Both release the GIL (`nogil`), so concurrent searches run on separate cores, and both take
 chunks as (start, end) token ranges of one segment. Compiled code is cached on disk after
@@ -42,8 +46,9 @@ def _sum_of_best(best):  # pragma: no cover (compiled)
 
 
 @numba.njit(**_OPTIONS)
-def _centroid_interaction(scores, codes, starts, ends, out):  # pragma: no cover (compiled)
+def _centroid_interaction(scores, keep, codes, starts, ends, out):  # pragma: no cover (compiled)
     nq = scores.shape[1]
+    zero = np.zeros(nq, np.float32)  # the row of a pruned centroid
     best = np.empty(nq, np.float32)
     for i in range(len(starts)):
         best[:] = -np.inf
@@ -51,15 +56,16 @@ def _centroid_interaction(scores, codes, starts, ends, out):  # pragma: no cover
         # Four tokens per pass over the query axis: a branch-free max that vectorises, with a
         # quarter of the loads and stores of `best` (2.5x faster than one token per pass).
         while t + 3 < ends[i]:
-            r0 = scores[codes[t]]
-            r1 = scores[codes[t + 1]]
-            r2 = scores[codes[t + 2]]
-            r3 = scores[codes[t + 3]]
+            c0, c1, c2, c3 = codes[t], codes[t + 1], codes[t + 2], codes[t + 3]
+            r0 = scores[c0] if keep[c0] else zero
+            r1 = scores[c1] if keep[c1] else zero
+            r2 = scores[c2] if keep[c2] else zero
+            r3 = scores[c3] if keep[c3] else zero
             for a in range(nq):
                 best[a] = max(best[a], max(max(r0[a], r1[a]), max(r2[a], r3[a])))
             t += 4
         while t < ends[i]:
-            r0 = scores[codes[t]]
+            r0 = scores[codes[t]] if keep[codes[t]] else zero
             for a in range(nq):
                 best[a] = max(best[a], r0[a])
             t += 1
@@ -67,47 +73,46 @@ def _centroid_interaction(scores, codes, starts, ends, out):  # pragma: no cover
 
 
 @numba.njit(**_OPTIONS)
-def _exact_maxsim(q, centroids, table, codes, residuals, starts, ends, out):  # pragma: no cover (compiled)
+def _exact_maxsim(q, centroids, table_words, codes, residuals, starts, ends, out):  # pragma: no cover (compiled)
     nq, dim = q.shape
     n_bytes = residuals.shape[1]
-    per_byte = table.shape[1]
-    # Four tokens at a time: each query row loaded from L1 serves four dot products.
-    block = np.zeros((4, dim), np.float32)
-    inv = np.zeros(4, np.float32)
-    best = np.empty(nq, np.float32)
+    words = table_words.shape[1]
+    qt = np.ascontiguousarray(q.T)  # [dim, nq]: the chunk's tokens times it is one small GEMM
+    longest = 1
     for i in range(len(starts)):
-        best[:] = -np.inf
-        t0 = starts[i]
-        while t0 < ends[i]:
-            n = min(4, ends[i] - t0)
-            for b in range(4):
-                if b >= n:  # a short last block: repeat its first token (a max is unchanged)
-                    block[b, :] = block[0, :]
-                    inv[b] = inv[0]
-                    continue
-                c = codes[t0 + b]
-                norm2 = np.float32(0.0)
-                for j in range(n_bytes):
-                    r = residuals[t0 + b, j]
-                    for p in range(per_byte):
-                        x = centroids[c, j * per_byte + p] + table[r, p]
-                        block[b, j * per_byte + p] = x
-                        norm2 += x * x
-                inv[b] = np.float32(1.0) / np.float32(math.sqrt(max(norm2, np.float32(1e-24))))
-            for a in range(nq):
-                s0 = np.float32(0.0)
-                s1 = np.float32(0.0)
-                s2 = np.float32(0.0)
-                s3 = np.float32(0.0)
-                for d in range(dim):
-                    x = q[a, d]
-                    s0 += x * block[0, d]
-                    s1 += x * block[1, d]
-                    s2 += x * block[2, d]
-                    s3 += x * block[3, d]
-                best[a] = max(best[a], max(max(s0 * inv[0], s1 * inv[1]), max(s2 * inv[2], s3 * inv[3])))
-            t0 += n
-        out[i] = _sum_of_best(best)
+        longest = max(longest, ends[i] - starts[i])
+    tokens = np.empty((longest, dim), np.float32)
+    # A residual byte's bucket weights (2, 4 or 8 floats) are copied as one to four 8-byte
+    # words: unpacking float by float was two thirds of this kernel's time.
+    residual_words = np.empty(n_bytes * words, np.float64)
+    residual = residual_words.view(np.float32)
+    for i in range(len(starts)):
+        n = ends[i] - starts[i]
+        if n == 0:
+            out[i] = 0.0
+            continue
+        for b in range(n):
+            t = starts[i] + b
+            for j in range(n_bytes):
+                for w in range(words):
+                    residual_words[j * words + w] = table_words[residuals[t, j], w]
+            centroid = centroids[codes[t]]
+            norm2 = np.float32(0.0)
+            for d in range(dim):
+                x = centroid[d] + residual[d]
+                tokens[b, d] = x
+                norm2 += x * x
+            inv = np.float32(1.0) / np.float32(math.sqrt(max(norm2, np.float32(1e-24))))
+            for d in range(dim):
+                tokens[b, d] *= inv
+        sims = np.dot(tokens[:n], qt)  # BLAS (through SciPy): [n, nq]
+        total = np.float32(0.0)
+        for a in range(nq):
+            best = sims[0, a]
+            for b in range(1, n):
+                best = max(best, sims[b, a])
+            total += best
+        out[i] = total
 
 
 @numba.njit(**_OPTIONS)
@@ -133,6 +138,44 @@ def _probe_order(scores, nprobe, threshold, order, keep):  # pragma: no cover (c
         keep[c] = row_best >= threshold
 
 
+@numba.njit(**_OPTIONS)
+def _probed_candidates(pair_docs, allowed, slot, docs):  # pragma: no cover (compiled)
+    """Distinct allowed chunks of the (chunk, centroid) pairs, ascending, into docs (returns
+    how many); slot[chunk] := its place there. Marks, then one scan of the segment: no sort."""
+    for p in range(len(pair_docs)):
+        d = pair_docs[p]
+        if len(allowed) == 0 or allowed[d]:
+            slot[d] = 0
+    n = 0
+    for d in range(len(slot)):
+        if slot[d] == 0:
+            slot[d] = n
+            docs[n] = d
+            n += 1
+    return n
+
+
+@numba.njit(**_OPTIONS)
+def _probed_bounds(scores, pair_docs, pair_cent, slot, n_docs, floor, out):  # pragma: no cover (compiled)
+    """Each candidate's best probed centroid score per query token (floor[a] at worst), summed."""
+    nq = scores.shape[1]
+    best = np.empty((n_docs, nq), np.float32)
+    for i in range(n_docs):
+        best[i, :] = floor
+    for p in range(len(pair_docs)):
+        i = slot[pair_docs[p]]
+        if i < 0:
+            continue
+        row = scores[pair_cent[p]]
+        for a in range(nq):
+            best[i, a] = max(best[i, a], row[a])
+    for i in range(n_docs):
+        total = np.float32(0.0)
+        for a in range(nq):
+            total += best[i, a]
+        out[i] = total
+
+
 # Single-query latency: split a stage's chunks across cores. The kernels hold no GIL, so
 # plain threads run them in parallel; under concurrent queries the split costs little.
 _WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
@@ -154,10 +197,11 @@ def _run_split(kernel, args: tuple, starts: np.ndarray, ends: np.ndarray) -> np.
     return out
 
 
-def centroid_interaction(scores: np.ndarray, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Approximate MaxSim per chunk from centroid scores ([K, nq] float32, C order; pruned
-    centroids' rows zeroed) of the tokens in [starts[i], ends[i])."""
-    return _run_split(_centroid_interaction, (scores, codes), starts, ends)
+def centroid_interaction(scores: np.ndarray, keep: np.ndarray, codes: np.ndarray, starts: np.ndarray,
+                         ends: np.ndarray) -> np.ndarray:
+    """Approximate MaxSim per chunk from centroid scores ([K, nq] float32, C order) of the tokens
+    in [starts[i], ends[i]); a centroid not in `keep` ([K] bool) scores 0 (PLAID's pruning)."""
+    return _run_split(_centroid_interaction, (scores, keep, codes), starts, ends)
 
 
 def probe_order(scores: np.ndarray, nprobe: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -174,4 +218,27 @@ def exact_maxsim(q: np.ndarray, centroids: np.ndarray, table: np.ndarray, codes:
     """MaxSim per chunk of q ([nq, dim]) against its decompressed, normalised tokens.
 
     table: the codec's [256, dims per byte] bucket weights of every packed byte value."""
-    return _run_split(_exact_maxsim, (q, centroids, table, codes, residuals), starts, ends)
+    table_words = np.ascontiguousarray(table, dtype=np.float32).view(np.float64)  # [256, dims per byte / 2]
+    return _run_split(_exact_maxsim, (np.ascontiguousarray(q, dtype=np.float32), centroids, table_words, codes,
+                                      residuals), starts, ends)
+
+
+def probed_candidates(pair_docs: np.ndarray, allowed: np.ndarray | None, n_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct allowed chunks of the pairs, ascending; slot of every chunk of the segment in
+    that array, -1 where absent). Marks in an array the size of the segment, where
+    np.unique(return_inverse) sorted every pair and a mask kept a copy of them."""
+    slot = np.full(n_chunks, -1, dtype=np.int64)
+    docs = np.empty(n_chunks, dtype=np.int64)
+    n = _probed_candidates(pair_docs, np.empty(0, dtype=np.bool_) if allowed is None else allowed, slot, docs)
+    return docs[:n], slot
+
+
+def probed_bounds(scores: np.ndarray, pair_docs: np.ndarray, pair_cent: np.ndarray, slot: np.ndarray,
+                  n_docs: int, floor: np.ndarray | None = None) -> np.ndarray:
+    """Stage 1's bound of the n_docs candidates: sum_q max over the chunk's probed centroids of
+    scores[c, q] (a chunk appears in a pair for each probed centroid it has a token at), and
+    floor[q] (default 0) for a query token none of whose probed centroids the chunk has."""
+    out = np.empty(n_docs, dtype=np.float32)
+    floor = np.zeros(scores.shape[1], np.float32) if floor is None else np.ascontiguousarray(floor, np.float32)
+    _probed_bounds(scores, pair_docs, pair_cent, slot, n_docs, floor, out)
+    return out

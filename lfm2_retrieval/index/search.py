@@ -1,12 +1,16 @@
 """PLAID-style search over compressed segments, and exact exhaustive MaxSim.
 
-For one query (token vectors Q, [nq, dim]) and one segment, in three stages of narrowing work:
+For one query (token vectors Q, [nq, dim]) and the segments of one snapshot, in three stages of
+narrowing work. The budgets of the stages are the snapshot's, not a segment's: every segment is
+encoded by the one codec, so scores compare across segments, and an index of six segments does
+the work of one segment of the same chunks (search_segments).
 
 1. Candidates. Centroid scores S = Q C^T. Each query token probes its `nprobe` best centroids
-   (doubled while that yields under half of `candidates` chunks, as with selective filters);
-   the inverted file gives the chunks with a token at any probed centroid. Each candidate
-   gets a cheap bound from the probed centroids alone: sum_q max_{c probed, c in doc} S[q, c].
-   The best `candidates` survive.
+   (doubled while that yields under the probing target, as with selective filters); the
+   inverted files give the chunks with a token at any probed centroid. Each candidate gets a
+   cheap estimate from the probed centroids alone: sum_q max_{c probed, c in doc} S[q, c], where
+   a query token with no probed centroid in the chunk counts a share of its last probed
+   centroid's score (QueryPlan.unprobed_estimate). The best `candidates` survive.
 2. Centroid interaction (PLAID). Every token of a surviving chunk is stood in for by its
    centroid: sum_q max_t S[q, code[t]], with centroid pruning (centroids whose best score
    over the query is below `centroid_threshold` count as 0). The best `rerank` survive.
@@ -14,16 +18,17 @@ For one query (token vectors Q, [nq, dim]) and one segment, in three stages of n
    k are returned.
 
 The centroid scores, the pruning mask and each query token's best centroids are computed once
-per query (QueryPlan) and shared by all segments; stages 2 and 3 run as compiled loops
-(kernels.py) that read each token once.
+per query (QueryPlan) and shared by all segments (and by the shards of a sharded index); stages
+2 and 3 run as compiled loops (kernels.py) that read each token once.
 
-Filters and deletions arrive as a boolean mask over the segment's chunks and remove
-chunks before stage 1's scoring. When the mask leaves no more than `rerank` chunks,
-they are all scored exactly (a selective filter never loses results to pruning).
+Filters and deletions arrive as a boolean mask over each segment's chunks and remove chunks
+before stage 1's scoring. When the masks leave no more than `rerank` chunks in all, they are
+all scored exactly (a selective filter never loses results to pruning).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,15 +55,16 @@ class SearchParams:
 
     @classmethod
     def for_k(cls, k: int, nbits: int = 2) -> "SearchParams":
-        """Defaults that widen with k (as PLAID's do), tuned on eval/bench_index.py: for k <= 10,
-        recall@10 0.99+ against the exhaustive search on synthetic 100k chunks and on
-        SciFact's real vectors. Unpruned centroid interaction ranks well enough that 128
-        chunks suffice for the exact stage (with pruning at 0.3 it took 512). At nbits 4 the
-        exact scores are finer than the centroid ranking that feeds them, so the exact stage
-        takes 160 (synthetic 100k: recall 0.986 -> 0.994 of exhaustive, p50 +0 to 1 ms) while
-        probing keeps the target of 128 (following the rerank count up had cost +4 ms)."""
+        """Defaults that widen with k (as PLAID's do). For k <= 10 they are tuned on the real
+        collection (eval/bench_index.py --index eval/out/real-collection/index: 169k chunks of
+        about 150 tokens in 128 languages, 6 segments, 60 queries in 9 languages): recall@10
+        against the index's exhaustive search 0.993 with 4,096 candidates and 480 chunks scored
+        exactly (0.957 with 2,048 and 160, the earlier defaults, which synthetic vectors had
+        found enough; 0.988 with 384; 0.997 with 640). Real token vectors sit far less close to
+        their centroids, so centroid interaction orders them more loosely than synthetic ones.
+        At nbits 2 the exact stage takes a fifth less, as before."""
         if k <= 10:
-            return cls(nprobe=12, candidates=2048, rerank=160 if nbits >= 4 else 128, centroid_threshold=0.0,
+            return cls(nprobe=12, candidates=4096, rerank=480 if nbits >= 4 else 384, centroid_threshold=0.0,
                        probe_docs=512)
         if k <= 100:
             return cls(nprobe=16, candidates=4096, rerank=max(1024, 8 * k), centroid_threshold=0.3)
@@ -95,6 +101,14 @@ def exact_scores(segment: Segment, codec: ResidualCodec, q: np.ndarray, docs: np
     return kernels.exact_maxsim(q, codec.centroids, codec.byte_table, segment.codes, segment.residuals, starts, ends)
 
 
+# Stage 1's estimate of an unprobed match, as a share of the last probed centroid's score (see
+# QueryPlan.unprobed_estimate). On the real collection (eval/bench_index.py --index; 60 queries)
+# the true top 10 were among 2,048 candidates at 0.953 with 0 (no estimate), 0.982 at 0.8, 0.990
+# at 0.9, 0.995 at 0.95, and 0.947 at 1.0, where a match at the last probed centroid counts no
+# more than none.
+MISSING_SHARE = 0.9
+
+
 class QueryPlan:
     """What a query needs from the codec, computed once for all segments: the similarity of
     every centroid to every query token ([K, nq]; rows are gathered by token codes), the
@@ -105,14 +119,24 @@ class QueryPlan:
         self.threshold = params.centroid_threshold
         self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold)
         self.max_probe = min(codec.num_centroids, 16 * params.nprobe)
-        # Stage 2's scores: a pruned centroid's row is zeros (PLAID's centroid pruning).
-        self.pruned = self.scores if self.keep.all() else self.scores * self.keep[:, None]
 
     def probed(self, nprobe: int) -> np.ndarray:
         """The centroids probed by the `nprobe` best of each query token, once each."""
+        self._widen(nprobe)
+        return np.unique(self.order[:, :nprobe])
+
+    def unprobed_estimate(self, nprobe: int) -> np.ndarray:
+        """[nq]: what stage 1 counts for a query token none of whose probed centroids a chunk
+        has: MISSING_SHARE of the score of the token's last probed centroid, which bounds any
+        unprobed one (the missing-similarity estimate of XTR and WARP). Counting 0 instead
+        ranked real chunks so poorly that the true top 10 needed 12k candidates, not 2k."""
+        self._widen(nprobe)
+        last = self.order[:, nprobe - 1]
+        return MISSING_SHARE * self.scores[last, np.arange(len(last))]
+
+    def _widen(self, nprobe: int) -> None:
         if nprobe > self.order.shape[1]:
             self.order, _ = kernels.probe_order(self.scores, nprobe, self.threshold)
-        return np.unique(self.order[:, :nprobe])
 
 
 def _top(scores: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,51 +147,99 @@ def _top(scores: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return docs[order], scores[order]
 
 
-def search_segment(segment: Segment, codec: ResidualCodec, q: np.ndarray, plan: QueryPlan,
-                   allowed: np.ndarray | None, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
-    """(local chunk numbers, scores) of the best k allowed chunks of one segment."""
-    if segment.n_docs == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    n_allowed = segment.n_docs if allowed is None else int(allowed.sum())
-    if n_allowed == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    if n_allowed <= max(params.rerank, k):
-        docs = np.arange(segment.n_docs) if allowed is None else np.flatnonzero(allowed)
-        return _top(exact_scores(segment, codec, q, docs), docs, k)
+@dataclass
+class _Found:
+    """A segment's chunks at some stage of a search: local chunk numbers and their scores."""
+    segment: int
+    docs: np.ndarray
+    scores: np.ndarray | None = None
+
+
+def _best_across(found: list[_Found], n: int) -> list[_Found]:
+    """The best n chunks by score over all segments (one budget, not n per segment)."""
+    total = sum(len(f.docs) for f in found)
+    if total <= n:
+        return found
+    scores = np.concatenate([f.scores for f in found])
+    cut = np.partition(-scores, n - 1)[n - 1]  # the n-th best score, negated
+    kept, left = [], n
+    # Ties at the cut: the first segments' chunks are kept, as a stable sort would.
+    for f in found:
+        above = np.flatnonzero(-f.scores < cut)
+        at = np.flatnonzero(-f.scores == cut)
+        take = np.sort(np.concatenate([above, at[:max(0, left - len(above))]]))
+        left -= len(take)
+        if len(take):
+            kept.append(_Found(f.segment, f.docs[take], f.scores[take]))
+    return kept
+
+
+def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.ndarray, plan: QueryPlan,
+                    allowed: Sequence[np.ndarray | None], k: int,
+                    params: SearchParams) -> list[tuple[float, int, int]]:
+    """(score, segment number, local chunk number) of the best k allowed chunks of a snapshot.
+
+    The three stages' budgets (candidates, rerank) are the snapshot's, shared by its segments:
+    one codec encodes them all, so a chunk's bounds and centroid scores compare across segments.
+    With a budget per segment, an index of six segments did six times the work of one segment
+    of the same chunks for no better results (eval/bench_index.py --index)."""
+    live = []
+    for s, (segment, mask) in enumerate(zip(segments, allowed)):
+        n = segment.n_docs if mask is None else int(mask.sum())
+        if n:
+            live.append((s, segment, mask, n))
+    if not live:
+        return []
+    if sum(n for *_, n in live) <= max(params.rerank, k):  # a selective filter: score them all exactly
+        found = [_Found(s, np.arange(seg.n_docs) if mask is None else np.flatnonzero(mask))
+                 for s, seg, mask, _ in live]
+        return _exact_top(found, segments, codec, q, k)
 
     # Stage 1: candidates from probed centroids, scored by those centroids alone. Probing
-    # widens while it yields under half the candidate budget (sparse lists, filters).
-    centroid_scores = plan.scores
-    max_probe = plan.max_probe
-    nprobe = min(params.nprobe, max_probe)
+    # widens while all segments together yield under the probing target (sparse lists, filters).
+    nprobe = min(params.nprobe, plan.max_probe)
     while True:
-        pair_docs, pair_cent = segment.ivf_lookup(plan.probed(nprobe))
-        if allowed is not None:
-            ok = allowed[pair_docs]
-            pair_docs, pair_cent = pair_docs[ok], pair_cent[ok]
-        docs, inverse = np.unique(pair_docs, return_inverse=True)
-        if len(docs) >= params.probe_target or nprobe >= max_probe:
+        probed = plan.probed(nprobe)
+        lookups = []
+        for s, segment, mask, _ in live:
+            pair_docs, pair_cent = segment.ivf_lookup(probed)
+            docs, slot = kernels.probed_candidates(pair_docs, mask, segment.n_docs)
+            if len(docs):
+                lookups.append((s, docs, (pair_docs, pair_cent, slot)))
+        n_found = sum(len(docs) for _, docs, _ in lookups)
+        if n_found >= params.probe_target or nprobe >= plan.max_probe:
             break
-        nprobe = min(2 * nprobe, max_probe)
-    if len(docs) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    if len(docs) > params.candidates:
-        nq = centroid_scores.shape[1]
-        bound = torch.zeros(len(docs), nq)
-        bound.scatter_reduce_(0, torch.from_numpy(inverse)[:, None].expand(-1, nq),
-                              torch.from_numpy(np.take(centroid_scores, pair_cent, axis=0)), "amax",
-                              include_self=True)
-        docs, _ = _top(bound.sum(1).numpy(), docs, params.candidates)
+        nprobe = min(2 * nprobe, plan.max_probe)
+    if not lookups:
+        return []
+    found = [_Found(s, docs) for s, docs, _ in lookups]
+    if n_found > params.candidates:
+        missing = plan.unprobed_estimate(nprobe)
+        for f, (_, _, (pair_docs, pair_cent, slot)) in zip(found, lookups):
+            f.scores = kernels.probed_bounds(plan.scores, pair_docs, pair_cent, slot, len(f.docs), missing)
+        found = _best_across(found, params.candidates)
 
     # Stage 2: centroid interaction over every token of the candidates, with pruning.
-    if len(docs) > params.rerank:
-        starts = segment.doc_offsets[docs].astype(np.int64)
-        ends = segment.doc_offsets[docs + 1].astype(np.int64)
-        approx = kernels.centroid_interaction(plan.pruned, segment.codes, starts, ends)
-        docs, _ = _top(approx, docs, params.rerank)
+    if sum(len(f.docs) for f in found) > params.rerank:
+        for f in found:
+            segment = segments[f.segment]
+            starts = segment.doc_offsets[f.docs].astype(np.int64)
+            ends = segment.doc_offsets[f.docs + 1].astype(np.int64)
+            f.scores = kernels.centroid_interaction(plan.scores, plan.keep, segment.codes, starts, ends)
+        found = _best_across(found, params.rerank)
 
     # Stage 3: exact MaxSim on decompressed vectors.
-    return _top(exact_scores(segment, codec, q, docs), docs, k)
+    return _exact_top(found, segments, codec, q, k)
+
+
+def _exact_top(found: list[_Found], segments: Sequence[Segment], codec: ResidualCodec, q: np.ndarray,
+               k: int) -> list[tuple[float, int, int]]:
+    out = []
+    for f in found:
+        scores = exact_scores(segments[f.segment], codec, q, f.docs)
+        out.extend(zip(scores.tolist(), [f.segment] * len(f.docs), f.docs.tolist()))
+    out.sort(key=lambda t: -t[0])
+    return out[:k]
 
 
 def exhaustive_segment(segment: Segment, codec: ResidualCodec, q: np.ndarray, allowed: np.ndarray | None,
