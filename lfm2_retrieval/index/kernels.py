@@ -93,9 +93,13 @@ def _exact_maxsim(q, centroids, table_words, codes, residuals, starts, ends, out
             continue
         for b in range(n):
             t = starts[i] + b
-            for j in range(n_bytes):
-                for w in range(words):
-                    residual_words[j * words + w] = table_words[residuals[t, j], w]
+            if words == 1:  # nbits 4: a byte is one word (the inner loop below halved the speed)
+                for j in range(n_bytes):
+                    residual_words[j] = table_words[residuals[t, j], 0]
+            else:
+                for j in range(n_bytes):
+                    for w in range(words):
+                        residual_words[j * words + w] = table_words[residuals[t, j], w]
             centroid = centroids[codes[t]]
             norm2 = np.float32(0.0)
             for d in range(dim):
