@@ -120,11 +120,12 @@ def _exact_maxsim(q, centroids, table_words, codes, residuals, starts, ends, out
 
 
 @numba.njit(**_OPTIONS)
-def _probe_order(scores, nprobe, threshold, order, keep):  # pragma: no cover (compiled)
-    """One pass over [K, nq] centroid scores: each query token's `nprobe` best centroids (best
-    first) and whether each centroid's best score reaches the pruning threshold."""
+def _probe_order(scores, first, threshold, top, order, keep):  # pragma: no cover (compiled)
+    """One pass over the [block, nq] scores of centroids first.. : each query token's best
+    centroids so far (top/order, best first, updated in place) and whether each centroid's
+    best score reaches the pruning threshold."""
     n_centroids, nq = scores.shape
-    top = np.full((nq, nprobe), -np.inf, np.float32)
+    nprobe = top.shape[1]
     for c in range(n_centroids):
         row_best = -np.inf
         for a in range(nq):
@@ -138,7 +139,7 @@ def _probe_order(scores, nprobe, threshold, order, keep):  # pragma: no cover (c
                     order[a, j] = order[a, j - 1]
                     j -= 1
                 top[a, j] = x
-                order[a, j] = c
+                order[a, j] = first + c
         keep[c] = row_best >= threshold
 
 
@@ -210,11 +211,25 @@ def centroid_interaction(scores: np.ndarray, keep: np.ndarray, codes: np.ndarray
 
 def probe_order(scores: np.ndarray, nprobe: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """([nq, nprobe] best centroids of each query token, best first; [K] keep mask)."""
-    nprobe = min(nprobe, scores.shape[0])
-    order = np.zeros((scores.shape[1], nprobe), dtype=np.int64)
-    keep = np.empty(scores.shape[0], dtype=np.bool_)
-    _probe_order(scores, nprobe, np.float32(threshold), order, keep)
+    order, keep, probe = new_probe(scores.shape[0], scores.shape[1], nprobe, threshold)
+    probe(scores, 0)
     return order, keep
+
+
+def new_probe(n_centroids: int, nq: int, nprobe: int, threshold: float):
+    """(order, keep, probe): probe(block_scores, first) folds the scores of centroids first..
+    into order ([nq, nprobe]) and keep ([K]), so that a query plan can scan each block of
+    centroid scores while it is still in cache, right after computing it."""
+    nprobe = min(nprobe, n_centroids)
+    order = np.zeros((nq, nprobe), dtype=np.int64)
+    keep = np.empty(n_centroids, dtype=np.bool_)
+    top = np.full((nq, nprobe), -np.inf, dtype=np.float32)
+    threshold = np.float32(threshold)
+
+    def probe(block: np.ndarray, first: int) -> None:
+        _probe_order(block, first, threshold, top, order, keep[first:first + len(block)])
+
+    return order, keep, probe
 
 
 def exact_maxsim(q: np.ndarray, centroids: np.ndarray, table: np.ndarray, codes: np.ndarray,

@@ -107,6 +107,7 @@ def exact_scores(segment: Segment, codec: ResidualCodec, q: np.ndarray, docs: np
 # at 0.9, 0.995 at 0.95, and 0.947 at 1.0, where a match at the last probed centroid counts no
 # more than none.
 MISSING_SHARE = 0.9
+PLAN_BLOCK = 8192  # centroids a block of the query plan (1 MB of scores at 32 query tokens)
 
 
 class QueryPlan:
@@ -115,9 +116,17 @@ class QueryPlan:
     pruning mask, and each query token's best centroids (widened on demand)."""
 
     def __init__(self, codec: ResidualCodec, q: np.ndarray, params: "SearchParams") -> None:
-        self.scores = (torch.from_numpy(codec.centroids) @ torch.from_numpy(q).T).numpy()
         self.threshold = params.centroid_threshold
-        self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold)
+        centroids, qt = torch.from_numpy(codec.centroids), torch.from_numpy(q).T
+        scores = torch.empty(len(centroids), len(q))
+        self.order, self.keep, probe = kernels.new_probe(len(centroids), len(q), params.nprobe, self.threshold)
+        # Block by block, each scanned for the probe order while it is still in cache: at 65k
+        # centroids the whole [K, nq] array is 8 MB, and reading it back cost more than making it.
+        for first in range(0, len(centroids), PLAN_BLOCK):
+            block = scores[first:first + PLAN_BLOCK]
+            torch.mm(centroids[first:first + PLAN_BLOCK], qt, out=block)
+            probe(block.numpy(), first)
+        self.scores = scores.numpy()
         self.max_probe = min(codec.num_centroids, 16 * params.nprobe)
 
     def probed(self, nprobe: int) -> np.ndarray:
