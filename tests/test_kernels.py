@@ -56,7 +56,7 @@ def test_centroid_interaction_with_pruning(encoded, threshold):
     scores = np.ascontiguousarray(codec.centroids @ q.T)
     order, keep = kernels.probe_order(scores, 5, threshold)
     assert np.array_equal(keep, scores.max(1) >= threshold)
-    got = kernels.centroid_interaction(scores * keep[:, None], codes, starts, ends)
+    got = kernels.centroid_interaction(scores, keep, codes, starts, ends)
     np.testing.assert_allclose(got, reference_interaction(scores, keep, codes, starts, ends), atol=1e-5)
 
 
@@ -65,6 +65,39 @@ def test_probe_order_is_each_query_tokens_best_centroids():
     order, _ = kernels.probe_order(scores, 9, 0.0)
     np.testing.assert_array_equal(order, np.argsort(-scores, axis=0)[:9].T)
     assert kernels.probe_order(scores, 10_000, 0.0)[0].shape == (7, 500)  # capped at K
+
+
+def test_probe_order_in_blocks_equals_one_pass():
+    scores = np.random.default_rng(4).standard_normal((1000, 6)).astype(np.float32)
+    whole, keep = kernels.probe_order(scores, 8, 0.5)
+    order, keep_blocks, probe = kernels.new_probe(1000, 6, 8, 0.5)
+    for first in range(0, 1000, 300):  # blocks of 300, the last one short
+        probe(scores[first:first + 300], first)
+    np.testing.assert_array_equal(order, whole)
+    np.testing.assert_array_equal(keep_blocks, keep)
+
+
+def test_stage_one_candidates_and_estimates():
+    """Distinct allowed chunks of the probed (chunk, centroid) pairs, and each one's estimate:
+    per query token the best score of its probed centroids, or the floor where it has none."""
+    rng = np.random.default_rng(5)
+    n_chunks, nq = 50, 4
+    scores = rng.standard_normal((20, nq)).astype(np.float32)
+    pair_docs = rng.integers(0, n_chunks, size=120)
+    pair_cent = rng.integers(0, 20, size=120)
+    allowed = rng.random(n_chunks) < 0.7
+    floor = np.array([0.5, -0.2, 0.0, 1.5], np.float32)
+    for mask in (None, allowed):
+        docs, slot = kernels.probed_candidates(pair_docs, mask, n_chunks)
+        want = np.unique(pair_docs if mask is None else pair_docs[mask[pair_docs]])
+        np.testing.assert_array_equal(docs, want)
+        assert (slot[docs] == np.arange(len(docs))).all() and (np.delete(slot, docs) == -1).all()
+        got = kernels.probed_bounds(scores, pair_docs, pair_cent, slot, len(docs), floor)
+        ref = [np.maximum(floor, scores[pair_cent[pair_docs == d]].max(0)).sum() for d in docs]
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
+        without = kernels.probed_bounds(scores, pair_docs, pair_cent, slot, len(docs))  # floor 0
+        np.testing.assert_allclose(without, [np.maximum(0, scores[pair_cent[pair_docs == d]].max(0)).sum()
+                                             for d in docs], rtol=1e-6)
 
 
 def test_split_across_threads_gives_the_same_scores(encoded, monkeypatch):
