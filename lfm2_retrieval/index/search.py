@@ -189,9 +189,10 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
     """(score, segment number, local chunk number) of the best k allowed chunks of a snapshot.
 
     The three stages' budgets (candidates, rerank) are the snapshot's, shared by its segments:
-    one codec encodes them all, so a chunk's bounds and centroid scores compare across segments.
-    With a budget per segment, an index of six segments did six times the work of one segment
-    of the same chunks for no better results (eval/bench_index.py --index)."""
+    one codec encodes them all, so a chunk's estimates and centroid scores compare across
+    segments. With a budget per segment, an index of six segments did six times the work of one
+    segment of the same chunks; one shared budget, somewhat wider, is both faster and closer to
+    exhaustive search (eval/bench_index.py --index; docs/benchmarks.md)."""
     live = []
     for s, (segment, mask) in enumerate(zip(segments, allowed)):
         n = segment.n_docs if mask is None else int(mask.sum())
@@ -204,7 +205,7 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
                  for s, seg, mask, _ in live]
         return _exact_top(found, segments, codec, q, k)
 
-    # Stage 1: candidates from probed centroids, scored by those centroids alone. Probing
+    # Stage 1: candidates from probed centroids, estimated from those centroids alone. Probing
     # widens while all segments together yield under the probing target (sparse lists, filters).
     nprobe = min(params.nprobe, plan.max_probe)
     while True:
