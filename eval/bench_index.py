@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import resource
 import shutil
@@ -128,7 +129,7 @@ def bench_existing(path: Path, per_language: int, variants: dict[str, dict]) -> 
     stats = index.stats()
     name = f"{path.parent.name if path.name == 'index' else path.name} ({stats['chunks']} real chunks, " \
            f"{stats['segments']} segments)"
-    key = f"{index.commit}:{hash(tuple(texts)) & 0xffffffff:x}"
+    key = f"{index.commit}:{hashlib.blake2b(chr(0).join(texts).encode(), digest_size=8).hexdigest()}"
     truth_file = path.parent / f"{path.name}.exhaustive-top10.json"
     cached = json.loads(truth_file.read_text()) if truth_file.exists() else {}
     if cached.get("key") != key:
