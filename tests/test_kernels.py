@@ -92,10 +92,10 @@ def test_stage_one_candidates_and_estimates():
         want = np.unique(pair_docs if mask is None else pair_docs[mask[pair_docs]])
         np.testing.assert_array_equal(docs, want)
         assert (slot[docs] == np.arange(len(docs))).all() and (np.delete(slot, docs) == -1).all()
-        got = kernels.probed_bounds(scores, pair_docs, pair_cent, slot, len(docs), floor)
+        got = kernels.probed_estimates(scores, pair_docs, pair_cent, slot, len(docs), floor)
         ref = [np.maximum(floor, scores[pair_cent[pair_docs == d]].max(0)).sum() for d in docs]
         np.testing.assert_allclose(got, ref, rtol=1e-6)
-        without = kernels.probed_bounds(scores, pair_docs, pair_cent, slot, len(docs))  # floor 0
+        without = kernels.probed_estimates(scores, pair_docs, pair_cent, slot, len(docs))  # floor 0
         np.testing.assert_allclose(without, [np.maximum(0, scores[pair_cent[pair_docs == d]].max(0)).sum()
                                              for d in docs], rtol=1e-6)
 

@@ -237,9 +237,8 @@ class MultiVectorIndex:
         if snap.codec is None:
             return []
         q = np.ascontiguousarray(query)
-        if not exhaustive and plan is None:
-            plan = QueryPlan(snap.codec, q, params)
         if not exhaustive:
+            plan = plan or QueryPlan(snap.codec, q, params)
             return self._hits(snap, search_segments(snap.segments, snap.codec, q, plan, allowed, k, params), k)
         found: list[tuple[float, int, int]] = []
         for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):

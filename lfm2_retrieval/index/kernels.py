@@ -14,12 +14,12 @@ arithmetic. Here each token is read once and everything happens in registers and
   keep the best per query token; a chunk's score is their sum.
 - probe_order: each query token's best centroids, from one pass over the centroid scores
   (torch.topk along the short axis of a [K, nq] array took longer than the matrix product).
-- probed_candidates / probed_bounds: stage 1's distinct chunks of the probed inverted lists
-  and their bound, without sorting the (chunk, centroid) pairs or gathering a row of scores
+- probed_candidates / probed_estimates: stage 1's distinct chunks of the probed inverted lists
+  and their estimates, without sorting the (chunk, centroid) pairs or gathering a row of scores
   for each of them.
 
-Both release the GIL (`nogil`), so concurrent searches run on separate cores, and both take
-chunks as (start, end) token ranges of one segment. Compiled code is cached on disk after
+All release the GIL (`nogil`), so concurrent searches run on separate cores; the scoring
+stages take chunks as (start, end) token ranges of one segment. Compiled code is cached on disk after
 the first call of a process (numba's `cache=True`).
 """
 
@@ -161,7 +161,7 @@ def _probed_candidates(pair_docs, allowed, slot, docs):  # pragma: no cover (com
 
 
 @numba.njit(**_OPTIONS)
-def _probed_bounds(scores, pair_docs, pair_cent, slot, n_docs, floor, out):  # pragma: no cover (compiled)
+def _probed_estimates(scores, pair_docs, pair_cent, slot, n_docs, floor, out):  # pragma: no cover (compiled)
     """Each candidate's best probed centroid score per query token (floor[a] at worst), summed."""
     nq = scores.shape[1]
     best = np.empty((n_docs, nq), np.float32)
@@ -252,12 +252,12 @@ def probed_candidates(pair_docs: np.ndarray, allowed: np.ndarray | None, n_chunk
     return docs[:n], slot
 
 
-def probed_bounds(scores: np.ndarray, pair_docs: np.ndarray, pair_cent: np.ndarray, slot: np.ndarray,
+def probed_estimates(scores: np.ndarray, pair_docs: np.ndarray, pair_cent: np.ndarray, slot: np.ndarray,
                   n_docs: int, floor: np.ndarray | None = None) -> np.ndarray:
-    """Stage 1's bound of the n_docs candidates: sum_q max over the chunk's probed centroids of
+    """Stage 1's estimate of the n_docs candidates: sum_q max over the chunk's probed centroids of
     scores[c, q] (a chunk appears in a pair for each probed centroid it has a token at), and
     floor[q] (default 0) for a query token none of whose probed centroids the chunk has."""
     out = np.empty(n_docs, dtype=np.float32)
     floor = np.zeros(scores.shape[1], np.float32) if floor is None else np.ascontiguousarray(floor, np.float32)
-    _probed_bounds(scores, pair_docs, pair_cent, slot, n_docs, floor, out)
+    _probed_estimates(scores, pair_docs, pair_cent, slot, n_docs, floor, out)
     return out

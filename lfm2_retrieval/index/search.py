@@ -226,7 +226,7 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
     if n_found > params.candidates:
         missing = plan.unprobed_estimate(nprobe)
         for f, (_, _, (pair_docs, pair_cent, slot)) in zip(found, lookups):
-            f.scores = kernels.probed_bounds(plan.scores, pair_docs, pair_cent, slot, len(f.docs), missing)
+            f.scores = kernels.probed_estimates(plan.scores, pair_docs, pair_cent, slot, len(f.docs), missing)
         found = _best_across(found, params.candidates)
 
     # Stage 2: centroid interaction over every token of the candidates, with pruning.
