@@ -90,20 +90,22 @@ def test_segments_share_the_stage_budgets(segmented, corpus, monkeypatch):
     """Stage 3 scores `rerank` chunks in all, not per segment, and loses nothing for it."""
     from lfm2_retrieval.index import kernels
 
-    scored, original = [], kernels.exact_maxsim
-    monkeypatch.setattr(kernels, "exact_maxsim", lambda q, c, t, codes, r, starts, ends:
-                        scored.append(len(starts)) or original(q, c, t, codes, r, starts, ends))
+    scored, original = [], kernels.exact_maxsim_each
+
+    def counting(q, centroids, table, jobs):
+        scored.extend(len(starts) for *_, starts, _ in jobs if len(starts))
+        return original(q, centroids, table, jobs)
+
     # Per segment, these budgets would score every chunk exactly (5 x 300); shared, a fifth.
     params = SearchParams(nprobe=8, candidates=600, rerank=300, centroid_threshold=0.0, probe_docs=100)
     agree = []
     for q in queries_from(corpus, 20):
         scored.clear()
+        monkeypatch.setattr(kernels, "exact_maxsim_each", counting)
         got = ids_of(segmented.search(q, k=10, params=params))
         assert sum(scored) <= 300 and len(scored) >= 2  # one budget, drawn from several segments
-        monkeypatch.setattr(kernels, "exact_maxsim", original)
+        monkeypatch.setattr(kernels, "exact_maxsim_each", original)
         agree.append(len(set(got) & set(ids_of(segmented.search(q, k=10, exhaustive=True)))) / 10)
-        monkeypatch.setattr(kernels, "exact_maxsim", lambda q, c, t, codes, r, starts, ends:
-                            scored.append(len(starts)) or original(q, c, t, codes, r, starts, ends))
     assert np.mean(agree) >= 0.93
 
 

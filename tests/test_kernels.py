@@ -109,3 +109,41 @@ def test_split_across_threads_gives_the_same_scores(encoded, monkeypatch):
         pytest.skip("one core: nothing is split")
     split = kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts, ends)
     np.testing.assert_array_equal(whole, split)
+
+
+def test_a_split_over_several_segments_gives_each_its_own_scores(encoded, monkeypatch):
+    """One split for all segments' chunks: cut points fall inside segments, and every segment
+    still gets its scores, in its order (as one call per segment gives them)."""
+    codec, codes, packed, starts, ends = encoded
+    q = unit(np.random.default_rng(10).standard_normal((5, codec.dim)))
+    scores = np.random.default_rng(11).standard_normal((codec.num_centroids, 5)).astype(np.float32)
+    keep = np.ones(codec.num_centroids, dtype=bool)
+    pieces = [slice(0, 7), slice(7, 8), slice(8, 8), slice(8, len(starts))]
+    alone = [kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts[p], ends[p])
+             for p in pieces]
+    ci_alone = [kernels.centroid_interaction(scores, keep, codes, starts[p], ends[p]) for p in pieces]
+    monkeypatch.setattr(kernels, "_MIN_SPLIT_TOKENS", 16)
+    if kernels._POOL is None:
+        pytest.skip("one core: nothing is split")
+    together = kernels.exact_maxsim_each(q, codec.centroids, codec.byte_table,
+                                         [(codes, packed, starts[p], ends[p]) for p in pieces])
+    ci_together = kernels.centroid_interaction_each(scores, keep, [(codes, starts[p], ends[p]) for p in pieces])
+    for a, b, c, d in zip(alone, together, ci_alone, ci_together):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, d)
+
+
+def test_parallel_map_keeps_the_items_order():
+    items = list(range(11))
+    assert kernels.parallel_map(lambda x: x * x, items, [1 + (i % 3) for i in items]) == [i * i for i in items]
+
+
+def test_exact_maxsim_of_chunks_longer_than_a_block(encoded):
+    """The exact kernel multiplies a block of whole chunks at a time; a chunk of more tokens than
+    a block gets a block of its own size."""
+    codec, codes, packed, _, _ = encoded
+    q = unit(np.random.default_rng(12).standard_normal((3, codec.dim)))
+    starts = np.array([0, 5, 1400], dtype=np.int64)
+    ends = np.array([5, kernels.EXACT_BLOCK + 300, 2990], dtype=np.int64)
+    np.testing.assert_allclose(kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts, ends),
+                               reference_exact(codec, codes, packed, q, starts, ends), rtol=1e-5, atol=1e-6)

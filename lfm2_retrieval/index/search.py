@@ -94,11 +94,15 @@ def maxsim_per_doc(sims: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return best.sum(1).numpy()
 
 
+def _bounds(segment: Segment, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first token, end token) of each of the segment's chunks `docs`."""
+    return segment.doc_offsets[docs].astype(np.int64), segment.doc_offsets[docs + 1].astype(np.int64)
+
+
 def exact_scores(segment: Segment, codec: ResidualCodec, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """MaxSim of q against the decompressed, normalised vectors of `docs` (compiled kernel)."""
-    starts = segment.doc_offsets[docs].astype(np.int64)
-    ends = segment.doc_offsets[docs + 1].astype(np.int64)
-    return kernels.exact_maxsim(q, codec.centroids, codec.byte_table, segment.codes, segment.residuals, starts, ends)
+    return kernels.exact_maxsim(q, codec.centroids, codec.byte_table, segment.codes, segment.residuals,
+                                *_bounds(segment, docs))
 
 
 # Stage 1's estimate of an unprobed match, as a share of the last probed centroid's score (see
@@ -207,35 +211,34 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
 
     # Stage 1: candidates from probed centroids, estimated from those centroids alone. Probing
     # widens while all segments together yield under the probing target (sparse lists, filters).
+    # Segments are looked up on all cores at once, each with its estimates (wasted only when
+    # the probing widens, or when all candidates survive, both cheap: few candidates).
     nprobe = min(params.nprobe, plan.max_probe)
     while True:
-        probed = plan.probed(nprobe)
-        lookups = []
-        for s, segment, mask, _ in live:
+        probed, missing = plan.probed(nprobe), plan.unprobed_estimate(nprobe)
+
+        def lookup(item: tuple) -> _Found:
+            s, segment, mask, _ = item
             pair_docs, pair_cent = segment.ivf_lookup(probed)
             docs, slot = kernels.probed_candidates(pair_docs, mask, segment.n_docs)
-            if len(docs):
-                lookups.append((s, docs, (pair_docs, pair_cent, slot)))
-        n_found = sum(len(docs) for _, docs, _ in lookups)
+            return _Found(s, docs, kernels.probed_estimates(plan.scores, pair_docs, pair_cent, slot, len(docs), missing))
+
+        found = [f for f in kernels.parallel_map(lookup, live, [n for *_, n in live]) if len(f.docs)]
+        n_found = sum(len(f.docs) for f in found)
         if n_found >= params.probe_target or nprobe >= plan.max_probe:
             break
         nprobe = min(2 * nprobe, plan.max_probe)
-    if not lookups:
+    if not found:
         return []
-    found = [_Found(s, docs) for s, docs, _ in lookups]
-    if n_found > params.candidates:
-        missing = plan.unprobed_estimate(nprobe)
-        for f, (_, _, (pair_docs, pair_cent, slot)) in zip(found, lookups):
-            f.scores = kernels.probed_estimates(plan.scores, pair_docs, pair_cent, slot, len(f.docs), missing)
-        found = _best_across(found, params.candidates)
+    found = _best_across(found, params.candidates)
 
     # Stage 2: centroid interaction over every token of the candidates, with pruning.
     if sum(len(f.docs) for f in found) > params.rerank:
-        for f in found:
-            segment = segments[f.segment]
-            starts = segment.doc_offsets[f.docs].astype(np.int64)
-            ends = segment.doc_offsets[f.docs + 1].astype(np.int64)
-            f.scores = kernels.centroid_interaction(plan.scores, plan.keep, segment.codes, starts, ends)
+        ranges = [_bounds(segments[f.segment], f.docs) for f in found]
+        scores = kernels.centroid_interaction_each(plan.scores, plan.keep, [
+            (segments[f.segment].codes, starts, ends) for f, (starts, ends) in zip(found, ranges)])
+        for f, f_scores in zip(found, scores):
+            f.scores = f_scores
         found = _best_across(found, params.rerank)
 
     # Stage 3: exact MaxSim on decompressed vectors.
@@ -244,9 +247,12 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
 
 def _exact_top(found: list[_Found], segments: Sequence[Segment], codec: ResidualCodec, q: np.ndarray,
                k: int) -> list[tuple[float, int, int]]:
-    out = []
+    jobs = []
     for f in found:
-        scores = exact_scores(segments[f.segment], codec, q, f.docs)
+        segment = segments[f.segment]
+        jobs.append((segment.codes, segment.residuals, *_bounds(segment, f.docs)))
+    out = []
+    for f, scores in zip(found, kernels.exact_maxsim_each(q, codec.centroids, codec.byte_table, jobs)):
         out.extend(zip(scores.tolist(), [f.segment] * len(f.docs), f.docs.tolist()))
     out.sort(key=lambda t: -t[0])
     return out[:k]
