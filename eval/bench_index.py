@@ -32,12 +32,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Before torch: the package sets how long torch's OpenMP workers spin (lfm2_retrieval/__init__.py),
+# as it does in `lfm2-search serve`; imported after torch it could not.
 from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from synthetic_vectors import clustered_docs, clustered_queries, topic_pool  # noqa: E402
 
 DIM = 128

@@ -67,37 +67,44 @@ def test_probe_order_is_each_query_tokens_best_centroids():
     assert kernels.probe_order(scores, 10_000, 0.0)[0].shape == (7, 500)  # capped at K
 
 
-def test_probe_order_in_blocks_equals_one_pass():
-    scores = np.random.default_rng(4).standard_normal((1000, 6)).astype(np.float32)
+def test_probe_order_in_parts_equals_one_pass(monkeypatch):
+    """A scan a core, merged, gives one scan's lists, ties included (the lower centroid first)."""
+    scores = np.round(np.random.default_rng(4).standard_normal((1000, 6)), 1).astype(np.float32)  # many ties
     whole, keep = kernels.probe_order(scores, 8, 0.5)
-    order, keep_blocks, probe = kernels.new_probe(1000, 6, 8, 0.5)
-    for first in range(0, 1000, 300):  # blocks of 300, the last one short
-        probe(scores[first:first + 300], first)
+    monkeypatch.setattr(kernels, "_MIN_SPLIT_CENTROIDS", 300)
+    if kernels._POOL is None:
+        pytest.skip("one core: nothing is split")
+    order, keep_parts = kernels.probe_order(scores, 8, 0.5)
     np.testing.assert_array_equal(order, whole)
-    np.testing.assert_array_equal(keep_blocks, keep)
+    np.testing.assert_array_equal(keep_parts, keep)
+    np.testing.assert_array_equal(whole, np.argsort(-scores, axis=0, kind="stable")[:8].T)
 
 
 def test_stage_one_candidates_and_estimates():
-    """Distinct allowed chunks of the probed (chunk, centroid) pairs, and each one's estimate:
-    per query token the best score of its probed centroids, or the floor where it has none."""
+    """The allowed chunks of the probed lists, and each one's estimate: per query token the best
+    score of the token's own probed lists that hold the chunk, or the floor where none does."""
     rng = np.random.default_rng(5)
-    n_chunks, nq = 50, 4
-    scores = rng.standard_normal((20, nq)).astype(np.float32)
-    pair_docs = rng.integers(0, n_chunks, size=120)
-    pair_cent = rng.integers(0, 20, size=120)
+    n_chunks, nq, n_lists, nprobe = 50, 4, 12, 5
+    lists = [np.unique(rng.integers(0, n_chunks, size=rng.integers(0, 15))) for _ in range(n_lists)]
+    list_docs = np.concatenate(lists).astype(np.int64)
+    list_starts = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    token_lists = np.stack([rng.permutation(n_lists)[:nprobe] for _ in range(nq)])
+    token_scores = -np.sort(-rng.random((nq, nprobe)), axis=1).astype(np.float32)  # best first
+    token_scores[2] -= 0.9  # a token whose scores are partly below its floor: it gains nothing from them
+    floor = np.array([0.05, 0.0, 0.2, -0.1], np.float32)
     allowed = rng.random(n_chunks) < 0.7
-    floor = np.array([0.5, -0.2, 0.0, 1.5], np.float32)
     for mask in (None, allowed):
-        docs, slot = kernels.probed_candidates(pair_docs, mask, n_chunks)
-        want = np.unique(pair_docs if mask is None else pair_docs[mask[pair_docs]])
+        docs, got = kernels.probed_estimates(list_docs, list_starts, token_lists, token_scores, floor, mask, n_chunks)
+        want = np.unique(list_docs if mask is None else list_docs[mask[list_docs]])
         np.testing.assert_array_equal(docs, want)
-        assert (slot[docs] == np.arange(len(docs))).all() and (np.delete(slot, docs) == -1).all()
-        got = kernels.probed_estimates(scores, pair_docs, pair_cent, slot, len(docs), floor)
-        ref = [np.maximum(floor, scores[pair_cent[pair_docs == d]].max(0)).sum() for d in docs]
+        ref = []
+        for d in docs:
+            total = 0.0
+            for a in range(nq):
+                held = [token_scores[a, p] for p in range(nprobe) if d in lists[token_lists[a, p]]]
+                total += max([floor[a], *held])
+            ref.append(total)
         np.testing.assert_allclose(got, ref, rtol=1e-6)
-        without = kernels.probed_estimates(scores, pair_docs, pair_cent, slot, len(docs))  # floor 0
-        np.testing.assert_allclose(without, [np.maximum(0, scores[pair_cent[pair_docs == d]].max(0)).sum()
-                                             for d in docs], rtol=1e-6)
 
 
 def test_split_across_threads_gives_the_same_scores(encoded, monkeypatch):

@@ -12,11 +12,12 @@ arithmetic. Here each token is read once and everything happens in registers and
 - exact_maxsim: decompress each token of a chunk (centroid + bucket weights, copied as 8-byte
   words), L2-normalise it, multiply the chunk's tokens by the query's (one small BLAS GEMM),
   keep the best per query token; a chunk's score is their sum.
-- probe_order: each query token's best centroids, from one pass over the centroid scores
-  (torch.topk along the short axis of a [K, nq] array took longer than the matrix product).
-- probed_candidates / probed_estimates: stage 1's distinct chunks of the probed inverted lists
-  and their estimates, without sorting the (chunk, centroid) pairs or gathering a row of scores
-  for each of them.
+- probe_order: each query token's best centroids, from one pass over the centroid scores, a
+  part a core (torch.topk along the short axis of a [K, nq] array took longer than the matrix
+  product).
+- probed_estimates: stage 1's chunks of the probed inverted lists and their estimates, each
+  query token reading its own lists once, best first (no sort of the (chunk, centroid) pairs,
+  no running maxima per chunk and query token).
 
 All release the GIL (`nogil`), so concurrent searches run on separate cores; the scoring
 stages take chunks as (start, end) token ranges of one segment. Compiled code is cached on disk after
@@ -177,41 +178,32 @@ def _probe_order(scores, first, threshold, top, order, keep):  # pragma: no cove
 
 
 @numba.njit(**_OPTIONS)
-def _probed_candidates(pair_docs, allowed, slot, docs):  # pragma: no cover (compiled)
-    """Distinct allowed chunks of the (chunk, centroid) pairs, ascending, into docs (returns
-    how many); slot[chunk] := its place there. Marks, then one scan of the segment: no sort."""
-    for p in range(len(pair_docs)):
-        d = pair_docs[p]
-        if len(allowed) == 0 or allowed[d]:
-            slot[d] = 0
-    n = 0
-    for d in range(len(slot)):
-        if slot[d] == 0:
-            slot[d] = n
-            docs[n] = d
-            n += 1
-    return n
+def _token_gains(list_docs, list_starts, token_lists, gains, reached, gain):  # pragma: no cover (compiled)
+    """For each query token in turn, its probed lists best first: a chunk first reached by the
+    token in a list gains that list's gain; later lists of the token add nothing to it (they
+    score no more). reached[chunk] is the last token (plus one) that reached it."""
+    nq, nprobe = token_lists.shape
+    for a in range(nq):
+        for p in range(nprobe):
+            g = gains[a, p]
+            lst = token_lists[a, p]
+            for e in range(list_starts[lst], list_starts[lst + 1]):
+                d = list_docs[e]
+                if reached[d] <= a:
+                    reached[d] = a + 1
+                    gain[d] += g
 
 
 @numba.njit(**_OPTIONS)
-def _probed_estimates(scores, pair_docs, pair_cent, slot, n_docs, floor, out):  # pragma: no cover (compiled)
-    """Each candidate's best probed centroid score per query token (floor[a] at worst), summed."""
-    nq = scores.shape[1]
-    best = np.empty((n_docs, nq), np.float32)
-    for i in range(n_docs):
-        best[i, :] = floor
-    for p in range(len(pair_docs)):
-        i = slot[pair_docs[p]]
-        if i < 0:
-            continue
-        row = scores[pair_cent[p]]
-        for a in range(nq):
-            best[i, a] = max(best[i, a], row[a])
-    for i in range(n_docs):
-        total = np.float32(0.0)
-        for a in range(nq):
-            total += best[i, a]
-        out[i] = total
+def _reached_chunks(reached, gain, allowed, base, docs, estimates):  # pragma: no cover (compiled)
+    """The allowed chunks some token reached, ascending, with their estimates; returns how many."""
+    n = 0
+    for d in range(len(reached)):
+        if reached[d] > 0 and (len(allowed) == 0 or allowed[d]):
+            docs[n] = d
+            estimates[n] = base + gain[d]
+            n += 1
+    return n
 
 
 # Single-query latency: a stage's chunks, over all segments, are split across cores. The
@@ -292,27 +284,34 @@ def centroid_interaction_each(scores: np.ndarray, keep: np.ndarray,
     return _run_split(_centroid_interaction, [((scores, keep, codes), starts, ends) for codes, starts, ends in segments])
 
 
+_MIN_SPLIT_CENTROIDS = 16384  # a probe scan of fewer is not worth a hand-off
+
+
 def probe_order(scores: np.ndarray, nprobe: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """([nq, nprobe] best centroids of each query token, best first; [K] keep mask)."""
-    order, keep, probe = new_probe(scores.shape[0], scores.shape[1], nprobe, threshold)
-    probe(scores, 0)
-    return order, keep
-
-
-def new_probe(n_centroids: int, nq: int, nprobe: int, threshold: float):
-    """(order, keep, probe): probe(block_scores, first) folds the scores of centroids first..
-    into order ([nq, nprobe]) and keep ([K]), so that a query plan can scan each block of
-    centroid scores while it is still in cache, right after computing it."""
+    """([nq, nprobe] best centroids of each query token, best first; [K] keep mask: a centroid's
+    best score over the query reaches `threshold`). Large codecs are scanned in a part a core,
+    each part's best lists merged at the end."""
+    n_centroids, nq = scores.shape
     nprobe = min(nprobe, n_centroids)
-    order = np.zeros((nq, nprobe), dtype=np.int64)
     keep = np.empty(n_centroids, dtype=np.bool_)
-    top = np.full((nq, nprobe), -np.inf, dtype=np.float32)
-    threshold = np.float32(threshold)
+    parts = min(_WORKERS, max(1, n_centroids // _MIN_SPLIT_CENTROIDS)) if _POOL is not None else 1
+    bounds = np.linspace(0, n_centroids, parts + 1).astype(np.int64)
 
-    def probe(block: np.ndarray, first: int) -> None:
-        _probe_order(block, first, threshold, top, order, keep[first:first + len(block)])
+    def scan(part: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        first, end = part
+        top = np.full((nq, nprobe), -np.inf, dtype=np.float32)
+        order = np.zeros((nq, nprobe), dtype=np.int64)
+        _probe_order(scores[first:end], first, np.float32(threshold), top, order, keep[first:end])
+        return top, order
 
-    return order, keep, probe
+    found = parallel_map(scan, list(zip(bounds[:-1], bounds[1:])), [1.0] * parts)
+    if len(found) == 1:
+        return found[0][1], keep
+    top = np.concatenate([t for t, _ in found], axis=1)
+    order = np.concatenate([o for _, o in found], axis=1)
+    # Best first; between equal scores the lower centroid, as one scan would order them.
+    best = np.lexsort((order, -top), axis=1)[:, :nprobe]
+    return np.take_along_axis(order, best, axis=1), keep
 
 
 def exact_maxsim(q: np.ndarray, centroids: np.ndarray, table: np.ndarray, codes: np.ndarray,
@@ -332,22 +331,26 @@ def exact_maxsim_each(q: np.ndarray, centroids: np.ndarray, table: np.ndarray,
                                       for codes, residuals, starts, ends in segments])
 
 
-def probed_candidates(pair_docs: np.ndarray, allowed: np.ndarray | None, n_chunks: int) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct allowed chunks of the pairs, ascending; slot of every chunk of the segment in
-    that array, -1 where absent). Marks in an array the size of the segment, where
-    np.unique(return_inverse) sorted every pair and a mask kept a copy of them."""
-    slot = np.full(n_chunks, -1, dtype=np.int64)
+def probed_estimates(list_docs: np.ndarray, list_starts: np.ndarray, token_lists: np.ndarray,
+                     token_scores: np.ndarray, floor: np.ndarray, allowed: np.ndarray | None,
+                     n_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 1: (the allowed chunks of the probed lists, ascending; their estimates).
+
+    list_docs: the chunks of the probed inverted lists laid end to end, list l at
+    list_starts[l]:list_starts[l + 1]; token_lists [nq, nprobe]: each query token's probed lists,
+    best first, and token_scores the token's score of each. A chunk's estimate is, summed over
+    query tokens, the best score of the token's own probed lists that hold the chunk, or
+    floor[q] where none does (the missing-similarity estimate of XTR and WARP; floor is below
+    every probed score). Each token reads its lists once, best first, and a chunk takes the
+    first; no [chunks, nq] array of running maxima is kept (it was 6 MB a query at 72k
+    candidates, and 3 ms to fill, update and sum)."""
+    floor = np.ascontiguousarray(floor, dtype=np.float32)
+    gains = np.maximum(np.asarray(token_scores, np.float32) - floor[:, None], 0).astype(np.float32)
+    reached = np.zeros(n_chunks, dtype=np.int32)
+    gain = np.zeros(n_chunks, dtype=np.float32)
+    _token_gains(list_docs, list_starts, np.ascontiguousarray(token_lists, dtype=np.int64), gains, reached, gain)
     docs = np.empty(n_chunks, dtype=np.int64)
-    n = _probed_candidates(pair_docs, np.empty(0, dtype=np.bool_) if allowed is None else allowed, slot, docs)
-    return docs[:n], slot
-
-
-def probed_estimates(scores: np.ndarray, pair_docs: np.ndarray, pair_cent: np.ndarray, slot: np.ndarray,
-                  n_docs: int, floor: np.ndarray | None = None) -> np.ndarray:
-    """Stage 1's estimate of the n_docs candidates: sum_q max over the chunk's probed centroids of
-    scores[c, q] (a chunk appears in a pair for each probed centroid it has a token at), and
-    floor[q] (default 0) for a query token none of whose probed centroids the chunk has."""
-    out = np.empty(n_docs, dtype=np.float32)
-    floor = np.zeros(scores.shape[1], np.float32) if floor is None else np.ascontiguousarray(floor, np.float32)
-    _probed_estimates(scores, pair_docs, pair_cent, slot, n_docs, floor, out)
-    return out
+    estimates = np.empty(n_chunks, dtype=np.float32)
+    n = _reached_chunks(reached, gain, np.empty(0, dtype=np.bool_) if allowed is None else allowed,
+                        np.float32(floor.sum()), docs, estimates)
+    return docs[:n], estimates[:n]

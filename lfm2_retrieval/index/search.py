@@ -8,9 +8,10 @@ the work of one segment of the same chunks (search_segments).
 1. Candidates. Centroid scores S = Q C^T. Each query token probes its `nprobe` best centroids
    (doubled while that yields under the probing target, as with selective filters); the
    inverted files give the chunks with a token at any probed centroid. Each candidate gets a
-   cheap estimate from the probed centroids alone: sum_q max_{c probed, c in doc} S[q, c], where
-   a query token with no probed centroid in the chunk counts a share of its last probed
-   centroid's score (QueryPlan.unprobed_estimate). The best `candidates` survive.
+   cheap estimate from the probed centroids alone: sum_q max_{c probed by q, c in doc} S[q, c],
+   where a query token none of whose probed centroids the chunk has counts a share of its last
+   probed centroid's score (QueryPlan.unprobed_estimate; XTR's and WARP's estimate). The best
+   `candidates` survive.
 2. Centroid interaction (PLAID). Every token of a surviving chunk is stood in for by its
    centroid: sum_q max_t S[q, code[t]], with centroid pruning (centroids whose best score
    over the query is below `centroid_threshold` count as 0). The best `rerank` survive.
@@ -111,7 +112,6 @@ def exact_scores(segment: Segment, codec: ResidualCodec, q: np.ndarray, docs: np
 # at 0.9, 0.995 at 0.95, and 0.947 at 1.0, where a match at the last probed centroid counts no
 # more than none.
 MISSING_SHARE = 0.9
-PLAN_BLOCK = 8192  # centroids a block of the query plan (1 MB of scores at 32 query tokens)
 
 
 class QueryPlan:
@@ -121,22 +121,25 @@ class QueryPlan:
 
     def __init__(self, codec: ResidualCodec, q: np.ndarray, params: "SearchParams") -> None:
         self.threshold = params.centroid_threshold
-        centroids, qt = torch.from_numpy(codec.centroids), torch.from_numpy(q).T
-        scores = torch.empty(len(centroids), len(q))
-        self.order, self.keep, probe = kernels.new_probe(len(centroids), len(q), params.nprobe, self.threshold)
-        # Block by block, each scanned for the probe order while it is still in cache: at 65k
-        # centroids the whole [K, nq] array is 8 MB, and reading it back cost more than making it.
-        for first in range(0, len(centroids), PLAN_BLOCK):
-            block = scores[first:first + PLAN_BLOCK]
-            torch.mm(centroids[first:first + PLAN_BLOCK], qt, out=block)
-            probe(block.numpy(), first)
-        self.scores = scores.numpy()
+        # One product (torch's threads), then the scan for each token's best centroids (a part
+        # a core, kernels.probe_order): at 65k centroids 1.3 + 1.1 ms; products of 8k-centroid
+        # blocks, each scanned while in cache, took 3.6 ms, most of it in hand-offs between
+        # torch's threads and the scan.
+        self.scores = similarities(codec.centroids, q)
+        self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold)
         self.max_probe = min(codec.num_centroids, 16 * params.nprobe)
 
     def probed(self, nprobe: int) -> np.ndarray:
         """The centroids probed by the `nprobe` best of each query token, once each."""
         self._widen(nprobe)
         return np.unique(self.order[:, :nprobe])
+
+    def token_probes(self, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probed centroids once each, ascending; [nq, nprobe] where each query token's best
+        centroids are in that array, best first; [nq, nprobe] the token's scores of them)."""
+        probed = self.probed(nprobe)
+        order = self.order[:, :nprobe]
+        return probed, np.searchsorted(probed, order), self.scores[order, np.arange(len(order))[:, None]]
 
     def unprobed_estimate(self, nprobe: int) -> np.ndarray:
         """[nq]: what stage 1 counts for a query token none of whose probed centroids a chunk
@@ -215,13 +218,15 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
     # the probing widens, or when all candidates survive, both cheap: few candidates).
     nprobe = min(params.nprobe, plan.max_probe)
     while True:
-        probed, missing = plan.probed(nprobe), plan.unprobed_estimate(nprobe)
+        probed, token_lists, token_scores = plan.token_probes(nprobe)
+        missing = plan.unprobed_estimate(nprobe)
 
         def lookup(item: tuple) -> _Found:
             s, segment, mask, _ = item
-            pair_docs, pair_cent = segment.ivf_lookup(probed)
-            docs, slot = kernels.probed_candidates(pair_docs, mask, segment.n_docs)
-            return _Found(s, docs, kernels.probed_estimates(plan.scores, pair_docs, pair_cent, slot, len(docs), missing))
+            list_docs, list_centroid = segment.ivf_lookup(probed)  # list by list, in probed's order
+            list_starts = np.append(np.searchsorted(list_centroid, probed), len(list_docs))
+            return _Found(s, *kernels.probed_estimates(list_docs, list_starts, token_lists, token_scores, missing,
+                                                       mask, segment.n_docs))
 
         found = [f for f in kernels.parallel_map(lookup, live, [n for *_, n in live]) if len(f.docs)]
         n_found = sum(len(f.docs) for f in found)
