@@ -73,10 +73,14 @@ class BM25Index:
     def __init__(self, bm25, size: int, lengths: np.ndarray | None = None) -> None:
         self._bm25 = bm25
         self.size = size
-        self.lengths = lengths  # tokens of each text, as BM25 counts them (None: not stored)
+        # Tokens of each text, as BM25 counts them (None: not stored).
+        self.lengths = None if lengths is None else np.asarray(lengths)
         # Their sum, once: every search of a larger collection asks for it.
         self.total_length = None if lengths is None else int(np.sum(lengths, dtype=np.int64))
         self._vocab = set(bm25.vocab_dict)
+        # The score matrix's arrays as plain ndarrays over the same mapped memory: every slice of
+        # a np.memmap builds a memmap object, which was a third of a lexical search's time.
+        self._data, self._indices, self._indptr = (np.asarray(bm25.scores[key]) for key in ("data", "indices", "indptr"))
 
     @classmethod
     def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
@@ -108,7 +112,7 @@ class BM25Index:
 
     def document_frequencies(self, tokens: Sequence[str]) -> np.ndarray:
         """How many texts of this index hold each token (0 for tokens it has never seen)."""
-        indptr = self._bm25.scores["indptr"]
+        indptr = self._indptr
         vocab = self._bm25.vocab_dict
         return np.array([indptr[vocab[t] + 1] - indptr[vocab[t]] if t in vocab else 0 for t in tokens], np.int64)
 
@@ -138,36 +142,28 @@ class BM25Index:
 
     def _scores(self, tokens: list[str], collection: "Collection | None") -> np.ndarray:
         """Sum over the query's tokens of their precomputed BM25 columns, re-weighted to the
-        collection's IDF and average length (as they are without a collection)."""
-        matrix = self._bm25.scores
-        data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
-        ids = [self._bm25.vocab_dict[t] for t in tokens]
-        scores = np.zeros(self.size, np.float32)
-        if collection is None:
-            for token_id in ids:
-                start, end = indptr[token_id], indptr[token_id + 1]
-                np.add.at(scores, indices[start:end], data[start:end])
-            return scores
-        n_docs, df, total_length = (*collection, None)[:3]
-        own_idf = lucene_idf(self.document_frequencies(tokens), self.size)
-        idf = lucene_idf([df.get(t, 0) for t in tokens], n_docs)
-        relengthen = self.lengths is not None and total_length and n_docs and self.total_length
-        if relengthen:
-            b = self._bm25.b  # (k1 cancels out of the conversion below)
-            own_average, all_average = self.total_length / self.size, total_length / n_docs
-        for token_id, own, wanted in zip(ids, own_idf, idf):
-            start, end = indptr[token_id], indptr[token_id + 1]
-            rows, part = indices[start:end], np.asarray(data[start:end], np.float64)
-            if relengthen:  # only the texts holding the token: the query's cost, not the segment's
-                r = np.clip(part / max(own, 1e-12), 0.0, 1.0 - 1e-12)  # tf / (tf + k1 L_part)
+        collection's IDF and average length (as they are without a collection). All the
+        tokens' columns at once: a few array operations a query, not a few per token."""
+        ids = np.array([self._bm25.vocab_dict[t] for t in tokens], np.int64)
+        starts, counts = self._indptr[ids].astype(np.int64), (self._indptr[ids + 1] - self._indptr[ids]).astype(np.int64)
+        positions = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        rows, part = self._indices[positions], np.asarray(self._data[positions], np.float64)
+        if collection is not None:
+            n_docs, df, total_length = (*collection, None)[:3]
+            own = np.repeat(lucene_idf(self.document_frequencies(tokens), self.size), counts)
+            wanted = np.repeat(lucene_idf([df.get(t, 0) for t in tokens], n_docs), counts)
+            if self.lengths is not None and total_length and n_docs and self.total_length:
+                b = self._bm25.b  # (k1 cancels out of the conversion below)
+                own_average, all_average = self.total_length / self.size, total_length / n_docs
+                r = np.clip(part / np.maximum(own, 1e-12), 0.0, 1.0 - 1e-12)  # tf / (tf + k1 L_part)
                 lengths = np.asarray(self.lengths[rows], np.float64)
                 lp = 1 - b + b * lengths / own_average  # L of each text with this part's average length
                 lc = 1 - b + b * lengths / all_average  # and with the collection's
                 part = wanted * r * lp / (r * lp + (1 - r) * lc)
             else:
-                part = part * (wanted / max(own, 1e-9))
-            np.add.at(scores, rows, part.astype(np.float32))
-        return scores
+                part = part * (wanted / np.maximum(own, 1e-9))
+        # Only the texts holding a query token are touched: the query's cost, not the segment's.
+        return np.bincount(rows, weights=part, minlength=self.size).astype(np.float32)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of `query` against every text ([size] float32; 0 where nothing matches)."""
