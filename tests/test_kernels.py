@@ -154,3 +154,24 @@ def test_exact_maxsim_of_chunks_longer_than_a_block(encoded):
     ends = np.array([5, kernels.EXACT_BLOCK + 300, 2990], dtype=np.int64)
     np.testing.assert_allclose(kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts, ends),
                                reference_exact(codec, codes, packed, q, starts, ends), rtol=1e-5, atol=1e-6)
+
+
+def test_stage_one_scratch_is_clean_for_the_next_search():
+    """Stage 1 keeps its per-thread arrays between searches: each search leaves them zero, and a
+    search that stopped half way (marked dirty) gets new ones."""
+    list_docs = np.array([3, 7, 1, 7], dtype=np.int64)
+    list_starts = np.array([0, 2, 4], dtype=np.int64)
+    token_lists, token_scores = np.array([[0, 1]]), np.array([[0.9, 0.5]], np.float32)
+    floor = np.array([0.1], np.float32)
+    first = kernels.probed_estimates(list_docs, list_starts, token_lists, token_scores, floor, None, 10)
+    again = kernels.probed_estimates(list_docs, list_starts, token_lists, token_scores, floor, None, 10)
+    small = kernels.probed_estimates(list_docs[:2], list_starts[:2], token_lists[:, :1], token_scores[:, :1],
+                                     floor, None, 8)
+    for (docs, est), want in [(first, [1, 3, 7]), (again, [1, 3, 7])]:
+        np.testing.assert_array_equal(docs, want)
+        np.testing.assert_allclose(est, [0.5, 0.9, 0.9])
+    np.testing.assert_array_equal(small[0], [3, 7])
+    reached, gain = kernels._zeroed_scratch(10)
+    reached[5], kernels._SCRATCH.dirty = 1, True  # as if a search had stopped between the kernels
+    docs, _ = kernels.probed_estimates(list_docs, list_starts, token_lists, token_scores, floor, None, 10)
+    np.testing.assert_array_equal(docs, [1, 3, 7])

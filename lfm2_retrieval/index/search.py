@@ -239,9 +239,8 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
 
     # Stage 2: centroid interaction over every token of the candidates, with pruning.
     if sum(len(f.docs) for f in found) > params.rerank:
-        ranges = [_bounds(segments[f.segment], f.docs) for f in found]
         scores = kernels.centroid_interaction_each(plan.scores, plan.keep, [
-            (segments[f.segment].codes, starts, ends) for f, (starts, ends) in zip(found, ranges)])
+            (segments[f.segment].codes, *_bounds(segments[f.segment], f.docs)) for f in found])
         for f, f_scores in zip(found, scores):
             f.scores = f_scores
         found = _best_across(found, params.rerank)

@@ -403,4 +403,4 @@ def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def _memmap(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     if shape[0] == 0:
         return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", shape=shape))  # plain ndarray: see load_npy

@@ -30,7 +30,10 @@ def load_npy(path: Path, mmap_mode: str | None = None):
     import numpy as np
 
     with NPY_LOCK:
-        return np.load(path, mmap_mode=mmap_mode)
+        array = np.load(path, mmap_mode=mmap_mode)
+    # A plain ndarray over the mapped memory (it keeps the map open): every index or slice of a
+    # np.memmap builds another memmap object, 1.6 ms of a 16 ms search.
+    return np.asarray(array) if mmap_mode else array
 
 
 class _Stream:
