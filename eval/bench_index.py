@@ -96,20 +96,23 @@ def scifact(n_queries: int) -> Collection | None:
                       lambda: iter([(0, docs)]), dim=encoder.dim)
 
 
-def index_queries(per_language: int = 8, scifact_queries: int = 20) -> list[str]:
+def index_queries(per_language: int = 8, scifact_queries: int = 20, dev: bool = False) -> list[str]:
     """Queries for an index of the real collection (eval/real_collection.py): SciFact's first
     queries and the first questions of every QA language's files, so that every script the
-    collection holds is asked about."""
+    collection holds is asked about. dev: the next ones instead (SciFact's queries 20-39, the
+    next `per_language` questions), on which search settings are tuned, never on the reported."""
     from lfm2_retrieval.evaluation.builders import read_squad
 
-    texts = [json.loads(line)["text"] for line in open(SCIFACT / "queries.jsonl", encoding="utf-8")][:scifact_queries]
+    skip_scifact, skip_questions = (scifact_queries, per_language) if dev else (0, 0)
+    texts = [json.loads(line)["text"] for line in open(SCIFACT / "queries.jsonl", encoding="utf-8")]
+    texts = texts[skip_scifact:skip_scifact + scifact_queries]
     for folder in sorted((SCIFACT.parents[1] / "qa").glob("*")):
         _, questions = read_squad(sorted(folder.glob("*.json")))
-        texts += [q for _, q, _ in questions[:per_language]]
+        texts += [q for _, q, _ in questions[skip_questions:skip_questions + per_language]]
     return texts
 
 
-def existing_index(path: Path, per_language: int) -> tuple[MultiVectorIndex, list[str], list[np.ndarray]]:
+def existing_index(path: Path, per_language: int, dev: bool = False) -> tuple[MultiVectorIndex, list[str], list[np.ndarray]]:
     """An index built by `lfm2-search index`, its queries, and their vectors from the index's model."""
     from lfm2_retrieval import ColBERTEncoder
 
@@ -117,50 +120,61 @@ def existing_index(path: Path, per_language: int) -> tuple[MultiVectorIndex, lis
     source = index.manifest.model_source
     if not source:
         raise SystemExit(f"{path} does not name its model (model_source); rebuild it with lfm2-search index")
-    texts = index_queries(per_language)
+    texts = index_queries(per_language, dev=dev)
     encoder = ColBERTEncoder.from_pretrained(source)
     return index, texts, [np.asarray(q, np.float32) for q in encoder.encode_queries(texts)]
 
 
-def bench_existing(path: Path, per_language: int, variants: dict[str, dict]) -> list[dict]:
+def bench_existing(path: Path, per_language: int, variants: dict[str, dict], repeats: int = 1,
+                   dev: bool = False) -> list[dict]:
     """This index's search on an index built by `lfm2-search index` (real chunks, real vectors),
     at its defaults and at `variants` (name -> SearchParams fields), against its own exhaustive
-    MaxSim, which is computed once and kept beside the index (it takes seconds a query)."""
+    MaxSim, which is computed once per query set and kept beside the index (it takes seconds a
+    query). dev: the tuning queries (index_queries)."""
     from lfm2_retrieval.index.search import SearchParams
 
-    index, texts, queries = existing_index(path, per_language)
+    index, texts, queries = existing_index(path, per_language, dev)
     stats = index.stats()
     name = f"{path.parent.name if path.name == 'index' else path.name} ({stats['chunks']} real chunks, " \
-           f"{stats['segments']} segments)"
+           f"{stats['segments']} segments){', dev queries' if dev else ''}"
     key = f"{index.commit}:{hashlib.blake2b(chr(0).join(texts).encode(), digest_size=8).hexdigest()}"
     truth_file = path.parent / f"{path.name}.exhaustive-top10.json"
-    cached = json.loads(truth_file.read_text()) if truth_file.exists() else {}
-    if cached.get("key") != key:
+    kept = json.loads(truth_file.read_text()) if truth_file.exists() else {}
+    kept = {kept["key"]: kept["top10"]} if "key" in kept else kept  # the one-set file of earlier versions
+    if key not in kept:
         t = time.perf_counter()
-        cached = {"key": key, "top10": [[h.id for h in index.search(q, k=10, exhaustive=True)] for q in queries]}
-        truth_file.write_text(json.dumps(cached))
+        kept[key] = [[h.id for h in index.search(q, k=10, exhaustive=True)] for q in queries]
+        truth_file.write_text(json.dumps(kept))
         print(f"   exhaustive top 10: {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    truth = cached["top10"]
+    truth = kept[key]
     col = Collection(name, stats["chunks"], stats["tokens"], queries, lambda: iter(()), dim=index.dim)
     col.truth = {10: truth}
     base = SearchParams.for_k(10, index.manifest.nbits)
-    rows = []
-    for label, changes in {"defaults": {}, **variants}.items():
-        params = SearchParams(**{**base.__dict__, **changes})
+    settings = {label: SearchParams(**{**base.__dict__, **changes}) for label, changes in {"defaults": {}, **variants}.items()}
+    for params in settings.values():
         for q in queries[:3]:
             index.search(q, k=10, params=params)
-        lat, got = time_queries(lambda q: [h.id for h in index.search(q, k=10, params=params)], queries)
+    # Rounds over all settings in turn, so that a drift of the machine's speed (a shared VM's)
+    # falls on every setting alike; latencies of all rounds are pooled.
+    lat = {label: [] for label in settings}
+    got = {}
+    for _ in range(repeats):
+        for label, params in settings.items():
+            times, got[label] = time_queries(lambda q: [h.id for h in index.search(q, k=10, params=params)], queries)
+            lat[label] += times
+    rows = []
+    for label in settings:
         rows.append(row(f"lfm2-search PLAID nbits={index.manifest.nbits}, {label}", 0.0,
-                        stats["bytes_on_disk"] / stats["tokens"], lat, got, None, col,
+                        stats["bytes_on_disk"] / stats["tokens"], lat[label], got[label], None, col,
                         f"R@10 against its own exhaustive search; {len(queries)} queries (20 SciFact, "
-                        f"{per_language} a QA language); bytes/token: the whole folder"))
+                        f"{per_language} a QA language) x {repeats} rounds; bytes/token: the whole folder"))
         print(rows[-1], file=sys.stderr)
-    rows += bench_engine_modes(path, texts, queries, col, stats["bytes_on_disk"] / stats["tokens"])
+    rows += bench_engine_modes(path, texts, queries, col, stats["bytes_on_disk"] / stats["tokens"], repeats)
     return rows
 
 
 def bench_engine_modes(path: Path, texts: list[str], queries: list[np.ndarray], col: Collection,
-                       bytes_per_token: float) -> list[dict]:
+                       bytes_per_token: float, repeats: int = 1) -> list[dict]:
     """The engine's lexical and hybrid searches (BM25; MaxSim and BM25 fused, its default) on
     the same index and queries, in process, the query vectors encoded beforehand as above."""
     from lfm2_retrieval.engine.engine import SearchEngine
@@ -172,7 +186,7 @@ def bench_engine_modes(path: Path, texts: list[str], queries: list[np.ndarray], 
             return engine.search_encoded([queries[i]], k=10, mode=mode, texts=[texts[i]])[0]
         for i in range(3):
             search(i)
-        lat, _ = time_queries(search, range(len(queries)))
+        lat = [t for _ in range(repeats) for t in time_queries(search, range(len(queries)))[0]]
         rows.append({"collection": col.name, "system": f"lfm2-search engine, {mode} (in process)", "build_s": 0.0,
                      "bytes_per_token": bytes_per_token, "p50_ms": 1000 * statistics.median(lat),
                      "p95_ms": 1000 * float(np.percentile(lat, 95)), "qps": len(lat) / sum(lat),
@@ -427,6 +441,10 @@ def main() -> None:
                         "against its own exhaustive search")
     parser.add_argument("--index-queries", type=int, default=8, help="questions per QA language for --index "
                         "(beside 20 SciFact queries)")
+    parser.add_argument("--dev", action="store_true", help="--index with the tuning queries (SciFact's 20-39 and "
+                        "the next questions of each QA language), never the reported ones")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the --index queries, every setting "
+                        "in turn each round (latencies pooled)")
     parser.add_argument("--variants", default="", help="search settings tried on --index beside the defaults, "
                         "e.g. 'rerank=96;candidates=1024,rerank=128'")
     args = parser.parse_args()
@@ -443,7 +461,7 @@ def main() -> None:
         for spec in [v.strip() for v in args.variants.split(";") if v.strip()]:
             variants[spec] = {k: (float(v) if k == "centroid_threshold" else int(v))
                               for k, v in (item.split("=") for item in spec.split(","))}
-        rows += bench_existing(args.index, args.index_queries, variants)
+        rows += bench_existing(args.index, args.index_queries, variants, args.repeats, args.dev)
     for col in [c for c in collections if c is not None]:
         print(f"== {col.name}: {col.n_docs} docs, {col.n_tokens} tokens", file=sys.stderr)
         t = time.perf_counter()

@@ -57,15 +57,16 @@ class SearchParams:
     @classmethod
     def for_k(cls, k: int, nbits: int = 2) -> "SearchParams":
         """Defaults that widen with k (as PLAID's do). For k <= 10 they are tuned on the real
-        collection (eval/bench_index.py --index eval/out/real-collection/index: 169k chunks of
-        about 150 tokens in 128 languages, 6 segments, 60 queries in 9 languages): recall@10
-        against the index's exhaustive search 0.993 with 4,096 candidates and 480 chunks scored
-        exactly (0.957 with 2,048 and 160, the earlier defaults, which synthetic vectors had
-        found enough; 0.988 with 384; 0.997 with 640). Real token vectors sit far less close to
-        their centroids, so centroid interaction orders them more loosely than synthetic ones.
-        At nbits 2 the exact stage takes a fifth less, as before."""
+        collection's dev queries (eval/bench_index.py --index eval/out/real-collection/index
+        --dev: 169k chunks of about 150 tokens in 128 languages, 6 segments, 60 queries in 9
+        languages, not those the benchmark reports): recall@10 against the index's exhaustive
+        search 0.993 with nprobe 8, 3,072 candidates and 480 chunks scored exactly, as with
+        nprobe 12 and 4,096 (the previous defaults) at 16.4 ms instead of 13.8; 0.992 with 400
+        exact, 0.987 with 2,048 candidates. Real token vectors sit far less close to their
+        centroids than synthetic ones, so centroid interaction orders them loosely and the exact
+        stage needs several hundred chunks. At nbits 2 it takes a fifth less, as before."""
         if k <= 10:
-            return cls(nprobe=12, candidates=4096, rerank=480 if nbits >= 4 else 384, centroid_threshold=0.0,
+            return cls(nprobe=8, candidates=3072, rerank=480 if nbits >= 4 else 384, centroid_threshold=0.0,
                        probe_docs=512)
         if k <= 100:
             return cls(nprobe=16, candidates=4096, rerank=max(1024, 8 * k), centroid_threshold=0.3)
