@@ -9,9 +9,10 @@ arithmetic. Here each token is read once and everything happens in registers and
 
 - centroid_interaction: PLAID's approximate score, sum over query tokens of the best
   centroid score among a chunk's tokens (pruned centroids score 0).
-- exact_maxsim: decompress each token of a chunk (centroid + bucket weights, copied as 8-byte
-  words), L2-normalise it, multiply the chunk's tokens by the query's (one small BLAS GEMM),
-  keep the best per query token; a chunk's score is their sum.
+- exact_maxsim: decompress each token (centroid + bucket weights, copied as 8-byte words) into
+  a block of up to EXACT_BLOCK tokens of whole chunks, multiply the block by the query (one BLAS
+  product), scale each row by its token's inverse norm and keep each chunk's best per query
+  token; a chunk's score is their sum.
 - probe_order: each query token's best centroids, from one pass over the centroid scores, a
   part a core (torch.topk along the short axis of a [K, nq] array took longer than the matrix
   product).
@@ -19,9 +20,10 @@ arithmetic. Here each token is read once and everything happens in registers and
   query token reading its own lists once, best first (no sort of the (chunk, centroid) pairs,
   no running maxima per chunk and query token).
 
-All release the GIL (`nogil`), so concurrent searches run on separate cores; the scoring
-stages take chunks as (start, end) token ranges of one segment. Compiled code is cached on disk after
-the first call of a process (numba's `cache=True`).
+All release the GIL (`nogil`), so concurrent searches run on separate cores. The scoring
+stages take chunks as (start, end) token ranges of a segment; their `_each` forms take every
+segment's at once and split them across the cores as one piece of work. Compiled code is cached
+on disk after the first call of a process (numba's `cache=True`).
 """
 
 from __future__ import annotations
