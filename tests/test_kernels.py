@@ -175,3 +175,25 @@ def test_stage_one_scratch_is_clean_for_the_next_search():
     reached[5], kernels._SCRATCH.dirty = 1, True  # as if a search had stopped between the kernels
     docs, _ = kernels.probed_estimates(list_docs, list_starts, token_lists, token_scores, floor, None, 10)
     np.testing.assert_array_equal(docs, [1, 3, 7])
+
+
+def test_scipy_blas_runs_on_one_thread():
+    """The exact kernel's products go through SciPy's OpenBLAS, which must not thread them: its
+    spinning threads took the cores from the kernels' own (a search took twice as long)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    scipy_blas = [i for i in threadpoolctl.threadpool_info()
+                  if i["internal_api"] == "openblas" and "scipy" in i["filepath"].rsplit("/", 2)[-2]]
+    assert scipy_blas and all(i["num_threads"] == 1 for i in scipy_blas)
+
+
+def test_the_package_sets_how_long_openmp_workers_spin():
+    """lfm2_retrieval sets GOMP_SPINCOUNT before torch loads OpenMP, unless the user set it."""
+    import subprocess
+    import sys
+
+    code = "import os, lfm2_retrieval; print(os.environ['GOMP_SPINCOUNT'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "GOMP_SPINCOUNT"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "10000"
+    assert subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "123"}, capture_output=True,
+                          text=True, check=True).stdout.strip() == "123"
