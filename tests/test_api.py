@@ -1,6 +1,7 @@
 """The HTTP API through FastAPI's TestClient: every endpoint, its errors, auth and limits."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -239,6 +240,31 @@ def test_batcher_merges_concurrent_queries():
     batcher.close()
     assert all(results[i][0][0, 0] == i for i in range(1, 9))  # each caller gets its own vectors
     assert sum(calls) == 8 and len(calls) < 8  # and they shared forward passes
+
+
+def test_batcher_does_not_wait_for_company_when_a_request_is_alone():
+    """With no other request being served, a query is encoded at once, not after the window;
+    with others being served, the window still gathers theirs into one pass."""
+    calls = []
+
+    def encode(texts):
+        calls.append(len(texts))
+        return [np.zeros((1, 2), np.float32) for _ in texts]
+
+    busy = {"others": False}
+    batcher = QueryBatcher(encode, window_s=0.5, alone=lambda: not busy["others"])
+    started = time.perf_counter()
+    batcher.encode(["alone"])
+    assert time.perf_counter() - started < 0.25  # not the 0.5 s window
+    busy["others"] = True
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.update({i: batcher.encode([f"q{i}"])})) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert len(results) == 4 and calls[0] == 1 and sum(calls[1:]) == 4 and len(calls) < 5
 
 
 def test_batcher_isolates_a_failing_request():

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine import RESERVED_METADATA, SearchEngine, TextDocument, validate_filter
 from ..errors import IndexDamagedError, NotFoundError, SearchError, as_search_error
-from .batching import QueryBatcher
+from .batching import QueryBatcher, RequestCount
 from ..shards import shard_policy
 from .schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse, HealthResponse,
                       Hit, IndexInfo, ModelInfo, QueryResults, SearchRequest, SearchResponse, ShardInfo)
@@ -126,7 +126,9 @@ class BodySizeLimit:
 def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     engine.encoder  # noqa: B018 - the model loads now, not in /health on the event loop
-    batcher = QueryBatcher(engine.encode_queries, settings.max_batch, settings.batch_window_ms / 1000)
+    searching = RequestCount()
+    batcher = QueryBatcher(engine.encode_queries, settings.max_batch, settings.batch_window_ms / 1000,
+                           alone=lambda: searching.value <= 1)
     search_slots = threading.BoundedSemaphore(settings.max_concurrent_searches)
 
     @asynccontextmanager
@@ -231,11 +233,12 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
         if request.filter is not None:
             validate_filter(request.filter)  # before the work of encoding: FilterError, 400
         texts = request.texts()
-        vectors = batcher.encode(texts) if request.mode != "lexical" else None
-        with search_slots, shard_policy(settings.shard_timeout_s, request.allow_partial) as shards:
-            hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
-                                         alpha=request.alpha, fusion=request.fusion, texts=texts,
-                                         per_document=request.per_document)
+        with searching:
+            vectors = batcher.encode(texts) if request.mode != "lexical" else None
+            with search_slots, shard_policy(settings.shard_timeout_s, request.allow_partial) as shards:
+                hits = engine.search_encoded(vectors, k=request.k, filter=request.filter, mode=request.mode,
+                                             alpha=request.alpha, fusion=request.fusion, texts=texts,
+                                             per_document=request.per_document)
         results = []
         for i, (q, qh) in enumerate(zip(texts, hits)):
             why = engine.explain_hits(q, qh, vectors[i]) if request.explain and vectors is not None else [None] * len(qh)
