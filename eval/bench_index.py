@@ -169,17 +169,17 @@ def bench_existing(path: Path, per_language: int, variants: dict[str, dict], rep
                         f"R@10 against its own exhaustive search; {len(queries)} queries (20 SciFact, "
                         f"{per_language} a QA language) x {repeats} rounds; bytes/token: the whole folder"))
         print(rows[-1], file=sys.stderr)
-    rows += bench_engine_modes(path, texts, queries, col, stats["bytes_on_disk"] / stats["tokens"], repeats)
+    rows += bench_engine_modes(index, texts, queries, col, stats["bytes_on_disk"] / stats["tokens"], repeats)
     return rows
 
 
-def bench_engine_modes(path: Path, texts: list[str], queries: list[np.ndarray], col: Collection,
+def bench_engine_modes(index: MultiVectorIndex, texts: list[str], queries: list[np.ndarray], col: Collection,
                        bytes_per_token: float, repeats: int = 1) -> list[dict]:
     """The engine's lexical and hybrid searches (BM25; MaxSim and BM25 fused, its default) on
-    the same index and queries, in process, the query vectors encoded beforehand as above."""
+    the same open index and queries, in process, the query vectors encoded beforehand as above."""
     from lfm2_retrieval.engine.engine import SearchEngine
 
-    engine = SearchEngine.open(path)
+    engine = SearchEngine(index)  # no encoder is loaded: the vectors are given
     rows = []
     for mode in ("lexical", "hybrid"):
         def search(i: int) -> list:
