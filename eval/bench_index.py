@@ -258,14 +258,31 @@ def row(system, build_s, bytes_per_token, lat10, res10, res100, col, note="") ->
             "note": note}
 
 
-def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None) -> dict:
-    path = workdir / f"ours-{nbits}"
+def build_ours(col: Collection, nbits: int, path: Path) -> tuple[MultiVectorIndex, float | None, str]:
+    """(index, build seconds, note). An index that a --keep run finished before for the same
+    collection and nbits is opened instead (its build time is the one that run recorded)."""
+    done = path / "bench-build.json"
+    if done.exists():
+        info = json.loads(done.read_text())
+        if info["collection"] == col.name and info["n_docs"] == col.n_docs and info["nbits"] == nbits:
+            print(f"   reusing {path} (built in {info['build_s']:.0f} s)", file=sys.stderr)
+            return MultiVectorIndex(path), info["build_s"], f"build peak RSS {info['build_rss_gb']:.1f} GB (earlier run)"
+    shutil.rmtree(path, ignore_errors=True)
     t = time.perf_counter()
     index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits)
     with index.writer(expected_tokens=col.n_tokens) as w:
         for start, docs in col.chunks():
             w.add([str(start + i) for i in range(len(docs))], docs)
-    build = time.perf_counter() - t
+    build, rss = time.perf_counter() - t, peak_rss_gb()  # the process's peak so far: generation included
+    done.write_text(json.dumps({"collection": col.name, "n_docs": col.n_docs, "nbits": nbits, "build_s": build,
+                                "build_rss_gb": rss}))
+    print(f"   built in {build:.0f} s, peak RSS {rss:.1f} GB", file=sys.stderr)
+    return index, build, f"build peak RSS {rss:.1f} GB"
+
+
+def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None, keep: bool = False) -> dict:
+    path = workdir / f"ours-{nbits}-{col.name.split()[0]}"
+    index, build, build_note = build_ours(col, nbits, path)
     # Vector storage only (codes, residuals, offsets, inverted file); the document payload
     # (docs.parquet, records.bin) is reported in the note.
     payload = {"docs.parquet", "records.bin", "record_offsets.npy", "segment.json"}
@@ -285,10 +302,11 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
     r = row(f"lfm2-search PLAID nbits={nbits}", build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
             f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
-            f"peak RSS {peak_rss_gb():.1f} GB, "
+            f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, {index.stats()['segments']} segments, "
             f"{index.stats()['centroids']} centroids, +{payload_bytes / col.n_tokens:.1f} B/token document payload")
     del index
-    shutil.rmtree(path, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
     return r
 
 
@@ -436,6 +454,8 @@ def main() -> None:
                              "150-220 tokens it takes over an hour; rows then give recall against the index's "
                              "own exhaustive search only)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--keep", type=Path, help="build this index's collections in this folder and keep them; a "
+                        "later run with the same --keep reuses a finished one (search again without rebuilding)")
     parser.add_argument("--index", type=Path, help="also search this index built by `lfm2-search index` (e.g. "
                         "eval/out/real-collection/index from eval/real_collection.py): real chunks, real vectors, "
                         "against its own exhaustive search")
@@ -474,7 +494,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="lfm2-bench-index-") as tmp:
             work = Path(tmp)
             for nbits in [int(b) for b in args.nbits.split(",") if b.strip()]:
-                rows.append(bench_ours(col, nbits, work, args.own_queries))
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep)))
                 print(rows[-1], file=sys.stderr)
                 gc.collect()
             if col.n_docs <= args.torch_max_docs:
