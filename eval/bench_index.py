@@ -36,16 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Before torch: the package sets how long torch's OpenMP workers spin (lfm2_retrieval/__init__.py),
 # as it does in `lfm2-search serve`; imported after torch it could not.
-from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
+from lfm2_retrieval.index import MultiVectorIndex, default_num_centroids  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from scifact_vectors import SCIFACT, scifact_vectors  # noqa: E402
 from synthetic_vectors import clustered_docs, clustered_queries, topic_pool  # noqa: E402
 
 DIM = 128
 CHUNK_DOCS = 20_000
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 
 
 @dataclass
@@ -76,24 +76,13 @@ def synthetic(n_docs: int, n_queries: int, dim: int = DIM, doc_tokens: tuple[int
 
 def scifact(n_queries: int) -> Collection | None:
     """SciFact's 5,183 abstracts and its first queries, encoded by the default model (the
-    embedded trained model unless $LFM2_SEARCH_MODEL names another)."""
-    if not (SCIFACT / "corpus.jsonl").exists():
+    embedded trained model unless $LFM2_SEARCH_MODEL names another), cached after the first run."""
+    found = scifact_vectors(n_queries)
+    if found is None:
         return None
-    from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.model.locations import NoModelError, default_model
-
-    try:
-        model = default_model()
-    except NoModelError:
-        return None
-    texts = [json.loads(line) for line in open(SCIFACT / "corpus.jsonl", encoding="utf-8")]
-    texts = [f"{d.get('title', '')}. {d['text']}" for d in texts]
-    queries = [json.loads(line)["text"] for line in open(SCIFACT / "queries.jsonl", encoding="utf-8")][:n_queries]
-    encoder = ColBERTEncoder.from_pretrained(model)
-    docs = encoder.encode_documents(texts, show_progress=True)
-    q = encoder.encode_queries(queries)
-    return Collection(f"SciFact ({Path(model).name} model)", len(docs), sum(len(d) for d in docs), q,
-                      lambda: iter([(0, docs)]), dim=encoder.dim)
+    docs, q, model = found
+    return Collection(f"SciFact ({model.name} model)", len(docs), sum(len(d) for d in docs), q,
+                      lambda: iter([(0, docs)]), dim=docs[0].shape[1])
 
 
 def index_queries(per_language: int = 8, scifact_queries: int = 20, dev: bool = False) -> list[str]:
@@ -258,31 +247,37 @@ def row(system, build_s, bytes_per_token, lat10, res10, res100, col, note="") ->
             "note": note}
 
 
-def build_ours(col: Collection, nbits: int, path: Path) -> tuple[MultiVectorIndex, float | None, str]:
+def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = None
+               ) -> tuple[MultiVectorIndex, float | None, str]:
     """(index, build seconds, note). An index that a --keep run finished before for the same
     collection and nbits is opened instead (its build time is the one that run recorded)."""
     done = path / "bench-build.json"
     if done.exists():
         info = json.loads(done.read_text())
-        if info["collection"] == col.name and info["n_docs"] == col.n_docs and info["nbits"] == nbits:
+        if (info["collection"], info["n_docs"], info["nbits"], info.get("centroids")) == (
+                col.name, col.n_docs, nbits, centroids):
             print(f"   reusing {path} (built in {info['build_s']:.0f} s)", file=sys.stderr)
             return MultiVectorIndex(path), info["build_s"], f"build peak RSS {info['build_rss_gb']:.1f} GB (earlier run)"
     shutil.rmtree(path, ignore_errors=True)
     t = time.perf_counter()
-    index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits)
+    index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits, num_centroids=centroids)
     with index.writer(expected_tokens=col.n_tokens) as w:
         for start, docs in col.chunks():
             w.add([str(start + i) for i in range(len(docs))], docs)
     build, rss = time.perf_counter() - t, peak_rss_gb()  # the process's peak so far: generation included
-    done.write_text(json.dumps({"collection": col.name, "n_docs": col.n_docs, "nbits": nbits, "build_s": build,
+    done.write_text(json.dumps({"collection": col.name, "n_docs": col.n_docs, "nbits": nbits, "centroids": centroids,
+                                "build_s": build,
                                 "build_rss_gb": rss}))
     print(f"   built in {build:.0f} s, peak RSS {rss:.1f} GB", file=sys.stderr)
     return index, build, f"build peak RSS {rss:.1f} GB"
 
 
-def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None, keep: bool = False) -> dict:
-    path = workdir / f"ours-{nbits}-{col.name.split()[0]}"
-    index, build, build_note = build_ours(col, nbits, path)
+def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None, keep: bool = False,
+               centroid_factor: float = 1.0) -> dict:
+    """This index at nbits, with `centroid_factor` times the centroids its rule would choose."""
+    centroids = None if centroid_factor == 1 else int(centroid_factor * default_num_centroids(col.n_tokens))
+    path = workdir / f"ours-{nbits}-{col.name.split()[0]}" + ("" if centroids is None else f"-k{centroids}")
+    index, build, build_note = build_ours(col, nbits, path, centroids)
     # Vector storage only (codes, residuals, offsets, inverted file); the document payload
     # (docs.parquet, records.bin) is reported in the note.
     payload = {"docs.parquet", "records.bin", "record_offsets.npy", "segment.json"}
@@ -300,7 +295,7 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     n_own = min(len(col.queries), own_queries or len(col.queries))
     own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
     over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
-    r = row(f"lfm2-search PLAID nbits={nbits}", build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
+    r = row(f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else f", {centroid_factor:g}x centroids"), build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
             f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
             f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, {index.stats()['segments']} segments, "
             f"{index.stats()['centroids']} centroids, +{payload_bytes / col.n_tokens:.1f} B/token document payload")
@@ -447,6 +442,8 @@ def main() -> None:
                         "the chunks `lfm2-search index` writes)")
     parser.add_argument("--dim", type=int, default=DIM, help="width of synthetic token vectors (96: the embedded model)")
     parser.add_argument("--nbits", default="2,4", help="residual bits of this index's rows (comma separated)")
+    parser.add_argument("--centroids", default="1", help="this index's centroid counts as multiples of its "
+                        "default rule, comma separated (e.g. 1,2: a row each)")
     parser.add_argument("--own-queries", type=int, help="queries for the R@10-vs-own-exhaustive note (default all; "
                         "at 1M each one decompresses 32M tokens)")
     parser.add_argument("--raw-truth-max-docs", type=int, default=1_000_000,
@@ -496,9 +493,11 @@ def main() -> None:
             for nbits in [int(b) for b in args.nbits.split(",") if b.strip()]:
                 if args.keep:
                     args.keep.mkdir(parents=True, exist_ok=True)
-                rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep)))
-                print(rows[-1], file=sys.stderr)
-                gc.collect()
+                for factor in [float(f) for f in args.centroids.split(",") if f.strip()]:
+                    rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep),
+                                           centroid_factor=factor))
+                    print(rows[-1], file=sys.stderr)
+                    gc.collect()
             if col.n_docs <= args.torch_max_docs:
                 rows.append(bench_exhaustive_torch(col))
                 gc.collect()
