@@ -276,7 +276,7 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
                centroid_factor: float = 1.0) -> dict:
     """This index at nbits, with `centroid_factor` times the centroids its rule would choose."""
     centroids = None if centroid_factor == 1 else int(centroid_factor * default_num_centroids(col.n_tokens))
-    path = workdir / f"ours-{nbits}-{col.name.split()[0]}" + ("" if centroids is None else f"-k{centroids}")
+    path = workdir / (f"ours-{nbits}-{col.name.split()[0]}" + ("" if centroids is None else f"-k{centroids}"))
     index, build, build_note = build_ours(col, nbits, path, centroids)
     # Vector storage only (codes, residuals, offsets, inverted file); the document payload
     # (docs.parquet, records.bin) is reported in the note.
