@@ -248,7 +248,7 @@ def row(system, build_s, bytes_per_token, lat10, res10, res100, col, note="") ->
 
 
 def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = None
-               ) -> tuple[MultiVectorIndex, float | None, str]:
+               ) -> tuple[MultiVectorIndex, float, str]:
     """(index, build seconds, note). An index that a --keep run finished before for the same
     collection and nbits is opened instead (its build time is the one that run recorded)."""
     done = path / "bench-build.json"
@@ -266,8 +266,7 @@ def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = 
             w.add([str(start + i) for i in range(len(docs))], docs)
     build, rss = time.perf_counter() - t, peak_rss_gb()  # the process's peak so far: generation included
     done.write_text(json.dumps({"collection": col.name, "n_docs": col.n_docs, "nbits": nbits, "centroids": centroids,
-                                "build_s": build,
-                                "build_rss_gb": rss}))
+                                "build_s": build, "build_rss_gb": rss}))
     print(f"   built in {build:.0f} s, peak RSS {rss:.1f} GB", file=sys.stderr)
     return index, build, f"build peak RSS {rss:.1f} GB"
 
@@ -295,7 +294,8 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     n_own = min(len(col.queries), own_queries or len(col.queries))
     own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
     over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
-    r = row(f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else f", {centroid_factor:g}x centroids"), build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
+    system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else f", {centroid_factor:g}x centroids")
+    r = row(system, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
             f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
             f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, {index.stats()['segments']} segments, "
             f"{index.stats()['centroids']} centroids, +{payload_bytes / col.n_tokens:.1f} B/token document payload")
@@ -490,9 +490,9 @@ def main() -> None:
             col.truth = {}
         with tempfile.TemporaryDirectory(prefix="lfm2-bench-index-") as tmp:
             work = Path(tmp)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
             for nbits in [int(b) for b in args.nbits.split(",") if b.strip()]:
-                if args.keep:
-                    args.keep.mkdir(parents=True, exist_ok=True)
                 for factor in [float(f) for f in args.centroids.split(",") if f.strip()]:
                     rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep),
                                            centroid_factor=factor))

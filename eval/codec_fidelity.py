@@ -28,36 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lfm2_retrieval  # noqa: E402,F401  (before torch: OpenMP settings)
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from lfm2_retrieval.index import codec as codec_module  # noqa: E402
 from lfm2_retrieval.index.codec import ResidualCodec, default_num_centroids  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_index import Collection, ground_truth, recall  # noqa: E402
 from scifact_vectors import scifact_vectors  # noqa: E402
 
 
-def top_k(tokens: np.ndarray, bounds: np.ndarray, queries: list[np.ndarray], k: int,
-          piece_tokens: int = 1 << 16) -> np.ndarray:
-    """[n_queries, k] chunks by exact MaxSim of each query over `tokens` (chunks at `bounds`),
-    the corpus taken in pieces of about `piece_tokens` so the similarity matrix stays small."""
-    q = torch.from_numpy(np.concatenate(queries))
-    q_bounds = np.cumsum([0] + [len(x) for x in queries])
-    scores = np.empty((len(queries), len(bounds) - 1), np.float32)
-    first = 0
-    while first < len(bounds) - 1:
-        last = max(first + 1, int(np.searchsorted(bounds, bounds[first] + piece_tokens, side="right")) - 1)
-        last = min(last, len(bounds) - 1)
-        a, b = bounds[first], bounds[last]
-        sims = (q @ torch.from_numpy(tokens[a:b]).T).numpy()  # [query tokens, piece tokens]
-        per_chunk = np.maximum.reduceat(sims, bounds[first:last] - a, axis=1)
-        scores[:, first:last] = np.add.reduceat(per_chunk, q_bounds[:-1], axis=0)
-        first = last
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-
-
-def recall(got: np.ndarray, truth: np.ndarray, k: int) -> float:
-    return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth)]))
+def ranking(docs: list[np.ndarray], queries: list[np.ndarray], k: int) -> list[list[int]]:
+    """Each query's best k documents by exact MaxSim (bench_index's exhaustive search over raw vectors)."""
+    return ground_truth(Collection("SciFact", len(docs), sum(len(d) for d in docs), queries,
+                                   lambda: iter([(0, docs)]), dim=docs[0].shape[1]), k)
 
 
 def per_dimension_round_trip(codec: ResidualCodec, tokens: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -115,7 +98,7 @@ def main() -> None:
     docs, queries, _ = found
     tokens = np.concatenate(docs)
     bounds = np.cumsum([0] + [len(d) for d in docs])
-    truth = top_k(tokens, bounds, queries, 100)
+    truth = ranking(docs, queries, 100)
     print(f"SciFact: {len(docs)} chunks, {len(tokens)} tokens, {tokens.shape[1]}-d, {len(queries)} queries "
           f"(from number {args.first_query}), {default_num_centroids(len(tokens))} centroids by default\n")
     print("| variant | nbits | train s | mean cos | R@10 | R@100 |")
@@ -128,7 +111,7 @@ def main() -> None:
             decoded = (per_dimension_round_trip(codec, tokens) if variant.startswith("per-dim")
                        else codec.decompress(*codec.compress(tokens), normalize=True))
             cos = float(np.mean(np.einsum("ij,ij->i", decoded, tokens)))
-            got = top_k(decoded, bounds, queries, 100)
+            got = ranking(np.split(decoded, bounds[1:-1]), queries, 100)
             print(f"| {variant} | {nbits} | {train_s:.1f} | {cos:.4f} | {recall(got, truth, 10):.3f} | "
                   f"{recall(got, truth, 100):.3f} |", flush=True)
 
