@@ -278,6 +278,29 @@ def test_commit_user_data_is_published_with_its_commit_and_carried_on(index, cor
     assert MultiVectorIndex(index.path).manifest.user_data == {"progress": {"file": "a.jsonl"}}
 
 
+def test_tiered_merge_never_builds_a_segment_above_the_segment_cap():
+    """A merge finishes its segment in memory (inverted file, BM25): it takes the smallest
+    segments only up to MAX_SEGMENT_CHUNKS together, and leaves full ones alone, however many
+    there are (else an index of ten full segments merged eight of them, 800k chunks, on its
+    next small write)."""
+    from lfm2_retrieval.index.manifest import SegmentEntry
+    from lfm2_retrieval.index.writer import MAX_SEGMENT_CHUNKS, MAX_SEGMENTS, MERGE_FACTOR, merge_candidates
+
+    def entries(*sizes):
+        return [SegmentEntry(f"seg-{i:03d}", n, 10 * n) for i, n in enumerate(sizes)]
+
+    full = [MAX_SEGMENT_CHUNKS] * MAX_SEGMENTS
+    assert merge_candidates(entries(*full, 5)) == []  # nothing pairs with a full segment
+    assert merge_candidates(entries(*full, 5, 7)) == ["seg-010", "seg-011"]
+    half = MAX_SEGMENT_CHUNKS // 2
+    assert merge_candidates(entries(*full, half + 1, half)) == []  # together above the cap
+    small = entries(*([1] * (MERGE_FACTOR + 4)), *full)
+    chosen = merge_candidates(small)
+    assert len(chosen) == MERGE_FACTOR and all(int(name[4:]) < MERGE_FACTOR + 4 for name in chosen)
+    assert merge_candidates(entries(3, 2, 1), max_segments=1) == ["seg-002", "seg-001", "seg-000"]
+    assert merge_candidates(entries(3, 2, 1), max_segments=3) == []
+
+
 def test_empty_index_searches_to_nothing(tmp_path):
     idx = MultiVectorIndex.create(tmp_path / "empty", dim=DIM)
     assert idx.search(np.ones((2, DIM), np.float32), k=3) == []

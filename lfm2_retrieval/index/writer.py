@@ -37,7 +37,7 @@ from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
 from .storage import WriterLock, fsync_dir, load_npy, publish_dir, save_npy
 
-# Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one.
+# Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one (merge_candidates).
 MAX_SEGMENTS = 10
 MERGE_FACTOR = 8
 # A segment is finished and a new one begun past this many chunks, even inside one commit: a
@@ -474,13 +474,24 @@ def settle_prepared(path: Path, settle: Callable[[Manifest], bool] | None) -> No
 
 
 def merge_candidates(segments: Sequence[SegmentEntry], max_segments: int | None = None) -> list[str]:
-    """The segments a tiered merge takes now: the MERGE_FACTOR smallest (by chunks), if there
-    are more than `max_segments`."""
+    """The segments a tiered merge takes now, if there are more than `max_segments`: the
+    smallest, up to MERGE_FACTOR of them, as long as together they hold at most
+    MAX_SEGMENT_CHUNKS chunks (at least two, else none). As Lucene's tiered policy caps a merged
+    segment's size: finishing a segment builds its inverted file and BM25 index in memory, so
+    an uncapped merge of eight 100k-chunk segments (an index that grew past 1M chunks by one
+    file) would have held 800k chunks' worth at once and copied gigabytes; full segments are
+    left as they are, and a large index simply has more of them."""
     max_segments = MAX_SEGMENTS if max_segments is None else max_segments
     if len(segments) <= max_segments:
         return []
-    smallest = sorted(segments, key=lambda s: (s.n_chunks, s.name))[:max(2, MERGE_FACTOR)]
-    return [s.name for s in smallest]
+    chosen, total = [], 0
+    for s in sorted(segments, key=lambda s: (s.n_chunks, s.name)):
+        if len(chosen) == max(2, MERGE_FACTOR) or total + s.n_chunks > MAX_SEGMENT_CHUNKS:
+            break
+        chosen.append(s.name)
+        total += s.n_chunks
+    return chosen if len(chosen) >= 2 else []
+
 
 def _entry(info: dict[str, Any]) -> SegmentEntry:
     """A finished segment (SegmentWriter.finish) as the manifest lists it."""
