@@ -197,3 +197,23 @@ def test_the_package_sets_how_long_openmp_workers_spin():
                           check=True).stdout.strip() == "10000"
     assert subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "123"}, capture_output=True,
                           text=True, check=True).stdout.strip() == "123"
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_pack_residuals_equals_searchsorted_and_shifts(nbits, monkeypatch):
+    """Compression's packing against numpy written from the definition, on values that fall
+    exactly on a cutoff too (searchsorted puts them in the lower bucket), in several blocks."""
+    monkeypatch.setattr(kernels, "_PACK_ROWS", 97)
+    rng = np.random.default_rng(nbits)
+    dim, levels = 16, 1 << nbits
+    centroids = unit(rng.standard_normal((8, dim)))
+    cutoffs = np.sort(rng.standard_normal(levels - 1) * 0.1).astype(np.float32)
+    codes = rng.integers(0, len(centroids), size=1000).astype(np.uint16)
+    residuals = (rng.standard_normal((1000, dim)) * 0.1).astype(np.float32)
+    residuals[::7, ::3] = cutoffs[rng.integers(0, len(cutoffs), size=residuals[::7, ::3].shape)]
+    vectors = centroids[codes] + residuals
+    buckets = np.searchsorted(cutoffs, vectors - centroids[codes]).reshape(1000, -1, 8 // nbits)
+    expected = np.zeros(buckets.shape[:2], np.uint8)
+    for j in range(8 // nbits):
+        expected |= (buckets[:, :, j] << ((8 // nbits - 1 - j) * nbits)).astype(np.uint8)
+    assert np.array_equal(kernels.pack_residuals(vectors, codes, centroids, cutoffs, nbits), expected)

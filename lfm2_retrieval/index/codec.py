@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 import torch
 
+from . import kernels
 from .storage import load_npy, save_npy
 
 SUPPORTED_NBITS = (1, 2, 4)
@@ -105,14 +106,7 @@ class ResidualCodec:
         """(codes [n], packed residuals [n, dim*nbits/8] uint8) for vectors [n, dim]."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         codes = self.assign(vectors)
-        residuals = vectors - self.centroids[codes]
-        buckets = np.searchsorted(self.cutoffs, residuals).astype(np.uint8)  # [n, dim]
-        per_byte = 8 // self.nbits
-        buckets = buckets.reshape(len(vectors), -1, per_byte)
-        packed = np.zeros(buckets.shape[:2], dtype=np.uint8)
-        for j in range(per_byte):
-            packed |= buckets[:, :, j] << np.uint8((per_byte - 1 - j) * self.nbits)
-        return codes, packed
+        return codes, kernels.pack_residuals(vectors, codes, self.centroids, self.cutoffs, self.nbits)
 
     def decompress(self, codes: np.ndarray, packed: np.ndarray, normalize: bool = False) -> np.ndarray:
         """Vectors [n, dim] float32: centroid plus bucket weights, exactly.
