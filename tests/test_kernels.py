@@ -49,15 +49,25 @@ def test_exact_maxsim_matches_decompression(encoded):
     assert len(kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts[:0], ends[:0])) == 0
 
 
+def interaction_table(scores, threshold, nprobe=5):
+    table = np.empty(scores.shape, np.int16)
+    _, keep = kernels.probe_order(scores, nprobe, threshold, table)
+    return table, keep
+
+
 @pytest.mark.parametrize("threshold", [-1.0, 0.2, 0.6, 2.0])
 def test_centroid_interaction_with_pruning(encoded, threshold):
+    """Stage 2 reads int16 scores: each query token's best is off by at most half a step."""
     codec, codes, packed, starts, ends = encoded
     q = unit(np.random.default_rng(8).standard_normal((6, codec.dim)))
     scores = np.ascontiguousarray(codec.centroids @ q.T)
-    order, keep = kernels.probe_order(scores, 5, threshold)
+    table, keep = interaction_table(scores, threshold)
     assert np.array_equal(keep, scores.max(1) >= threshold)
-    got = kernels.centroid_interaction(scores, keep, codes, starts, ends)
-    np.testing.assert_allclose(got, reference_interaction(scores, keep, codes, starts, ends), atol=1e-5)
+    np.testing.assert_array_equal(table, np.where(keep[:, None], np.rint(scores * kernels.TABLE_SCALE), 0))
+    got = kernels.centroid_interaction(table, codes, starts, ends)
+    np.testing.assert_allclose(got, reference_interaction(scores, keep, codes, starts, ends),
+                               atol=len(q) * 0.5 / kernels.TABLE_SCALE + 1e-6)
+    assert kernels.centroid_interaction(table, codes, starts[:0], ends[:0]).shape == (0,)
 
 
 def test_probe_order_is_each_query_tokens_best_centroids():
@@ -70,13 +80,16 @@ def test_probe_order_is_each_query_tokens_best_centroids():
 def test_probe_order_in_parts_equals_one_pass(monkeypatch):
     """A scan a core, merged, gives one scan's lists, ties included (the lower centroid first)."""
     scores = np.round(np.random.default_rng(4).standard_normal((1000, 6)), 1).astype(np.float32)  # many ties
-    whole, keep = kernels.probe_order(scores, 8, 0.5)
+    table = np.empty(scores.shape, np.int16)
+    whole, keep = kernels.probe_order(scores, 8, 0.5, table)
     monkeypatch.setattr(kernels, "_MIN_SPLIT_CENTROIDS", 300)
     if kernels._POOL is None:
         pytest.skip("one core: nothing is split")
-    order, keep_parts = kernels.probe_order(scores, 8, 0.5)
+    table_parts = np.empty(scores.shape, np.int16)
+    order, keep_parts = kernels.probe_order(scores, 8, 0.5, table_parts)
     np.testing.assert_array_equal(order, whole)
     np.testing.assert_array_equal(keep_parts, keep)
+    np.testing.assert_array_equal(table_parts, table)
     np.testing.assert_array_equal(whole, np.argsort(-scores, axis=0, kind="stable")[:8].T)
 
 
@@ -123,18 +136,18 @@ def test_a_split_over_several_segments_gives_each_its_own_scores(encoded, monkey
     still gets its scores, in its order (as one call per segment gives them)."""
     codec, codes, packed, starts, ends = encoded
     q = unit(np.random.default_rng(10).standard_normal((5, codec.dim)))
-    scores = np.random.default_rng(11).standard_normal((codec.num_centroids, 5)).astype(np.float32)
-    keep = np.ones(codec.num_centroids, dtype=bool)
+    scores = np.random.default_rng(11).uniform(-1, 1, (codec.num_centroids, 5)).astype(np.float32)
+    table, _ = interaction_table(scores, -1.0)
     pieces = [slice(0, 7), slice(7, 8), slice(8, 8), slice(8, len(starts))]
     alone = [kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts[p], ends[p])
              for p in pieces]
-    ci_alone = [kernels.centroid_interaction(scores, keep, codes, starts[p], ends[p]) for p in pieces]
+    ci_alone = [kernels.centroid_interaction(table, codes, starts[p], ends[p]) for p in pieces]
     monkeypatch.setattr(kernels, "_MIN_SPLIT_TOKENS", 16)
     if kernels._POOL is None:
         pytest.skip("one core: nothing is split")
     together = kernels.exact_maxsim_each(q, codec.centroids, codec.byte_table,
                                          [(codes, packed, starts[p], ends[p]) for p in pieces])
-    ci_together = kernels.centroid_interaction_each(scores, keep, [(codes, starts[p], ends[p]) for p in pieces])
+    ci_together = kernels.centroid_interaction_each(table, [(codes, starts[p], ends[p]) for p in pieces])
     for a, b, c, d in zip(alone, together, ci_alone, ci_together):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(c, d)

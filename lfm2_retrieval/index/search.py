@@ -14,7 +14,8 @@ the work of one segment of the same chunks (search_segments).
    `candidates` survive.
 2. Centroid interaction (PLAID). Every token of a surviving chunk is stood in for by its
    centroid: sum_q max_t S[q, code[t]], with centroid pruning (centroids whose best score
-   over the query is below `centroid_threshold` count as 0). The best `rerank` survive.
+   over the query is below `centroid_threshold` count as 0), S read as int16 (half the cache
+   misses of float32 at 65k+ centroids). The best `rerank` survive.
 3. Exact MaxSim on the decompressed (and L2-normalised) vectors of those chunks; the top
    k are returned.
 
@@ -118,7 +119,8 @@ MISSING_SHARE = 0.9
 class QueryPlan:
     """What a query needs from the codec, computed once for all segments: the similarity of
     every centroid to every query token ([K, nq]; rows are gathered by token codes), the
-    pruning mask, and each query token's best centroids (widened on demand)."""
+    pruning mask, stage 2's int16 copy of the scores, and each query token's best centroids
+    (widened on demand)."""
 
     def __init__(self, codec: ResidualCodec, q: np.ndarray, params: "SearchParams") -> None:
         self.threshold = params.centroid_threshold
@@ -127,7 +129,8 @@ class QueryPlan:
         # blocks, each scanned while in cache, took 3.6 ms, most of it in hand-offs between
         # torch's threads and the scan.
         self.scores = similarities(codec.centroids, q)
-        self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold)
+        self.table = np.empty(self.scores.shape, dtype=np.int16)  # stage 2's scores (kernels.TABLE_SCALE)
+        self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold, self.table)
         self.max_probe = min(codec.num_centroids, 16 * params.nprobe)
 
     def probed(self, nprobe: int) -> np.ndarray:
@@ -240,7 +243,7 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
 
     # Stage 2: centroid interaction over every token of the candidates, with pruning.
     if sum(len(f.docs) for f in found) > params.rerank:
-        scores = kernels.centroid_interaction_each(plan.scores, plan.keep, [
+        scores = kernels.centroid_interaction_each(plan.table, [
             (segments[f.segment].codes, *_bounds(segments[f.segment], f.docs)) for f in found])
         for f, f_scores in zip(found, scores):
             f.scores = f_scores
