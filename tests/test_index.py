@@ -470,3 +470,15 @@ def test_many_threads_open_snapshots_at_once(tmp_path):
     for t in threads:
         t.join()
     assert not errors, errors[:3]
+
+
+def test_the_shared_budget_holds_with_ties_at_the_cut():
+    """Ties at the n-th best score (common in stage 2's int16 scores) fill only what the chunks
+    above the cut leave, the first segments' first; chunks above it are all kept, wherever they are."""
+    from lfm2_retrieval.index.search import _best_across, _Found
+
+    found = [_Found(0, np.arange(4), np.array([0.5, 0.5, 0.5, 0.1], np.float32)),
+             _Found(1, np.arange(3), np.array([0.9, 0.8, 0.5], np.float32))]
+    kept = _best_across(found, 4)
+    assert sum(len(f.docs) for f in kept) == 4
+    assert [(f.segment, f.docs.tolist()) for f in kept] == [(0, [0, 1]), (1, [0, 1])]

@@ -182,13 +182,17 @@ def _best_across(found: list[_Found], n: int) -> list[_Found]:
         return found
     scores = np.concatenate([f.scores for f in found])
     cut = np.partition(-scores, n - 1)[n - 1]  # the n-th best score, negated
-    kept, left = [], n
-    # Ties at the cut: the first segments' chunks are kept, as a stable sort would.
+    # Every chunk above the cut is kept; ties at the cut fill what is left of n, the first
+    # segments' first, as a stable sort would. (Counting the ties against each segment's share
+    # as it came let a later segment's chunks above the cut overrun n: ties are common in
+    # stage 2's int16 scores.)
+    ties_left = n - int((-scores < cut).sum())
+    kept = []
     for f in found:
         above = np.flatnonzero(-f.scores < cut)
-        at = np.flatnonzero(-f.scores == cut)
-        take = np.sort(np.concatenate([above, at[:max(0, left - len(above))]]))
-        left -= len(take)
+        at = np.flatnonzero(-f.scores == cut)[:max(0, ties_left)]
+        ties_left -= len(at)
+        take = np.sort(np.concatenate([above, at]))
         if len(take):
             kept.append(_Found(f.segment, f.docs[take], f.scores[take]))
     return kept
