@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Before torch: the package sets how long torch's OpenMP workers spin (lfm2_retrieval/__init__.py),
 # as it does in `lfm2-search serve`; imported after torch it could not.
 from lfm2_retrieval.index import MultiVectorIndex, default_num_centroids  # noqa: E402
+from lfm2_retrieval.index.codec import plaid_num_centroids  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -272,9 +273,11 @@ def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = 
 
 
 def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None, keep: bool = False,
-               centroid_factor: float = 1.0) -> dict:
-    """This index at nbits, with `centroid_factor` times the centroids its rule would choose."""
-    centroids = None if centroid_factor == 1 else int(centroid_factor * default_num_centroids(col.n_tokens))
+               centroid_factor: float | None = None) -> dict:
+    """This index at nbits, with its default centroid count, or `centroid_factor` times PLAID's."""
+    centroids = None if centroid_factor is None else int(centroid_factor * plaid_num_centroids(col.n_tokens))
+    if centroids == default_num_centroids(col.n_tokens):
+        centroids, centroid_factor = None, None  # the default's row (and a kept index of it)
     path = workdir / (f"ours-{nbits}-{col.name.split()[0]}" + ("" if centroids is None else f"-k{centroids}"))
     index, build, build_note = build_ours(col, nbits, path, centroids)
     # Vector storage only (codes, residuals, offsets, inverted file); the document payload
@@ -294,7 +297,8 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     n_own = min(len(col.queries), own_queries or len(col.queries))
     own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
     over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
-    system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else f", {centroid_factor:g}x centroids")
+    system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else
+                                                    f", {centroids:,} centroids ({centroid_factor:g}x PLAID's rule)")
     r = row(system, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
             f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
             f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, {index.stats()['segments']} segments, "
@@ -442,8 +446,8 @@ def main() -> None:
                         "the chunks `lfm2-search index` writes)")
     parser.add_argument("--dim", type=int, default=DIM, help="width of synthetic token vectors (96: the embedded model)")
     parser.add_argument("--nbits", default="2,4", help="residual bits of this index's rows (comma separated)")
-    parser.add_argument("--centroids", default="1", help="this index's centroid counts as multiples of its "
-                        "default rule, comma separated (e.g. 1,2: a row each)")
+    parser.add_argument("--centroids", default="default", help="this index's centroid counts, comma separated, a "
+                        "row each: `default` (its rule) or a multiple of ColBERTv2/PLAID's rule (e.g. default,1,4)")
     parser.add_argument("--own-queries", type=int, help="queries for the R@10-vs-own-exhaustive note (default all; "
                         "at 1M each one decompresses 32M tokens)")
     parser.add_argument("--raw-truth-max-docs", type=int, default=1_000_000,
@@ -493,7 +497,8 @@ def main() -> None:
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
             for nbits in [int(b) for b in args.nbits.split(",") if b.strip()]:
-                for factor in [float(f) for f in args.centroids.split(",") if f.strip()]:
+                for factor in [None if f.strip() == "default" else float(f) for f in args.centroids.split(",")
+                               if f.strip()]:
                     rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep),
                                            centroid_factor=factor))
                     print(rows[-1], file=sys.stderr)

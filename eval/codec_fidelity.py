@@ -10,11 +10,12 @@ against the raw vectors' ranking, per variant, side by side.
     .venv/bin/python eval/codec_fidelity.py                       # all variants, nbits 4
     .venv/bin/python eval/codec_fidelity.py --nbits 2,4 --variants current,flat
 
-Variants: `current` (the codec as the index trains it), `per-dim` (its centroids, with bucket
+Variants: `current` (the codec as the index trains it), `plaid` (with ColBERTv2/PLAID's
+centroid count, the index's rule before session 15), `per-dim` (PLAID's count, with bucket
 cutoffs and weights of each dimension's own instead of one set for all), `flat` (one-level
 k-means over all centroids instead of two levels above 4,096), `iter20` (20 k-means iterations
-instead of 10), `k2x`, `k4x` (twice, four times the centroids); `NAME:SEED` trains NAME with another seed (the spread
-between seeds is what a difference between variants must exceed).
+instead of 10), `k2x`, `k4x` (twice, four times PLAID's count); `NAME:SEED` trains NAME with
+another seed (the spread between seeds is what a difference between variants must exceed).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import lfm2_retrieval  # noqa: E402,F401  (before torch: OpenMP settings)
 import numpy as np  # noqa: E402
 
 from lfm2_retrieval.index import codec as codec_module  # noqa: E402
-from lfm2_retrieval.index.codec import ResidualCodec, default_num_centroids  # noqa: E402
+from lfm2_retrieval.index.codec import ResidualCodec, default_num_centroids, plaid_num_centroids  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_index import Collection, ground_truth, recall  # noqa: E402
@@ -63,10 +64,12 @@ def train(variant: str, tokens: np.ndarray, nbits: int) -> ResidualCodec:
     """The codec of `variant`, or of `variant:seed` (the same with another k-means seed)."""
     variant, _, seed = variant.partition(":")
     seed = int(seed or 0)
-    k = default_num_centroids(len(tokens))
-    if variant in ("current", "per-dim"):
+    k = plaid_num_centroids(len(tokens))
+    if variant == "current":
+        return ResidualCodec.train(tokens, nbits, num_centroids=default_num_centroids(len(tokens)), seed=seed)
+    if variant in ("plaid", "per-dim"):
         return ResidualCodec.train(tokens, nbits, num_centroids=k, seed=seed)
-    if variant.startswith("k") and variant.endswith("x"):  # k2x, k4x: that many times the centroids
+    if variant.startswith("k") and variant.endswith("x"):  # k2x, k4x: that many times PLAID's centroids
         return ResidualCodec.train(tokens, nbits, num_centroids=int(variant[1:-1]) * k, seed=seed)
     if variant == "iter20":
         return ResidualCodec.train(tokens, nbits, num_centroids=k, niter=20, seed=seed)
@@ -90,7 +93,7 @@ def main() -> None:
     parser.add_argument("--first-query", type=int, default=0, help="queries from this one of queries.jsonl on (the "
                         "index benchmarks report the first 100; choose settings on others, e.g. 300)")
     parser.add_argument("--nbits", default="4")
-    parser.add_argument("--variants", default="current,per-dim,flat,iter20,k2x")
+    parser.add_argument("--variants", default="current,plaid,per-dim,flat,iter20,k4x")
     args = parser.parse_args()
     found = scifact_vectors(args.queries, args.first_query)
     if found is None:
@@ -100,7 +103,8 @@ def main() -> None:
     bounds = np.cumsum([0] + [len(d) for d in docs])
     truth = ranking(docs, queries, 100)
     print(f"SciFact: {len(docs)} chunks, {len(tokens)} tokens, {tokens.shape[1]}-d, {len(queries)} queries "
-          f"(from number {args.first_query}), {default_num_centroids(len(tokens))} centroids by default\n")
+          f"(from number {args.first_query}), {default_num_centroids(len(tokens))} centroids by default "
+          f"(PLAID's rule: {plaid_num_centroids(len(tokens))})\n")
     print("| variant | nbits | train s | mean cos | R@10 | R@100 |")
     print("|---|---:|---:|---:|---:|---:|")
     for nbits in [int(b) for b in args.nbits.split(",")]:

@@ -12,9 +12,15 @@ def tokens():
     return np.concatenate(clustered_corpus(600, dim=128, seed=3))
 
 
-def test_default_num_centroids_follows_plaid():
-    assert default_num_centroids(10_000) == 1024  # 16 * 100 = 1600 -> 2^10
-    assert default_num_centroids(32_000_000) == 65536
+def test_default_num_centroids_doubles_plaids_while_codes_stay_two_bytes():
+    from lfm2_retrieval.index.codec import plaid_num_centroids
+
+    assert plaid_num_centroids(10_000) == 1024  # 16 * 100 = 1600 -> 2^10
+    assert default_num_centroids(10_000) == 2048
+    assert plaid_num_centroids(868_582) == 8192 and default_num_centroids(868_582) == 16384  # SciFact
+    assert plaid_num_centroids(4_200_000) == 32768 and default_num_centroids(4_200_000) == 65536
+    assert default_num_centroids(25_900_000) == 65536  # PLAID's own: twice would need 4-byte codes
+    assert default_num_centroids(185_000_000) == 131072  # 1M chunks of 185 tokens: PLAID's
 
 
 @pytest.mark.parametrize("nbits, min_mean_cos", [(1, 0.80), (2, 0.92), (4, 0.98)])
