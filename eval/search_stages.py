@@ -92,7 +92,7 @@ if len(truth) < args.truth:
 stats = index.stats()
 print(f"{args.index} ({stats['chunks']} chunks, {stats['segments']} segments, {stats['centroids']} centroids); "
       f"code {Path(search_module.__file__).parents[2]}; {len(queries)} queries of {len(queries[0])} tokens")
-print(f"\n| stage | p50 ms | max ms |\n|---|---:|---:|")
+print("\n| stage | p50 ms | max ms |\n|---|---:|---:|")
 for label in [label for _, _, label in STAGES if label in per_stage]:
     print(f"| {label} | {1e3 * statistics.median(per_stage[label]):.1f} | {1e3 * max(per_stage[label]):.1f} |")
 print(f"| **whole search** | **{1e3 * statistics.median(totals):.1f}** | {1e3 * max(totals):.1f} |")

@@ -344,7 +344,8 @@ class MultiVectorIndex:
     def merge_segments(self, max_segments: int = MAX_SEGMENTS, timeout: float = 0.0) -> int:
         """Tiered merging, as Lucene's: while the index has more than `max_segments` segments,
         the smallest (up to MERGE_FACTOR, at most MAX_SEGMENT_CHUNKS chunks together) are
-        copied into one (codes as they are, deleted chunks dropped) by a commit. Keeps open files and per-query work bounded however many small
+        copied into one (codes as they are, deleted chunks dropped) by a commit.
+        Keeps open files and per-query work bounded however many small
         writes came in. Returns the segments merged away (0: nothing to do)."""
         chosen = merge_candidates(self._snapshot.manifest.segments, max_segments)
         if not chosen:
