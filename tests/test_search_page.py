@@ -105,19 +105,33 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
             def evaluate(expression):
                 return call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
 
+            def page_state():
+                return evaluate("JSON.stringify({focus: document.activeElement.id, q: document.getElementById('q').value, "
+                                "key: document.getElementById('key').value.length, "
+                                "status: document.getElementById('status').textContent, url: location.href})")
+
             deadline = time.time() + 20
             while evaluate("document.readyState") != "complete":
                 assert time.time() < deadline
                 time.sleep(0.1)
+            # A headless page may not hold the window's focus, and the search box's autofocus can land
+            # late (Chromium runs it at a rendering step): emulate focus, and check each box holds what
+            # was typed into it before Enter is pressed, so a lost keystroke fails here and says so.
+            call("Page.bringToFront")
+            call("Emulation.setFocusEmulationEnabled", enabled=True)
             for box, text in (("key", "live-key"), ("q", "rotate the signing keys")):
-                evaluate(f"document.getElementById('{box}').focus()")
-                call("Input.insertText", text=text)
+                deadline = time.time() + 10
+                while evaluate(f"document.getElementById('{box}').value") != text:
+                    assert time.time() < deadline, f"typing into #{box}: " + page_state()
+                    evaluate(f"(b => {{ b.value = ''; b.focus(); }})(document.getElementById('{box}'))")
+                    call("Input.insertText", text=text)
+            assert evaluate("document.activeElement.id") == "q", page_state()
             for kind in ("keyDown", "keyUp"):
                 call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
                      **({"text": "\r"} if kind == "keyDown" else {}))
             deadline = time.time() + 30
             while not evaluate("document.querySelectorAll('#results article.hit').length"):
-                assert time.time() < deadline, evaluate("document.getElementById('status').textContent")
+                assert time.time() < deadline, "no results after Enter: " + page_state()
                 time.sleep(0.2)
             assert evaluate("document.querySelector('#results article.hit .source').textContent") == "ops"
             assert evaluate("document.querySelectorAll('#results mark').length") > 0
