@@ -3,8 +3,10 @@ chromium-headless-shell, which .ci/run installs), with the API key on. One test 
 a query and presses Enter over the DevTools protocol; another loads a shareable link (query,
 mode and filter in the URL) and saves a screenshot."""
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -79,7 +81,7 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
         port = s.getsockname()[1]
     browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
                                 f"--user-data-dir={tmp_path / 'profile'}", server + "/"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 30
         while True:
@@ -137,5 +139,11 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
             assert evaluate("document.querySelectorAll('#results mark').length") > 0
             assert "q=rotate+the+signing+keys" in evaluate("location.search")
     finally:
-        browser.terminate()
-        browser.wait(timeout=10)
+        # Debian's chromium-headless-shell is a shell script that runs the browser as its child:
+        # ending the script alone left the browser and its helpers running, so end the group.
+        os.killpg(browser.pid, signal.SIGTERM)
+        try:
+            browser.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(browser.pid, signal.SIGKILL)
+            browser.wait(timeout=10)
