@@ -23,10 +23,28 @@ CHROMIUM = next((shutil.which(c) for c in ("chromium-headless-shell", "chromium"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "eval" / "out" / "search-page.png"
 
 
+def end_browser(browser: subprocess.Popen) -> None:
+    """End a browser started with start_new_session=True, helpers included. Debian's
+    chromium-headless-shell is a shell script that runs the browser as its child: ending the
+    script alone left the browser and its helpers running, so the whole group is ended."""
+    try:
+        os.killpg(browser.pid, signal.SIGTERM)
+        browser.wait(timeout=10)
+    except ProcessLookupError:  # the group had already ended
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(browser.pid, signal.SIGKILL)
+        browser.wait(timeout=10)
+
+
 def chromium(*args: str) -> str:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=20000"]
-    done = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
-    return done.stdout
+    browser = subprocess.Popen([CHROMIUM, *flags, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, start_new_session=True)
+    try:
+        return browser.communicate(timeout=120)[0]
+    finally:
+        end_browser(browser)  # a no-op after a normal exit; on a timeout, no browser is left behind
 
 
 def test_the_page_and_its_data_without_a_browser(server):  # noqa: F811
@@ -139,11 +157,4 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
             assert evaluate("document.querySelectorAll('#results mark').length") > 0
             assert "q=rotate+the+signing+keys" in evaluate("location.search")
     finally:
-        # Debian's chromium-headless-shell is a shell script that runs the browser as its child:
-        # ending the script alone left the browser and its helpers running, so end the group.
-        os.killpg(browser.pid, signal.SIGTERM)
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(browser.pid, signal.SIGKILL)
-            browser.wait(timeout=10)
+        end_browser(browser)
