@@ -42,6 +42,7 @@ from lfm2_retrieval.index.codec import plaid_num_centroids  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from real_vectors import RealVectors  # noqa: E402
 from scifact_vectors import SCIFACT, scifact_vectors  # noqa: E402
 from synthetic_vectors import clustered_docs, clustered_queries, topic_pool  # noqa: E402
 
@@ -58,6 +59,11 @@ class Collection:
     chunks: callable  # () -> iterator of (first_doc_number, list of [n, dim] arrays)
     truth: dict[int, list[list[int]]] = field(default_factory=dict)
     dim: int = DIM
+    # A real collection's chunks (PreparedChunk, in vector order) and its model: this index then
+    # stores their texts and metadata too, so a kept one also serves --index and bench_api.py.
+    records: list | None = None
+    model_source: str | None = None
+    model_fingerprint: str | None = None
 
 
 def synthetic(n_docs: int, n_queries: int, dim: int = DIM, doc_tokens: tuple[int, int] = (16, 48)) -> Collection:
@@ -84,6 +90,25 @@ def scifact(n_queries: int) -> Collection | None:
     docs, q, model = found
     return Collection(f"SciFact ({model.name} model)", len(docs), sum(len(d) for d in docs), q,
                       lambda: iter([(0, docs)]), dim=docs[0].shape[1])
+
+
+def real(n_chunks: int, per_language: int) -> Collection:
+    """The first n_chunks chunks of the real multilingual collection (eval/real_vectors.py: QA
+    paragraphs of every language, SciFact, NTREX-128 in 128 languages, chunked as `lfm2-search
+    index` chunks them), with the raw vectors of the default model, and index_queries' queries."""
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.model.locations import default_model, model_source
+    from real_vectors import build, real_chunks
+
+    vectors = build(n_chunks)
+    encoder = ColBERTEncoder.from_pretrained(None)
+    records = real_chunks(encoder, vectors.n_chunks)
+    if [c.id for c in records] != vectors.chunk_ids():
+        raise SystemExit(f"{vectors.folder} was chunked differently (the chunker changed): delete it to encode anew")
+    queries = [np.asarray(q, np.float32) for q in encoder.encode_queries(index_queries(per_language))]
+    return Collection(f"real-{_short(n_chunks)} (multilingual chunks, {vectors.dim}-d, {len(queries)} queries)", vectors.n_chunks,
+                      vectors.n_tokens, queries, vectors.pieces, dim=vectors.dim, records=records,
+                      model_source=model_source(default_model()), model_fingerprint=encoder.fingerprint)
 
 
 def index_queries(per_language: int = 8, scifact_queries: int = 20, dev: bool = False) -> list[str]:
@@ -116,11 +141,12 @@ def existing_index(path: Path, per_language: int, dev: bool = False) -> tuple[Mu
 
 
 def bench_existing(path: Path, per_language: int, variants: dict[str, dict], repeats: int = 1,
-                   dev: bool = False) -> list[dict]:
+                   dev: bool = False, k: int = 10) -> list[dict]:
     """This index's search on an index built by `lfm2-search index` (real chunks, real vectors),
-    at its defaults and at `variants` (name -> SearchParams fields), against its own exhaustive
-    MaxSim, which is computed once per query set and kept beside the index (it takes seconds a
-    query). dev: the tuning queries (index_queries)."""
+    at its defaults for k and at `variants` (name -> SearchParams fields), against its own
+    exhaustive MaxSim, which is computed once per query set and k and kept beside the index (it
+    takes seconds a query). dev: the tuning queries (index_queries). k: 10 or 100, the recall
+    column it fills."""
     from lfm2_retrieval.index.search import SearchParams
 
     index, texts, queries = existing_index(path, per_language, dev)
@@ -128,38 +154,40 @@ def bench_existing(path: Path, per_language: int, variants: dict[str, dict], rep
     name = f"{path.parent.name if path.name == 'index' else path.name} ({stats['chunks']} real chunks, " \
            f"{stats['segments']} segments){', dev queries' if dev else ''}"
     key = f"{index.commit}:{hashlib.blake2b(chr(0).join(texts).encode(), digest_size=8).hexdigest()}"
-    truth_file = path.parent / f"{path.name}.exhaustive-top10.json"
+    truth_file = path.parent / f"{path.name}.exhaustive-top{k}.json"
     kept = json.loads(truth_file.read_text()) if truth_file.exists() else {}
     kept = {kept["key"]: kept["top10"]} if "key" in kept else kept  # the one-set file of earlier versions
     if key not in kept:
         t = time.perf_counter()
-        kept[key] = [[h.id for h in index.search(q, k=10, exhaustive=True)] for q in queries]
+        kept[key] = [[h.id for h in index.search(q, k=k, exhaustive=True)] for q in queries]
         truth_file.write_text(json.dumps(kept))
-        print(f"   exhaustive top 10: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        print(f"   exhaustive top {k}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     truth = kept[key]
     col = Collection(name, stats["chunks"], stats["tokens"], queries, lambda: iter(()), dim=index.dim)
-    col.truth = {10: truth}
-    base = SearchParams.for_k(10, index.manifest.nbits)
+    col.truth = {k: truth}
+    base = SearchParams.for_k(k, index.manifest.nbits)
     settings = {label: SearchParams(**{**base.__dict__, **changes}) for label, changes in {"defaults": {}, **variants}.items()}
     for params in settings.values():
         for q in queries[:3]:
-            index.search(q, k=10, params=params)
+            index.search(q, k=k, params=params)
     # Rounds over all settings in turn, so that a drift of the machine's speed (a shared VM's)
     # falls on every setting alike; latencies of all rounds are pooled.
     lat = {label: [] for label in settings}
     got = {}
     for _ in range(repeats):
         for label, params in settings.items():
-            times, got[label] = time_queries(lambda q: [h.id for h in index.search(q, k=10, params=params)], queries)
+            times, got[label] = time_queries(lambda q: [h.id for h in index.search(q, k=k, params=params)], queries)
             lat[label] += times
     rows = []
     for label in settings:
-        rows.append(row(f"lfm2-search PLAID nbits={index.manifest.nbits}, {label}", 0.0,
-                        stats["bytes_on_disk"] / stats["tokens"], lat[label], got[label], None, col,
-                        f"R@10 against its own exhaustive search; {len(queries)} queries (20 SciFact, "
+        rows.append(row(f"lfm2-search PLAID nbits={index.manifest.nbits}, {label}, k={k}", 0.0,
+                        stats["bytes_on_disk"] / stats["tokens"], lat[label], got[label],
+                        got[label] if k == 100 else None, col,
+                        f"R@{k} against its own exhaustive search; {len(queries)} queries (20 SciFact, "
                         f"{per_language} a QA language) x {repeats} rounds; bytes/token: the whole folder"))
         print(rows[-1], file=sys.stderr)
-    rows += bench_engine_modes(index, texts, queries, col, stats["bytes_on_disk"] / stats["tokens"], repeats)
+    if k == 10:  # the engine's other modes, at the k a user asks most
+        rows += bench_engine_modes(index, texts, queries, col, stats["bytes_on_disk"] / stats["tokens"], repeats)
     return rows
 
 
@@ -223,6 +251,21 @@ def ground_truth(col: Collection, k: int) -> list[list[int]]:
     return best_ids.tolist()
 
 
+def subset_positions(n_queries: int, n: int) -> list[int]:
+    """n of n_queries positions, evenly spaced: every language of a real collection's queries is kept."""
+    return np.linspace(0, n_queries - 1, n).round().astype(int).tolist()
+
+
+def query_subset(col: Collection, n: int | None) -> Collection:
+    """The collection with n of its queries (subset_positions) and their truth: for peers too
+    slow to search all of them."""
+    if not n or n >= len(col.queries):
+        return col
+    keep = subset_positions(len(col.queries), n)
+    return Collection(col.name, col.n_docs, col.n_tokens, [col.queries[i] for i in keep], col.chunks,
+                      {k: [t[i] for i in keep] for k, t in col.truth.items()}, col.dim)
+
+
 def recall(got: list[list[int]], truth: list[list[int]], k: int) -> float:
     return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth)]))
 
@@ -261,10 +304,16 @@ def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = 
             return MultiVectorIndex(path), info["build_s"], f"build peak RSS {info['build_rss_gb']:.1f} GB (earlier run)"
     shutil.rmtree(path, ignore_errors=True)
     t = time.perf_counter()
-    index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits, num_centroids=centroids)
+    index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits, num_centroids=centroids,
+                                    model_fingerprint=col.model_fingerprint, model_source=col.model_source)
     with index.writer(expected_tokens=col.n_tokens) as w:
         for start, docs in col.chunks():
-            w.add([str(start + i) for i in range(len(docs))], docs)
+            ids = [str(start + i) for i in range(len(docs))]
+            if col.records is None:
+                w.add(ids, docs)
+            else:  # texts (BM25) and metadata too; ids stay numbers, for recall
+                part = col.records[start:start + len(docs)]
+                w.add(ids, docs, [c.text for c in part], [c.metadata for c in part])
     build, rss = time.perf_counter() - t, peak_rss_gb()  # the process's peak so far: generation included
     done.write_text(json.dumps({"collection": col.name, "n_docs": col.n_docs, "nbits": nbits, "centroids": centroids,
                                 "build_s": build, "build_rss_gb": rss}))
@@ -273,19 +322,21 @@ def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = 
 
 
 def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None, keep: bool = False,
-               centroid_factor: float | None = None) -> dict:
-    """This index at nbits, with its default centroid count, or `centroid_factor` times PLAID's."""
+               centroid_factor: float | None = None, peer_queries: int | None = None) -> dict:
+    """This index at nbits, with its default centroid count, or `centroid_factor` times PLAID's.
+    peer_queries: also give recall on the queries the peers search (query_subset)."""
     centroids = None if centroid_factor is None else int(centroid_factor * plaid_num_centroids(col.n_tokens))
     if centroids == default_num_centroids(col.n_tokens):
         centroids, centroid_factor = None, None  # the default's row (and a kept index of it)
     path = workdir / (f"ours-{nbits}-{col.name.split()[0]}" + ("" if centroids is None else f"-k{centroids}"))
     index, build, build_note = build_ours(col, nbits, path, centroids)
-    # Vector storage only (codes, residuals, offsets, inverted file); the document payload
-    # (docs.parquet, records.bin) is reported in the note.
-    payload = {"docs.parquet", "records.bin", "record_offsets.npy", "segment.json"}
+    # Vector storage only (codes, residuals, offsets, inverted file); the rest (texts, records,
+    # BM25 of a real collection) is reported in the note as the document payload.
+    vector_files = {"codes.bin", "residuals.bin", "doc_offsets.npy", "ivf_index.npy", "ivf_lists.npy",
+                    "ivf_offsets.npy", "ivf_docs.npy"}
     files = [f for f in (path / "segments").rglob("*") if f.is_file()]
-    seg_bytes = sum(f.stat().st_size for f in files if f.name not in payload)
-    payload_bytes = sum(f.stat().st_size for f in files if f.name in payload)
+    seg_bytes = sum(f.stat().st_size for f in files if f.name in vector_files and f.parent.parent.name == "segments")
+    payload_bytes = sum(f.stat().st_size for f in files) - seg_bytes
     to_int = lambda hits: [int(h.id) for h in hits]  # noqa: E731
     for q in col.queries[:3]:
         index.search(q, k=10)  # warm up: compiled kernels load from numba's cache
@@ -297,6 +348,11 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     n_own = min(len(col.queries), own_queries or len(col.queries))
     own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
     over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
+    peers = query_subset(col, peer_queries)
+    if peers is not col and 10 in col.truth:
+        keep = subset_positions(len(col.queries), len(peers.queries))
+        over += (f"; on the peers' {len(keep)} queries R@10 {recall([res10[i] for i in keep], peers.truth[10], 10):.3f}"
+                 f", R@100 {recall([res100[i] for i in keep], peers.truth[100], 100):.3f}")
     system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else
                                                     f", {centroids:,} centroids ({centroid_factor:g}x PLAID's rule)")
     r = row(system, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
@@ -321,6 +377,7 @@ def bench_exhaustive_torch(col: Collection) -> dict:
         sims = torch.einsum("qd,ntd->nqt", torch.from_numpy(q), padded).masked_fill(~mask[:, None, :], -1e9)
         return sims.max(-1).values.sum(-1).topk(k).indices.tolist()
 
+    search(col.queries[0], 10)  # warm up
     lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
     _, res100 = time_queries(lambda q: search(q, 100), col.queries)
     return row("exhaustive MaxSim (torch, fp32)", build, 4 * col.dim, lat10, res10, res100, col, "raw vectors in RAM")
@@ -347,17 +404,22 @@ def bench_pylate(col: Collection, kind: str, workdir: Path) -> dict:
     def search(q, k):
         return [int(r["id"]) for r in retriever.retrieve(queries_embeddings=[q], k=k)[0]]
 
+    search(col.queries[0], 10)  # warm up: the first search compiles and loads PLAID's C++ extensions (~1 min)
     lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
     _, res100 = time_queries(lambda q: search(q, 100), col.queries)
     name = "pylate PLAID (use_fast=False, nbits=2)" if kind == "plaid" else "pylate Voyager (HNSW)"
     return row(name, build, size / col.n_tokens, lat10, res10, res100, col)
 
 
-def bench_lancedb(col: Collection, workdir: Path, indexed: bool) -> dict:
+def bench_lancedb(col: Collection, workdir: Path, indexed: bool, nprobes: int | None = None,
+                  refine_factor: int | None = None) -> dict:
     """LanceDB's multivector column (a list of token vectors a row) searched by MaxSim: flat
-    (every row scored) or through an IVF_PQ index of the token vectors (its own defaults)."""
+    (every row scored) or through an IVF_PQ index of the token vectors, with its default search
+    settings or with `nprobes` partitions probed and `refine_factor` times k rows re-scored on
+    the stored vectors."""
     import lancedb
     import pyarrow as pa
+    from lancedb.index import IvfPq
 
     t = time.perf_counter()
     db = lancedb.connect(str(workdir / "lancedb"))
@@ -375,25 +437,32 @@ def bench_lancedb(col: Collection, workdir: Path, indexed: bool) -> dict:
 
     table = db.create_table("chunks", data=pa.RecordBatchReader.from_batches(schema, batches()), mode="overwrite")
     if indexed:
-        table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ")
+        table.create_index("vector", config=IvfPq(distance_type="cosine"))  # multivector: cosine only
     build = time.perf_counter() - t
     size = sum(f.stat().st_size for f in (workdir / "lancedb").rglob("*") if f.is_file())
 
     def search(q, k):
         hits = table.search(q, vector_column_name="vector").limit(k).select(["id", "_distance"])
+        if nprobes:
+            hits = hits.nprobes(nprobes)
+        if refine_factor:
+            hits = hits.refine_factor(refine_factor)
         return hits.to_arrow().column("id").to_pylist()
 
+    search(col.queries[0], 10)  # warm up, as every system here
     lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
     _, res100 = time_queries(lambda q: search(q, 100), col.queries)
     shutil.rmtree(workdir / "lancedb", ignore_errors=True)
-    name = f"LanceDB {lancedb.__version__} multivector, " + ("IVF_PQ index (defaults)" if indexed else "flat")
+    settings = ", ".join(f"{k} {v}" for k, v in (("nprobes", nprobes), ("refine_factor", refine_factor)) if v)
+    name = f"LanceDB {lancedb.__version__} multivector, " + (f"IVF_PQ index ({settings or 'defaults'})" if indexed
+                                                              else "flat")
     return row(name, build, size / col.n_tokens, lat10, res10, res100, col, "fp32 vectors stored")
 
 
 FAST_PLAID_PYTHON = Path(__file__).resolve().parents[1] / ".venv-fast-plaid" / "bin" / "python"
 
 
-def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4) -> dict:
+def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4, timeout: float | None = None) -> dict:
     """fast-plaid (PyLate's engine, Rust) in its own virtual environment: its wheels need torch
     2.11 (scripts/setup-fast-plaid.sh). The vectors go to it as .npy files; it builds, searches one
     query at a time on the CPU with its default search settings, and reports (eval/peers)."""
@@ -412,10 +481,16 @@ def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4) -> dict:
     np.save(work / "doc_lengths.npy", np.array(lengths, np.int64))
     np.save(work / "queries.npy", np.concatenate(col.queries).astype(np.float32))
     np.save(work / "query_lengths.npy", np.array([len(q) for q in col.queries], np.int64))
-    done = subprocess.run([str(FAST_PLAID_PYTHON), str(Path(__file__).parent / "peers" / "fast_plaid_peer.py"),
-                           str(work), "--nbits", str(nbits), "--dim", str(col.dim),
-                           "--threads", str(torch.get_num_threads())],
-                          capture_output=True, text=True)
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([str(FAST_PLAID_PYTHON), str(Path(__file__).parent / "peers" / "fast_plaid_peer.py"),
+                               str(work), "--nbits", str(nbits), "--dim", str(col.dim),
+                               "--threads", str(torch.get_num_threads())],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stage = "searches" if (work / "built.json").exists() else "build"
+        shutil.rmtree(work, ignore_errors=True)
+        raise RuntimeError(f"stopped after {time.perf_counter() - started:.0f} s (--peer-timeout), in its {stage}")
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     out = json.loads((work / "result.json").read_text())
@@ -425,11 +500,17 @@ def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4) -> dict:
                "its default search settings (n_ivf_probe 8, n_full_scores 4096)")
 
 
-PEERS = {"plaid": lambda col, work: bench_pylate(col, "plaid", work),
-         "fast-plaid": lambda col, work: bench_fast_plaid(col, work),
-         "voyager": lambda col, work: bench_pylate(col, "voyager", work),
-         "lancedb": lambda col, work: bench_lancedb(col, work, indexed=False),
-         "lancedb-ivfpq": lambda col, work: bench_lancedb(col, work, indexed=True)}
+PEERS = {"plaid": lambda col, work, timeout: bench_pylate(col, "plaid", work),
+         "fast-plaid": lambda col, work, timeout: bench_fast_plaid(col, work, timeout=timeout),
+         "voyager": lambda col, work, timeout: bench_pylate(col, "voyager", work),
+         "lancedb": lambda col, work, timeout: bench_lancedb(col, work, indexed=False),
+         "lancedb-ivfpq": lambda col, work, timeout: bench_lancedb(col, work, indexed=True),
+         # Searched wider, and re-scored on the stored vectors: LanceDB's own recall knobs.
+         "lancedb-ivfpq-wide": lambda col, work, timeout: bench_lancedb(col, work, indexed=True, nprobes=64,
+                                                                        refine_factor=10)}
+
+
+SLOW_BUILDS = {"fast-plaid", "plaid"}  # k-means and assignment over every token, on the CPU
 
 
 def main() -> None:
@@ -439,6 +520,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--peer-max-docs", type=int, default=10_000,
                         help="largest collection the pylate peers and torch exhaustive run on")
+    parser.add_argument("--plaid-max-docs", type=int, help="largest collection fast-plaid and pylate PLAID run on "
+                        "(default --peer-max-docs): their CPU builds grow with tokens x centroids, 700 s (fast-plaid) "
+                        "and 505 s (pylate) at 10k real chunks here, so hours at 100k")
     parser.add_argument("--torch-max-docs", type=int, default=100_000)
     parser.add_argument("--peers", default="plaid,voyager", help="peers to run, comma separated (empty for none): "
                         + ", ".join(PEERS))
@@ -454,6 +538,14 @@ def main() -> None:
                         help="largest collection whose recall against raw vectors is computed (at 1M chunks of "
                              "150-220 tokens it takes over an hour; rows then give recall against the index's "
                              "own exhaustive search only)")
+    parser.add_argument("--real", default="", help="real collections, comma separated (e.g. 10k,100k): the first "
+                        "chunks of the real multilingual collection with the embedded model's raw vectors "
+                        "(eval/real_vectors.py, encoded once and cached) and the --index queries")
+    parser.add_argument("--peer-queries", type=int, help="peers search only this many of the queries, evenly "
+                        "spaced (LanceDB's flat search takes seconds a query at 100k real chunks); the rows of "
+                        "this index then also give recall on the same queries")
+    parser.add_argument("--peer-timeout", type=float, help="seconds a peer may take in all (build and searches) "
+                        "before it is stopped and its row says so (fast-plaid only: it runs as a subprocess)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--keep", type=Path, help="build this index's collections in this folder and keep them; a "
                         "later run with the same --keep reuses a finished one (search again without rebuilding)")
@@ -464,6 +556,8 @@ def main() -> None:
                         "(beside 20 SciFact queries)")
     parser.add_argument("--dev", action="store_true", help="--index with the tuning queries (SciFact's 20-39 and "
                         "the next questions of each QA language), never the reported ones")
+    parser.add_argument("--index-k", default="10", help="k of the --index searches, comma separated (10, 100): "
+                        "each against the index's own exhaustive top k")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the --index queries, every setting "
                         "in turn each round (latencies pooled)")
     parser.add_argument("--variants", default="", help="search settings tried on --index beside the defaults, "
@@ -476,13 +570,15 @@ def main() -> None:
     low, high = (int(x) for x in args.doc_tokens.split("-"))
     collections += [synthetic(sizes[s.strip().lower()], args.queries, args.dim, (low, high))
                     for s in args.sizes.split(",") if s.strip()]
+    collections += [real(sizes[s.strip().lower()], args.index_queries) for s in args.real.split(",") if s.strip()]
     rows = []
     if args.index:
         variants = {}
         for spec in [v.strip() for v in args.variants.split(";") if v.strip()]:
             variants[spec] = {k: (float(v) if k == "centroid_threshold" else int(v))
                               for k, v in (item.split("=") for item in spec.split(","))}
-        rows += bench_existing(args.index, args.index_queries, variants, args.repeats, args.dev)
+        for k in [int(x) for x in args.index_k.split(",")]:
+            rows += bench_existing(args.index, args.index_queries, variants, args.repeats, args.dev, k)
     for col in [c for c in collections if c is not None]:
         print(f"== {col.name}: {col.n_docs} docs, {col.n_tokens} tokens", file=sys.stderr)
         t = time.perf_counter()
@@ -500,7 +596,7 @@ def main() -> None:
                 for factor in [None if f.strip() == "default" else float(f) for f in args.centroids.split(",")
                                if f.strip()]:
                     rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep),
-                                           centroid_factor=factor))
+                                           centroid_factor=factor, peer_queries=args.peer_queries))
                     print(rows[-1], file=sys.stderr)
                     gc.collect()
             if col.n_docs <= args.torch_max_docs:
@@ -513,18 +609,25 @@ def main() -> None:
                                      + ("recall truth computed chunk by chunk" if col.truth else
                                         "no recall against raw vectors (above --raw-truth-max-docs)")})
             for kind in [p.strip() for p in args.peers.split(",") if p.strip()]:
-                if col.n_docs <= args.peer_max_docs:
+                limit = args.plaid_max_docs if kind in SLOW_BUILDS and args.plaid_max_docs is not None \
+                    else args.peer_max_docs
+                if col.n_docs <= limit:
                     try:
-                        rows.append(PEERS[kind](col, work))
+                        peer_col = query_subset(col, args.peer_queries)
+                        rows.append(PEERS[kind](peer_col, work, args.peer_timeout))
+                        if peer_col is not col:
+                            rows[-1]["note"] += f"; {len(peer_col.queries)} of the {len(col.queries)} queries"
                     except Exception as exc:  # a peer failing is a result, not a crash
                         rows.append({"collection": col.name, "system": kind, "note": f"failed: {exc!r}"[:200]})
                 else:
                     rows.append({"collection": col.name, "system": kind,
-                                 "note": f"skipped above --peer-max-docs={args.peer_max_docs}"})
+                                 "note": f"skipped above --{'plaid' if limit != args.peer_max_docs else 'peer'}"
+                                         f"-max-docs={limit}" + (": its CPU build grows with tokens x centroids"
+                                                                 if kind in SLOW_BUILDS else "")})
                 print(rows[-1], file=sys.stderr)
                 gc.collect()
 
-    print(f"\nIndex benchmark, {torch.get_num_threads()} threads, {args.queries} queries, k=10 latency "
+    print(f"\nIndex benchmark, {torch.get_num_threads()} threads, {args.queries} queries a synthetic collection, k=10 latency "
           f"(one query at a time), recall against exhaustive MaxSim on raw fp32 vectors\n")
     print("| collection | system | build s | bytes/token | p50 ms | p95 ms | QPS | R@10 | R@100 | note |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")

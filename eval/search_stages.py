@@ -29,6 +29,9 @@ parser.add_argument("index", type=Path)
 parser.add_argument("--queries", type=int, default=20)
 parser.add_argument("--truth", type=int, default=0, help="queries whose own exhaustive search gives recall@10")
 parser.add_argument("--code", type=Path, help="a checkout whose lfm2_retrieval to time (default this one)")
+parser.add_argument("--real-queries", type=int, metavar="PER_LANGUAGE", help="the real collection's queries "
+                    "(bench_index.index_queries: 20 SciFact, this many a QA language), encoded by the index's "
+                    "model, instead of synthetic ones (for an index of real vectors)")
 args = parser.parse_args()
 sys.path.insert(0, str((args.code or Path(__file__).resolve().parents[1]).resolve()))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
@@ -69,7 +72,15 @@ STAGES = [
 ]
 
 index = MultiVectorIndex(args.index)
-queries = clustered_queries(args.queries, index.dim, topics=topic_pool(index.dim))
+if args.real_queries:
+    from bench_index import index_queries
+
+    from lfm2_retrieval import ColBERTEncoder
+    encoder = ColBERTEncoder.from_pretrained(index.manifest.model_source)
+    queries = [np.asarray(q, np.float32) for q in encoder.encode_queries(index_queries(args.real_queries))]
+    args.queries = len(queries)
+else:
+    queries = clustered_queries(args.queries, index.dim, topics=topic_pool(index.dim))
 for q in queries[:3]:
     index.search(q, k=10)  # compiled kernels load from numba's cache
 for owner, name, label in STAGES:
@@ -83,7 +94,8 @@ for q in queries:
     for label, seconds in spent.items():
         per_stage[label].append(seconds)
 
-truth_file = args.index.parent / f"{args.index.name}.stages-truth-{args.queries}.json"
+kind = f"real-{args.real_queries}" if args.real_queries else str(args.queries)
+truth_file = args.index.parent / f"{args.index.name}.stages-truth-{kind}.json"
 truth = json.loads(truth_file.read_text()) if truth_file.exists() else []
 if len(truth) < args.truth:
     for q in queries[len(truth):args.truth]:
@@ -91,7 +103,8 @@ if len(truth) < args.truth:
     truth_file.write_text(json.dumps(truth))
 stats = index.stats()
 print(f"{args.index} ({stats['chunks']} chunks, {stats['segments']} segments, {stats['centroids']} centroids); "
-      f"code {Path(search_module.__file__).parents[2]}; {len(queries)} queries of {len(queries[0])} tokens")
+      f"code {Path(search_module.__file__).parents[2]}; {len(queries)} queries of "
+      f"{statistics.median(len(q) for q in queries):.0f} tokens (median)")
 print("\n| stage | p50 ms | max ms |\n|---|---:|---:|")
 for label in [label for _, _, label in STAGES if label in per_stage]:
     print(f"| {label} | {1e3 * statistics.median(per_stage[label]):.1f} | {1e3 * max(per_stage[label]):.1f} |")
