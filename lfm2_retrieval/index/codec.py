@@ -61,6 +61,7 @@ class ResidualCodec:
         if (self.dim * self.nbits) % 8:
             raise ValueError(f"dim * nbits must be a multiple of 8 (dim={self.dim}, nbits={self.nbits})")
         self._assigner: _CentroidAssigner | None = None  # built on first compress: readers never need it
+        self._centroids_bf16: torch.Tensor | None = None  # built on first search, where the CPU wants it
         per_byte = 8 // self.nbits
         # For every byte value, the residual values of the `per_byte` dimensions it packs
         # (most significant bits first).
@@ -72,6 +73,14 @@ class ResidualCodec:
     def byte_table(self) -> np.ndarray:
         """[256, dims per byte]: the residual values a packed byte stands for."""
         return self._byte_table
+
+    @property
+    def centroids_bf16(self) -> torch.Tensor:
+        """The centroids in bfloat16, for the query plan's product where the CPU multiplies
+        bfloat16 natively (search.centroid_scores); made on first use."""
+        if self._centroids_bf16 is None:
+            self._centroids_bf16 = torch.from_numpy(self.centroids).to(torch.bfloat16)
+        return self._centroids_bf16
 
     @property
     def dim(self) -> int:

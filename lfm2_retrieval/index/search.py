@@ -5,7 +5,8 @@ narrowing work. The budgets of the stages are the snapshot's, not a segment's: e
 encoded by the one codec, so scores compare across segments, and an index of six segments does
 the work of one segment of the same chunks (search_segments).
 
-1. Candidates. Centroid scores S = Q C^T. Each query token probes its `nprobe` best centroids
+1. Candidates. Centroid scores S = Q C^T (in bfloat16 where the CPU multiplies it natively:
+   centroid_scores). Each query token probes its `nprobe` best centroids
    (doubled while that yields under the probing target, as with selective filters); the
    inverted files give the chunks with a token at any probed centroid. Each candidate gets a
    cheap estimate from the probed centroids alone: sum_q max_{c probed by q, c in doc} S[q, c],
@@ -30,6 +31,8 @@ all scored exactly (a selective filter never loses results to pruning).
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,6 +87,43 @@ def similarities(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
     return (torch.from_numpy(vectors) @ torch.from_numpy(q).T).numpy()
 
 
+PLAN_DTYPE_ENV = "LFM2_SEARCH_PLAN_DTYPE"
+# x86 flags of bfloat16 dot-product instructions. Without them oneDNN emulates bfloat16 and the
+# product is slower than in float32 (here float16, which this CPU cannot multiply natively,
+# took 14.5 ms where float32 took 3.2), so any other CPU keeps float32.
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+@functools.cache
+def plan_dtype() -> torch.dtype:
+    """The precision of the query plan's product: $LFM2_SEARCH_PLAN_DTYPE (float32 or bfloat16)
+    if set, else bfloat16 where /proc/cpuinfo shows bfloat16 dot-product instructions."""
+    asked = os.environ.get(PLAN_DTYPE_ENV, "").strip().lower()
+    if asked:
+        if asked not in ("float32", "bfloat16"):
+            raise ValueError(f"{PLAN_DTYPE_ENV} must be float32 or bfloat16, not {asked!r}")
+        return getattr(torch, asked)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            native = any(_BF16_FLAGS & set(line.split()) for line in f if line.startswith("flags"))
+    except OSError:
+        native = False
+    return torch.bfloat16 if native else torch.float32
+
+
+def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:
+    """[K, nq] float32: every centroid's similarity to every query token, the query plan's
+    product. In bfloat16 where the CPU multiplies it natively (plan_dtype): at 65,536 centroids
+    and 19 query tokens 0.5 ms instead of 3.2 (AVX512-BF16, 2 cores), the largest part of the
+    plan, which was the largest stage at 1M chunks. bfloat16 keeps 8 bits of mantissa, so a score
+    moves by up to ~2e-3 (2e-4 on average); the plan only orders centroids and ranks candidates,
+    and the exact stage rescores the survivors on float32 vectors. On the dev queries of 100k
+    real chunks, the top 10 were the same as with float32 for all 84 queries (docs/benchmarks.md)."""
+    if plan_dtype() is torch.bfloat16:
+        return (codec.centroids_bf16 @ torch.from_numpy(q).to(torch.bfloat16).T).float().numpy()
+    return similarities(codec.centroids, q)
+
+
 def maxsim_per_doc(sims: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """sims [n_tok, nq] for chunks of `counts` consecutive tokens -> MaxSim score per chunk.
 
@@ -124,11 +164,12 @@ class QueryPlan:
 
     def __init__(self, codec: ResidualCodec, q: np.ndarray, params: "SearchParams") -> None:
         self.threshold = params.centroid_threshold
-        # One product (torch's threads), then the scan for each token's best centroids (a part
-        # a core, kernels.probe_order): at 65k centroids 1.3 + 1.1 ms; products of 8k-centroid
+        # One product (torch's threads; bfloat16 where native: centroid_scores), then the scan
+        # for each token's best centroids (a part a core, kernels.probe_order): at 65k
+        # centroids 1.3 + 1.1 ms in float32 (session 13's machine); products of 8k-centroid
         # blocks, each scanned while in cache, took 3.6 ms, most of it in hand-offs between
         # torch's threads and the scan.
-        self.scores = similarities(codec.centroids, q)
+        self.scores = centroid_scores(codec, q)
         self.table = np.empty(self.scores.shape, dtype=np.int16)  # stage 2's scores (kernels.TABLE_SCALE)
         self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold, self.table)
         self.max_probe = min(codec.num_centroids, 16 * params.nprobe)
