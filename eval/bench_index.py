@@ -3,18 +3,26 @@
 One table, side by side, per collection: build time, bytes per token on disk, single-query
 latency p50/p95, QPS, and recall@10 / recall@100 against exhaustive MaxSim over the raw fp32
 vectors. Collections: token vectors of BEIR SciFact from this project's encoder (the embedded
-trained model) and synthetic clustered vectors at 10k / 100k / 1M documents: 16 to 48 tokens
+trained model); `--real 10k,100k`: the first chunks of a real multilingual collection (QA
+paragraphs in 8 languages, SciFact, NTREX-128 in 128 languages, chunked as `lfm2-search index`
+chunks them; eval/real_vectors.py encodes them once and caches the raw vectors) with 84 queries
+in 9 languages; and synthetic clustered vectors at 10k / 100k / 1M documents: 16 to 48 tokens
 each, 128-d, by default; `--doc-tokens 150-220 --dim 96` gives chunks of the length and width
 that `lfm2-search index` writes with the embedded model. Peers run only up to --peer-max-docs
-(pylate PLAID took about 160 ms per query on 2k documents here); rows say when a system was
-skipped and why. LanceDB (multivector column, MaxSim) runs flat and with its IVF_PQ index;
-fast-plaid runs in its own virtual environment (scripts/setup-fast-plaid.sh), as a subprocess.
+(fast-plaid and pylate PLAID up to --plaid-max-docs), on --peer-queries of the queries; rows
+say when a system was skipped and why. LanceDB (multivector column, MaxSim) runs flat and with
+its IVF_PQ index (defaults, and searched wider); fast-plaid runs in its own virtual environment
+(scripts/setup-fast-plaid.sh), as a subprocess; LanceDB needs `pip install -c
+.venv/constraints.txt lancedb`.
 
     .venv/bin/python eval/bench_index.py --sizes 10k          # a few minutes
     .venv/bin/python eval/bench_index.py --sizes 10k,100k     # with SciFact and pylate PLAID (~20 minutes)
     .venv/bin/python eval/bench_index.py --sizes 10k --no-scifact --doc-tokens 150-220 --dim 96 \
         --peers lancedb,lancedb-ivfpq,fast-plaid               # real chunk lengths
     .venv/bin/python eval/bench_index.py --sizes 1m --no-scifact --nbits 2 --own-queries 10 --peers ""  # ~1 hour
+    .venv/bin/python eval/bench_index.py --real 100k --sizes "" --no-scifact --nbits 4 --torch-max-docs 0 \
+        --peers fast-plaid,plaid,lancedb-ivfpq,lancedb-ivfpq-wide,lancedb --peer-max-docs 100000 \
+        --plaid-max-docs 10000 --peer-queries 12 --keep eval/out/real-bench    # ~25 min after the encoding
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ import argparse
 import gc
 import hashlib
 import json
+import os
 import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,10 +331,25 @@ def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = 
     return index, build, f"build peak RSS {rss:.1f} GB"
 
 
+def _set_plan_dtype(value: str | None) -> None:
+    """$LFM2_SEARCH_PLAN_DTYPE for the searches that follow (None: the machine's choice)."""
+    from lfm2_retrieval.index.search import PLAN_DTYPE_ENV, plan_dtype
+
+    if value is None:
+        os.environ.pop(PLAN_DTYPE_ENV, None)
+    else:
+        os.environ[PLAN_DTYPE_ENV] = value
+    plan_dtype.cache_clear()
+
+
 def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | None = None, keep: bool = False,
-               centroid_factor: float | None = None, peer_queries: int | None = None) -> dict:
-    """This index at nbits, with its default centroid count, or `centroid_factor` times PLAID's.
-    peer_queries: also give recall on the queries the peers search (query_subset)."""
+               centroid_factor: float | None = None, peer_queries: int | None = None,
+               plan_dtypes: Sequence[str] = ("",)) -> list[dict]:
+    """This index at nbits, with its default centroid count, or `centroid_factor` times PLAID's:
+    a row per query-plan precision in plan_dtypes ("" the default: search.plan_dtype), all on
+    the one index. peer_queries: also give recall on the queries the peers search (query_subset)."""
+    from lfm2_retrieval.index.search import PLAN_DTYPE_ENV, plan_dtype
+
     centroids = None if centroid_factor is None else int(centroid_factor * plaid_num_centroids(col.n_tokens))
     if centroids == default_num_centroids(col.n_tokens):
         centroids, centroid_factor = None, None  # the default's row (and a kept index of it)
@@ -338,31 +363,40 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     seg_bytes = sum(f.stat().st_size for f in files if f.name in vector_files and f.parent.parent.name == "segments")
     payload_bytes = sum(f.stat().st_size for f in files) - seg_bytes
     to_int = lambda hits: [int(h.id) for h in hits]  # noqa: E731
-    for q in col.queries[:3]:
-        index.search(q, k=10)  # warm up: compiled kernels load from numba's cache
-    lat10, res10 = time_queries(lambda q: to_int(index.search(q, k=10)), col.queries)
-    _, res100 = time_queries(lambda q: to_int(index.search(q, k=100)), col.queries)
     # What the search's pruning loses, apart from compression: against the index's own
-    # exhaustive MaxSim over the same decompressed vectors.
+    # exhaustive MaxSim over the same decompressed vectors (no query plan involved).
     # At 1M documents one exhaustive query decompresses 32M tokens, so --own-queries can cap it.
     n_own = min(len(col.queries), own_queries or len(col.queries))
     own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
-    over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
-    peers = query_subset(col, peer_queries)
-    if peers is not col and 10 in col.truth:
-        keep = subset_positions(len(col.queries), len(peers.queries))
-        over += (f"; on the peers' {len(keep)} queries R@10 {recall([res10[i] for i in keep], peers.truth[10], 10):.3f}"
-                 f", R@100 {recall([res100[i] for i in keep], peers.truth[100], 100):.3f}")
-    system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else
-                                                    f", {centroids:,} centroids ({centroid_factor:g}x PLAID's rule)")
-    r = row(system, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
-            f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
-            f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, {index.stats()['segments']} segments, "
-            f"{index.stats()['centroids']} centroids, +{payload_bytes / col.n_tokens:.1f} B/token document payload")
+    rows, asked = [], os.environ.get(PLAN_DTYPE_ENV)
+    for dtype in plan_dtypes:
+        _set_plan_dtype(dtype or None)
+        for q in col.queries[:3]:
+            index.search(q, k=10)  # warm up: compiled kernels load from numba's cache
+        lat10, res10 = time_queries(lambda q: to_int(index.search(q, k=10)), col.queries)
+        _, res100 = time_queries(lambda q: to_int(index.search(q, k=100)), col.queries)
+        over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
+        peers = query_subset(col, peer_queries)
+        if peers is not col and 10 in col.truth:
+            keep_at = subset_positions(len(col.queries), len(peers.queries))
+            over += (f"; on the peers' {len(keep_at)} queries R@10 "
+                     f"{recall([res10[i] for i in keep_at], peers.truth[10], 10):.3f}, R@100 "
+                     f"{recall([res100[i] for i in keep_at], peers.truth[100], 100):.3f}")
+        system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else
+                                                        f", {centroids:,} centroids ({centroid_factor:g}x PLAID's rule)")
+        if len(plan_dtypes) > 1 or dtype:
+            system += f", {str(plan_dtype()).removeprefix('torch.')} plan"
+        rows.append(row(system, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
+                        f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
+                        f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, "
+                        f"{index.stats()['segments']} segments, {index.stats()['centroids']} centroids, "
+                        f"+{payload_bytes / col.n_tokens:.1f} B/token document payload"))
+        print(rows[-1], file=sys.stderr)
+    _set_plan_dtype(asked)
     del index
     if not keep:
         shutil.rmtree(path, ignore_errors=True)
-    return r
+    return rows
 
 
 def bench_exhaustive_torch(col: Collection) -> dict:
@@ -532,6 +566,8 @@ def main() -> None:
     parser.add_argument("--nbits", default="2,4", help="residual bits of this index's rows (comma separated)")
     parser.add_argument("--centroids", default="default", help="this index's centroid counts, comma separated, a "
                         "row each: `default` (its rule) or a multiple of ColBERTv2/PLAID's rule (e.g. default,1,4)")
+    parser.add_argument("--plan-dtypes", default="", help="query-plan precisions of this index's rows, comma "
+                        "separated (float32,bfloat16: a row each on the one index; default: the machine's choice)")
     parser.add_argument("--own-queries", type=int, help="queries for the R@10-vs-own-exhaustive note (default all; "
                         "at 1M each one decompresses 32M tokens)")
     parser.add_argument("--raw-truth-max-docs", type=int, default=1_000_000,
@@ -595,9 +631,9 @@ def main() -> None:
             for nbits in [int(b) for b in args.nbits.split(",") if b.strip()]:
                 for factor in [None if f.strip() == "default" else float(f) for f in args.centroids.split(",")
                                if f.strip()]:
-                    rows.append(bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep),
-                                           centroid_factor=factor, peer_queries=args.peer_queries))
-                    print(rows[-1], file=sys.stderr)
+                    rows += bench_ours(col, nbits, args.keep or work, args.own_queries, keep=bool(args.keep),
+                                       centroid_factor=factor, peer_queries=args.peer_queries,
+                                       plan_dtypes=args.plan_dtypes.split(","))
                     gc.collect()
             if col.n_docs <= args.torch_max_docs:
                 rows.append(bench_exhaustive_torch(col))
