@@ -52,7 +52,6 @@ from lfm2_retrieval.index.codec import plaid_num_centroids  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from real_vectors import RealVectors  # noqa: E402
 from scifact_vectors import SCIFACT, scifact_vectors  # noqa: E402
 from synthetic_vectors import clustered_docs, clustered_queries, topic_pool  # noqa: E402
 
@@ -110,15 +109,16 @@ def real(n_chunks: int, per_language: int) -> Collection:
     from lfm2_retrieval.model.locations import default_model, model_source
     from real_vectors import build, real_chunks
 
-    vectors = build(n_chunks)
-    encoder = ColBERTEncoder.from_pretrained(None)
+    encoder = ColBERTEncoder.from_pretrained(default_model())
+    vectors = build(n_chunks, encoder)
     records = real_chunks(encoder, vectors.n_chunks)
     if [c.id for c in records] != vectors.chunk_ids():
         raise SystemExit(f"{vectors.folder} was chunked differently (the chunker changed): delete it to encode anew")
     queries = [np.asarray(q, np.float32) for q in encoder.encode_queries(index_queries(per_language))]
-    return Collection(f"real-{_short(n_chunks)} (multilingual chunks, {vectors.dim}-d, {len(queries)} queries)", vectors.n_chunks,
-                      vectors.n_tokens, queries, vectors.pieces, dim=vectors.dim, records=records,
-                      model_source=model_source(default_model()), model_fingerprint=encoder.fingerprint)
+    name = f"real-{_short(n_chunks)} (multilingual chunks, {vectors.dim}-d, {len(queries)} queries)"
+    return Collection(name, vectors.n_chunks, vectors.n_tokens, queries, vectors.pieces, dim=vectors.dim,
+                      records=records, model_source=model_source(default_model()),
+                      model_fingerprint=encoder.fingerprint)
 
 
 def index_queries(per_language: int = 8, scifact_queries: int = 20, dev: bool = False) -> list[str]:
@@ -368,6 +368,10 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     # At 1M documents one exhaustive query decompresses 32M tokens, so --own-queries can cap it.
     n_own = min(len(col.queries), own_queries or len(col.queries))
     own = [to_int(index.search(q, k=10, exhaustive=True)) for q in col.queries[:n_own]]
+    system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else
+                                                    f", {centroids:,} centroids ({centroid_factor:g}x PLAID's rule)")
+    peers = query_subset(col, peer_queries)
+    keep_at = subset_positions(len(col.queries), len(peers.queries))
     rows, asked = [], os.environ.get(PLAN_DTYPE_ENV)
     for dtype in plan_dtypes:
         _set_plan_dtype(dtype or None)
@@ -376,17 +380,12 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
         lat10, res10 = time_queries(lambda q: to_int(index.search(q, k=10)), col.queries)
         _, res100 = time_queries(lambda q: to_int(index.search(q, k=100)), col.queries)
         over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
-        peers = query_subset(col, peer_queries)
         if peers is not col and 10 in col.truth:
-            keep_at = subset_positions(len(col.queries), len(peers.queries))
             over += (f"; on the peers' {len(keep_at)} queries R@10 "
                      f"{recall([res10[i] for i in keep_at], peers.truth[10], 10):.3f}, R@100 "
                      f"{recall([res100[i] for i in keep_at], peers.truth[100], 100):.3f}")
-        system = f"lfm2-search PLAID nbits={nbits}" + ("" if centroids is None else
-                                                        f", {centroids:,} centroids ({centroid_factor:g}x PLAID's rule)")
-        if len(plan_dtypes) > 1 or dtype:
-            system += f", {str(plan_dtype()).removeprefix('torch.')} plan"
-        rows.append(row(system, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
+        plan = f", {str(plan_dtype()).removeprefix('torch.')} plan" if len(plan_dtypes) > 1 or dtype else ""
+        rows.append(row(system + plan, build, seg_bytes / col.n_tokens, lat10, res10, res100, col,
                         f"R@10 vs its own exhaustive search {recall(res10[:n_own], own, 10):.3f}{over}; "
                         f"{build_note}, peak RSS {peak_rss_gb():.1f} GB with the searches, "
                         f"{index.stats()['segments']} segments, {index.stats()['centroids']} centroids, "
@@ -555,8 +554,8 @@ def main() -> None:
     parser.add_argument("--peer-max-docs", type=int, default=10_000,
                         help="largest collection the pylate peers and torch exhaustive run on")
     parser.add_argument("--plaid-max-docs", type=int, help="largest collection fast-plaid and pylate PLAID run on "
-                        "(default --peer-max-docs): their CPU builds grow with tokens x centroids, 700 s (fast-plaid) "
-                        "and 505 s (pylate) at 10k real chunks here, so hours at 100k")
+                        "(default --peer-max-docs): their CPU builds grow with tokens x centroids, 681 s (fast-plaid) "
+                        "and 412 s (pylate) at 10k real chunks here, hours at 100k")
     parser.add_argument("--torch-max-docs", type=int, default=100_000)
     parser.add_argument("--peers", default="plaid,voyager", help="peers to run, comma separated (empty for none): "
                         + ", ".join(PEERS))
@@ -644,12 +643,12 @@ def main() -> None:
                                      f"{col.n_tokens * col.dim * 4 / 1e9:.1f} GB); "
                                      + ("recall truth computed chunk by chunk" if col.truth else
                                         "no recall against raw vectors (above --raw-truth-max-docs)")})
+            peer_col = query_subset(col, args.peer_queries)
             for kind in [p.strip() for p in args.peers.split(",") if p.strip()]:
-                limit = args.plaid_max_docs if kind in SLOW_BUILDS and args.plaid_max_docs is not None \
-                    else args.peer_max_docs
+                slow = kind in SLOW_BUILDS and args.plaid_max_docs is not None
+                flag, limit = ("plaid", args.plaid_max_docs) if slow else ("peer", args.peer_max_docs)
                 if col.n_docs <= limit:
                     try:
-                        peer_col = query_subset(col, args.peer_queries)
                         rows.append(PEERS[kind](peer_col, work, args.peer_timeout))
                         if peer_col is not col:
                             rows[-1]["note"] += f"; {len(peer_col.queries)} of the {len(col.queries)} queries"
@@ -657,9 +656,8 @@ def main() -> None:
                         rows.append({"collection": col.name, "system": kind, "note": f"failed: {exc!r}"[:200]})
                 else:
                     rows.append({"collection": col.name, "system": kind,
-                                 "note": f"skipped above --{'plaid' if limit != args.peer_max_docs else 'peer'}"
-                                         f"-max-docs={limit}" + (": its CPU build grows with tokens x centroids"
-                                                                 if kind in SLOW_BUILDS else "")})
+                                 "note": f"skipped above --{flag}-max-docs={limit}"
+                                         + (": its CPU build grows with tokens x centroids" if slow else "")})
                 print(rows[-1], file=sys.stderr)
                 gc.collect()
 

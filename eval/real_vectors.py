@@ -93,15 +93,8 @@ class RealVectors:
             first += len(lengths)
 
 
-def build(n_chunks: int, model: str | None = None, threads: int | None = None) -> RealVectors:
-    """The cache for n_chunks chunks, encoding what is not there yet."""
-    import torch
-
-    from lfm2_retrieval import ColBERTEncoder
-
-    if threads:
-        torch.set_num_threads(threads)
-    encoder = ColBERTEncoder.from_pretrained(model)
+def build(n_chunks: int, encoder) -> RealVectors:
+    """The cache for n_chunks chunks of `encoder` (a ColBERTEncoder), encoding what is not there yet."""
     for done in sorted(OUT.glob(f"real-vectors-*-{encoder.fingerprint[:12]}/done.json")):
         info = json.loads(done.read_text())
         if info.get("requested", info["chunks"]) >= n_chunks:  # a larger cache's prefix is this one
@@ -132,7 +125,7 @@ def build(n_chunks: int, model: str | None = None, threads: int | None = None) -
         print(f"part {number}: {len(vectors)} chunks, {len(flat)} tokens in {time.perf_counter() - t:.0f} s "
               f"({len(flat) / (time.perf_counter() - t):.0f} tokens/s)", file=sys.stderr)
     (folder / "done.json").write_text(json.dumps({
-        "chunks": len(chunks), "requested": n_chunks, "dim": encoder.dim, "model": str(model or "default"),
+        "chunks": len(chunks), "requested": n_chunks, "dim": encoder.dim,
         "fingerprint": encoder.fingerprint, "seed": SEED, "part_chunks": PART_CHUNKS}))
     return RealVectors(folder)
 
@@ -143,7 +136,14 @@ def main() -> None:
     parser.add_argument("--model", help="a PyLate ColBERT folder or hub id (default: the embedded model)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
-    vectors = build(args.chunks, args.model, args.threads)
+    import torch
+
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.model.locations import default_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    vectors = build(args.chunks, ColBERTEncoder.from_pretrained(args.model or default_model()))
     langs: dict[str, int] = {}
     for line in open(vectors.folder / "chunks.jsonl", encoding="utf-8"):
         row = json.loads(line)

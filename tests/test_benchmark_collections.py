@@ -21,7 +21,7 @@ def write_cache(folder: Path, parts: list[list[np.ndarray]], dim: int) -> None:
         np.save(folder / f"part-{number:05d}.lengths.npy", np.array([len(v) for v in part], np.int32))
     n = sum(len(p) for p in parts)
     (folder / "chunks.jsonl").write_text("".join(json.dumps({"id": f"c{i}"}) + "\n" for i in range(n)))
-    (folder / "done.json").write_text(json.dumps({"chunks": n, "requested": n, "dim": dim, "model": "default"}))
+    (folder / "done.json").write_text(json.dumps({"chunks": n, "requested": n, "dim": dim}))
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """The query plan's product in bfloat16 (where the CPU multiplies it natively) or float32: the
 choice, its precision, and that it changes no ranking that the exact stage decides."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -49,10 +51,10 @@ def test_the_environment_chooses_the_plan_dtype(dtype_env):
         plan_dtype()
 
 
-def test_by_default_bfloat16_only_where_the_cpu_multiplies_it(dtype_env, monkeypatch):
+def test_by_default_bfloat16_only_where_the_cpu_multiplies_it(dtype_env):
     dtype_env(None)
-    flags = open("/proc/cpuinfo").read().split() if __import__("os").path.exists("/proc/cpuinfo") else []
-    native = bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    cpuinfo = Path("/proc/cpuinfo")
+    native = cpuinfo.exists() and bool({"avx512_bf16", "amx_bf16"} & set(cpuinfo.read_text().split()))
     assert plan_dtype() is (torch.bfloat16 if native else torch.float32)
 
 
