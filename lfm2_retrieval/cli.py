@@ -70,7 +70,12 @@ def _index_and_commit(index: str | None):
     from lfm2_retrieval.engine import SearchEngine
     from lfm2_retrieval.engine.locations import resolve_index_path
 
-    path = resolve_index_path(index)
+    from lfm2_retrieval.errors import SearchError
+
+    try:
+        path = resolve_index_path(index)
+    except SearchError:  # not a folder: the error being answered says so
+        return None, None
     return path, SearchEngine.commit_of(path)
 
 
@@ -526,8 +531,10 @@ def check_command(
 
     from lfm2_retrieval.shards import is_sharded
 
+    from lfm2_retrieval.index.manifest import commit_points
+
     path = resolve_index_path(index)
-    if not (path / "manifest.json").exists() and not is_sharded(path):
+    if not (path / "manifest.json").exists() and not is_sharded(path) and not commit_points(path):
         _fail(f"no index at {path}")
     report = SearchEngine.check(path, full=full or repair)  # works on an index too damaged to open
     repaired = SearchEngine.repair(path, report) if repair and report.problems else None
@@ -545,7 +552,14 @@ def check_command(
             for problem in report.problems:
                 table.add_row(escape(problem.part), escape(problem.problem))
             console.print(table)
-            if repaired:
+            if repaired and "restored_from" in repaired:
+                lost = repaired["lost_commits"]
+                console.print(f"repaired: manifest.json restored from commits/{repaired['restored_from']} as commit "
+                              f"{repaired['commit']} ({repaired['chunks']} chunks); " + (
+                                  "nothing was lost." if not lost else
+                                  f"commit(s) {', '.join(map(str, lost))} could not be restored: run `lfm2-search "
+                                  "index` on your folders to index again what they added."))
+            elif repaired:
                 sources = repaired["sources"]
                 console.print(f"repaired: commit {repaired['commit']} without {', '.join(repaired['dropped_segments']) or 'nothing'}"
                               f"; {repaired['chunks']} chunks remain. Run `lfm2-search index` on your folders to "

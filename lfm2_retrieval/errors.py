@@ -16,7 +16,13 @@ mean the same thing (a full disk, a model folder that is not there) are translat
     +-- IndexLockedError              exit 1        409 index_locked (Retry-After)
     +-- IndexDamagedError             exit 2        500 index_damaged
     +-- DiskFullError                 exit 1        507 disk_full
+    +-- ResourcesExhaustedError       exit 1        503 resources_exhausted (Retry-After)
+    +-- StorageIOError                exit 1        503 io_error (Retry-After)
     +-- ShardUnavailableError         exit 1        503 shard_unavailable (Retry-After)
+
+Running out of something (disk, file descriptors, memory) or an I/O error of the device is never
+reported as damage: the index is whole, only this operation could not be done. A write that
+meets one is rolled back unless it had already committed, and then it is answered as done.
 """
 
 from __future__ import annotations
@@ -117,8 +123,40 @@ class DiskFullError(SearchError, OSError):
     http_status, code = 507, "disk_full"
 
 
+class ResourcesExhaustedError(SearchError, OSError):
+    """No file descriptors or memory left for this operation; the index is intact, retry later."""
+
+    http_status, code, retry_after = 503, "resources_exhausted", 2
+
+
+class StorageIOError(SearchError, OSError):
+    """The storage device failed a read or write (EIO); the index stays at its last commit."""
+
+    http_status, code, retry_after = 503, "io_error", 2
+
+
+# errno values that mean "out of something", not "the index is wrong".
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """Whether `exc` means the machine ran out of something (or the device failed), not that a
+    file holds the wrong bytes: such errors must never be reported as damage."""
+    if isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (RESOURCE_ERRNOS | DISK_FULL_ERRNOS | {errno.EIO})
+
+
+def raise_if_resource_error(exc: BaseException, index_path: Path | str | None = None) -> None:
+    """Re-raise `exc` as its SearchError when it is a resource or device error (see
+    is_resource_error); return otherwise, for the caller to judge it (e.g. as damage)."""
+    if is_resource_error(exc):
+        raise as_search_error(exc, index_path) from exc
 
 
 def as_search_error(exc: BaseException, index_path: Path | str | None = None,
@@ -133,7 +171,30 @@ def as_search_error(exc: BaseException, index_path: Path | str | None = None,
             f"no space left on {where} ({getattr(exc, 'filename', None) or 'while writing'}). The index is intact at "
             f"{at}: what this write did after that commit was rolled back. Free some space and run the same "
             "command (or request) again; an `lfm2-search index` run goes on from there.")
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS):
+        what = "memory" if isinstance(exc, MemoryError) or exc.errno == errno.ENOMEM else "file descriptors"
+        return ResourcesExhaustedError(
+            f"the process ran out of {what} ({_describe(exc)}). The index is whole"
+            f"{_at(index_path, commit)}; nothing is damaged. Retry in a moment, or raise the limit "
+            "(ulimit -n for descriptors)")
+    if isinstance(exc, OSError) and exc.errno == errno.EIO:
+        return StorageIOError(
+            f"the storage device failed an I/O operation ({_describe(exc)}). The index stays"
+            f"{_at(index_path, commit)}, what this operation wrote after it was rolled back; check the "
+            "device, then retry (`lfm2-search check --full` verifies every file)")
     # lfm2_core stays independent of this package, so its own error is recognised by name.
     if type(exc).__name__ == "ModelNotFoundError":
         return ModelUnavailableError(str(exc))
     return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{errno.errorcode.get(exc.errno, exc.errno)}{where}"
+    return type(exc).__name__
+
+
+def _at(index_path: Path | str | None, commit: int | None) -> str:
+    where = f" ({index_path})" if index_path else ""
+    return where + (f" at commit {commit}" if commit is not None else " at its last commit")

@@ -110,17 +110,24 @@ class WriteSession:
     # ------------------------------------------------------------------ ending
     def commit(self) -> int:
         """Publish the staged changes atomically (no new commit when nothing changed); returns
-        the index's commit number. A session ends once: later calls do nothing."""
+        the commit the index is at after it. A session ends once: later calls do nothing.
+        A failure is raised only when nothing was committed (writer.py: the commit point)."""
         if not self.closed:
             self.closed = True
             try:
                 changed = self._writer.has_changes
-                self._writer.commit()  # on failure it rolls back and re-raises
+                self._writer.commit()  # on failure before its commit point it rolls back and re-raises
             except BaseException:
                 self._on_close(False)
                 raise
             self._on_close(changed)
-        return self._index.commit
+        return self.commit_number
+
+    @property
+    def commit_number(self) -> int:
+        """The commit this session made (or, before it commits or when it changed nothing, the
+        one it started from). The reader may still be at an older one if moving it failed."""
+        return self._writer.commit_number
 
     def abort(self) -> None:
         """Drop the staged changes; the index stays at its last commit."""

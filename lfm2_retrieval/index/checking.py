@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from ..errors import IndexDamagedError, IndexFolderError
+from ..errors import IndexDamagedError, IndexFolderError, raise_if_resource_error
 from .integrity import CheckReport, Problem, check_segment_fully, crc32_of
-from .manifest import MANIFEST, Counts, Manifest
+from .manifest import MANIFEST, Counts, Manifest, commit_points
 from .snapshot import open_codec, open_segment
 from .storage import WriterLock, load_npy
 from .writer import collect_garbage
@@ -32,8 +32,26 @@ def check_index(path: str | Path, full: bool = False) -> CheckReport:
         manifest = Manifest.read(path)
     except IndexDamagedError as exc:
         report = CheckReport(commit=-1, full=full)
-        report.problems.append(Problem(exc.part, exc.problem))
+        report.problems.append(Problem(exc.part, exc.problem + _fallback_note(path)))
         return report
+    except IndexFolderError:
+        if not (path / MANIFEST).exists() and commit_points(path):
+            report = CheckReport(commit=-1, full=full)
+            report.problems.append(Problem(MANIFEST, "missing" + _fallback_note(path)))
+            return report
+        raise
+    return check_manifest(path, manifest, full)
+
+
+def _fallback_note(path: Path) -> str:
+    points = commit_points(path)
+    if not points:
+        return " (no commit points are kept: an index written before they were)"
+    return f" ({len(points)} commit points kept, newest {points[0][0]}: --repair restores the newest that verifies)"
+
+
+def check_manifest(path: Path, manifest: Manifest, full: bool) -> CheckReport:
+    """The check of the commit that `manifest` describes (the current one, or a commit point)."""
     report = CheckReport(commit=manifest.commit, full=full)
     codec = None
     if manifest.codec:
@@ -55,6 +73,7 @@ def check_index(path: str | Path, full: bool = False) -> CheckReport:
             tombstones = load_npy(path / manifest.tombstones)
             report.checked.append(manifest.tombstones)
         except Exception as exc:  # noqa: BLE001 - unreadable deletions are damage
+            raise_if_resource_error(exc, path)
             report.problems.append(Problem(manifest.tombstones, f"the deletions do not load ({exc})"))
     live_chunks = 0
     for entry in manifest.segments:
@@ -82,6 +101,8 @@ def repair_index(path: str | Path, report: CheckReport, timeout: float = 10.0) -
     counts are recomputed. What was dropped is returned, with the source files it held where they
     can still be read, so the next `lfm2-search index` run indexes them again."""
     path = Path(path)
+    if report.commit == -1 and any(p.part == MANIFEST for p in report.problems):
+        return restore_commit_point(path, timeout)
     lock = WriterLock(path)
     lock.acquire(timeout)
     try:
@@ -117,6 +138,43 @@ def repair_index(path: str | Path, report: CheckReport, timeout: float = 10.0) -
     finally:
         lock.release()
     return {"commit": new.commit, "dropped_segments": dropped, "chunks": chunks, "sources": sources}
+
+
+def restore_commit_point(path: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """manifest.json is damaged or gone: publish the newest commit point (manifest.py) whose
+    every file verifies in full, and say which newer commits, if any, could not be restored.
+
+    The commit point of the current commit is written before manifest.json is replaced, so a
+    damaged manifest.json alone loses nothing; older commit points verify only while their files
+    are still there (each commit's garbage collection removes what it no longer names)."""
+    lock = WriterLock(path)
+    lock.acquire(timeout)
+    try:
+        tried: list[str] = []
+        for commit, point in commit_points(path):
+            try:
+                candidate = Manifest.read(point.parent, point.name)
+            except (IndexDamagedError, IndexFolderError) as exc:
+                tried.append(f"{point.name}: {exc}")
+                continue
+            problems = check_manifest(path, candidate, full=True).problems
+            if problems:
+                tried.append(f"{point.name}: {problems[0].part}: {problems[0].problem}")
+                continue
+            lost = [c for c, _ in commit_points(path) if c > commit]
+            restored = candidate.copy()
+            if lost:  # a new number: no reader may take it for a commit it has already seen
+                restored.commit = max(lost) + 1
+            restored.updated_at = time.time()
+            restored.write(path)
+            collect_garbage(path, restored)
+            return {"commit": restored.commit, "restored_from": point.name, "lost_commits": lost,
+                    "dropped_segments": [], "chunks": restored.counts.chunks, "sources": [] if not lost else None,
+                    "tried": tried}
+    finally:
+        lock.release()
+    raise IndexDamagedError(path, MANIFEST, "damaged, and no commit point verifies ("
+                            + ("; ".join(tried) if tried else "none is kept") + "): build the index again")
 
 
 def _sources_of(path: Path, segments: list[str]) -> list[str] | None:

@@ -4,6 +4,11 @@
 snapshot. Writers build a new Manifest and replace the file atomically (storage.write_json_atomic);
 readers load it and open exactly the files it names.
 
+Each commit is also kept as a commit point, `commits/manifest-NNNNNN.json` (the last
+KEEP_COMMIT_POINTS), written and made durable before manifest.json is replaced, as Lucene keeps
+`segments_N`: when manifest.json itself is damaged, `check --repair` restores the newest commit
+point whose files verify (recovery.py), and says which commits, if any, were lost.
+
 On disk, format 2 (and 1) call a stored row a "document" (`counts.documents`, a segment's
 `n_docs`); in code a row is a chunk. The names on disk are kept, so that indexes of every
 release stay readable by every other release that knows their format.
@@ -13,13 +18,15 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import IndexDamagedError, IndexFolderError
-from .storage import write_json_atomic
+from .storage import RenameDone, write_json_atomic
 
 # 2: inverted-file lists Elias-Fano coded (segment.py). 3: a document's metadata stored once per
 # segment, not in each chunk (segment.py, "shared metadata"). Older segments read unchanged; a
@@ -31,6 +38,9 @@ MANIFEST = "manifest.json"
 # A commit prepared but not yet published (IndexWriter.commit(publish=False)): the two phases
 # of a commit that spans several indexes, the shards of one sharded index (shards/).
 MANIFEST_NEXT = "manifest.next.json"
+COMMITS_DIR = "commits"
+KEEP_COMMIT_POINTS = 3
+_COMMIT_POINT = re.compile(r"^manifest-(\d{6,})\.json$")
 
 
 @dataclass
@@ -122,4 +132,27 @@ class Manifest:
             raise IndexDamagedError(index_path, MANIFEST, f"a field is missing or malformed ({exc})") from None
 
     def write(self, index_path: Path, name: str = MANIFEST) -> None:
+        """Publish this manifest as `name` (manifest.json, or MANIFEST_NEXT for a prepared
+        commit), its commit point written and durable first. The rename of `name` is the commit
+        point: storage.RenameDone says it happened although a later step failed."""
+        folder = index_path / COMMITS_DIR
+        folder.mkdir(exist_ok=True)
+        try:
+            write_json_atomic(folder / commit_point_name(self.commit), self.to_json())
+        except RenameDone:
+            pass  # the commit point is there; the folder is synced by the next commit's
         write_json_atomic(index_path / name, self.to_json())
+
+
+def commit_point_name(commit: int) -> str:
+    return f"manifest-{commit:06d}.json"
+
+
+def commit_points(index_path: Path) -> list[tuple[int, Path]]:
+    """(commit, file) of every commit point kept in the index, newest first."""
+    try:
+        names = os.listdir(index_path / COMMITS_DIR)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), index_path / COMMITS_DIR / n) for n in names if (m := _COMMIT_POINT.match(n))]
+    return sorted(found, reverse=True)

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from .lexical import BM25Index
 from . import postings
 from .codec import ResidualCodec
-from ..errors import IndexDamagedError
+from ..errors import IndexDamagedError, raise_if_resource_error
 from .integrity import folder_checksums
 from .storage import NPY_LOCK, load_npy, publish_dir, save_npy
 
@@ -226,12 +226,14 @@ class SegmentWriter:
         return {**info, "checksum": zlib.crc32(data)}
 
     def abort(self) -> None:
-        for f in (self._codes, self._residuals, self._records, self._shared_file):
-            f.close()
-        try:
-            self._docs.close()
-        except Exception:
-            pass
+        """Drop the unfinished segment. Closing a file may fail (flushing its buffer on a full
+        disk): the folder is removed whatever closing met, so a failed write does not keep the
+        disk full until the next writer collects it."""
+        for f in (self._codes, self._residuals, self._records, self._shared_file, self._docs):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - its data is being thrown away
+                pass
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
@@ -295,6 +297,7 @@ class Segment:
                 with NPY_LOCK:  # bm25s opens .npy files too
                     return BM25Index.load(self.folder / LEXICAL_DIR)
             except Exception as exc:  # noqa: BLE001 - whatever bm25s raises on damaged files
+                raise_if_resource_error(exc, self.folder.parent.parent)
                 raise IndexDamagedError(self.folder.parent.parent, f"segments/{self.folder.name}/{LEXICAL_DIR}",
                                         f"the BM25 index does not load ({type(exc).__name__})") from None
         return BM25Index.build(self._docs_file.read(columns=["text"]).column(0).to_pylist())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IndexDamagedError, IndexFolderError
+from ..errors import IndexDamagedError, IndexFolderError, raise_if_resource_error
 from .codec import ResidualCodec
 from .integrity import read_segment_info, segment_sizes_problem, segment_structure_problem
 from .manifest import Manifest, SegmentEntry
@@ -55,6 +55,7 @@ def open_codec(path: Path, manifest: Manifest) -> ResidualCodec:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - a codec that does not load is damaged
+        raise_if_resource_error(exc, path)  # out of descriptors or memory is not damage
         raise IndexDamagedError(path, manifest.codec, f"does not load ({type(exc).__name__})") from None
 
 
@@ -69,6 +70,7 @@ def open_segment(path: Path, entry: SegmentEntry, codec: ResidualCodec | None) -
     except FileNotFoundError:
         raise  # a writer removed an older commit's files: the caller reads the manifest again
     except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage
+        raise_if_resource_error(exc, path)
         raise IndexDamagedError(path, where, f"does not open ({type(exc).__name__}: {str(exc)[:120]})") from None
     problem = segment_sizes_problem(folder, seg.info) or segment_structure_problem(
         seg, codec.num_centroids if codec else None)
@@ -98,6 +100,7 @@ def open_snapshot(path: Path, manifest: Manifest, segment_cache: dict[str, Segme
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - deletions that do not load are damage
+            raise_if_resource_error(exc, path)
             raise IndexDamagedError(path, manifest.tombstones, f"does not load ({type(exc).__name__})") from None
     live = [None if len(tombstones) == 0 else ~np.isin(s.internal_ids, tombstones) for s in segments]
     return Snapshot(manifest, codec, segments, live)
@@ -105,11 +108,24 @@ def open_snapshot(path: Path, manifest: Manifest, segment_cache: dict[str, Segme
 
 def load_snapshot(path: Path, segment_cache: dict[str, Segment], codec_cache: dict[str, ResidualCodec]) -> Snapshot:
     """The newest commit's snapshot. A writer may delete the files of an older commit between our
-    reading the manifest and opening them; the manifest then names newer files, so read it again."""
+    reading the manifest and opening them; the manifest then names newer files, so read it again.
+    A file missing while the manifest stays at the same commit is damage, and is named."""
+    missing: tuple[int, str] | None = None
     for attempt in range(10):
         manifest = Manifest.read(path)
         try:
             return open_snapshot(path, manifest, segment_cache, codec_cache)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            gone = (manifest.commit, str(exc.filename or exc))
+            if gone == missing:  # the same file of the same commit, twice: it is not coming back
+                raise IndexDamagedError(path, _relative(path, gone[1]), "missing (the commit names it)") from None
+            missing = gone
             time.sleep(0.01 * (attempt + 1))
-    raise IndexFolderError(f"could not open a consistent snapshot of {path}")
+    raise IndexFolderError(f"could not open a consistent snapshot of {path}: it changed at every try")
+
+
+def _relative(path: Path, filename: str) -> str:
+    try:
+        return str(Path(filename).relative_to(path))
+    except ValueError:
+        return filename

@@ -70,18 +70,47 @@ def fsync_file(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    """Write `value` to a temporary file, fsync it, and rename it over `path`."""
+    """Write `value` to a temporary file, fsync it, and rename it over `path`.
+
+    The rename is the commit point of whatever `path` publishes. The folder's descriptor is
+    opened before it, so that nothing after the rename can fail for want of a descriptor: once
+    this returns or raises, the caller knows which side of the rename it is on (RenameDone).
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-        raise
-    fsync_dir(path.parent)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(value, indent=2, sort_keys=True))  # one write, not one per token
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)  # a full disk leaves no half-written file behind
+            raise
+        try:
+            os.fsync(dir_fd)
+        except OSError as exc:
+            raise RenameDone(path, exc) from exc
+    finally:
+        os.close(dir_fd)
+
+
+class RenameDone(OSError):
+    """The rename published `path`, but making the folder durable failed afterwards: readers
+    already see the new file. A commit that meets this has happened (it may not survive a power
+    loss until the folder is synced again, which the next commit does)."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, f"{path.name} was published, the folder not synced: {cause.strerror}",
+                         str(path))
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the next writer collects it (writer.collect_garbage)
 
 
 def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
@@ -89,8 +118,12 @@ def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
     for entry in tmp_dir.rglob("*"):
         fsync_file(entry) if entry.is_file() else fsync_dir(entry)
     fsync_dir(tmp_dir)
-    os.replace(tmp_dir, final_dir)
-    fsync_dir(final_dir.parent)
+    parent_fd = os.open(final_dir.parent, os.O_RDONLY)
+    try:
+        os.replace(tmp_dir, final_dir)
+        os.fsync(parent_fd)
+    finally:
+        os.close(parent_fd)
 
 
 class WriterLock:

@@ -15,11 +15,19 @@ as manifest.next.json, and keeps the lock; `publish()` then renames it over mani
 prepared commit that was never published is dropped by the next writer, unless the caller's
 `settle` says it was committed elsewhere (then it is published), as a two-phase commit's
 coordinator decides.
+
+The outcome of a commit is decided at one point, the rename of the manifest. A failure before it
+(a full disk, no descriptors left, an I/O error) rolls the commit back and is raised; after it,
+the commit has happened and is answered as done: moving the reader to it and collecting the old
+commit's files are then best effort (the next refresh and the next writer do what is left), so
+a caller is never told "failed" about a write that is committed, and clean-up never touches what
+the committed manifest names.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 import shutil
@@ -32,10 +40,13 @@ import numpy as np
 
 from .codec import ResidualCodec, default_num_centroids
 from .integrity import crc32_of, folder_checksums
-from .manifest import FORMAT_VERSION, MANIFEST, MANIFEST_NEXT, Counts, Manifest, SegmentEntry
+from .manifest import (COMMITS_DIR, FORMAT_VERSION, KEEP_COMMIT_POINTS, MANIFEST, MANIFEST_NEXT, Counts, Manifest,
+                       SegmentEntry, commit_points)
 from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
-from .storage import WriterLock, fsync_dir, load_npy, publish_dir, save_npy
+from .storage import RenameDone, WriterLock, fsync_dir, load_npy, publish_dir, save_npy
+
+log = logging.getLogger("lfm2_search.index")
 
 # Tiered merging: past MAX_SEGMENTS segments, the MERGE_FACTOR smallest become one (merge_candidates).
 MAX_SEGMENTS = 10
@@ -85,6 +96,7 @@ class IndexWriter:
             self._pending_ids: list[np.ndarray] = []
             self._replace_all = False
             self.prepared = False  # commit(publish=False) done, publish() not yet
+            self.committed = False  # the manifest was published: this writer's commit happened
             self.closed = False
         except BaseException:
             self.lock.release()
@@ -396,18 +408,35 @@ class IndexWriter:
             self.manifest.format_version = FORMAT_VERSION
             self.manifest.updated_at = time.time()
             _crash_point("before-manifest")
-            if not publish:
-                self.manifest.write(self.path, MANIFEST_NEXT)
-                self.prepared = True
-                return
-            self.manifest.write(self.path)
-            _crash_point("after-manifest")
-            self._open_latest()
-            collect_garbage(self.path, self.manifest)
+            try:
+                self.manifest.write(self.path, MANIFEST if publish else MANIFEST_NEXT)  # the commit point
+            except RenameDone as exc:
+                log.warning("commit %d of %s is published but not yet durable: %s", self.manifest.commit, self.path, exc)
         except BaseException:
             self.abort()
             raise
+        if not publish:
+            self.prepared = True
+            return
+        _crash_point("after-manifest")
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """The commit has happened: move the reader to it and collect the old commit's files, as
+        far as possible (what fails here is left to the next refresh and the next writer)."""
+        self.committed = True
+        try:
+            self._open_latest()
+        except Exception as exc:  # noqa: BLE001 - the commit stands; readers move on their next refresh
+            log.warning("commit %d of %s: the reader stays at its snapshot for now (%s)", self.manifest.commit,
+                        self.path, exc)
+        collect_garbage(self.path, self.manifest)
         self._close()
+
+    @property
+    def commit_number(self) -> int:
+        """The commit this writer made (its base's when it made none)."""
+        return self.manifest.commit if self.committed else self.base.commit
 
     def publish(self) -> None:
         """The second phase: the prepared manifest becomes manifest.json, the lock is released."""
@@ -415,10 +444,12 @@ class IndexWriter:
             raise RuntimeError("publish() follows commit(publish=False)")
         try:
             publish_prepared(self.path)
-            self._open_latest()
-            collect_garbage(self.path, self.manifest)
-        finally:
+        except BaseException:
+            # Still prepared: the coordinator's decision is on disk, so the next writer or reader
+            # of this index publishes it (settle_prepared). Nothing is collected meanwhile.
             self._close()
+            raise
+        self._after_commit()
 
     def abort(self) -> None:
         """Drop staged changes; the index stays at its last commit."""
@@ -427,7 +458,8 @@ class IndexWriter:
         try:
             if self._seg_writer is not None:
                 self._seg_writer.abort()
-            (self.path / MANIFEST_NEXT).unlink(missing_ok=True)
+            if self.prepared:
+                (self.path / MANIFEST_NEXT).unlink(missing_ok=True)
             collect_garbage(self.path, self.base.manifest)
         finally:
             # Released whatever clean-up met (a full disk, no file handles left): a writer that
@@ -502,19 +534,41 @@ _MANAGED = re.compile(r"^(codec-\d+|tombstones-\d+\.npy|\..*\.tmp(-\d+)?|codec-\
 
 
 def collect_garbage(path: Path, manifest: Manifest) -> None:
-    """Remove files of older commits and of crashed writers (called with the lock held).
+    """Remove files of older commits and of crashed writers (called with the lock held); best
+    effort, as what it leaves is only disk space that the next writer collects.
 
-    Readers that still use an older snapshot keep working: their files are open or mapped,
-    and unlinking does not take the data away from them.
+    It keeps what `manifest` names and what the manifest on disk names: a writer that rolls back
+    after its commit point (or is wrong about which commit is current) can never delete a file
+    of the committed snapshot. When the manifest on disk cannot be read, nothing is collected.
+    Readers that still use an older snapshot keep working: their files are open or mapped, and
+    unlinking does not take the data away from them.
     """
-    keep = {manifest.codec, manifest.tombstones}
+    try:
+        current = Manifest.read(path)
+        _collect(path, [manifest] if current.commit == manifest.commit else [manifest, current])
+    except Exception as exc:  # noqa: BLE001 - leftovers cost only space; the next writer collects them
+        log.warning("collecting unreferenced files of %s was left for later: %s", path, exc)
+
+
+def _collect(path: Path, manifests: list[Manifest]) -> None:
+    keep = {name for m in manifests for name in (m.codec, m.tombstones)}
+    newest = max(m.commit for m in manifests)
     for entry in path.iterdir():
         if entry.name in keep or not _MANAGED.match(entry.name):
             continue
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-    live_segments = {s.name for s in manifest.segments}
+    live_segments = {s.name for m in manifests for s in m.segments}
     segments_dir = path / "segments"
     if segments_dir.exists():
         for entry in segments_dir.iterdir():
             if entry.name not in live_segments:
                 shutil.rmtree(entry, ignore_errors=True)
+    # Commit points: the newest KEEP_COMMIT_POINTS up to the current commit; later ones are of
+    # commits that were prepared and never published.
+    points = commit_points(path)
+    kept = [p for c, p in points if c <= newest][:KEEP_COMMIT_POINTS]
+    for _, point in points:
+        if point not in kept:
+            point.unlink(missing_ok=True)
+    for entry in (path / COMMITS_DIR).glob(".*.tmp-*"):
+        entry.unlink(missing_ok=True)

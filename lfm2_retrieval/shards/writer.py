@@ -13,6 +13,7 @@ the first ~1M tokens of all shards together train the one codec every shard take
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +23,10 @@ import numpy as np
 
 from ..index import Manifest, MultiVectorIndex, ResidualCodec, default_num_centroids
 from ..index.writer import CODEC_TRAINING_TOKENS, MAX_CODEC_SAMPLE, MAX_SEGMENTS, merge_candidates
+from ..index.storage import RenameDone
 from .shard_map import ShardMap, codec_fingerprint
+
+log = logging.getLogger("lfm2_search.shards")
 
 
 class ShardedWriter:
@@ -48,6 +52,7 @@ class ShardedWriter:
         except BaseException:
             self._abort_all()
             raise
+        self.committed_map: ShardMap | None = None  # set once this writer's commit is published
         self._pending: list[tuple] = []  # (ids, vectors, texts, metadata, replace) waiting for a codec
         self._pending_tokens = 0
 
@@ -189,18 +194,35 @@ class ShardedWriter:
             new_map.shard_commits = commits
             new_map.user_data = copy.deepcopy(self.manifest.user_data)
             new_map.codec = codec_fingerprint(self.writers[0].manifest.codec_files) or new_map.codec
-            new_map.write(self.path)  # the commit point
+            try:
+                new_map.write(self.path)  # the commit point
+            except RenameDone as exc:
+                log.warning("sharded commit %d of %s is published but not yet durable: %s", new_map.commit, self.path, exc)
         except BaseException:
             self._abort_all()
             raise
         _crash_point("shard-map-written")
-        try:
-            for writer in prepared:
+        # Committed: from here on nothing is raised. A shard whose prepared commit is not published
+        # now is published when the shard is next opened (ShardedIndex rolls it forward).
+        self.committed_map = new_map
+        for writer in prepared:
+            try:
                 writer.publish()
-        finally:
-            self.closed = True
-            self._abort_all()  # releases whatever a failed publish left (the next open completes it)
-        self._move_to(ShardMap.read(self.path))
+            except Exception as exc:  # noqa: BLE001 - the decision is on disk; opening completes it
+                log.warning("shard %s: its part of sharded commit %d is published on its next open (%s)",
+                            writer.path, new_map.commit, exc)
+        self.closed = True
+        self._abort_all()  # releases the lock of any shard whose publishing failed
+        try:
+            self._move_to(ShardMap.read(self.path))
+        except Exception as exc:  # noqa: BLE001 - the reader moves on its next refresh
+            log.warning("sharded commit %d of %s: the reader stays at its snapshot for now (%s)", new_map.commit,
+                        self.path, exc)
+
+    @property
+    def commit_number(self) -> int:
+        """The sharded commit this writer made (the one it started from when it made none)."""
+        return self.committed_map.commit if self.committed_map is not None else self.shard_map.commit
 
     def abort(self) -> None:
         self._abort_all()
