@@ -179,3 +179,105 @@ def test_the_engine_merges_small_writes_in_the_background(tmp_path, pylate_tiny_
     engine.index.refresh()
     assert len(engine.index.manifest.segments) <= MAX_SEGMENTS and len(engine.index) == MAX_SEGMENTS + 6
     assert engine.search(["note number 3"], k=1, mode="lexical")[0][0].metadata["doc_id"] == "doc-3"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "deleted"])
+def test_a_damaged_manifest_is_restored_from_its_commit_point_losing_nothing(damaged, damage):
+    """manifest.json truncated, overwritten or gone: check names it, --repair restores the
+    current commit from commits/ (written before manifest.json was replaced) and says so."""
+    path, docs = damaged
+    before = MultiVectorIndex(path)
+    commit, chunks = before.commit, sorted(c["id"] for c in before.iter_chunks())
+    manifest = path / "manifest.json"
+    if damage == "truncated":
+        manifest.write_bytes(manifest.read_bytes()[:40])
+    elif damage == "random bytes":
+        manifest.write_bytes(np.random.default_rng(0).bytes(300))
+    else:
+        manifest.unlink()
+    runner = CliRunner()
+    search = runner.invoke(app, ["info", "--index", str(path)])
+    assert search.exit_code in (1, 2) and "Traceback" not in search.output
+    found = runner.invoke(app, ["check", "--index", str(path)])
+    assert found.exit_code == 1 and "manifest.json" in found.output and "commit points kept" in found.output
+    repaired = runner.invoke(app, ["check", "--index", str(path), "--repair"])
+    assert repaired.exit_code == 1 and "restored from commits/manifest-" in repaired.output, repaired.output
+    assert "nothing was lost" in repaired.output
+    index = MultiVectorIndex(path)
+    assert index.commit == commit and sorted(c["id"] for c in index.iter_chunks()) == chunks
+    assert check_index(path, full=True).problems == []
+    index.add(["new"], docs[:1], ["new text"])  # and it takes commits again
+    assert MultiVectorIndex(path).commit == commit + 1
+
+
+def test_when_the_newest_commit_point_is_damaged_too_the_last_sound_one_is_restored(damaged):
+    """Both manifest.json and the newest commit point damaged: the previous commit point is
+    restored if its files are still there (a commit that only deleted: the segments are the
+    same), as a new commit number, and the lost commit is named."""
+    path, docs = damaged
+    index = MultiVectorIndex(path)
+    kept = sorted(c["id"] for c in index.iter_chunks())
+    index.delete(["d7"])  # a commit whose predecessor's files all stay (the segments are the same)
+    lost_commit = index.commit
+    (path / "manifest.json").write_text("{")
+    (path / "commits" / f"manifest-{lost_commit:06d}.json").write_text("{")
+    outcome = repair_index(path, check_index(path))
+    assert outcome["lost_commits"] == [lost_commit] and outcome["commit"] == lost_commit + 1
+    restored = MultiVectorIndex(path)
+    assert sorted(c["id"] for c in restored.iter_chunks()) == kept  # d7 is back: its delete was lost
+    assert check_index(path, full=True).problems == []
+
+
+def test_a_manifest_with_no_commit_point_that_verifies_says_so(damaged):
+    path, _ = damaged
+    (path / "manifest.json").write_text("{")
+    shutil.rmtree(path / "commits")
+    report = check_index(path)
+    assert "no commit points are kept" in report.problems[0].problem
+    with pytest.raises(IndexDamagedError, match="no commit point verifies"):
+        repair_index(path, report)
+
+
+def test_a_missing_segment_file_is_named_as_damage(damaged):
+    """rm segments/seg-.../records.bin: named, exit 2 with the command that repairs it, not
+    'could not open a consistent snapshot'."""
+    path, _ = damaged
+    seg = second_segment(path)
+    (seg / "records.bin").unlink()
+    with pytest.raises(IndexDamagedError, match=f"{seg.name}/records.bin"):
+        MultiVectorIndex(path)
+    info = CliRunner().invoke(app, ["info", "--index", str(path)])
+    assert info.exit_code == 2 and "records.bin" in info.output and "check --repair" in info.output
+    report = check_index(path)
+    assert report.damaged_segments == [seg.name]
+
+
+def test_running_out_of_descriptors_while_opening_is_not_damage(damaged):
+    """A process starved of descriptors: a resource error (503, exit 1), never 'damaged'."""
+    import errno
+
+    from faults import FailingFiles
+    from lfm2_retrieval.errors import ResourcesExhaustedError
+
+    path, _ = damaged
+    for fail_at in range(1, 40):
+        with FailingFiles(path, fail_at=fail_at, error=errno.EMFILE) as faults:
+            try:
+                MultiVectorIndex(path).search(np.ones((2, DIM), np.float32), k=3)
+            except ResourcesExhaustedError as exc:
+                assert exc.http_status == 503 and exc.retry_after and "--repair" not in str(exc)
+            except OSError as exc:  # raw from a path that maps it at the front ends
+                assert exc.errno == errno.EMFILE
+        if not faults.failed:
+            break
+    assert not faults.failed  # every file operation of opening and searching was failed once
+    assert check_index(path, full=True).problems == []
+
+
+def test_an_index_option_naming_a_file_is_a_clear_error(tmp_path):
+    regular = tmp_path / "notes.txt"
+    regular.write_text("not an index")
+    for command in (["info"], ["search", "x"], ["index", str(tmp_path)]):
+        result = CliRunner().invoke(app, [*command, "--index", str(regular)])
+        assert result.exit_code == 1 and "is a file, not an index folder" in result.output, result.output
+        assert "Traceback" not in result.output

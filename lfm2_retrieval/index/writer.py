@@ -551,8 +551,13 @@ def collect_garbage(path: Path, manifest: Manifest) -> None:
 
 
 def _collect(path: Path, manifests: list[Manifest]) -> None:
-    keep = {name for m in manifests for name in (m.codec, m.tombstones)}
     newest = max(m.commit for m in manifests)
+    points = commit_points(path)
+    kept = [p for c, p in points if c <= newest][:KEEP_COMMIT_POINTS]
+    keep = {name for m in manifests for name in (m.codec, m.tombstones)}
+    # The deletion lists of the kept commit points stay too (a few bytes a deleted chunk): a
+    # commit that only deleted can then be restored whole when a later manifest is damaged.
+    keep |= {_tombstones_of(point) for point in kept}
     for entry in path.iterdir():
         if entry.name in keep or not _MANAGED.match(entry.name):
             continue
@@ -565,10 +570,15 @@ def _collect(path: Path, manifests: list[Manifest]) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
     # Commit points: the newest KEEP_COMMIT_POINTS up to the current commit; later ones are of
     # commits that were prepared and never published.
-    points = commit_points(path)
-    kept = [p for c, p in points if c <= newest][:KEEP_COMMIT_POINTS]
     for _, point in points:
         if point not in kept:
             point.unlink(missing_ok=True)
     for entry in (path / COMMITS_DIR).glob(".*.tmp-*"):
         entry.unlink(missing_ok=True)
+
+
+def _tombstones_of(point: Path) -> str | None:
+    try:
+        return Manifest.read(point.parent, point.name).tombstones
+    except Exception:  # noqa: BLE001 - a damaged commit point names nothing worth keeping
+        return None
