@@ -166,8 +166,13 @@ class Client(_Hits):
                                                                  json=_documents_body(documents, upsert)))
 
     def delete(self, doc_id: str) -> DeleteResponse:
-        """Delete a document (all its chunks), or one chunk by its id; NotFound if none."""
+        """Delete a document (all its chunks) by document id; NotFound if there is none. Safe
+        to retry: an id is never taken for a chunk's."""
         return DeleteResponse.model_validate(self._request("DELETE", f"/documents/{quote(doc_id, safe='')}"))
+
+    def delete_chunk(self, chunk_id: str) -> DeleteResponse:
+        """Delete one chunk by chunk id (a hit's id); NotFound if there is none."""
+        return DeleteResponse.model_validate(self._request("DELETE", f"/chunks/{quote(chunk_id, safe='')}"))
 
     def health(self) -> HealthResponse:
         return HealthResponse.model_validate(self._request("GET", "/health"))
@@ -220,6 +225,9 @@ class AsyncClient:
 
     async def delete(self, doc_id: str) -> DeleteResponse:
         return DeleteResponse.model_validate(await self._request("DELETE", f"/documents/{quote(doc_id, safe='')}"))
+
+    async def delete_chunk(self, chunk_id: str) -> DeleteResponse:
+        return DeleteResponse.model_validate(await self._request("DELETE", f"/chunks/{quote(chunk_id, safe='')}"))
 
     async def health(self) -> HealthResponse:
         return HealthResponse.model_validate(await self._request("GET", "/health"))
@@ -285,10 +293,17 @@ class LocalClient(_Hits):
 
     def delete(self, doc_id: str) -> DeleteResponse:
         with self._answers():
-            n = self.engine.delete([doc_id])
-        if n == 0:
-            raise NotFound(404, "not_found", f"no document or chunk with id {doc_id!r}")
-        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=self.engine.commit)
+            done = self.engine.delete_documents([doc_id])
+        if done.chunks == 0:
+            raise NotFound(404, "not_found", f"no document with id {doc_id!r}")
+        return DeleteResponse(id=doc_id, deleted_chunks=done.chunks, commit=done.commit)
+
+    def delete_chunk(self, chunk_id: str) -> DeleteResponse:
+        with self._answers():
+            done = self.engine.delete_chunks([chunk_id])
+        if done.chunks == 0:
+            raise NotFound(404, "not_found", f"no chunk with id {chunk_id!r}")
+        return DeleteResponse(id=chunk_id, deleted_chunks=done.chunks, commit=done.commit)
 
     def health(self) -> HealthResponse:
         self.engine.refresh()

@@ -126,7 +126,18 @@ def test_a_document_id_that_looks_like_a_chunk_id_deletes_that_document_only(cli
     r = client.delete("/documents/X%231")  # "#" percent-encoded, as a URL needs
     assert r.status_code == 200 and r.json()["deleted_chunks"] == 1
     assert len(engine.chunk_ids(["X"])["X"]) == before and "X#1" not in engine.chunk_ids(["X#1"])
-    assert client.delete("/documents/X%230").json()["deleted_chunks"] == 1  # no such document: a chunk id
+    # A retry after X#1 is gone deletes nothing else (before, it took chunk 1 of "X").
+    commit = client.get("/health").json()["index"]["commit"]
+    assert client.delete("/documents/X%231").status_code == 404
+    assert len(engine.chunk_ids(["X"])["X"]) == before
+    assert client.delete("/documents/X%230").status_code == 404  # a chunk id is not a document id
+    assert client.get("/health").json()["index"]["commit"] == commit
+    # Chunks are deleted by chunk id, under their own path; a retry is a 404 there too.
+    r = client.delete("/chunks/X%230")
+    assert r.status_code == 200 and r.json()["deleted_chunks"] == 1 and r.json()["commit"] == commit + 1
+    assert len(engine.chunk_ids(["X"])["X"]) == before - 1
+    assert client.delete("/chunks/X%230").status_code == 404
+    assert client.delete("/chunks/X").status_code == 404  # a document id is not a chunk id
 
 
 def test_one_hit_per_document(client, engine):
@@ -357,3 +368,41 @@ def test_health_answers_while_searches_fill_the_thread_pool(engine):
         gate.set()
         del engine.search_encoded
     assert health.status_code == 200 and took < 3, took
+
+
+def test_filters_are_bounded_in_size_and_depth(client):
+    """80k $or clauses held a worker for 19 s; 900 levels of $or were called 'not valid UTF-8 JSON'."""
+    from lfm2_retrieval.index.filters import MAX_FILTER_CLAUSES, MAX_FILTER_DEPTH
+
+    wide = {"$or": [{"lang": f"x{i}"} for i in range(80_000)]}
+    started = time.perf_counter()
+    r = client.post("/search", json={"query": "sea", "filter": wide})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_filter"
+    assert f"at most {MAX_FILTER_CLAUSES} conditions" in r.json()["message"] and "$in" in r.json()["message"]
+    assert time.perf_counter() - started < 5
+    fine = {"$or": [{"lang": f"x{i}"} for i in range(MAX_FILTER_CLAUSES - 1)] + [{"lang": "en"}]}
+    assert client.post("/search", json={"query": "sea", "filter": fine}).status_code == 200
+
+    def nested(levels):
+        f = {"lang": "en"}
+        for _ in range(levels):
+            f = {"$or": [f]}
+        return f
+    assert client.post("/search", json={"query": "sea", "filter": nested(MAX_FILTER_DEPTH - 1)}).status_code == 200
+    r = client.post("/search", json={"query": "sea", "filter": nested(MAX_FILTER_DEPTH + 1)})
+    assert r.status_code == 400 and "nest $or at most" in r.json()["message"]
+    body = '{"query": "sea", "filter": ' + '{"$or": [' * 900 + '{"lang": "en"}' + ']}' * 900 + '}'
+    r = client.post("/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["message"], r.text
+
+
+def test_the_key_guards_index_data_not_the_page_or_the_api_description(engine):
+    """With a key set, every endpoint that reads or changes the index needs it; /health, the
+    search page and the OpenAPI description hold no index data and answer without it (as the
+    docs say)."""
+    with TestClient(create_app(engine, ApiSettings(api_key="k"))) as c:
+        for method, url in [("POST", "/search"), ("GET", "/facets"), ("POST", "/documents"),
+                            ("DELETE", "/documents/x"), ("DELETE", "/chunks/x")]:
+            assert c.request(method, url, json={"query": "x"}).status_code == 401, url
+        for url in ["/health", "/", "/openapi.json", "/docs", "/redoc"]:
+            assert c.get(url).status_code == 200, url

@@ -33,7 +33,11 @@ def exercise(client):
         client.search("x", filter={"lang": {"$regex": "e"}})
     with pytest.raises(InvalidRequest):
         client.search("   ")
-    assert client.delete("faq/1#a").deleted_chunks >= 1  # '/' and '#' in an id travel intact
+    with pytest.raises(NotFound):
+        client.delete_chunk("faq/1#a")  # a document id is not a chunk id
+    assert client.delete_chunk("faq/1#a#0").deleted_chunks == 1  # '/' and '#' in an id travel intact
+    client.add(DOCS[:1])
+    assert client.delete("faq/1#a").deleted_chunks >= 1
     with pytest.raises(NotFound):
         client.delete("faq/1#a")
     health = client.health()

@@ -243,3 +243,28 @@ def test_csv_stream_keeps_rows_before_a_malformed_one(tmp_path):
     finally:
         csv_module.field_size_limit(old)
     assert first.text == "short" and rest == [] and any("rows before it are kept" in w for w in result.warnings)
+
+
+def test_a_pdf_without_its_end_marker_warns_under_its_own_name(tmp_path, capfd):
+    """pypdf logs "EOF marker not found" on its own logger, which named no file: its messages
+    become the file's warnings (reported with its path), and nothing is printed on its own."""
+    import logging
+
+    path = tmp_path / "cut.pdf"
+    data = pdf_bytes(["a page that reads fine"])
+    path.write_bytes(data[:data.rindex(b"%%EOF")])
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger().addHandler(handler)
+    try:
+        result = read(path)
+    except UnreadableFile as exc:  # a pypdf that cannot recover: the skip names the file
+        result = None
+        assert "PDF" in str(exc)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert not [r for r in records if r.name.startswith("pypdf")]  # nothing reached the root logger
+    assert "EOF marker" not in capfd.readouterr().err
+    if result is not None:
+        assert any("EOF marker" in w for w in result.warnings), result.warnings

@@ -158,3 +158,18 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
             assert "q=rotate+the+signing+keys" in evaluate("location.search")
     finally:
         end_browser(browser)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (apt-get install chromium-headless-shell)")
+def test_hits_whose_title_or_language_is_a_number_are_shown(server, tmp_path):  # noqa: F811
+    """The page rendered nothing when a hit's title or lang was a number (escapeHtml called
+    replace on it) while its status said "3 documents"."""
+    response = httpx.post(server + "/documents", headers={"Authorization": "Bearer live-key"}, json={"documents": [
+        {"id": "numbered", "text": "Quarterly zircon figures for the numbered ledger.",
+         "metadata": {"title": 2024, "lang": 7}}]})
+    assert response.status_code == 200, response.text
+    url = f"{server}/?" + urllib.parse.urlencode({"q": "zircon ledger", "mode": "lexical"}) + "#key=live-key"
+    dom = chromium(f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url)
+    results = dom[dom.index('<div id="results">'):]
+    assert results.startswith('<div id="results"><article class="hit">'), dom[-3000:]
+    assert "2024" in results and "zircon" in results

@@ -2,13 +2,16 @@
 
     POST   /search            {"query": "...", "k": 10, "filter": {...}, "mode": "hybrid"} -> ranked chunks
     POST   /documents         {"documents": [{"id", "text", "metadata"}]} -> one atomic commit
-    DELETE /documents/{id}    a document (all its chunks) or one chunk
+    DELETE /documents/{id}    a document (all its chunks), by document id only
+    DELETE /chunks/{id}       one chunk, by chunk id only
     GET    /health            model, index, counts (never needs the API key)
     GET    /docs, /redoc      interactive OpenAPI documentation (assets served locally: works offline)
 
 Every error is a JSON `ErrorResponse`: invalid bodies (422), bad filters (400), unknown ids
 (404), conflicts (409), bodies over the size limit (413), a missing or wrong API key (401), a
-damaged index (500 index_damaged), a full disk (507; the index stays at its last commit). The
+damaged index (500 index_damaged), a full disk (507; the index stays at its last commit), no file
+descriptors or memory left or a device I/O error (503 with Retry-After: nothing is damaged, the
+write was rolled back). A write is answered 2xx exactly when it was committed. The
 statuses come from one table, lfm2_retrieval/errors.py, shared with the CLI's exit codes.
 Searches are answered from the last commit while documents are being added.
 """
@@ -34,6 +37,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine import RESERVED_METADATA, SearchEngine, TextDocument, validate_filter
+from ..index.filters import MAX_FILTER_DEPTH
 from ..errors import IndexDamagedError, NotFoundError, SearchError, as_search_error
 from .batching import QueryBatcher, RequestCount
 from ..shards import shard_policy
@@ -175,6 +179,9 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            if isinstance(exc.__cause__, RecursionError):
+                return _error(400, "invalid_request", "body: JSON nested too deeply (filters may nest "
+                              f"{MAX_FILTER_DEPTH} levels of $or)")
             # FastAPI's answer to bytes that are not UTF-8: the same class of error as bad JSON.
             return _error(422, "invalid_request", "body: not valid UTF-8 JSON")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -260,11 +267,21 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     @app.delete("/documents/{doc_id:path}", response_model=DeleteResponse, dependencies=auth,
                 responses={**errors, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
     def delete_document(doc_id: str) -> DeleteResponse:
-        """Delete a document (all its chunks), or one chunk by its chunk id."""
-        n = engine.delete([doc_id], timeout=settings.write_timeout_s)
-        if n == 0:
-            raise NotFoundError(f"no document or chunk with id {doc_id!r}")
-        return DeleteResponse(id=doc_id, deleted_chunks=n, commit=engine.commit)
+        """Delete a document (all its chunks) by its document id. Never a chunk: retrying the
+        same request after the document is gone answers 404 and deletes nothing else."""
+        done = engine.delete_documents([doc_id], timeout=settings.write_timeout_s)
+        if done.chunks == 0:
+            raise NotFoundError(f"no document with id {doc_id!r} (a single chunk is deleted with DELETE /chunks/ID)")
+        return DeleteResponse(id=doc_id, deleted_chunks=done.chunks, commit=done.commit)
+
+    @app.delete("/chunks/{chunk_id:path}", response_model=DeleteResponse, dependencies=auth,
+                responses={**errors, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
+    def delete_chunk(chunk_id: str) -> DeleteResponse:
+        """Delete one chunk by its chunk id (a hit's `id`, e.g. `guide.md#3`)."""
+        done = engine.delete_chunks([chunk_id], timeout=settings.write_timeout_s)
+        if done.chunks == 0:
+            raise NotFoundError(f"no chunk with id {chunk_id!r}")
+        return DeleteResponse(id=chunk_id, deleted_chunks=done.chunks, commit=done.commit)
 
     @app.get("/health", response_model=HealthResponse, response_model_exclude_unset=True)
     async def health() -> HealthResponse:

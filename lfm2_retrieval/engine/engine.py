@@ -41,6 +41,12 @@ from .session import WriteSession, chunk_ids_of
 class WriteSummary:
     documents: int
     chunks: int
+    commit: int  # the commit the write made (its reader may still be at an earlier one)
+
+
+@dataclass
+class DeleteSummary:
+    chunks: int  # chunks deleted (0: nothing matched, and no commit was made)
     commit: int
 
 
@@ -352,7 +358,10 @@ class SearchEngine:
             self._refreshed_at = time.monotonic()
             self._write_lock.release()
             if committed and merge:
-                self._merge_in_background()
+                try:
+                    self._merge_in_background()
+                except Exception:  # noqa: BLE001 - e.g. no thread can start: the commit stands, the next write merges
+                    logging.getLogger(__name__).exception("could not start a background merge")
 
         return WriteSession(self.index, writer, closed)
 
@@ -377,13 +386,26 @@ class SearchEngine:
                 raise DocumentExistsError(f"{len(old)} document id(s) already exist (e.g. {next(iter(old))!r})")
             session.delete_chunks(cid for cids in old.values() for cid in cids)
             session.add(chunks, vectors)
-        return WriteSummary(len(documents), len(chunks), self.commit)
+        return WriteSummary(len(documents), len(chunks), session.commit_number)
 
     def delete(self, ids: Sequence[str], timeout: float = 10.0) -> int:
         """Delete documents (all their chunks) or single chunks by id in one commit; returns the
         chunks deleted (0: nothing matched, and no commit was made). See WriteSession.delete."""
         with self.writing(timeout=timeout) as session:
             return session.delete(ids)
+
+    def delete_documents(self, doc_ids: Sequence[str], timeout: float = 10.0) -> DeleteSummary:
+        """Delete documents by document id only (all their chunks), in one commit: an id never
+        names a chunk here, so retrying a delete can never remove something else."""
+        with self.writing(timeout=timeout) as session:
+            chunks = session.delete_chunks(c for cids in session.chunk_ids(doc_ids).values() for c in cids)
+        return DeleteSummary(chunks, session.commit_number)
+
+    def delete_chunks(self, chunk_ids: Sequence[str], timeout: float = 10.0) -> DeleteSummary:
+        """Delete single chunks by chunk id only, in one commit."""
+        with self.writing(timeout=timeout) as session:
+            chunks = session.delete_chunks(chunk_ids)
+        return DeleteSummary(chunks, session.commit_number)
 
     def optimize(self, reencode: bool = False, nbits: int | None = None, timeout: float = 10.0) -> None:
         """Merge every segment into one, drop deleted chunks for good, retrain the codec; with

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import IndexFolderError
+
 DEFAULT_INDEX = "default"
 INDEXES_ENV = "LFM2_SEARCH_INDEXES"
 
@@ -21,6 +23,8 @@ def resolve_index_path(name_or_path: str | os.PathLike | None) -> Path:
     """A bare name is a folder under the indexes home; anything path-like is used as it is."""
     value = str(name_or_path) if name_or_path else DEFAULT_INDEX
     path = Path(value)
-    if path.is_absolute() or os.sep in value or value.startswith(".") or path.exists():
-        return path
-    return indexes_home() / value
+    if not (path.is_absolute() or os.sep in value or value.startswith(".") or path.exists()):
+        path = indexes_home() / value
+    if path.exists() and not path.is_dir():
+        raise IndexFolderError(f"{path} is a file, not an index folder: name a folder (or a new name) with --index")
+    return path

@@ -10,9 +10,11 @@ bad lines of a JSONL file and undecodable bytes are warnings, and the rest is ke
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -567,15 +569,41 @@ def _read_pdf(path: Path, data: bytes, fields: RecordFields) -> ReadResult:
     from pypdf.errors import PyPdfError
 
     warnings: list[str] = []
+    with _pypdf_messages(warnings):  # its warnings ("EOF marker not found") name no file: they become this file's
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise UnreadableFile("encrypted PDF")
+            pages = list(reader.pages)
+        except UnreadableFile:
+            raise
+        except (PyPdfError, ValueError, KeyError, OSError, TypeError) as exc:
+            raise UnreadableFile(f"not a readable PDF: {exc}") from None
+        return _pdf_text(path, reader, pages, warnings)
+
+
+@contextlib.contextmanager
+def _pypdf_messages(into: list[str]):
+    """pypdf's log messages while one file is read, kept as that file's warnings instead of
+    printed without its name."""
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message not in into:
+                into.append(message)
+
+    logger, handler = logging.getLogger("pypdf"), Keep(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise UnreadableFile("encrypted PDF")
-        pages = list(reader.pages)
-    except UnreadableFile:
-        raise
-    except (PyPdfError, ValueError, KeyError, OSError, TypeError) as exc:
-        raise UnreadableFile(f"not a readable PDF: {exc}") from None
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _pdf_text(path: Path, reader, pages, warnings: list[str]) -> ReadResult:
     parts: list[str] = []
     starts: list[tuple[int, int]] = []
     offset, failed = 0, 0
