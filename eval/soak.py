@@ -4,10 +4,18 @@ open files, documents lost, and how long SIGTERM takes.
 
     .venv/bin/python eval/soak.py                      # 10 minutes, the embedded model
     .venv/bin/python eval/soak.py --minutes 1 --model path/to/pylate-model
+    .venv/bin/python eval/soak.py --minutes 5 --fd-edge   # descriptors kept at the edge (Linux)
 
 Every acknowledged write must be found afterwards (and every acknowledged delete gone); a
 hostile request must get a 4xx, never a 5xx or a dropped connection; the server's memory and
 open files must level off. Medians and percentiles are over all searches of the run.
+
+With --fd-edge the server's descriptor limit (soft RLIMIT_NOFILE, set from outside with
+prlimit) is held a few above what it has open for one period in two, as an adversary's probe
+did: then a request may be refused with 503 resources_exhausted (counted apart, not an error),
+but never answered 500, and a write refused must not be found afterwards (it would have been
+committed behind a failure answer). After the run the limit is lifted, and the index must open
+and pass `lfm2-search check --full` in another process.
 """
 
 from __future__ import annotations
@@ -65,8 +73,18 @@ def hostile_requests() -> list[tuple[str, str, dict]]:
         ("POST", "/documents", {"json": {"documents": [{"id": "big", "text": "word " * 60_000}]}}),
         ("POST", "/documents", {"content": b"\x00" * (17 << 20)}),
         ("DELETE", "/documents/no-such-document-" + "z" * 300, {}),
+        ("DELETE", "/chunks/no-such-chunk%230", {}),
+        ("POST", "/search", {"json": {"query": "a", "filter": {"$or": [{"n": i} for i in range(80_000)]}}}),
+        ("POST", "/search", {"content": b'{"query": "a", "filter": ' + b'{"$or": [' * 900 + b'{"n": 1}'
+                                        + b"]}" * 900 + b"}"}),
         ("GET", "/no-such-endpoint", {}),
     ]
+
+
+def refused_for_resources(response: httpx.Response) -> bool:
+    """A refusal for want of descriptors, memory or disk: allowed (it says retry), never a 500."""
+    return response.status_code in (503, 507) and response.json().get("error") in (
+        "resources_exhausted", "io_error", "disk_full")
 
 
 def free_port() -> int:
@@ -100,6 +118,9 @@ def main() -> None:
     parser.add_argument("--searchers", type=int, default=16)
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--seed-documents", type=int, default=300)
+    parser.add_argument("--fd-edge", action="store_true",
+                        help="hold the server's descriptor limit a few above what it holds, one period in two")
+    parser.add_argument("--edge-period", type=float, default=10.0, help="seconds of each period (--fd-edge)")
     args = parser.parse_args()
 
     from lfm2_retrieval.engine import SearchEngine, TextDocument
@@ -112,8 +133,10 @@ def main() -> None:
                    for i in range(args.seed_documents)])
     del engine
     port = free_port()
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks the server.
+    server_log = open(work / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "lfm2_retrieval.cli", "serve", "--index", str(index),
-                               "--port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                               "--port", str(port)], cwd=ROOT, stdout=server_log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -122,7 +145,7 @@ def main() -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     else:
-        sys.exit(f"the server did not start: {server.stderr.read() if server.poll() is not None else ''}")
+        sys.exit(f"the server did not start: see {work / 'server.log'}")
 
     stop = threading.Event()
     lock = threading.Lock()
@@ -130,7 +153,9 @@ def main() -> None:
     statuses: Counter = Counter()
     errors: list[str] = []
     written: dict[str, bool] = {}  # id -> still expected (False once deleted)
+    refused: set[str] = set()  # ids of writes answered 503/507: they must not be stored
     writes = [0]
+    edges = [0]  # periods the descriptor limit was held at the edge
     hostile_answers: Counter = Counter()
     samples: list[tuple[float, int]] = []
 
@@ -152,7 +177,7 @@ def main() -> None:
                 with lock:
                     latencies.append(time.perf_counter() - started)
                     statuses[f"search {r.status_code}"] += 1
-                    if r.status_code != 200:
+                    if r.status_code != 200 and not refused_for_resources(r):
                         errors.append(f"search {r.status_code}: {r.text[:200]}")
 
     def writer() -> None:
@@ -171,6 +196,8 @@ def main() -> None:
                         if ok:
                             written.update(dict.fromkeys(ids, True))
                             writes[0] += 1
+                        elif refused_for_resources(r):
+                            refused.update(ids)
                         else:
                             errors.append(f"write {r.status_code}: {r.text[:200]}")
                     if ok and batch % 5 == 4:  # now and then, delete a document written before
@@ -180,7 +207,7 @@ def main() -> None:
                             statuses[f"delete {d.status_code}"] += 1
                             if d.status_code == 200:
                                 written[victim] = False
-                            else:
+                            elif not refused_for_resources(d):
                                 errors.append(f"delete {d.status_code}: {d.text[:200]}")
                 except httpx.HTTPError as exc:
                     with lock:
@@ -200,7 +227,7 @@ def main() -> None:
                         code = type(exc).__name__
                     with lock:
                         hostile_answers[code] += 1
-                        if not (isinstance(code, int) and 400 <= code < 500):
+                        if not (isinstance(code, int) and (400 <= code < 500 or refused_for_resources(r))):
                             errors.append(f"hostile {method} {path}: {code}")
                 stop.wait(2.0)
 
@@ -209,8 +236,26 @@ def main() -> None:
             samples.append(process_stats(server.pid))
             stop.wait(5.0)
 
+    import resource
+
+    normal_limit = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+
+    def edge() -> None:
+        """One period in two, the soft descriptor limit a few above what the server holds."""
+        local = random.Random(7)
+        while not stop.wait(args.edge_period):
+            if edges[0] % 2 == 0:
+                held = process_stats(server.pid)[1]
+                resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (held + local.randint(2, 24), normal_limit[1]))
+            else:
+                resource.prlimit(server.pid, resource.RLIMIT_NOFILE, normal_limit)
+            edges[0] += 1
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, normal_limit)
+
     threads = [threading.Thread(target=searcher, args=(i,)) for i in range(args.searchers)]
     threads += [threading.Thread(target=writer), threading.Thread(target=hostile), threading.Thread(target=sampler)]
+    if args.fd_edge:
+        threads.append(threading.Thread(target=edge))
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -223,16 +268,24 @@ def main() -> None:
     # Lost documents: every acknowledged write must be found, every acknowledged delete gone.
     expected = {k for k, v in written.items() if v}
     deleted = {k for k, v in written.items() if not v}
-    found: set[str] = set()
+    # What the index holds, read from the index itself (in this process, a reader beside the
+    # server's): a search would only find documents that match its query.
+    unsearchable: list[str] = []
+    try:
+        from lfm2_retrieval.index import MultiVectorIndex
+
+        reader = MultiVectorIndex(index)
+        held = {meta["doc_id"] for _, meta in reader.scan_metadata(["doc_id"])}
+    except Exception as exc:  # noqa: BLE001 - an index that no longer opens is the finding
+        held = set()
+        unsearchable.append(f"{type(exc).__name__}: {exc}"[:200])
+    found, refused_found = held & set(written), held & refused
     with httpx.Client(base_url=base, timeout=300) as client:
-        ids = sorted(written)
-        for start in range(0, len(ids), 200):
-            part = ids[start:start + 200]
-            r = client.post("/search", json={"query": "river", "mode": "semantic", "k": 1000, "per_document": True,
-                                             "filter": {"doc_id": {"$in": part}}})
-            found.update(h["metadata"]["doc_id"] for h in r.json()["results"][0]["hits"])
-        health = client.get("/health").json()
+        health = client.get("/health")
+        health = health.json()["index"] if health.status_code == 200 else {"chunks": "?", "commit": "?"}
     lost, resurrected = expected - found, deleted & found
+    check = subprocess.run([sys.executable, "-m", "lfm2_retrieval.cli", "check", "--full", "--index", str(index)],
+                           cwd=ROOT, capture_output=True, text=True)
     rss_end, files_end = process_stats(server.pid)
     sigterm_at = time.monotonic()
     server.send_signal(signal.SIGTERM)
@@ -252,8 +305,14 @@ def main() -> None:
         ("answers", ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))),
         ("hostile requests", ", ".join(f"{k}: {v}" for k, v in sorted(hostile_answers.items(), key=str))),
         ("errors (5xx, dropped, unexpected)", str(len(errors))),
-        ("documents lost / deleted but found", f"{len(lost)} / {len(resurrected)}"),
-        ("index at the end", f"{health['index']['chunks']} chunks, commit {health['index']['commit']}"),
+        ("documents lost / deleted but found", f"{len(lost)} / {len(resurrected)}" if not unsearchable
+         else f"unknown: the index does not open ({unsearchable[0]})"),
+        ("writes refused (503/507) / of them stored", f"{len(refused)} documents / {len(refused_found)}"),
+        ("descriptor limit at the edge", f"{edges[0] // 2 + edges[0] % 2} periods of {args.edge_period:.0f} s"
+                                         if args.fd_edge else "no"),
+        ("check --full afterwards (another process)", f"exit {check.returncode}: "
+                                                       f"{(check.stdout or check.stderr).strip().splitlines()[-1][:90]}"),
+        ("index at the end", f"{health['chunks']} chunks, commit {health['commit']}"),
         ("server RSS: first, peak, last", f"{samples[0][0]:.0f}, {max(s[0] for s in samples):.0f}, {rss_end:.0f} MB"),
         ("server RSS at each tenth of the run", ", ".join(f"{s[0]:.0f}" for s in tenths(samples)) + " MB"),
         ("server open files: first, peak, last", f"{samples[0][1]}, {max(s[1] for s in samples)}, {files_end}"),

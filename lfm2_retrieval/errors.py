@@ -180,8 +180,8 @@ def as_search_error(exc: BaseException, index_path: Path | str | None = None,
     if isinstance(exc, OSError) and exc.errno == errno.EIO:
         return StorageIOError(
             f"the storage device failed an I/O operation ({_describe(exc)}). The index stays"
-            f"{_at(index_path, commit)}, what this operation wrote after it was rolled back; check the "
-            "device, then retry (`lfm2-search check --full` verifies every file)")
+            f"{_at(index_path, commit)} (a write that met this was rolled back); check the device, then "
+            "retry (`lfm2-search check --full` verifies every file)")
     # lfm2_core stays independent of this package, so its own error is recognised by name.
     if type(exc).__name__ == "ModelNotFoundError":
         return ModelUnavailableError(str(exc))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (it lives beside the repository)")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def fast_tmp(tmp_path):
+    """A folder on tmpfs where there is one (the fault-injection tests: each case makes ~40
+    fsyncs, costly on a real disk), else pytest's tmp_path."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        folder = Path(tempfile.mkdtemp(prefix="lfm2-faults-", dir=shm))
+        yield folder
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        yield tmp_path

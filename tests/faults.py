@@ -118,6 +118,19 @@ class FailingFiles:
         self._saved.clear()
 
 
+def failure_points(log: list[tuple[str, str]]) -> list[int]:
+    """The calls to fail (1-based): every call of a clean run, except that of a run of identical
+    calls (the same operation on the same file: a JSON or .npy written in many pieces) only the
+    first and the last are failed, the same code site as those between them."""
+    points = []
+    for i, call in enumerate(log):
+        first = i == 0 or log[i - 1] != call
+        last = i == len(log) - 1 or log[i + 1] != call
+        if first or last:
+            points.append(i + 1)
+    return points
+
+
 def leftovers(index_path: Path) -> list[str]:
     """Temporary files and folders that a failed write left behind."""
     return sorted(str(p.relative_to(index_path)) for p in Path(index_path).rglob("*") if ".tmp" in p.name)

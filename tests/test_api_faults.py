@@ -14,11 +14,10 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from faults import FailingFiles, leftovers
+from faults import FailingFiles, failure_points, leftovers
 from lfm2_retrieval.api import ApiSettings, create_app
 from lfm2_retrieval.engine import SearchEngine, TextDocument
 from lfm2_retrieval.index import MultiVectorIndex
-from test_fault_injection import failure_points, fast_tmp  # noqa: F401 - a fixture
 
 ERRORS = [errno.EMFILE, errno.ENOSPC, errno.EIO]
 ANSWERS = {errno.EMFILE: (503, "resources_exhausted"), errno.ENOSPC: (507, "disk_full"),
@@ -78,6 +77,7 @@ def test_no_resource_error_is_a_500_and_no_acknowledged_write_is_lost(served, fa
     committed = request[3](before)
     points = failure_points(clean_faults.log)
     assert points, f"{name} made no file operation under the index"
+    print(f"\n{name}: {len(points)} failures injected ({len(clean_faults.log)} file operations)")
     for i, n in enumerate(points):
         error = ERRORS[i % len(ERRORS)]
         path = tmp_path / f"case-{n}"

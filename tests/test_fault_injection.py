@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from lfm2_retrieval.errors import IndexDamagedError, as_search_error
 from lfm2_retrieval.index import MultiVectorIndex
 from lfm2_retrieval.shards import ShardedIndex, open_index
 
-from faults import FailingFiles, leftovers
+from faults import FailingFiles, failure_points, leftovers
 
 DIM = 16
 ERRORS = {"EMFILE": errno.EMFILE, "ENOSPC": errno.ENOSPC, "EIO": errno.EIO}
@@ -122,18 +121,6 @@ def run_case(template: Path, path: Path, operation, fail_at: int | None, error: 
 FULL_CROSS = os.environ.get("LFM2_SEARCH_FAULTS") == "all"
 
 
-@pytest.fixture()
-def fast_tmp(tmp_path):
-    """A folder on tmpfs where there is one: a case makes ~40 fsyncs, costly on a real disk."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        folder = Path(tempfile.mkdtemp(prefix="lfm2-faults-", dir=shm))
-        yield folder
-        shutil.rmtree(folder, ignore_errors=True)
-    else:
-        yield tmp_path
-
-
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 def test_every_failed_file_operation_leaves_the_old_commit_or_the_new(templates, fast_tmp, operation):
     build, op = OPERATIONS[operation]
@@ -178,17 +165,6 @@ def check_case(template: Path, path: Path, op, n: int, error: str, before, after
     shutil.rmtree(path)
 
 
-def failure_points(log: list[tuple[str, str]]) -> list[int]:
-    """The calls to fail (1-based): every call of a clean run, except that of a run of identical
-    calls (the same operation on the same file: a JSON or .npy written in many pieces) only the
-    first and the last are failed, the same code site as those between them."""
-    points = []
-    for i, call in enumerate(log):
-        first = i == 0 or log[i - 1] != call
-        last = i == len(log) - 1 or log[i + 1] != call
-        if first or last:
-            points.append(i + 1)
-    return points
 
 
 def test_print_the_table():
