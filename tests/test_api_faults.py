@@ -47,7 +47,8 @@ def served(tmp_path_factory, pylate_tiny_dir):
 
 
 def documents(path) -> set[str]:
-    return {c["metadata"]["doc_id"] for c in MultiVectorIndex(path).iter_chunks()}
+    with MultiVectorIndex(path) as index:
+        return {c["metadata"]["doc_id"] for c in index.iter_chunks()}
 
 
 def serve_case(template, path, encoder, fail_at: int | None, error: int, request):
@@ -62,6 +63,7 @@ def serve_case(template, path, encoder, fail_at: int | None, error: int, request
         answer.stored = documents(path)  # what the disk holds once the answer is given
         after = client.post("/search", json={"query": "sea", "k": 1})  # the server goes on
         again = client.request(method, url, json=body)  # a client's retry
+    engine.close()  # FastAPI's caches keep recent apps' endpoints, and through them this engine
     return answer, after, again, faults
 
 

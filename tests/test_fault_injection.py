@@ -55,6 +55,15 @@ def content(index) -> tuple[int, list[tuple[str, str]]]:
     return index.commit, sorted((c["id"], c["text"]) for c in index.iter_chunks())
 
 
+def content_at(path: Path) -> tuple[int, list[tuple[str, str]]]:
+    """What a new reader of `path` sees (its files released at once: thousands of cases run)."""
+    index = open_index(path)
+    try:
+        return content(index)
+    finally:
+        index.close()
+
+
 def build_plain(path: Path) -> None:
     index = MultiVectorIndex.create(path, dim=DIM, nbits=2, num_centroids=8)
     index.add(*chunks("a", 6, 1))
@@ -125,10 +134,11 @@ FULL_CROSS = os.environ.get("LFM2_SEARCH_FAULTS") == "all"
 def test_every_failed_file_operation_leaves_the_old_commit_or_the_new(templates, fast_tmp, operation):
     build, op = OPERATIONS[operation]
     template = templates[build.__name__]
-    before = content(open_index(template))
-    _, clean, clean_faults = run_case(template, fast_tmp / "clean", op, None, errno.EIO)
+    before = content_at(template)
+    reader, clean, clean_faults = run_case(template, fast_tmp / "clean", op, None, errno.EIO)
+    reader.close()
     assert clean is None, clean
-    after = content(open_index(fast_tmp / "clean"))
+    after = content_at(fast_tmp / "clean")
     assert after != before
     points = failure_points(clean_faults.log)
     names = list(ERRORS)
@@ -137,31 +147,33 @@ def test_every_failed_file_operation_leaves_the_old_commit_or_the_new(templates,
         check_case(template, fast_tmp / f"case-{n}-{error}", op, n, error, before, after, operation)
         RESULTS[operation, error] = (RESULTS.get((operation, error), (0, 0))[0] + 1, clean_faults.calls)
     # Past the last operation nothing fails, and the operation completes.
-    _, outcome, faults = run_case(template, fast_tmp / "past", op, len(clean_faults.log) + 1, errno.EIO)
+    reader, outcome, faults = run_case(template, fast_tmp / "past", op, len(clean_faults.log) + 1, errno.EIO)
+    reader.close()
     assert not faults.failed and outcome is None
-    assert content(open_index(fast_tmp / "past")) == after
+    assert content_at(fast_tmp / "past") == after
 
 
 def check_case(template: Path, path: Path, op, n: int, error: str, before, after, operation: str) -> None:
     reader, outcome, faults = run_case(template, path, op, n, ERRORS[error])
     where = f"{operation}, {error} at file operation {n} ({faults.log[n - 1] if faults.failed else 'none'})"
     assert faults.failed, where
-    fresh = open_index(path)  # it opens, whatever was failed
+    seen = content_at(path)  # it opens, whatever was failed
     if outcome is None:
-        assert content(fresh) == after, f"{where}: returned, but the new commit is not there"
+        assert seen == after, f"{where}: returned, but the new commit is not there"
     else:
-        assert content(fresh) == before, f"{where}: raised {outcome!r}, but the index changed"
+        assert seen == before, f"{where}: raised {outcome!r}, but the index changed"
         known = as_search_error(outcome)
         assert known is not None and not isinstance(known, IndexDamagedError), f"{where}: raised {outcome!r}"
     report = SearchEngine.check(path, full=True)
     assert not report.problems, f"{where}: {report.problems}"
     reader.refresh()  # the reader that met the fault goes on
-    assert content(reader) == content(fresh), where
+    assert content(reader) == seen, where
     reader.search(vectors(1, 99)[0], k=3)
     with reader.writer() as w:  # the next write succeeds and collects the failed write's files
         w.add(*chunks("next", 1, 5))
+    reader.close()
     assert leftovers(path) == [], f"{where}: {leftovers(path)}"
-    assert len(content(open_index(path))[1]) == len(content(fresh)[1]) + 1, where
+    assert len(content_at(path)[1]) == len(seen[1]) + 1, where
     shutil.rmtree(path)
 
 

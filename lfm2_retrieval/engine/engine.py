@@ -456,6 +456,12 @@ class SearchEngine:
         self._merge_thread = threading.Thread(target=merge, name="lfm2-search-merge", daemon=True)
         self._merge_thread.start()
 
+    def close(self) -> None:
+        """Release the index's files once a background merge has finished (the encoder stays
+        usable by other engines); the engine cannot search or write afterwards."""
+        self.wait_for_merges()
+        self.index.close()
+
     def wait_for_merges(self, timeout: float | None = None) -> None:
         """Block until a background merge (if any) has finished."""
         thread = getattr(self, "_merge_thread", None)

@@ -37,7 +37,7 @@ class MultiVectorIndex:
             raise IndexFolderError(f"no index at {self.path} (no {MANIFEST}); create one first")
         self._segment_cache: dict[str, Segment] = {}
         self._codec_cache: dict[str, ResidualCodec] = {}
-        self._snapshot = load_snapshot(self.path, self._segment_cache, self._codec_cache)
+        self._current: Snapshot | None = load_snapshot(self.path, self._segment_cache, self._codec_cache)
         self._located: tuple[Snapshot, dict[str, tuple[int, int]]] | None = None
 
     # ------------------------------------------------------------------ opening
@@ -80,9 +80,29 @@ class MultiVectorIndex:
         """Move to the newest commit; True if there was one."""
         if Manifest.read(self.path).commit == self._snapshot.commit:
             return False
-        self._snapshot = load_snapshot(self.path, self._segment_cache, self._codec_cache)
+        self._current = load_snapshot(self.path, self._segment_cache, self._codec_cache)
         self._located = None  # it held the old snapshot (and its mapped files) alive
         return True
+
+    def close(self) -> None:
+        """Release this reader's files (open segments, mapped arrays) now rather than when it is
+        garbage collected; it cannot be used afterwards. Snapshots it handed out keep their own
+        files until they are dropped. A reader can also be used as a context manager."""
+        self._current, self._located = None, None
+        self._segment_cache.clear()
+        self._codec_cache.clear()
+
+    def __enter__(self) -> "MultiVectorIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def _snapshot(self) -> Snapshot:
+        if self._current is None:
+            raise IndexFolderError(f"this reader of {self.path} is closed; open the index again")
+        return self._current
 
     # ------------------------------------------------------------------ facts
     @property

@@ -352,7 +352,10 @@ class ShardedIndex:
             w.merge_segments(max_segments=0)
 
     def close(self) -> None:
+        """Stop the shards' thread pool and release every shard's files (MultiVectorIndex.close)."""
         self._pool.shutdown(wait=False)
+        for shard in self.shards:
+            shard.close()
 
 
 def merge_top_k(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
