@@ -99,9 +99,10 @@ class IndexDamagedError(SearchError):
 
     def __init__(self, index_path: Path, part: str, problem: str) -> None:
         self.part, self.problem = part, problem
+        remedy = ("restore it from its last commit point" if part == "manifest.json" else
+                  "drop the damaged part (its files are indexed again by the next `lfm2-search index` run)")
         super().__init__(f"index {index_path} is damaged: {part}: {problem}. Run `lfm2-search check --index "
-                         f"{index_path}` for a full report, then `lfm2-search check --repair` to drop the damaged "
-                         "part (its files are indexed again by the next `lfm2-search index` run)")
+                         f"{index_path}` for a full report, then `lfm2-search check --repair` to {remedy}")
 
 
 class ShardUnavailableError(SearchError):
