@@ -44,7 +44,7 @@ from .manifest import (COMMITS_DIR, FORMAT_VERSION, KEEP_COMMIT_POINTS, MANIFEST
                        SegmentEntry, commit_points)
 from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
-from .storage import RenameDone, WriterLock, fsync_dir, load_npy, publish_dir, save_npy
+from .storage import RenameDone, WriterLock, load_npy, publish_dir, save_npy
 
 log = logging.getLogger("lfm2_search.index")
 
@@ -426,12 +426,14 @@ class IndexWriter:
         far as possible (what fails here is left to the next refresh and the next writer)."""
         self.committed = True
         try:
-            self._open_latest()
-        except Exception as exc:  # noqa: BLE001 - the commit stands; readers move on their next refresh
-            log.warning("commit %d of %s: the reader stays at its snapshot for now (%s)", self.manifest.commit,
-                        self.path, exc)
-        collect_garbage(self.path, self.manifest)
-        self._close()
+            try:
+                self._open_latest()
+            except Exception as exc:  # noqa: BLE001 - the commit stands; readers move on their next refresh
+                log.warning("commit %d of %s: the reader stays at its snapshot for now (%s)", self.manifest.commit,
+                            self.path, exc)
+            collect_garbage(self.path, self.manifest)
+        finally:
+            self._close()
 
     @property
     def commit_number(self) -> int:
@@ -481,13 +483,21 @@ def same_codec(a: ResidualCodec, b: ResidualCodec) -> bool:
 
 
 def publish_prepared(path: Path) -> None:
-    """manifest.next.json becomes manifest.json (atomic rename, then the folder made durable).
-    Someone may have done it already (a reader that found it committed): nothing to do then."""
+    """manifest.next.json becomes manifest.json (atomic rename, then the folder made durable;
+    a failure to sync after the rename is logged, the commit being published). Someone may have
+    done it already (a reader that found it committed): nothing to do then."""
+    dir_fd = os.open(path, os.O_RDONLY)  # before the rename: nothing after it needs a new descriptor
     try:
-        os.replace(path / MANIFEST_NEXT, path / MANIFEST)
-    except FileNotFoundError:
-        return
-    fsync_dir(path)
+        try:
+            os.replace(path / MANIFEST_NEXT, path / MANIFEST)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(dir_fd)
+        except OSError as exc:  # published all the same: the next commit syncs the folder
+            log.warning("%s is published but not yet durable: %s", path / MANIFEST, exc)
+    finally:
+        os.close(dir_fd)
 
 
 def settle_prepared(path: Path, settle: Callable[[Manifest], bool] | None) -> None:
