@@ -15,7 +15,7 @@ mean the same thing (a full disk, a model folder that is not there) are translat
     +-- IndexFolderError              exit 1        500 index_unavailable
     +-- IndexLockedError              exit 1        409 index_locked (Retry-After)
     +-- IndexDamagedError             exit 2        500 index_damaged
-    +-- DiskFullError                 exit 1        507 disk_full
+    +-- DiskFullError                 exit 1        507 disk_full (Retry-After)
     +-- ResourcesExhaustedError       exit 1        503 resources_exhausted (Retry-After)
     +-- StorageIOError                exit 1        503 io_error (Retry-After)
     +-- ShardUnavailableError         exit 1        503 shard_unavailable (Retry-After)
@@ -121,7 +121,9 @@ class ShardUnavailableError(SearchError):
 class DiskFullError(SearchError, OSError):
     """No space left while writing; the index stays at its last commit (writes publish by rename)."""
 
-    http_status, code = 507, "disk_full"
+    # 507 names the cause exactly; Retry-After says, as for the 503s, that nothing is damaged and
+    # the same request succeeds once space is freed.
+    http_status, code, retry_after = 507, "disk_full", 60
 
 
 class ResourcesExhaustedError(SearchError, OSError):
