@@ -7,7 +7,7 @@ readers load it and open exactly the files it names.
 Each commit is also kept as a commit point, `commits/manifest-NNNNNN.json` (the last
 KEEP_COMMIT_POINTS), written and made durable before manifest.json is replaced, as Lucene keeps
 `segments_N`: when manifest.json itself is damaged, `check --repair` restores the newest commit
-point whose files verify (recovery.py), and says which commits, if any, were lost.
+point whose files verify (checking.restore_commit_point), and says which commits, if any, were lost.
 
 On disk, format 2 (and 1) call a stored row a "document" (`counts.documents`, a segment's
 `n_docs`); in code a row is a chunk. The names on disk are kept, so that indexes of every

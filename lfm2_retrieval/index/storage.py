@@ -70,28 +70,33 @@ def fsync_file(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    """Write `value` to a temporary file, fsync it, and rename it over `path`.
-
-    The rename is the commit point of whatever `path` publishes. The folder's descriptor is
-    opened before it, so that nothing after the rename can fail for want of a descriptor: once
-    this returns or raises, the caller knows which side of the rename it is on (RenameDone).
-    """
+    """Write `value` to a temporary file, fsync it, and rename it over `path` (durable_rename:
+    the rename is the commit point of whatever `path` publishes)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps(value, indent=2, sort_keys=True))  # one write, not one per token
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quietly(tmp)  # a full disk leaves no half-written file behind
-            raise
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(value, indent=2, sort_keys=True))  # one write, not one per token
+            f.flush()
+            os.fsync(f.fileno())
+        durable_rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)  # a full disk leaves no half-written file behind (gone once renamed)
+        raise
+
+
+def durable_rename(src: Path, dst: Path) -> None:
+    """Rename `src` over `dst` atomically, then make the folder durable.
+
+    The folder's descriptor is opened before the rename, so that nothing after it can fail for
+    want of a descriptor: when this raises, the caller knows which side of the rename it is on,
+    RenameDone after it and any other error before it."""
+    dir_fd = os.open(dst.parent, os.O_RDONLY)
+    try:
+        os.replace(src, dst)
         try:
             os.fsync(dir_fd)
         except OSError as exc:
-            raise RenameDone(path, exc) from exc
+            raise RenameDone(dst, exc) from exc
     finally:
         os.close(dir_fd)
 
@@ -118,12 +123,7 @@ def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
     for entry in tmp_dir.rglob("*"):
         fsync_file(entry) if entry.is_file() else fsync_dir(entry)
     fsync_dir(tmp_dir)
-    parent_fd = os.open(final_dir.parent, os.O_RDONLY)
-    try:
-        os.replace(tmp_dir, final_dir)
-        os.fsync(parent_fd)
-    finally:
-        os.close(parent_fd)
+    durable_rename(tmp_dir, final_dir)
 
 
 class WriterLock:

@@ -44,7 +44,7 @@ from .manifest import (COMMITS_DIR, FORMAT_VERSION, KEEP_COMMIT_POINTS, MANIFEST
                        SegmentEntry, commit_points)
 from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
-from .storage import RenameDone, WriterLock, load_npy, publish_dir, save_npy
+from .storage import RenameDone, WriterLock, durable_rename, load_npy, publish_dir, save_npy
 
 log = logging.getLogger("lfm2_search.index")
 
@@ -486,18 +486,12 @@ def publish_prepared(path: Path) -> None:
     """manifest.next.json becomes manifest.json (atomic rename, then the folder made durable;
     a failure to sync after the rename is logged, the commit being published). Someone may have
     done it already (a reader that found it committed): nothing to do then."""
-    dir_fd = os.open(path, os.O_RDONLY)  # before the rename: nothing after it needs a new descriptor
     try:
-        try:
-            os.replace(path / MANIFEST_NEXT, path / MANIFEST)
-        except FileNotFoundError:
-            return
-        try:
-            os.fsync(dir_fd)
-        except OSError as exc:  # published all the same: the next commit syncs the folder
-            log.warning("%s is published but not yet durable: %s", path / MANIFEST, exc)
-    finally:
-        os.close(dir_fd)
+        durable_rename(path / MANIFEST_NEXT, path / MANIFEST)
+    except FileNotFoundError:
+        return
+    except RenameDone as exc:  # published all the same: the next commit syncs the folder
+        log.warning("%s is published but not yet durable: %s", path / MANIFEST, exc)
 
 
 def settle_prepared(path: Path, settle: Callable[[Manifest], bool] | None) -> None:
