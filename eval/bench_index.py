@@ -205,13 +205,14 @@ def bench_engine_modes(index: MultiVectorIndex, texts: list[str], queries: list[
                        bytes_per_token: float, repeats: int = 1) -> list[dict]:
     """The engine's lexical and hybrid searches (BM25; MaxSim and BM25 fused, its default) on
     the same open index and queries, in process, the query vectors encoded beforehand as above."""
-    from lfm2_retrieval.engine.engine import SearchEngine
+    from lfm2_retrieval.engine import SearchEngine, SearchRequest
 
     engine = SearchEngine(index)  # no encoder is loaded: the vectors are given
     rows = []
     for mode in ("lexical", "hybrid"):
         def search(i: int) -> list:
-            return engine.search_encoded([queries[i]], k=10, mode=mode, texts=[texts[i]])[0]
+            request = SearchRequest(queries=[texts[i]], k=10, mode=mode)
+            return engine.answer(request, vectors=[queries[i]]).results[0].hits
         for i in range(3):
             search(i)
         lat = [t for _ in range(repeats) for t in time_queries(search, range(len(queries)))[0]]

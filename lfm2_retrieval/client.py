@@ -26,8 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .api.schemas import (AddDocumentsResponse, DeleteResponse, HealthResponse, Hit, IndexInfo, ModelInfo,
-                          QueryResults, SearchResponse)
+from .api.schemas import AddDocumentsResponse, DeleteResponse, HealthResponse, Hit, IndexInfo, ModelInfo, SearchResponse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -80,12 +79,16 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: str, per_document: bool,
-                 alpha: float | None, fusion: str | None) -> dict[str, Any]:
+                 alpha: float | None, fusion: str | None, offset: int = 0) -> dict[str, Any]:
+    """The body of POST /search: engine/request.py's SearchRequest, the fields left at their
+    defaults left out."""
     body: dict[str, Any] = {"k": k, "mode": mode, "per_document": per_document}
     body["query" if isinstance(query, str) else "queries"] = query if isinstance(query, str) else list(query)
     for key, value in (("filter", filter), ("alpha", alpha), ("fusion", fusion)):
         if value is not None:
             body[key] = value
+    if offset:
+        body["offset"] = offset
     return body
 
 
@@ -121,10 +124,11 @@ class _Hits:
     """`search` for clients whose `search_response` answers synchronously."""
 
     def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
-               per_document: bool = False, alpha: float | None = None,
-               fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
-        """The hits of one query (a str), or one list per query (a list of them)."""
-        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion), query)
+               per_document: bool = False, alpha: float | None = None, fusion: str | None = None,
+               offset: int = 0) -> list[Hit] | list[list[Hit]]:
+        """The hits of one query (a str), or one list per query (a list of them); offset: hits
+        skipped first (the next page)."""
+        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion, offset), query)
 
 
 class Client(_Hits):
@@ -155,9 +159,9 @@ class Client(_Hits):
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                        fusion: str | None = None) -> SearchResponse:
+                        fusion: str | None = None, offset: int = 0) -> SearchResponse:
         """The whole answer: hits per query, the commit they come from, the time taken."""
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion)
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset)
         return SearchResponse.model_validate(self._request("POST", "/search", json=body))
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -215,8 +219,8 @@ class AsyncClient:
 
     async def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                      mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                     fusion: str | None = None) -> list[Hit] | list[list[Hit]]:
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion)
+                     fusion: str | None = None, offset: int = 0) -> list[Hit] | list[list[Hit]]:
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset)
         return _hits(SearchResponse.model_validate(await self._request("POST", "/search", json=body)), query)
 
     async def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -242,6 +246,20 @@ class AsyncClient:
         await self.aclose()
 
 
+def _validated(model, body: dict[str, Any]):
+    """`body` as the HTTP API's request model, or the error the server would answer."""
+    from pydantic import ValidationError
+
+    from .engine.request import request_error
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        known = request_error(exc)
+        raise _ERRORS.get(known.http_status, InvalidRequest)(known.http_status, known.code, str(known),
+                                                             exc.errors(include_context=False)) from None
+
+
 class LocalClient(_Hits):
     """The same calls on a `SearchEngine` in this process (no server), with the same results and
     errors: validated like the HTTP API's requests."""
@@ -257,35 +275,18 @@ class LocalClient(_Hits):
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                        fusion: str | None = None) -> SearchResponse:
-        from pydantic import ValidationError
+                        fusion: str | None = None, offset: int = 0) -> SearchResponse:
+        from .engine import SearchRequest
 
-        from .api.schemas import SearchRequest
-
-        try:
-            request = SearchRequest.model_validate(_search_body(query, k, filter, mode, per_document, alpha, fusion))
-        except ValidationError as exc:
-            raise InvalidRequest(422, "invalid_request", str(exc.errors()[0]["msg"]), exc.errors()) from None
-        texts = [request.query] if request.query is not None else list(request.queries or [])
-        started = time.perf_counter()
+        request = _validated(SearchRequest, _search_body(query, k, filter, mode, per_document, alpha, fusion, offset))
         with self._answers():
-            results = self.engine.search(texts, k=request.k, filter=request.filter, mode=request.mode,
-                                         alpha=request.alpha, fusion=request.fusion, per_document=request.per_document)
-        return SearchResponse(
-            results=[QueryResults(query=q, hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata)
-                                                 for h in hits]) for q, hits in zip(texts, results)],
-            commit=self.engine.commit, took_ms=(time.perf_counter() - started) * 1000)
+            return SearchResponse.of(self.engine.answer(request))
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
-        from pydantic import ValidationError
-
         from .api.schemas import AddDocumentsRequest
         from .engine import TextDocument
 
-        try:
-            request = AddDocumentsRequest.model_validate(_documents_body(documents, upsert))
-        except ValidationError as exc:
-            raise InvalidRequest(422, "invalid_request", str(exc.errors()[0]["msg"]), exc.errors()) from None
+        request = _validated(AddDocumentsRequest, _documents_body(documents, upsert))
         docs = [TextDocument(d.id, d.text, dict(d.metadata)) for d in request.documents]
         with self._answers():
             summary = self.engine.upsert(docs, replace=request.upsert)

@@ -344,13 +344,13 @@ def test_health_answers_while_searches_fill_the_thread_pool(engine):
     import time
 
     gate = threading.Event()
-    real = engine.search_encoded
+    real = engine.answer
 
     def held(*args, **kwargs):
         gate.wait(60)
         return real(*args, **kwargs)
 
-    engine.search_encoded = held
+    engine.answer = held
     try:
         with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:
             searches = [threading.Thread(target=c.post, args=("/search",), kwargs={"json": {"query": "sea", "mode": "lexical"}})
@@ -366,7 +366,7 @@ def test_health_answers_while_searches_fill_the_thread_pool(engine):
                 t.join(60)
     finally:
         gate.set()
-        del engine.search_encoded
+        del engine.answer
     assert health.status_code == 200 and took < 3, took
 
 

@@ -180,7 +180,7 @@ def test_cli_modes(engine):
                               "--fusion", "rrf", "--json"])
     assert rrf.exit_code == 0 and "manual#0" in rrf.output
     bad = runner.invoke(app, ["search", "x", "--index", str(engine.index.path), "--mode", "semantic", "--alpha", "0.5"])
-    assert bad.exit_code == 1 and "only apply" in bad.output
+    assert bad.exit_code == 1 and "apply to mode hybrid only" in bad.output
     # Hybrid is the default: the code is found without --mode, and --alpha applies to it.
     default = runner.invoke(app, ["search", "XK-77Q", "--index", str(engine.index.path), "--alpha", "0.5", "--json"])
     assert default.exit_code == 0 and "manual#0" in default.output

@@ -207,22 +207,35 @@ def test_bm25_scores_do_not_depend_on_how_the_collection_is_split(tmp_path):
         assert_same_hits(a, b)
 
 
-class SlowShard(MultiVectorIndex):
-    """A shard whose searches take `delay` seconds (a slow disk, a busy host)."""
+class SlowSearch:
+    """A shard whose MaxSim searches take `delay` seconds (a slow disk, a busy host): a ShardSearch."""
 
-    delay = 0.0
+    def __init__(self, shard: MultiVectorIndex, delay: float) -> None:
+        self.shard, self.delay, self.capabilities = shard, delay, shard.capabilities
 
     def search(self, *args, **kwargs):
         time.sleep(self.delay)
-        return super().search(*args, **kwargs)
+        return self.shard.search(*args, **kwargs)
+
+    def search_lexical(self, *args, **kwargs):
+        return self.shard.search_lexical(*args, **kwargs)
+
+    def lexical_statistics(self, *args, **kwargs):
+        return self.shard.lexical_statistics(*args, **kwargs)
+
+    def health(self):
+        return self.shard.health()
+
+
+def slow(name: str, delay: float):
+    """search_on for ShardedIndex: the shard called `name` searches slowly."""
+    return lambda shard, shard_name: SlowSearch(shard, delay) if shard_name == name else shard
 
 
 def test_a_slow_shard_is_an_error_or_a_flagged_partial_answer(tmp_path, unsharded, corpus):
     split_index(unsharded.path, tmp_path / "idx", n_shards=3)
     slow_name = "shard-001"
-    index = ShardedIndex(tmp_path / "idx", open_shard=lambda folder, name: (SlowShard if name == slow_name
-                                                                             else MultiVectorIndex)(folder))
-    index.shards[1].delay = 1.0
+    index = ShardedIndex(tmp_path / "idx", search_on=slow(slow_name, 1.0))
     query = queries_from(corpus, 1)[0]
     full = index.search(query, k=10)  # no policy: every shard is waited for
     started = time.monotonic()
@@ -248,9 +261,7 @@ def test_the_api_answers_503_or_a_flagged_partial_result(tmp_path, pylate_tiny_d
     plain = SearchEngine.open(tmp_path / "plain", model=str(pylate_tiny_dir), create=True)
     plain.upsert([TextDocument(f"d{i}", f"note {i} on {['tea', 'coffee', 'water'][i % 3]}") for i in range(30)])
     split_index(plain.path, tmp_path / "sharded", n_shards=2)
-    index = ShardedIndex(tmp_path / "sharded", open_shard=lambda folder, name: (SlowShard if name == "shard-000"
-                                                                                 else MultiVectorIndex)(folder))
-    index.shards[0].delay = 1.0
+    index = ShardedIndex(tmp_path / "sharded", search_on=slow("shard-000", 1.0))
     app = create_app(SearchEngine(index, model=str(pylate_tiny_dir)), ApiSettings(shard_timeout_s=0.2))
     with TestClient(app) as client:
         refused = client.post("/search", json={"query": "coffee", "k": 5, "mode": "semantic"})
@@ -273,9 +284,7 @@ def test_a_search_sees_one_sharded_commit_while_another_thread_refreshes(tmp_pat
     import threading
 
     split_index(unsharded.path, tmp_path / "idx", n_shards=2)
-    index = ShardedIndex(tmp_path / "idx", open_shard=lambda folder, name: (SlowShard if name == "shard-001"
-                                                                             else MultiVectorIndex)(folder))
-    index.shards[1].delay = 0.5
+    index = ShardedIndex(tmp_path / "idx", search_on=slow("shard-001", 0.5))
     query = queries_from(corpus, 1)[0]
     answer = {}
     search = threading.Thread(target=lambda: answer.setdefault("hits", index.search(query, k=20)))

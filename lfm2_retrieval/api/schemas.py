@@ -1,14 +1,14 @@
-"""Request and response bodies of the HTTP API (they are also its OpenAPI schema)."""
+"""Request and response bodies of the HTTP API (they are also its OpenAPI schema). The body of
+POST /search is the engine's own SearchRequest (engine/request.py): one model, validated once."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-MAX_QUERY_CHARS = 4096
-MAX_QUERIES = 64
-MAX_K = 1000
+from ..engine.request import SearchAnswer
+
 MAX_DOCUMENTS = 256
 # One request must not hold the server for minutes: at about 11k tokens/s on 2 cores, 200k
 # characters (about 50k tokens) encode in seconds. Larger texts go through `lfm2-search index`,
@@ -26,82 +26,11 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 MetadataValue = Annotated[StrictStr, Field(max_length=MAX_METADATA_VALUE_CHARS)] | StrictBool | Int64 | FiniteFloat | None
 Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], MetadataValue],
                      Field(max_length=MAX_METADATA_KEYS)]
-Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
-
 
 def _has_text(value: str) -> str:
     if not value.strip():
         raise ValueError("must contain some non-space text")
     return value
-
-
-class SearchRequest(BaseModel):
-    """Give `query` (one) or `queries` (several, answered in order), not both."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"query": "how are residuals compressed?", "k": 5},
-        {"queries": ["first question", "second question"], "k": 10, "filter": {"lang": {"$in": ["en", "fr"]}}},
-        {"query": "error code E-4012", "mode": "hybrid"},
-        {"query": "error code E-4012", "mode": "hybrid", "alpha": 0.7},
-        {"query": "error code E-4012", "mode": "hybrid", "fusion": "rrf"},
-    ]})
-
-    query: Query | None = None
-    queries: Annotated[list[Query], Field(min_length=1, max_length=MAX_QUERIES)] | None = None
-    k: Annotated[int, Field(ge=1, le=MAX_K, strict=True)] = 10  # strict: "10" is an error, not 10
-    filter: dict[str, Any] | None = Field(
-        None, description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
-                          '{"source": {"$in": [...]}}, {"source": {"$prefix": "/srv/docs/ja/"}}, '
-                          '{"source": {"$glob": "*/guide/*.md"}}, {"$or": [...]}')
-    mode: Literal["semantic", "lexical", "hybrid"] = Field(
-        "hybrid", description="hybrid (default): MaxSim and BM25, fused, the best on every task measured; "
-                              "semantic: MaxSim only; lexical: BM25 only")
-    fusion: Literal["rrf", "interpolation"] | None = Field(
-        None, description="hybrid only: rrf (reciprocal rank fusion) or interpolation (of min-max normalised "
-                          "scores, weighted by alpha); omitted: the engine's default, chosen on dev data")
-    alpha: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
-        None, description="hybrid only: weight of the semantic side in score interpolation "
-                          "(1: semantic only, 0: lexical only); omitted: the default alpha")
-    explain: StrictBool = Field(
-        False, description="With each hit, the token matches behind its MaxSim score: for each query token, the "
-                           "chunk's token that won it (character spans of both, and the similarity). Semantic "
-                           "and hybrid modes only.")
-    per_document: StrictBool = Field(
-        False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
-                           "chunks ranked); k then counts documents")
-
-    allow_partial: StrictBool = Field(
-        False, description="Sharded indexes: when a shard does not answer in time, answer from the other shards "
-                           "and flag the response partial (missing_shards names them) instead of 503 "
-                           "shard_unavailable")
-
-    group_by: Literal["chunk", "document"] = Field(
-        "chunk", description='"document": the same as per_document (one hit per document); "chunk": every chunk')
-
-    @field_validator("query")
-    @classmethod
-    def _query_text(cls, value: str | None) -> str | None:
-        return None if value is None else _has_text(value)
-
-    @field_validator("queries")
-    @classmethod
-    def _queries_text(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [_has_text(v) for v in value]
-
-    @model_validator(mode="after")
-    def _one_of(self) -> "SearchRequest":
-        if (self.query is None) == (self.queries is None):
-            raise ValueError("give exactly one of `query` and `queries`")
-        if self.fusion == "rrf" and self.alpha is not None:
-            raise ValueError("`alpha` applies to interpolation, not to rrf")
-        if self.mode != "hybrid" and (self.alpha is not None or self.fusion is not None):
-            raise ValueError("`alpha` and `fusion` apply to mode hybrid only")
-        if self.group_by == "document":
-            self.per_document = True
-        return self
-
-    def texts(self) -> list[str]:
-        return [self.query] if self.query is not None else list(self.queries or [])
 
 
 class TokenMatch(BaseModel):
@@ -113,7 +42,7 @@ class TokenMatch(BaseModel):
 
 class Hit(BaseModel):
     id: str = Field(description="The chunk id: the document id, '#', the chunk number")
-    score: float = Field(description="MaxSim score")
+    score: float = Field(description="The score of the request's mode: MaxSim, BM25, or the fused score")
     text: str
     metadata: dict[str, Any] = Field(description="Document metadata plus doc_id, chunk, start_char, "
                                                  "end_char (and source, page for indexed files)")
@@ -133,6 +62,16 @@ class SearchResponse(BaseModel):
     partial: bool | None = Field(None, description="Present and true when shards did not answer (allow_partial): "
                                                    "the results come from the other shards only")
     missing_shards: list[str] | None = Field(None, description="With partial: the shards left out")
+
+    @classmethod
+    def of(cls, answer: SearchAnswer) -> "SearchResponse":
+        """The engine's answer as the API's body (and the clients' result)."""
+        results = [QueryResults(query=r.query, hits=[
+            Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
+                **({} if r.explanations is None else {"explain": [m.as_dict() for m in r.explanations[i]]}))
+            for i, h in enumerate(r.hits)]) for r in answer.results]
+        partial = {"partial": True, "missing_shards": answer.missing_shards} if answer.missing_shards else {}
+        return cls(results=results, commit=answer.commit, took_ms=answer.took_ms, **partial)
 
 
 class DocumentIn(BaseModel):

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import InvalidRequestError, ShardUnavailableError
 from ..index import MultiVectorIndex
+from ..index.contract import Capabilities
 from .encoding import connect
 
 APP_NAME = "lfm2-search"
@@ -59,15 +60,15 @@ class ShardSearcher:
         return {"chunks": len(self.index), "commit": self.index.commit}
 
 
-class RemoteShard(MultiVectorIndex):
-    """A shard as the ingress sees it: its folder opened for what is cheap and local (the
-    manifest, metadata, writes), its searches sent to its deployment through `handle`."""
+class RemoteShard:
+    """Where the ingress sends a shard's searches (a ShardSearch, index/contract.py): its
+    deployment, through `handle`. The shard's folder stays the ingress's own MultiVectorIndex
+    (`local`) for what is cheap and local: the manifest, metadata, writes."""
 
-    takes_query_plans = False  # its searches run in its own replicas, which make their own
+    capabilities = Capabilities()  # its searches run in its own replicas, which make their own query plans
 
-    def __init__(self, path: Path, name: str, handle, timeout_s: float) -> None:
-        super().__init__(path)
-        self.name, self.handle, self.timeout_s = name, handle, timeout_s
+    def __init__(self, local: MultiVectorIndex, name: str, handle, timeout_s: float) -> None:
+        self.local, self.name, self.handle, self.timeout_s = local, name, handle, timeout_s
 
     def _call(self, method: str, *args):
         try:
@@ -79,13 +80,13 @@ class RemoteShard(MultiVectorIndex):
 
     # `snapshot`: the sharded reader's view of this shard; its commit is what the replica must be at.
     def search(self, queries, k=10, filter=None, exhaustive=False, params=None, plans=None, snapshot=None):
-        return self._call("search", _commit(self, snapshot), queries, k, filter, exhaustive, params)
+        return self._call("search", _commit(self.local, snapshot), queries, k, filter, exhaustive, params)
 
     def search_lexical(self, queries, k=10, filter=None, collections=None, snapshot=None):
-        return self._call("search_lexical", _commit(self, snapshot), list(queries), k, filter, collections)
+        return self._call("search_lexical", _commit(self.local, snapshot), list(queries), k, filter, collections)
 
     def lexical_statistics(self, query: str, snapshot=None):
-        return self._call("lexical_statistics", _commit(self, snapshot), [query])[0]
+        return self._call("lexical_statistics", _commit(self.local, snapshot), [query])[0]
 
     def health(self) -> dict[str, Any]:
         facts = self._call("health")
@@ -138,8 +139,8 @@ class Ingress:
         from ..shards import ShardedIndex
 
         settings = ApiSettings(**self.api)
-        index = ShardedIndex(self.index_path, open_shard=lambda folder, name: RemoteShard(
-            folder, name, self.handles[name], settings.shard_timeout_s))
+        index = ShardedIndex(self.index_path, search_on=lambda shard, name: RemoteShard(
+            shard, name, self.handles[name], settings.shard_timeout_s))
         return create_app(SearchEngine(index, model=self.model), settings)
 
 

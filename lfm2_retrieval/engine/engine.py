@@ -3,6 +3,7 @@
     engine = SearchEngine.open("indexes/default", create=True)   # the embedded model by default
     engine.upsert([TextDocument("faq", long_text, {"lang": "en"})])
     hits = engine.search(["how do I reset it?"], k=5)[0]
+    answer = engine.answer(SearchRequest(query="how do I reset it?", k=5, explain=True))
 
 Users add documents; the index stores their chunks (documents.py). The engine is the one door to
 an index: searching (semantic, lexical, hybrid; per chunk or per document), reading what is
@@ -26,14 +27,16 @@ import numpy as np
 
 from ..errors import DocumentExistsError, IndexFolderError, IndexLockedError, InvalidDocumentError, InvalidRequestError
 from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, SearchParams, check_index, repair_index
+from ..index.contract import SearchableIndex
 from ..index.writer import merge_candidates
 from ..model.encoder import ColBERTEncoder
 from ..model.locations import default_model, model_source
 from ..index.integrity import Problem
-from ..shards import ShardedIndex, ShardMap, is_sharded
+from ..shards import ShardedIndex, ShardMap, is_sharded, shard_policy_for
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
-from .fusion import FUSION_DEPTH, MODES, fuse, resolve
+from .fusion import FUSION_DEPTH, fuse
+from .request import MAX_QUERIES, QueryAnswer, SearchAnswer, SearchRequest
 from .session import WriteSession, chunk_ids_of
 
 
@@ -70,7 +73,7 @@ def one_per_document(hits: Sequence[Hit], k: int) -> list[Hit]:
 
 
 class SearchEngine:
-    def __init__(self, index: MultiVectorIndex, encoder: ColBERTEncoder | None = None,
+    def __init__(self, index: SearchableIndex, encoder: ColBERTEncoder | None = None,
                  chunking: ChunkingOptions | None = None, model: str | None = None, dtype: str = "float32") -> None:
         """`encoder`, or the model to load when one is first needed: `model`, else the one the
         index was built with, else the default (model/locations.py)."""
@@ -112,7 +115,7 @@ class SearchEngine:
 
     @property
     def sharded(self) -> bool:
-        return isinstance(self.index, ShardedIndex)
+        return self.index.capabilities.shards
 
     @property
     def encoder(self) -> ColBERTEncoder:
@@ -249,6 +252,7 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ searching
     def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
+        """Query vectors of texts given directly (a SearchRequest's texts are already clean)."""
         texts = [clean_text(q) for q in queries]
         for q in texts:
             if not q.strip():
@@ -256,63 +260,78 @@ class SearchEngine:
         return self.encoder.encode_queries(texts)
 
     def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
-               alpha: float | None = None, fusion: str | None = None, per_document: bool = False) -> list[list[Hit]]:
-        """Top-k chunks per query. mode: hybrid (the default: MaxSim and BM25, fused), semantic
-        (MaxSim) or lexical (BM25). Hybrid fuses by `fusion` "rrf" (reciprocal rank fusion) or
-        "interpolation" of normalised scores with semantic weight `alpha`; neither means the
-        default of lfm2_retrieval.engine.fusion.
-        per_document: the top-k documents instead, each as its best chunk (one_per_document)."""
-        if mode not in MODES:
-            raise InvalidRequestError(f"mode must be one of {', '.join(MODES)}")
-        resolve(fusion, alpha)  # bad fusion settings fail before any work
-        vectors = self.encode_queries(queries) if mode != "lexical" else None
-        return self.search_encoded(vectors, k, filter, mode=mode, alpha=alpha, fusion=fusion, texts=queries,
-                                   per_document=per_document)
+               alpha: float | None = None, fusion: str | None = None, per_document: bool = False,
+               offset: int = 0) -> list[list[Hit]]:
+        """Top-k chunks per query: the fields of a SearchRequest (request.py), checked as the
+        HTTP API checks them (InvalidRequestError, FilterError). mode: hybrid (the default:
+        MaxSim and BM25, fused), semantic (MaxSim) or lexical (BM25); hybrid fuses by `fusion`
+        "rrf" or "interpolation" with semantic weight `alpha` (neither: the default of
+        engine/fusion.py). per_document: the top-k documents, each as its best chunk. Any
+        number of queries (a request holds at most MAX_QUERIES: they go in groups)."""
+        out: list[list[Hit]] = []
+        for start in range(0, len(queries), MAX_QUERIES):
+            request = SearchRequest.of(queries=list(queries[start:start + MAX_QUERIES]), k=k, offset=offset,
+                                       filter=filter, mode=mode, alpha=alpha, fusion=fusion, per_document=per_document)
+            out.extend(result.hits for result in self.answer(request).results)
+        return out
 
-    def search_encoded(self, vectors: list[np.ndarray] | None, k: int = 10, filter: dict | None = None,
-                       mode: str = "hybrid", alpha: float | None = None, fusion: str | None = None,
-                       texts: Sequence[str] | None = None, per_document: bool = False) -> list[list[Hit]]:
-        """Search with query vectors already encoded (and the query texts, for lexical modes)."""
-        if per_document:
-            return self._per_document(vectors, k, filter, mode, alpha, fusion, texts)
+    def answer(self, request: SearchRequest, vectors: Sequence[np.ndarray] | None = None,
+               shard_timeout_s: float | None = None) -> SearchAnswer:
+        """The one way a search runs, whoever asked: encode the queries (unless `vectors` are
+        given: the HTTP API batches the encoding of concurrent requests), rank (per chunk or per
+        document), cut the page at offset, explain if asked. shard_timeout_s: on a sharded index,
+        how long a shard may take (request.allow_partial: then the others answer alone)."""
+        started = time.perf_counter()
+        texts = request.texts
+        if vectors is None and request.needs_vectors:
+            vectors = self.encoder.encode_queries(texts)
         self.refresh(max_age=0.5)
-        if mode == "semantic":
-            return self.index.search(vectors, k=k, filter=filter)
-        if texts is None:
-            raise InvalidRequestError(f"{mode} search needs the query texts")
-        texts = [clean_text(t) for t in texts]
-        if mode == "lexical":
-            return self.index.search_lexical(texts, k=k, filter=filter)
-        fusion, alpha = resolve(fusion, alpha)
-        depth = max(k, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
-        # The semantic side keeps the search effort of k: its exact stage already scores far
-        # more than `depth` documents, so the deeper list costs nothing extra.
-        effort = SearchParams.for_k(k, self.index.manifest.nbits)
-        semantic = self.index.search(vectors, k=depth, filter=filter, params=effort)
-        lexical = self.index.search_lexical(texts, k=depth, filter=filter)
+        with shard_policy_for(shard_timeout_s, request.allow_partial) as shards:
+            rank = self._per_document if request.per_document else self._ranked
+            ranked = rank(request, vectors, texts, request.depth)
+        results = [QueryAnswer(q, hits[request.offset:]) for q, hits in zip(texts, ranked)]
+        if request.explain and vectors is not None:
+            for result, query_vectors in zip(results, vectors):
+                result.explanations = self.explain_hits(result.query, result.hits, query_vectors)
+        return SearchAnswer(results, self.commit, round((time.perf_counter() - started) * 1000, 3),
+                            list(shards.missing))
+
+    def _ranked(self, request: SearchRequest, vectors, texts: Sequence[str], depth: int) -> list[list[Hit]]:
+        """The top `depth` chunks of each query, in the request's mode."""
+        if request.mode == "semantic":
+            return self.index.search(vectors, k=depth, filter=request.filter)
+        if request.mode == "lexical":
+            return self.index.search_lexical(texts, k=depth, filter=request.filter)
+        fusion, alpha = request.fusion_settings
+        fused_depth = max(depth, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
+        # The semantic side keeps the search effort of `depth`: its exact stage already scores
+        # far more than `fused_depth` documents, so the deeper list costs nothing extra.
+        effort = SearchParams.for_k(depth, self.index.manifest.nbits)
+        semantic = self.index.search(vectors, k=fused_depth, filter=request.filter, params=effort)
+        lexical = self.index.search_lexical(texts, k=fused_depth, filter=request.filter)
         out = []
         for sem, lex in zip(semantic, lexical):
             by_id = {h.id: h for h in [*lex, *sem]}
-            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], fusion, alpha)[:k]
+            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], fusion, alpha)[:depth]
             out.append([Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score in fused])
         return out
 
-    def _per_document(self, vectors, k, filter, mode, alpha, fusion, texts) -> list[list[Hit]]:
-        """Rank chunks deeper than k, keep each document's best; deepen (to MAX_POOL chunks) while
-        a query's list came back full yet holds fewer than k documents."""
-        n = len(vectors) if vectors is not None else len(texts)
-        out: list[list[Hit] | None] = [None] * n
-        depth = min(MAX_POOL, k * CHUNKS_PER_DOCUMENT)
-        todo = list(range(n))
+    def _per_document(self, request: SearchRequest, vectors, texts: Sequence[str], depth: int) -> list[list[Hit]]:
+        """The top `depth` documents of each query: chunks ranked deeper, each document's best
+        kept; deepen (to MAX_POOL chunks) while a query's list came back full yet holds fewer
+        documents than asked."""
+        out: list[list[Hit]] = [[] for _ in texts]
+        pool_depth = min(MAX_POOL, depth * CHUNKS_PER_DOCUMENT)
+        todo = list(range(len(texts)))
         while todo:
-            pool = self.search_encoded(None if vectors is None else [vectors[i] for i in todo], depth, filter, mode,
-                                       alpha, fusion, None if texts is None else [texts[i] for i in todo])
+            pool = self._ranked(request, None if vectors is None else [vectors[i] for i in todo],
+                                [texts[i] for i in todo], pool_depth)
             again = []
             for i, hits in zip(todo, pool):
-                out[i] = one_per_document(hits, k)
-                if len(out[i]) < k and len(hits) == depth and depth < MAX_POOL:
+                out[i] = one_per_document(hits, depth)
+                if len(out[i]) < depth and len(hits) == pool_depth and pool_depth < MAX_POOL:
                     again.append(i)
-            todo, depth = again, min(MAX_POOL, depth * 4)
+            todo, pool_depth = again, min(MAX_POOL, pool_depth * 4)
         return out
 
     def explain_hits(self, query: str, hits: Sequence[Hit], query_vectors: np.ndarray | None = None) -> list[list]:

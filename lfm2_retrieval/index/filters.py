@@ -35,12 +35,20 @@ MAX_FILTER_CLAUSES = 512
 MAX_FILTER_DEPTH = 8
 
 
-def validate(filter_: Filter) -> None:
-    """Raise FilterError with a precise message if `filter_` is malformed or too large."""
+class CheckedFilter(dict):
+    """A filter that `validate` has passed: every layer below (a sharded index's shards, each
+    segment's evaluation) takes it as it is, so a filter is checked once per request."""
+
+
+def validate(filter_: Filter) -> CheckedFilter:
+    """`filter_`, checked: FilterError with a precise message if it is malformed or too large."""
+    if isinstance(filter_, CheckedFilter):
+        return filter_
     clauses = _validate(filter_, 1)
     if clauses > MAX_FILTER_CLAUSES:
         raise FilterError(f"a filter may hold at most {MAX_FILTER_CLAUSES} conditions, this one {clauses}; "
                           "match many values of one field with {\"field\": {\"$in\": [...]}}")
+    return CheckedFilter(filter_)
 
 
 def _validate(filter_: Filter, depth: int) -> int:
@@ -94,8 +102,7 @@ def _check_integers(key: str, value) -> None:
 
 def evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:
     """Boolean mask over the rows of a metadata table."""
-    validate(filter_)
-    return _evaluate(filter_, table)
+    return _evaluate(validate(filter_), table)
 
 
 def _evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:

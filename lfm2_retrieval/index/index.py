@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import IndexFolderError
 from .codec import ResidualCodec
+from .contract import Capabilities
 from .filters import Filter, evaluate, validate
 from .manifest import MANIFEST, Manifest
 from .search import QueryPlan, SearchParams, exhaustive_segment, search_segments
@@ -125,6 +126,10 @@ class MultiVectorIndex:
     def __len__(self) -> int:
         return self.manifest.counts.chunks
 
+    def health(self) -> dict[str, Any]:
+        """What a sharded index reports of this index as one of its shards."""
+        return {"chunks": len(self), "commit": self.commit}
+
     def stats(self) -> dict[str, Any]:
         snap = self._snapshot
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
@@ -176,8 +181,7 @@ class MultiVectorIndex:
 
     def scan_metadata(self, keys: Sequence[str], filter: Filter | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
         """(id, {key: value}) of every live chunk (matching `filter`), reading only metadata."""
-        if filter is not None:
-            validate(filter)
+        filter = None if filter is None else validate(filter)
         snap = self._snapshot
         for seg, mask in zip(snap.segments, self._allowed(snap, filter)):
             table = seg.metadata_table
@@ -208,7 +212,7 @@ class MultiVectorIndex:
     # ------------------------------------------------------------------ search
     # Searches may be given query plans made from another index with the same codec (the shards
     # of a sharded index on this machine): the centroid scores of a query are computed once.
-    takes_query_plans = True
+    capabilities = Capabilities(query_plans=True)
 
     def search(self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Filter | None = None,
                exhaustive: bool = False, params: SearchParams | None = None,
@@ -220,8 +224,7 @@ class MultiVectorIndex:
         batch = [queries] if single else list(queries)
         if k < 1:
             raise ValueError("k must be at least 1")
-        if filter is not None:
-            validate(filter)
+        filter = None if filter is None else validate(filter)
         snap = snapshot or self._snapshot
         params = params or SearchParams.for_k(k, snap.manifest.nbits)
         allowed = self._allowed(snap, filter)
@@ -275,8 +278,7 @@ class MultiVectorIndex:
         are the whole collection's. snapshot: as in search."""
         if k < 1:
             raise ValueError("k must be at least 1")
-        if filter is not None:
-            validate(filter)
+        filter = None if filter is None else validate(filter)
         snap = snapshot or self._snapshot
         allowed = self._allowed(snap, filter)
         results = []

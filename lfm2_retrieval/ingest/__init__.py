@@ -1,7 +1,8 @@
 """From files to indexed chunks: readers per format and the incremental pipeline."""
 
-from .pipeline import IngestOptions, IngestReport, Ingestor, source_name
+from .pipeline import IngestOptions, IngestReport, Ingestor
 from .readers import SUPPORTED_SUFFIXES, RecordFields, SourceText, UnreadableFile, read_file
+from .sources import absolute_id, absolute_sources, source_name
 
-__all__ = ["IngestOptions", "IngestReport", "Ingestor", "RecordFields",
-           "SUPPORTED_SUFFIXES", "SourceText", "UnreadableFile", "read_file", "source_name"]
+__all__ = ["IngestOptions", "IngestReport", "Ingestor", "RecordFields", "SUPPORTED_SUFFIXES", "SourceText",
+           "UnreadableFile", "absolute_id", "absolute_sources", "read_file", "source_name"]

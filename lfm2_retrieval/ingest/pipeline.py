@@ -31,6 +31,7 @@ from ..engine import RESERVED_METADATA, PreparedChunk, SearchEngine, TextDocumen
 from ..errors import IndexLockedError
 from .readers import (READERS_VERSION, STREAMED_SUFFIXES, SUPPORTED_SUFFIXES, RecordFields, SourceText,
                       UnreadableFile, stream_file)
+from .sources import source_name
 
 # Files other than record streams are read whole; anything larger is almost never a document
 # and is skipped.
@@ -182,11 +183,6 @@ class _Writing:
 
     def abort(self) -> None:
         self.session.abort()
-
-
-def source_name(path: Path) -> str:
-    """A file's identity in the index: its absolute POSIX path."""
-    return Path(os.path.abspath(path)).as_posix()
 
 
 class Ingestor:

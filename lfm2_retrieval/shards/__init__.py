@@ -13,10 +13,10 @@ HTTP API and the CLI work on it unchanged. distributed/ serves the shards on Ray
 """
 
 from .index import ShardedIndex, open_index
-from .policy import ShardPolicy, shard_policy
+from .policy import ShardPolicy, shard_policy, shard_policy_for
 from .shard_map import SHARD_MAP, ShardMap, is_sharded
 from .split import split_index
 from .writer import ShardedWriter
 
 __all__ = ["SHARD_MAP", "ShardMap", "ShardPolicy", "ShardedIndex", "ShardedWriter", "is_sharded", "open_index",
-           "shard_policy", "split_index"]
+           "shard_policy", "shard_policy_for", "split_index"]

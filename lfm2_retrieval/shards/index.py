@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import IndexFolderError, InvalidRequestError, ShardUnavailableError
 from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, SearchParams
+from ..index.contract import Capabilities, ShardSearch
 from ..index.filters import Filter, validate
 from ..index.manifest import MANIFEST_NEXT
 from ..index.segment import Segment
@@ -65,18 +66,24 @@ class ShardedSnapshot:
 
 
 class ShardedIndex:
+    """A SearchableIndex (index/contract.py) over N shard folders."""
+
+    capabilities = Capabilities(shards=True)
+
     def __init__(self, path: str | os.PathLike,
-                 open_shard: Callable[[Path, str], MultiVectorIndex] | None = None) -> None:
-        """open_shard(folder, name): how a shard is opened (default MultiVectorIndex; Ray Serve's
-        ingress opens shards whose searches run in their own deployments, distributed/serving.py)."""
+                 search_on: Callable[[MultiVectorIndex, str], ShardSearch] | None = None) -> None:
+        """Each shard is its folder's MultiVectorIndex (read and written here); search_on(shard,
+        name): where its searches run (default: the shard itself; Ray Serve's ingress sends them
+        to the shard's deployment, distributed/serving.py)."""
         self.path = Path(path)
         self.shard_map = ShardMap.read(self.path)
         self.shards: list[MultiVectorIndex] = []
         for name in self.shard_map.shards:
             if not (self.path / name).is_dir():
                 raise IndexFolderError(f"sharded index {self.path}: shard {name} is missing")
-        open_shard = open_shard or (lambda folder, name: MultiVectorIndex(folder))
-        self.shards = [open_shard(self.path / name, name) for name in self.shard_map.shards]
+        self.shards = [MultiVectorIndex(self.path / name) for name in self.shard_map.shards]
+        self.searchers: list[ShardSearch] = [shard if search_on is None else search_on(shard, name)
+                                             for shard, name in zip(self.shards, self.shard_map.shards)]
         # Threads enough for every shard of a few searches at once: a shard that timed out may
         # still hold one, and must not delay the other shards of the next search.
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self.shards), thread_name_prefix="lfm2-search-shard")
@@ -240,8 +247,8 @@ class ShardedIndex:
                 return
 
     # ------------------------------------------------------------------ search
-    def _each_shard(self, call: Callable[[MultiVectorIndex, Any], Any], snapshots: list | None = None) -> list[Any]:
-        """call(shard, its snapshot) on every shard at once, the snapshots all of the sharded
+    def _each_shard(self, call: Callable[[ShardSearch, Any], Any], snapshots: list | None = None) -> list[Any]:
+        """call(searcher, its snapshot) on every shard at once, the snapshots all of the sharded
         commit this reader is at when the call begins (a refresh meanwhile, by another thread,
         never mixes two commits in one answer); the answers of the shards that gave one. A shard
         that raised ShardUnavailableError or did not answer within the policy's timeout is
@@ -250,7 +257,7 @@ class ShardedIndex:
         policy = current_policy()
         snapshots = snapshots or self._snapshot.shards
         futures = [self._pool.submit(contextvars.copy_context().run, call, shard, snap)
-                   for shard, snap in zip(self.shards, snapshots)]
+                   for shard, snap in zip(self.searchers, snapshots)]
         done, _ = wait(futures, timeout=policy.timeout_s if policy else None)
         answers, missing = [], []
         for name, future in zip(self.shard_map.shards, futures):
@@ -273,9 +280,9 @@ class ShardedIndex:
     def shard_health(self) -> list[dict[str, Any]]:
         """Each shard: name, chunks, commit, status ("ok", or "unavailable" and why)."""
         out = []
-        for name, shard in zip(self.shard_map.shards, self.shards):
+        for name, searcher in zip(self.shard_map.shards, self.searchers):
             try:
-                facts = shard.health() if hasattr(shard, "health") else {"chunks": len(shard), "commit": shard.commit}
+                facts = searcher.health()
                 out.append({"name": name, "status": "ok", **facts})
             except ShardUnavailableError as exc:
                 out.append({"name": name, "status": "unavailable", "problem": exc.reason})
@@ -288,11 +295,10 @@ class ShardedIndex:
         batch = [queries] if single else list(queries)
         if k < 1:
             raise ValueError("k must be at least 1")
-        if filter is not None:
-            validate(filter)
+        filter = None if filter is None else validate(filter)
         params = params or SearchParams.for_k(k, self.shard_map.nbits)
         plans = None
-        if not exhaustive and all(getattr(s, "takes_query_plans", False) for s in self.shards):
+        if not exhaustive and all(s.capabilities.query_plans for s in self.searchers):
             # One codec: a query's centroid scores are the same for every shard, computed once.
             plans = next((s.query_plans(batch, params) for s in self.shards if s.snapshot.codec is not None), None)
         per_shard = self._each_shard(lambda shard, snap: shard.search(batch, k, filter, exhaustive, params, plans,
@@ -314,8 +320,7 @@ class ShardedIndex:
         """Top-k chunks by BM25, every shard scoring with the whole collection's statistics."""
         if k < 1:
             raise ValueError("k must be at least 1")
-        if filter is not None:
-            validate(filter)
+        filter = None if filter is None else validate(filter)
         queries, snapshots = list(queries), self._snapshot.shards  # statistics and scores of one commit
         if collections is None:
             collections = self.lexical_statistics_of(queries, snapshots)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 
@@ -45,3 +45,11 @@ def shard_policy(timeout_s: float | None = None, allow_partial: bool = False) ->
 
 def current_policy() -> ShardPolicy | None:
     return _POLICY.get()
+
+
+def shard_policy_for(timeout_s: float | None, allow_partial: bool) -> AbstractContextManager[ShardPolicy]:
+    """The policy of one request: its own when it sets a timeout or allows partial answers,
+    else the one already in force (a caller's `shard_policy` block), else waiting for all."""
+    if timeout_s is not None or allow_partial:
+        return shard_policy(timeout_s, allow_partial)
+    return nullcontext(current_policy() or ShardPolicy())

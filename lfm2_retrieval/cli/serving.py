@@ -1,0 +1,115 @@
+"""Serving an index: the HTTP API (`serve`, also on Ray Serve) and MCP for AI agents (`mcp`)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from .app import app
+from .common import INDEX_HELP, MODEL_HELP, cannot_listen, err, errors_are_answers, fail, open_engine
+
+
+@app.command("serve")
+@errors_are_answers
+def serve_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    create: bool = typer.Option(False, "--create", help="Create the index if it does not exist (then fill it "
+                                "through POST /documents)."),
+    max_body_mb: float = typer.Option(16.0, help="Largest request body accepted (MB)."),
+    shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM or Ctrl-C, seconds to let requests in flight "
+                                           "finish before the server stops anyway."),
+    shard_timeout: float = typer.Option(10.0, min=0.001, help="Sharded indexes: seconds a shard has to answer; "
+                                        "then 503 shard_unavailable (or partial results, if the request allows)."),
+    ray: bool = typer.Option(False, "--ray", help="Serve a sharded index on Ray Serve: one deployment per shard "
+                             "and an ingress with this same API (a local Ray instance, or --ray-address)."),
+    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help="With --ray: the cluster to "
+                                    "join (auto, host:6379, ray://host:10001); default: start a local instance."),
+    replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
+) -> None:
+    """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
+
+    Set LFM2_SEARCH_API_KEY to require `Authorization: Bearer <key>` on every endpoint but /health.
+
+    Example: lfm2-search serve --index notes --port 8080
+    Example: lfm2-search serve --index big-4 --ray --ray-address auto --replicas 2 --host 0.0.0.0
+    """
+    from lfm2_retrieval.api import API_KEY_ENV, ApiSettings, create_app
+    from lfm2_retrieval.api.server import limit_malloc_arenas, serve
+
+    if ray:
+        return _serve_on_ray(index, model, host, port, ray_address, replicas, max_body_mb, shard_timeout)
+
+    limit_malloc_arenas()  # before the model and the worker threads allocate
+
+    if (problem := cannot_listen(host, port)) is not None:
+        fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")
+    engine = open_engine(index, model, create=create)
+    engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
+    settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout)
+    auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"
+    err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
+              f"docs: http://{host}:{port}/docs  auth: {auth}")
+    serve(create_app(engine, settings), host, port, shutdown_timeout)  # ends the process when stopped
+
+
+def _serve_on_ray(index, model, host, port, address, replicas, max_body_mb, shard_timeout) -> None:
+    """`serve --ray`: deploy the Serve application, then wait for SIGTERM or Ctrl-C and take it down."""
+    import signal
+    import threading
+
+    from lfm2_retrieval.api import API_KEY_ENV
+    from lfm2_retrieval.distributed import serving
+    from lfm2_retrieval.engine.locations import resolve_index_path
+    from lfm2_retrieval.shards import is_sharded
+
+    path = resolve_index_path(index)
+    if not is_sharded(path):
+        fail(f"{path} is not a sharded index; serve --ray serves sharded indexes (split one with "
+              f"`lfm2-search shard --shards N --index {index or 'default'}`), or drop --ray")
+    api = {"max_body_bytes": int(max_body_mb * (1 << 20)), "shard_timeout_s": shard_timeout}
+    if os.environ.get(API_KEY_ENV):
+        api["api_key"] = os.environ[API_KEY_ENV]  # the replicas' environment is the cluster's, not ours
+    serving.run(path, host, port, address, replicas, model, api)
+    err.print(f"serving {path} on Ray Serve at http://{host}:{port} (one deployment per shard, {replicas} "
+              f"replica(s) each; /health lists them)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    from ray import serve
+
+    serve.shutdown()
+
+
+@app.command("mcp")
+@errors_are_answers
+def mcp_command(
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    http: bool = typer.Option(False, "--http", help="Serve over streamable HTTP (at /mcp) instead of stdio."),
+    host: str = typer.Option("127.0.0.1", help="With --http: interface to listen on."),
+    port: int = typer.Option(8001, help="With --http: TCP port."),
+    create: bool = typer.Option(False, "--create", help="Create the index if it does not exist."),
+) -> None:
+    """Serve an index to AI agents over MCP: tools search, add_documents, delete_documents, index_info.
+
+    Over stdio by default (what an agent launches: give it this command line); --http serves
+    streamable HTTP at http://HOST:PORT/mcp.
+
+    Example (an agent's config): {"command": "lfm2-search", "args": ["mcp", "--index", "notes"]}
+    """
+    from lfm2_retrieval.client import LocalClient
+    from lfm2_retrieval.mcp_server import build_server
+
+    server = build_server(LocalClient(open_engine(index, model, create=create)))
+    if http:
+        if (problem := cannot_listen(host, port)) is not None:
+            fail(f"cannot listen on {host}:{port} ({problem}); pick another with --port")
+        err.print(f"MCP over streamable HTTP on http://{host}:{port}/mcp")
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run("stdio")
