@@ -1,7 +1,7 @@
 """Average the weights of two model folders of one lineage ("model soups") and score each
 average on the dev tasks (never the evaluation tasks), beside the two models themselves.
 
-    .venv/bin/python eval/average_models.py runs/default-model-e5-vocab-kd/model \\
+    .venv/bin/python -m eval.average_models runs/default-model-e5-vocab-kd/model \\
         runs/default-model-e5-vocab-kd-1200/model --weights 0 0.25 0.5 1
 
 Weight w is the second model's share. Averages land in runs/average-<w>/ (a PyLate folder each).
@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def average(a: Path, b: Path, out: Path, w: float) -> Path:

@@ -1,8 +1,8 @@
 """The product under load: indexing a folder, then `/search` over HTTP at concurrency 1 and 8.
 
-    python eval/bench_api.py                      # SciFact documents as files, a tiny random model
-    python eval/bench_api.py --model path/to/pylate-model --docs 2000 --seconds 30
-    python eval/bench_api.py --index eval/out/real-collection/index   # an index built before (eval/real_collection.py)
+    python -m eval.bench_api                      # SciFact documents as files, a tiny random model
+    python -m eval.bench_api --model path/to/pylate-model --docs 2000 --seconds 30
+    python -m eval.bench_api --index eval/out/real-collection/index   # an index built before (eval/collections/real_collection.py)
 
 1. Writes `--docs` SciFact abstracts as .txt files into a temporary folder and times
    `lfm2-search index` on it in-process (files/s, chunks/s, tokens/s).
@@ -154,7 +154,7 @@ def main() -> None:
         workdir = Path(tmp)
         model = args.model
         if model is None:
-            from random_models import build_random_colbert
+            from eval.random_models import build_random_colbert
             model = str(build_random_colbert(workdir / "tiny-model"))
             label = "tiny random LFM2 (untrained)"
         else:

@@ -1,7 +1,7 @@
 """Distributed indexing and sharded search, measured side by side on one machine.
 
-    .venv/bin/python eval/bench_distributed.py                    # SciFact's first 1,000 abstracts
-    .venv/bin/python eval/bench_distributed.py --docs 5183 --ray --ray-address auto   # a running cluster
+    .venv/bin/python -m eval.bench_distributed                    # SciFact's first 1,000 abstracts
+    .venv/bin/python -m eval.bench_distributed --docs 5183 --ray --ray-address auto   # a running cluster
 
 Part 1, indexing: the same documents (SciFact abstracts as Markdown files, the embedded model)
 indexed by `lfm2-search index` locally and with --ray at 1 and 2 encoder workers; documents/s
@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lfm2_retrieval.engine import SearchEngine  # noqa: E402
 from lfm2_retrieval.ingest import Ingestor  # noqa: E402
 from lfm2_retrieval.shards import split_index  # noqa: E402

@@ -5,8 +5,8 @@ absent), fp32 and bf16, a tiny model and an LFM2-350M-shaped one (random weights
 pylate). Each system runs `--repeats` times, interleaved, and the table quotes medians plus the
 max abs difference between the two systems' vectors.
 
-    .venv/bin/python eval/bench_encode.py                 # full table (~10 minutes on 2 cores)
-    .venv/bin/python eval/bench_encode.py --quick         # tiny model only
+    .venv/bin/python -m eval.bench_encode                 # full table (~10 minutes on 2 cores)
+    .venv/bin/python -m eval.bench_encode --quick         # tiny model only
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lfm2_retrieval import ColBERTEncoder  # noqa: E402
-from random_models import LFM2_350M_SHAPE, TINY_SHAPE, build_random_colbert  # noqa: E402
+from eval.random_models import LFM2_350M_SHAPE, TINY_SHAPE, build_random_colbert  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact" / "corpus.jsonl"
 

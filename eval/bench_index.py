@@ -5,7 +5,7 @@ latency p50/p95, QPS, and recall@10 / recall@100 against exhaustive MaxSim over 
 vectors. Collections: token vectors of BEIR SciFact from this project's encoder (the embedded
 trained model); `--real 10k,100k`: the first chunks of a real multilingual collection (QA
 paragraphs in 8 languages, SciFact, NTREX-128 in 128 languages, chunked as `lfm2-search index`
-chunks them; eval/real_vectors.py encodes them once and caches the raw vectors) with 84 queries
+chunks them; eval/collections/real_vectors.py encodes them once and caches the raw vectors) with 84 queries
 in 9 languages; and synthetic clustered vectors at 10k / 100k / 1M documents: 16 to 48 tokens
 each, 128-d, by default; `--doc-tokens 150-220 --dim 96` gives chunks of the length and width
 that `lfm2-search index` writes with the embedded model. Peers run only up to --peer-max-docs
@@ -15,12 +15,12 @@ its IVF_PQ index (defaults, and searched wider); fast-plaid runs in its own virt
 (scripts/setup-fast-plaid.sh), as a subprocess; LanceDB needs `pip install -c
 .venv/constraints.txt lancedb`.
 
-    .venv/bin/python eval/bench_index.py --sizes 10k          # a few minutes
-    .venv/bin/python eval/bench_index.py --sizes 10k,100k     # with SciFact and pylate PLAID (~20 minutes)
-    .venv/bin/python eval/bench_index.py --sizes 10k --no-scifact --doc-tokens 150-220 --dim 96 \
+    .venv/bin/python -m eval.bench_index --sizes 10k          # a few minutes
+    .venv/bin/python -m eval.bench_index --sizes 10k,100k     # with SciFact and pylate PLAID (~20 minutes)
+    .venv/bin/python -m eval.bench_index --sizes 10k --no-scifact --doc-tokens 150-220 --dim 96 \
         --peers lancedb,lancedb-ivfpq,fast-plaid               # real chunk lengths
-    .venv/bin/python eval/bench_index.py --sizes 1m --no-scifact --nbits 2 --own-queries 10 --peers ""  # ~1 hour
-    .venv/bin/python eval/bench_index.py --real 100k --sizes "" --no-scifact --nbits 4 --torch-max-docs 0 \
+    .venv/bin/python -m eval.bench_index --sizes 1m --no-scifact --nbits 2 --own-queries 10 --peers ""  # ~1 hour
+    .venv/bin/python -m eval.bench_index --real 100k --sizes "" --no-scifact --nbits 4 --torch-max-docs 0 \
         --peers fast-plaid,plaid,lancedb-ivfpq,lancedb-ivfpq-wide,lancedb --peer-max-docs 100000 \
         --plaid-max-docs 10000 --peer-queries 12 --keep eval/out/real-bench    # ~25 min after the encoding
 """
@@ -32,18 +32,14 @@ import gc
 import hashlib
 import json
 import os
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Before torch: the package sets how long torch's OpenMP workers spin (lfm2_retrieval/__init__.py),
 # as it does in `lfm2-search serve`; imported after torch it could not.
 from lfm2_retrieval.index import MultiVectorIndex, default_num_centroids  # noqa: E402
@@ -52,90 +48,11 @@ from lfm2_retrieval.index.codec import plaid_num_centroids  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from scifact_vectors import SCIFACT, scifact_vectors  # noqa: E402
-from synthetic_vectors import clustered_docs, clustered_queries, topic_pool  # noqa: E402
-
-DIM = 128
-CHUNK_DOCS = 20_000
-
-
-@dataclass
-class Collection:
-    name: str
-    n_docs: int
-    n_tokens: int
-    queries: list[np.ndarray]
-    chunks: callable  # () -> iterator of (first_doc_number, list of [n, dim] arrays)
-    truth: dict[int, list[list[int]]] = field(default_factory=dict)
-    dim: int = DIM
-    # A real collection's chunks (PreparedChunk, in vector order) and its model: this index then
-    # stores their texts and metadata too, so a kept one also serves --index and bench_api.py.
-    records: list | None = None
-    model_source: str | None = None
-    model_fingerprint: str | None = None
-
-
-def synthetic(n_docs: int, n_queries: int, dim: int = DIM, doc_tokens: tuple[int, int] = (16, 48)) -> Collection:
-    topics = topic_pool(dim)
-    low, high = doc_tokens
-
-    def chunks():
-        for c, start in enumerate(range(0, n_docs, CHUNK_DOCS)):
-            yield start, clustered_docs(min(CHUNK_DOCS, n_docs - start), dim, seed=1000 + c, topics=topics,
-                                        min_tokens=low, max_tokens=high)
-
-    n_tokens = (sum(sum(len(d) for d in docs) for _, docs in chunks()) if n_docs <= 100_000
-                else (low + high) // 2 * n_docs)
-    name = f"synthetic-{_short(n_docs)}" + ("" if doc_tokens == (16, 48) else f" ({low}-{high} tokens, {dim}-d)")
-    return Collection(name, n_docs, n_tokens, clustered_queries(n_queries, dim, topics=topics), chunks, dim=dim)
-
-
-def scifact(n_queries: int) -> Collection | None:
-    """SciFact's 5,183 abstracts and its first queries, encoded by the default model (the
-    embedded trained model unless $LFM2_SEARCH_MODEL names another), cached after the first run."""
-    found = scifact_vectors(n_queries)
-    if found is None:
-        return None
-    docs, q, model = found
-    return Collection(f"SciFact ({model.name} model)", len(docs), sum(len(d) for d in docs), q,
-                      lambda: iter([(0, docs)]), dim=docs[0].shape[1])
-
-
-def real(n_chunks: int, per_language: int) -> Collection:
-    """The first n_chunks chunks of the real multilingual collection (eval/real_vectors.py: QA
-    paragraphs of every language, SciFact, NTREX-128 in 128 languages, chunked as `lfm2-search
-    index` chunks them), with the raw vectors of the default model, and index_queries' queries."""
-    from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.model.locations import default_model, model_source
-    from real_vectors import build, real_chunks
-
-    encoder = ColBERTEncoder.from_pretrained(default_model())
-    vectors = build(n_chunks, encoder)
-    records = real_chunks(encoder, vectors.n_chunks)
-    if [c.id for c in records] != vectors.chunk_ids():
-        raise SystemExit(f"{vectors.folder} was chunked differently (the chunker changed): delete it to encode anew")
-    queries = [np.asarray(q, np.float32) for q in encoder.encode_queries(index_queries(per_language))]
-    name = f"real-{_short(n_chunks)} (multilingual chunks, {vectors.dim}-d, {len(queries)} queries)"
-    return Collection(name, vectors.n_chunks, vectors.n_tokens, queries, vectors.pieces, dim=vectors.dim,
-                      records=records, model_source=model_source(default_model()),
-                      model_fingerprint=encoder.fingerprint)
-
-
-def index_queries(per_language: int = 8, scifact_queries: int = 20, dev: bool = False) -> list[str]:
-    """Queries for an index of the real collection (eval/real_collection.py): SciFact's first
-    queries and the first questions of every QA language's files, so that every script the
-    collection holds is asked about. dev: the next ones instead (SciFact's queries 20-39, the
-    next `per_language` questions), on which search settings are tuned, never on the reported."""
-    from lfm2_retrieval.evaluation.builders import read_squad
-
-    skip_scifact, skip_questions = (scifact_queries, per_language) if dev else (0, 0)
-    texts = [json.loads(line)["text"] for line in open(SCIFACT / "queries.jsonl", encoding="utf-8")]
-    texts = texts[skip_scifact:skip_scifact + scifact_queries]
-    for folder in sorted((SCIFACT.parents[1] / "qa").glob("*")):
-        _, questions = read_squad(sorted(folder.glob("*.json")))
-        texts += [q for _, q, _ in questions[skip_questions:skip_questions + per_language]]
-    return texts
-
+from eval.collections import (DIM, Collection, ground_truth, index_queries, query_subset, real,  # noqa: E402
+                              scifact, subset_positions, synthetic)
+from eval.measure import peak_rss_gb, recall, row, time_queries  # noqa: E402
+from eval.peers import PEERS, SLOW_BUILDS  # noqa: E402
+from eval.peers.torch_exhaustive import bench_exhaustive_torch  # noqa: E402
 
 def existing_index(path: Path, per_language: int, dev: bool = False) -> tuple[MultiVectorIndex, list[str], list[np.ndarray]]:
     """An index built by `lfm2-search index`, its queries, and their vectors from the index's model."""
@@ -223,83 +140,6 @@ def bench_engine_modes(index: MultiVectorIndex, texts: list[str], queries: list[
                      "note": "query vectors encoded beforehand; hybrid fuses the top 50 of each side (the default fusion)"})
         print(rows[-1], file=sys.stderr)
     return rows
-
-
-def _short(n: int) -> str:
-    return f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
-
-
-def _token_bounded(col: Collection, max_tokens: int = 65536):
-    """(first doc number, docs) pieces of at most ~max_tokens tokens (one doc at least)."""
-    for chunk_start, chunk in col.chunks():
-        piece, tokens, first = [], 0, chunk_start
-        for i, doc in enumerate(chunk):
-            if piece and tokens + len(doc) > max_tokens:
-                yield first, piece
-                piece, tokens, first = [], 0, chunk_start + i
-            piece.append(doc)
-            tokens += len(doc)
-        if piece:
-            yield first, piece
-
-
-def ground_truth(col: Collection, k: int) -> list[list[int]]:
-    """Exhaustive MaxSim over raw vectors for all queries at once, streamed in pieces of ~64k
-    tokens so the similarity matrix stays near 1 GB for 100 queries."""
-    q = torch.from_numpy(np.concatenate(col.queries))
-    bounds = np.cumsum([0] + [len(x) for x in col.queries])
-    best_scores = torch.full((len(col.queries), k), -1e9)
-    best_ids = torch.full((len(col.queries), k), -1, dtype=torch.long)
-    for start, docs in _token_bounded(col):
-        counts = np.array([len(d) for d in docs])
-        sims = q @ torch.from_numpy(np.concatenate(docs)).T  # [all query tokens, piece tokens]
-        seg_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        per_doc = torch.from_numpy(np.maximum.reduceat(sims.numpy(), seg_starts, axis=1))
-        scores = torch.stack([per_doc[bounds[i]:bounds[i + 1]].sum(0) for i in range(len(col.queries))])
-        ids = torch.arange(start, start + len(docs)).expand(len(col.queries), -1)
-        top = torch.cat([best_scores, scores], 1).topk(k, dim=1)
-        best_scores, best_ids = top.values, torch.cat([best_ids, ids], 1).gather(1, top.indices)
-    return best_ids.tolist()
-
-
-def subset_positions(n_queries: int, n: int) -> list[int]:
-    """n of n_queries positions, evenly spaced: every language of a real collection's queries is kept."""
-    return np.linspace(0, n_queries - 1, n).round().astype(int).tolist()
-
-
-def query_subset(col: Collection, n: int | None) -> Collection:
-    """The collection with n of its queries (subset_positions) and their truth: for peers too
-    slow to search all of them."""
-    if not n or n >= len(col.queries):
-        return col
-    keep = subset_positions(len(col.queries), n)
-    return Collection(col.name, col.n_docs, col.n_tokens, [col.queries[i] for i in keep], col.chunks,
-                      {k: [t[i] for i in keep] for k, t in col.truth.items()}, col.dim)
-
-
-def recall(got: list[list[int]], truth: list[list[int]], k: int) -> float:
-    return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth)]))
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
-def time_queries(search, queries) -> tuple[list[float], list]:
-    lat, out = [], []
-    for q in queries:
-        t = time.perf_counter()
-        out.append(search(q))
-        lat.append(time.perf_counter() - t)
-    return lat, out
-
-
-def row(system, build_s, bytes_per_token, lat10, res10, res100, col, note="") -> dict:
-    return {"collection": col.name, "system": system, "build_s": build_s, "bytes_per_token": bytes_per_token,
-            "p50_ms": 1000 * statistics.median(lat10), "p95_ms": 1000 * float(np.percentile(lat10, 95)),
-            "qps": len(lat10) / sum(lat10), "recall@10": recall(res10, col.truth[10], 10) if 10 in col.truth else None,
-            "recall@100": recall(res100, col.truth[100], 100) if res100 is not None and 100 in col.truth else None,
-            "note": note}
 
 
 def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = None
@@ -399,154 +239,6 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     return rows
 
 
-def bench_exhaustive_torch(col: Collection) -> dict:
-    t = time.perf_counter()
-    docs = [d for _, chunk in col.chunks() for d in chunk]
-    lengths = torch.tensor([len(d) for d in docs])
-    padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(d) for d in docs], batch_first=True)
-    mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
-    build = time.perf_counter() - t
-
-    def search(q, k):
-        sims = torch.einsum("qd,ntd->nqt", torch.from_numpy(q), padded).masked_fill(~mask[:, None, :], -1e9)
-        return sims.max(-1).values.sum(-1).topk(k).indices.tolist()
-
-    search(col.queries[0], 10)  # warm up
-    lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
-    _, res100 = time_queries(lambda q: search(q, 100), col.queries)
-    return row("exhaustive MaxSim (torch, fp32)", build, 4 * col.dim, lat10, res10, res100, col, "raw vectors in RAM")
-
-
-def bench_pylate(col: Collection, kind: str, workdir: Path) -> dict:
-    from pylate import indexes, retrieve
-
-    docs = [d for _, chunk in col.chunks() for d in chunk]
-    ids = [str(i) for i in range(len(docs))]
-    t = time.perf_counter()
-    if kind == "plaid":
-        index = indexes.PLAID(index_folder=str(workdir), index_name="pylate-plaid", override=True,
-                              use_fast=False, nbits=2, embedding_size=col.dim)
-    else:
-        index = indexes.Voyager(index_folder=str(workdir), index_name="pylate-voyager", override=True,
-                                embedding_size=col.dim)
-    index.add_documents(documents_ids=ids, documents_embeddings=docs)
-    build = time.perf_counter() - t
-    folder = workdir / ("pylate-plaid" if kind == "plaid" else "pylate-voyager")
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    retriever = retrieve.ColBERT(index=index)
-
-    def search(q, k):
-        return [int(r["id"]) for r in retriever.retrieve(queries_embeddings=[q], k=k)[0]]
-
-    search(col.queries[0], 10)  # warm up: the first search compiles and loads PLAID's C++ extensions (~1 min)
-    lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
-    _, res100 = time_queries(lambda q: search(q, 100), col.queries)
-    name = "pylate PLAID (use_fast=False, nbits=2)" if kind == "plaid" else "pylate Voyager (HNSW)"
-    return row(name, build, size / col.n_tokens, lat10, res10, res100, col)
-
-
-def bench_lancedb(col: Collection, workdir: Path, indexed: bool, nprobes: int | None = None,
-                  refine_factor: int | None = None) -> dict:
-    """LanceDB's multivector column (a list of token vectors a row) searched by MaxSim: flat
-    (every row scored) or through an IVF_PQ index of the token vectors, with its default search
-    settings or with `nprobes` partitions probed and `refine_factor` times k rows re-scored on
-    the stored vectors."""
-    import lancedb
-    import pyarrow as pa
-    from lancedb.index import IvfPq
-
-    t = time.perf_counter()
-    db = lancedb.connect(str(workdir / "lancedb"))
-    schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.list_(pa.float32(), col.dim)))])
-
-    def batches():
-        for start, docs in col.chunks():
-            for s in range(0, len(docs), 2048):
-                part = docs[s:s + 2048]
-                flat = pa.array(np.concatenate(part).ravel(), pa.float32())
-                tokens = pa.FixedSizeListArray.from_arrays(flat, col.dim)
-                offsets = pa.array(np.concatenate([[0], np.cumsum([len(d) for d in part])]), pa.int32())
-                yield pa.record_batch([pa.array(np.arange(start + s, start + s + len(part)), pa.int64()),
-                                       pa.ListArray.from_arrays(offsets, tokens)], schema=schema)
-
-    table = db.create_table("chunks", data=pa.RecordBatchReader.from_batches(schema, batches()), mode="overwrite")
-    if indexed:
-        table.create_index("vector", config=IvfPq(distance_type="cosine"))  # multivector: cosine only
-    build = time.perf_counter() - t
-    size = sum(f.stat().st_size for f in (workdir / "lancedb").rglob("*") if f.is_file())
-
-    def search(q, k):
-        hits = table.search(q, vector_column_name="vector").limit(k).select(["id", "_distance"])
-        if nprobes:
-            hits = hits.nprobes(nprobes)
-        if refine_factor:
-            hits = hits.refine_factor(refine_factor)
-        return hits.to_arrow().column("id").to_pylist()
-
-    search(col.queries[0], 10)  # warm up, as every system here
-    lat10, res10 = time_queries(lambda q: search(q, 10), col.queries)
-    _, res100 = time_queries(lambda q: search(q, 100), col.queries)
-    shutil.rmtree(workdir / "lancedb", ignore_errors=True)
-    settings = ", ".join(f"{k} {v}" for k, v in (("nprobes", nprobes), ("refine_factor", refine_factor)) if v)
-    name = f"LanceDB {lancedb.__version__} multivector, " + (f"IVF_PQ index ({settings or 'defaults'})" if indexed
-                                                              else "flat")
-    return row(name, build, size / col.n_tokens, lat10, res10, res100, col, "fp32 vectors stored")
-
-
-FAST_PLAID_PYTHON = Path(__file__).resolve().parents[1] / ".venv-fast-plaid" / "bin" / "python"
-
-
-def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4, timeout: float | None = None) -> dict:
-    """fast-plaid (PyLate's engine, Rust) in its own virtual environment: its wheels need torch
-    2.11 (scripts/setup-fast-plaid.sh). The vectors go to it as .npy files; it builds, searches one
-    query at a time on the CPU with its default search settings, and reports (eval/peers)."""
-    import subprocess
-
-    if not FAST_PLAID_PYTHON.exists():
-        raise RuntimeError(f"no {FAST_PLAID_PYTHON}: run scripts/setup-fast-plaid.sh first")
-    work = workdir / "fast-plaid"
-    work.mkdir(exist_ok=True)
-    lengths = []
-    with open(work / "docs.f32", "wb") as f:  # raw float32, piece by piece: 100k real-length chunks are 7 GB
-        for _, docs in col.chunks():
-            for d in docs:
-                f.write(np.ascontiguousarray(d, np.float32).tobytes())
-                lengths.append(len(d))
-    np.save(work / "doc_lengths.npy", np.array(lengths, np.int64))
-    np.save(work / "queries.npy", np.concatenate(col.queries).astype(np.float32))
-    np.save(work / "query_lengths.npy", np.array([len(q) for q in col.queries], np.int64))
-    started = time.perf_counter()
-    try:
-        done = subprocess.run([str(FAST_PLAID_PYTHON), str(Path(__file__).parent / "peers" / "fast_plaid_peer.py"),
-                               str(work), "--nbits", str(nbits), "--dim", str(col.dim),
-                               "--threads", str(torch.get_num_threads())],
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stage = "searches" if (work / "built.json").exists() else "build"
-        shutil.rmtree(work, ignore_errors=True)
-        raise RuntimeError(f"stopped after {time.perf_counter() - started:.0f} s (--peer-timeout), in its {stage}")
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
-    out = json.loads((work / "result.json").read_text())
-    shutil.rmtree(work, ignore_errors=True)
-    return row(f"fast-plaid {out['version']} nbits={nbits} (torch {out['torch']}, CPU)", out["build_s"],
-               out["bytes"] / col.n_tokens, out["lat10"], out["res10"], out["res100"], col,
-               "its default search settings (n_ivf_probe 8, n_full_scores 4096)")
-
-
-PEERS = {"plaid": lambda col, work, timeout: bench_pylate(col, "plaid", work),
-         "fast-plaid": lambda col, work, timeout: bench_fast_plaid(col, work, timeout=timeout),
-         "voyager": lambda col, work, timeout: bench_pylate(col, "voyager", work),
-         "lancedb": lambda col, work, timeout: bench_lancedb(col, work, indexed=False),
-         "lancedb-ivfpq": lambda col, work, timeout: bench_lancedb(col, work, indexed=True),
-         # Searched wider, and re-scored on the stored vectors: LanceDB's own recall knobs.
-         "lancedb-ivfpq-wide": lambda col, work, timeout: bench_lancedb(col, work, indexed=True, nprobes=64,
-                                                                        refine_factor=10)}
-
-
-SLOW_BUILDS = {"fast-plaid", "plaid"}  # k-means and assignment over every token, on the CPU
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10k", help="synthetic sizes, comma separated: 10k,100k,1m")
@@ -576,7 +268,7 @@ def main() -> None:
                              "own exhaustive search only)")
     parser.add_argument("--real", default="", help="real collections, comma separated (e.g. 10k,100k): the first "
                         "chunks of the real multilingual collection with the embedded model's raw vectors "
-                        "(eval/real_vectors.py, encoded once and cached) and the --index queries")
+                        "(eval/collections/real_vectors.py, encoded once and cached) and the --index queries")
     parser.add_argument("--peer-queries", type=int, help="peers search only this many of the queries, evenly "
                         "spaced (LanceDB's flat search takes seconds a query at 100k real chunks); the rows of "
                         "this index then also give recall on the same queries")
@@ -586,7 +278,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build this index's collections in this folder and keep them; a "
                         "later run with the same --keep reuses a finished one (search again without rebuilding)")
     parser.add_argument("--index", type=Path, help="also search this index built by `lfm2-search index` (e.g. "
-                        "eval/out/real-collection/index from eval/real_collection.py): real chunks, real vectors, "
+                        "eval/out/real-collection/index from eval/collections/real_collection.py): real chunks, real vectors, "
                         "against its own exhaustive search")
     parser.add_argument("--index-queries", type=int, default=8, help="questions per QA language for --index "
                         "(beside 20 SciFact queries)")
@@ -601,7 +293,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
 
-    sizes = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+    sizes = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "1m": 1_000_000}
     collections = [] if args.no_scifact else [scifact(args.queries)]
     low, high = (int(x) for x in args.doc_tokens.split("-"))
     collections += [synthetic(sizes[s.strip().lower()], args.queries, args.dim, (low, high))

@@ -9,8 +9,8 @@ Tokens are the chunks' model tokens, as `lfm2-search index` reports them.
 thread, was measured with this script: 11,017 against 10,993 tokens/s, no gain on 2 cores where
 the encoder already uses both, so the pipeline stays sequential.)
 
-    .venv/bin/python eval/bench_ingest.py                     # 1,000 files, 3 repeats (~5 minutes)
-    .venv/bin/python eval/bench_ingest.py --docs 300 --repeats 1
+    .venv/bin/python -m eval.bench_ingest                     # 1,000 files, 3 repeats (~5 minutes)
+    .venv/bin/python -m eval.bench_ingest --docs 300 --repeats 1
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import load_scifact  # noqa: E402
+from eval.bench_api import load_scifact  # noqa: E402
 from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
 from lfm2_retrieval.ingest import Ingestor  # noqa: E402
 from lfm2_retrieval.model.locations import default_model  # noqa: E402

@@ -1,7 +1,7 @@
 """What storing a document's metadata once per segment (index format 3) saves, side by side
 with one copy per chunk (format 2's layout, which plain dicts still get).
 
-    .venv/bin/python eval/bench_metadata.py --documents 200 --chunks-per-document 100
+    .venv/bin/python -m eval.bench_metadata --documents 200 --chunks-per-document 100
 
 Each document has `--keys` metadata values of `--value-chars` characters (the HTTP API allows
 2,048 a value). Vectors are random (the metadata's cost does not depend on them). Prints bytes
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lfm2_retrieval.index import ChunkMetadata, MultiVectorIndex  # noqa: E402
 
 

@@ -5,7 +5,7 @@ would pick instead of us; the speed goal is that the student encodes passages at
 fast. Same texts for both (multilingual QA paragraphs and their questions from ../shared/data),
 the same thread count, runs interleaved, medians of --repeats.
 
-    .venv/bin/python eval/bench_teacher.py --threads 2 --repeats 3
+    .venv/bin/python -m eval.bench_teacher --threads 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

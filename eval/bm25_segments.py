@@ -1,7 +1,7 @@
 """BM25 on an index of one segment against the same documents in ten segments of unequal sizes
 (as incremental indexing leaves them): NDCG@10 of SciFact's 300 test queries, lexical search.
 
-    .venv/bin/python eval/bm25_segments.py
+    .venv/bin/python -m eval.bm25_segments
 
 Scores should not depend on how the index is split: segments' document frequencies, text counts
 and text lengths are summed into the collection's statistics (index/lexical.py). Copied into an
@@ -12,6 +12,7 @@ average text length; SciFact's abstracts are of similar lengths, so the loss is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
@@ -37,6 +37,7 @@ def ndcg_at_10(index: MultiVectorIndex, queries: dict[str, str], qrels: dict[str
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     if not (SCIFACT / "corpus.jsonl").exists():
         sys.exit(f"needs {SCIFACT} (../shared/data)")
     docs = [json.loads(line) for line in open(SCIFACT / "corpus.jsonl", encoding="utf-8")]

@@ -3,12 +3,12 @@
 The index's search finds 0.99+ of what its own exhaustive search finds; what separates it from
 exhaustive search over the raw vectors is the codec. This script trains codec variants on real
 token vectors (SciFact's abstracts from the embedded model, encoded once and cached by
-eval/scifact_vectors.py), compresses and decompresses every token, and ranks the corpus
+eval/collections/scifact_vectors.py), compresses and decompresses every token, and ranks the corpus
 for each query by exact MaxSim over the decompressed (normalised) vectors: recall@10 and @100
 against the raw vectors' ranking, per variant, side by side.
 
-    .venv/bin/python eval/codec_fidelity.py                       # all variants, nbits 4
-    .venv/bin/python eval/codec_fidelity.py --nbits 2,4 --variants current,flat
+    .venv/bin/python -m eval.codec_fidelity                       # all variants, nbits 4
+    .venv/bin/python -m eval.codec_fidelity --nbits 2,4 --variants current,flat
 
 Variants: `current` (the codec as the index trains it), `plaid` (with ColBERTv2/PLAID's
 centroid count, the index's rule before session 15), `per-dim` (PLAID's count, with bucket
@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lfm2_retrieval  # noqa: E402,F401  (before torch: OpenMP settings)
 
 import numpy as np  # noqa: E402
@@ -33,9 +32,9 @@ import numpy as np  # noqa: E402
 from lfm2_retrieval.index import codec as codec_module  # noqa: E402
 from lfm2_retrieval.index.codec import ResidualCodec, default_num_centroids, plaid_num_centroids  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_index import Collection, ground_truth, recall  # noqa: E402
-from scifact_vectors import scifact_vectors  # noqa: E402
+from eval.collections import Collection, ground_truth  # noqa: E402
+from eval.measure import recall  # noqa: E402
+from eval.collections.scifact_vectors import scifact_vectors  # noqa: E402
 
 
 def ranking(docs: list[np.ndarray], queries: list[np.ndarray], k: int) -> list[list[int]]:

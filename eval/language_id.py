@@ -6,7 +6,7 @@ chunk); a guess below the confidence bar counts as "no answer" (the chunk then t
 document's language), a confident wrong code as an error. Languages the identifier does not know
 are listed apart: their chunks should get no answer rather than a wrong one.
 
-    python eval/language_id.py
+    python -m eval.language_id
 
 Prints a table (accuracy, no answer, wrong; per script group and overall, medians over
 languages) and writes OUT/results.json and OUT/results.md.
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

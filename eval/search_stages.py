@@ -2,14 +2,14 @@
 
 Times the query plan (centroid scores and the probe scan), stage 1 (probed lists and their
 estimates), stage 2 (centroid interaction), stage 3 (exact MaxSim) and the hits' payload, for
-synthetic queries (eval/synthetic_vectors.py, as bench_index.py asks them) on an index that
+synthetic queries (eval/collections/synthetic_vectors.py, as bench_index.py asks them) on an index that
 `bench_index.py --keep` built, and recall@10 against the index's own exhaustive search (cached
 beside this script's output, it takes a while at 1M chunks). --code runs another checkout's
 lfm2_retrieval (a git worktree of an older commit) on the same index, for a side-by-side:
 
-    .venv/bin/python eval/search_stages.py eval/out/synth-1m/ours-4-synthetic-1m --truth 10
+    .venv/bin/python -m eval.search_stages eval/out/synth-1m/ours-4-synthetic-1m --truth 10
     git worktree add /tmp/old HEAD~1
-    .venv/bin/python eval/search_stages.py eval/out/synth-1m/ours-4-synthetic-1m --code /tmp/old
+    .venv/bin/python -m eval.search_stages eval/out/synth-1m/ours-4-synthetic-1m --code /tmp/old
 
 Stage 1's per-segment work runs on both cores, so its two parts are summed over threads.
 """
@@ -34,14 +34,13 @@ parser.add_argument("--real-queries", type=int, metavar="PER_LANGUAGE", help="th
                     "model, instead of synthetic ones (for an index of real vectors)")
 args = parser.parse_args()
 sys.path.insert(0, str((args.code or Path(__file__).resolve().parents[1]).resolve()))
-sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
 from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
 from lfm2_retrieval.index import search as search_module  # noqa: E402
 from lfm2_retrieval.index.segment import Segment  # noqa: E402
-from synthetic_vectors import clustered_queries, topic_pool  # noqa: E402
+from eval.collections.synthetic_vectors import clustered_queries, topic_pool  # noqa: E402
 
 spent: dict[str, float] = {}
 
@@ -73,7 +72,7 @@ STAGES = [
 
 index = MultiVectorIndex(args.index)
 if args.real_queries:
-    from bench_index import index_queries
+    from eval.collections import index_queries
 
     from lfm2_retrieval import ColBERTEncoder
     encoder = ColBERTEncoder.from_pretrained(index.manifest.model_source)

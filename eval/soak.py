@@ -2,9 +2,9 @@
 N minutes against one server process, then the bill: errors, latency percentiles, peak memory,
 open files, documents lost, and how long SIGTERM takes.
 
-    .venv/bin/python eval/soak.py                      # 10 minutes, the embedded model
-    .venv/bin/python eval/soak.py --minutes 1 --model path/to/pylate-model
-    .venv/bin/python eval/soak.py --minutes 5 --fd-edge   # descriptors kept at the edge (Linux)
+    .venv/bin/python -m eval.soak                      # 10 minutes, the embedded model
+    .venv/bin/python -m eval.soak --minutes 1 --model path/to/pylate-model
+    .venv/bin/python -m eval.soak --minutes 5 --fd-edge   # descriptors kept at the edge (Linux)
 
 Every acknowledged write must be found afterwards (and every acknowledged delete gone); a
 hostile request must get a 4xx, never a 5xx or a dropped connection; the server's memory and
@@ -37,7 +37,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 WORDS = ("river lake tide moon volcano magma crust glacier harbour lighthouse keeper storm wind rain snow "
          "forest desert mountain valley bridge tunnel road rail engine pump valve sensor fault error code").split()

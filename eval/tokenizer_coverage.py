@@ -11,7 +11,7 @@ text costs. Compared, on the held-out NanoNTREX evaluation sentences of every NT
   model file), whole and pruned to the pieces the training text uses most (plus every single
   character seen, so nothing becomes unknown that was seen).
 
-    python eval/tokenizer_coverage.py [--sizes 16384 32768 65536]
+    python -m eval.tokenizer_coverage [--sizes 16384 32768 65536]
 
 Prints characters per token per script group and overall, with vocabulary sizes and the
 embedding-table size each would add to a 192-wide student; writes eval/out/tokenizers/results.json.
@@ -27,7 +27,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -5,9 +5,9 @@ The dev tasks (lfm2_retrieval/evaluation/builders.py, build_dev_suite) share no 
 document with the evaluation tasks of eval/nanobeir.py, and come from files the training recipe
 never reads, so the choice does not look at evaluation data:
 
-    python eval/tune_fusion.py                       # the embedded model, monolingual dev tasks
-    python eval/tune_fusion.py --cross-lingual       # also the NanoNTREX dev grid
-    python eval/tune_fusion.py --model runs/x/model --alphas 0.2 0.3 0.4
+    python -m eval.tune_fusion                       # the embedded model, monolingual dev tasks
+    python -m eval.tune_fusion --cross-lingual       # also the NanoNTREX dev grid
+    python -m eval.tune_fusion --model runs/x/model --alphas 0.2 0.3 0.4
 
 Each side retrieves `--depth` documents (the engine's depth for k=10), the fusion keeps the top
 10, and NDCG@10 is averaged per task. The setting with the best mean over the task columns
@@ -26,7 +26,6 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

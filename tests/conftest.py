@@ -20,7 +20,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def pylate_tiny_dir(tmp_path_factory) -> Path:
     """A tiny causal LFM2 ColBERT folder saved by pylate (random weights)."""
     pytest.importorskip("pylate", reason="pylate is a test extra: run scripts/setup.sh")
-    from random_models import build_random_colbert
+    from eval.random_models import build_random_colbert
 
     return build_random_colbert(tmp_path_factory.mktemp("models") / "tiny-colbert")
 

@@ -1,17 +1,15 @@
-"""The benchmark's real collection cache (eval/real_vectors.py) and its query subsets (eval/bench_index.py):
+"""The benchmark's real collection cache (eval/collections/real_vectors.py) and its query subsets (eval/bench_collections.py):
 what the peers and this index are given must be the same chunks, in the same order, with the
 truth of the same queries."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-import bench_index  # noqa: E402
-from real_vectors import RealVectors  # noqa: E402
+from eval import collections as bench_collections
+from eval.collections.real_vectors import RealVectors
 
 
 def write_cache(folder: Path, parts: list[list[np.ndarray]], dim: int) -> None:
@@ -51,11 +49,11 @@ def test_a_prefix_of_the_cache_is_its_first_chunks_in_order(cache, limit):
 
 def test_peers_get_evenly_spaced_queries_with_their_own_truth():
     queries = [np.full((2, 4), i, np.float32) for i in range(84)]
-    col = bench_index.Collection("c", 5, 10, queries, lambda: iter(()),
+    col = bench_collections.Collection("c", 5, 10, queries, lambda: iter(()),
                                  truth={10: [[i] for i in range(84)], 100: [[i, i] for i in range(84)]}, dim=4)
-    sub = bench_index.query_subset(col, 10)
-    kept = bench_index.subset_positions(84, 10)
+    sub = bench_collections.query_subset(col, 10)
+    kept = bench_collections.subset_positions(84, 10)
     assert kept[0] == 0 and kept[-1] == 83 and len(set(kept)) == 10  # first and last query kept, none twice
     assert [int(q[0, 0]) for q in sub.queries] == kept
     assert sub.truth[10] == [[i] for i in kept] and sub.truth[100] == [[i, i] for i in kept]
-    assert bench_index.query_subset(col, None) is col and bench_index.query_subset(col, 84) is col
+    assert bench_collections.query_subset(col, None) is col and bench_collections.query_subset(col, 84) is col

@@ -114,7 +114,7 @@ def test_native_bf16_math_matches_pylate_in_bf16(pylate_tiny_dir):
     {"query_prefix": "[Q] ", "document_prefix": "[D] ", "skiplist_words": ["a", "!"]},
 ])
 def test_colbert_settings_match_pylate(tmp_path_factory, settings):
-    from random_models import build_random_colbert
+    from eval.random_models import build_random_colbert
 
     folder = build_random_colbert(tmp_path_factory.mktemp("variant") / "m", colbert_kwargs=settings)
     reference = pylate_models.ColBERT(str(folder), device="cpu")

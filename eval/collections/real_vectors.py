@@ -1,9 +1,9 @@
 """Raw token vectors of real chunks, encoded once and kept: the real collection of bench_index.py.
 
-    .venv/bin/python eval/real_vectors.py --chunks 100000     # about 20 minutes once, then cached
-    .venv/bin/python eval/bench_index.py --real 100k --sizes "" --no-scifact ...
+    .venv/bin/python -m eval.collections.real_vectors --chunks 100000     # about 20 minutes once, then cached
+    .venv/bin/python -m eval.bench_index --real 100k --sizes "" --no-scifact ...
 
-The records of eval/real_collection.py (every QA paragraph of every language in ../shared/data,
+The records of eval/collections/real_collection.py (every QA paragraph of every language in ../shared/data,
 SciFact's abstracts, NTREX-128's documents in 128 languages), in one seeded shuffle so that every
 source and script is in any prefix, chunked as `lfm2-search index` chunks them (the engine's
 chunker, fitted to the model's document length), up to --chunks chunks. Each chunk is encoded by
@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_collection import ntrex_documents, qa_paragraphs, scifact  # noqa: E402
+from eval.collections.real_collection import ntrex_documents, qa_paragraphs, scifact  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "eval" / "out"
 PART_CHUNKS = 5_000
 SEED = 17

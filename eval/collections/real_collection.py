@@ -1,7 +1,7 @@
 """A real multilingual collection of about 100k chunks, indexed once and kept for benchmarks.
 
-    .venv/bin/python eval/real_collection.py                  # builds eval/out/real-collection (~20 min)
-    .venv/bin/python eval/bench_api.py --index eval/out/real-collection --seconds 20
+    .venv/bin/python -m eval.collections.real_collection                  # builds eval/out/real-collection (~20 min)
+    .venv/bin/python -m eval.bench_api --index eval/out/real-collection --seconds 20
 
 Records (JSON Lines, one file per source, so `lfm2-search index` chunks them as it chunks any
 user's records): every distinct QA paragraph of every language in ../shared/data/qa, SciFact's
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "eval" / "out" / "real-collection"
 
