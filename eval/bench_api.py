@@ -2,7 +2,7 @@
 
     python -m eval.bench_api                      # SciFact documents as files, a tiny random model
     python -m eval.bench_api --model path/to/pylate-model --docs 2000 --seconds 30
-    python -m eval.bench_api --index eval/out/real-collection/index   # an index built before (eval/collections/real_collection.py)
+    python -m eval.bench_api --index eval/out/real-collection/index   # built by eval.collections.real_collection
 
 1. Writes `--docs` SciFact abstracts as .txt files into a temporary folder and times
    `lfm2-search index` on it in-process (files/s, chunks/s, tokens/s).
@@ -186,8 +186,13 @@ def main() -> None:
               f"{r['p95_ms']:.1f} | {r['commits']} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": label, "indexing": {k: v for k, v in indexing.items() if k != "index"},
-                                         "search": dict(rows)}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"model": label, "indexing": {k: v for k, v in indexing.items() if k != "index"}, "search": dict(rows)},
+                indent=2,
+                default=str,
+            )
+        )
 
 
 def serve_existing(index: Path, queries: list[str], args) -> None:

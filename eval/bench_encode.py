@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lfm2_retrieval import ColBERTEncoder  # noqa: E402
-from eval.random_models import LFM2_350M_SHAPE, TINY_SHAPE, build_random_colbert  # noqa: E402
+from lfm2_retrieval import ColBERTEncoder
+from eval.random_models import LFM2_350M_SHAPE, TINY_SHAPE, build_random_colbert
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact" / "corpus.jsonl"
 

@@ -42,19 +42,21 @@ from pathlib import Path
 
 # Before torch: the package sets how long torch's OpenMP workers spin (lfm2_retrieval/__init__.py),
 # as it does in `lfm2-search serve`; imported after torch it could not.
-from lfm2_retrieval.index import MultiVectorIndex, default_num_centroids  # noqa: E402
-from lfm2_retrieval.index.codec import plaid_num_centroids  # noqa: E402
+from lfm2_retrieval.index import MultiVectorIndex, default_num_centroids
+from lfm2_retrieval.index.codec import plaid_num_centroids
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from eval.collections import (DIM, Collection, ground_truth, index_queries, query_subset, real,  # noqa: E402
+from eval.collections import (DIM, Collection, ground_truth, index_queries, query_subset, real,
                               scifact, subset_positions, synthetic)
-from eval.measure import peak_rss_gb, recall, row, time_queries  # noqa: E402
-from eval.peers import PEERS, SLOW_BUILDS  # noqa: E402
-from eval.peers.torch_exhaustive import bench_exhaustive_torch  # noqa: E402
+from eval.measure import peak_rss_gb, recall, row, time_queries
+from eval.peers import PEERS, SLOW_BUILDS
+from eval.peers.torch_exhaustive import bench_exhaustive_torch
 
-def existing_index(path: Path, per_language: int, dev: bool = False) -> tuple[MultiVectorIndex, list[str], list[np.ndarray]]:
+def existing_index(
+    path: Path, per_language: int, dev: bool = False
+) -> tuple[MultiVectorIndex, list[str], list[np.ndarray]]:
     """An index built by `lfm2-search index`, its queries, and their vectors from the index's model."""
     from lfm2_retrieval import ColBERTEncoder
 
@@ -93,7 +95,9 @@ def bench_existing(path: Path, per_language: int, variants: dict[str, dict], rep
     col = Collection(name, stats["chunks"], stats["tokens"], queries, lambda: iter(()), dim=index.dim)
     col.truth = {k: truth}
     base = SearchParams.for_k(k, index.manifest.nbits)
-    settings = {label: SearchParams(**{**base.__dict__, **changes}) for label, changes in {"defaults": {}, **variants}.items()}
+    settings = {
+        label: SearchParams(**{**base.__dict__, **changes}) for label, changes in {"defaults": {}, **variants}.items()
+    }
     for params in settings.values():
         for q in queries[:3]:
             index.search(q, k=k, params=params)
@@ -103,7 +107,8 @@ def bench_existing(path: Path, per_language: int, variants: dict[str, dict], rep
     got = {}
     for _ in range(repeats):
         for label, params in settings.items():
-            times, got[label] = time_queries(lambda q: [h.id for h in index.search(q, k=k, params=params)], queries)
+            times, got[label] = time_queries(
+                lambda q: [h.id for h in index.search(q, k=k, params=params)], queries)  # noqa: B023 - called within this iteration
             lat[label] += times
     rows = []
     for label in settings:
@@ -128,16 +133,25 @@ def bench_engine_modes(index: MultiVectorIndex, texts: list[str], queries: list[
     rows = []
     for mode in ("lexical", "hybrid"):
         def search(i: int) -> list:
-            request = SearchRequest(queries=[texts[i]], k=10, mode=mode)
+            request = SearchRequest(queries=[texts[i]], k=10, mode=mode)  # noqa: B023 - called within this iteration
             return engine.answer(request, vectors=[queries[i]]).results[0].hits
         for i in range(3):
             search(i)
         lat = [t for _ in range(repeats) for t in time_queries(search, range(len(queries)))[0]]
-        rows.append({"collection": col.name, "system": f"lfm2-search engine, {mode} (in process)", "build_s": 0.0,
-                     "bytes_per_token": bytes_per_token, "p50_ms": 1000 * statistics.median(lat),
-                     "p95_ms": 1000 * float(np.percentile(lat, 95)), "qps": len(lat) / sum(lat),
-                     "recall@10": None, "recall@100": None,
-                     "note": "query vectors encoded beforehand; hybrid fuses the top 50 of each side (the default fusion)"})
+        rows.append(
+            {
+                "collection": col.name,
+                "system": f"lfm2-search engine, {mode} (in process)",
+                "build_s": 0.0,
+                "bytes_per_token": bytes_per_token,
+                "p50_ms": 1000 * statistics.median(lat),
+                "p95_ms": 1000 * float(np.percentile(lat, 95)),
+                "qps": len(lat) / sum(lat),
+                "recall@10": None,
+                "recall@100": None,
+                "note": "query vectors encoded beforehand; hybrid fuses the top 50 of each side (the default fusion)",
+            }
+        )
         print(rows[-1], file=sys.stderr)
     return rows
 
@@ -152,7 +166,11 @@ def build_ours(col: Collection, nbits: int, path: Path, centroids: int | None = 
         if (info["collection"], info["n_docs"], info["nbits"], info.get("centroids")) == (
                 col.name, col.n_docs, nbits, centroids):
             print(f"   reusing {path} (built in {info['build_s']:.0f} s)", file=sys.stderr)
-            return MultiVectorIndex(path), info["build_s"], f"build peak RSS {info['build_rss_gb']:.1f} GB (earlier run)"
+            return (
+                MultiVectorIndex(path),
+                info["build_s"],
+                f"build peak RSS {info['build_rss_gb']:.1f} GB (earlier run)",
+            )
     shutil.rmtree(path, ignore_errors=True)
     t = time.perf_counter()
     index = MultiVectorIndex.create(path, dim=col.dim, nbits=nbits, num_centroids=centroids,
@@ -203,7 +221,9 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
     files = [f for f in (path / "segments").rglob("*") if f.is_file()]
     seg_bytes = sum(f.stat().st_size for f in files if f.name in vector_files and f.parent.parent.name == "segments")
     payload_bytes = sum(f.stat().st_size for f in files) - seg_bytes
-    to_int = lambda hits: [int(h.id) for h in hits]  # noqa: E731
+    def to_int(hits) -> list[int]:
+        return [int(h.id) for h in hits]
+
     # What the search's pruning loses, apart from compression: against the index's own
     # exhaustive MaxSim over the same decompressed vectors (no query plan involved).
     # At 1M documents one exhaustive query decompresses 32M tokens, so --own-queries can cap it.
@@ -218,8 +238,9 @@ def bench_ours(col: Collection, nbits: int, workdir: Path, own_queries: int | No
         _set_plan_dtype(dtype or None)
         for q in col.queries[:3]:
             index.search(q, k=10)  # warm up: compiled kernels load from numba's cache
-        lat10, res10 = time_queries(lambda q: to_int(index.search(q, k=10)), col.queries)
-        _, res100 = time_queries(lambda q: to_int(index.search(q, k=100)), col.queries)
+        search = index.search  # bound here: `index` is deleted below to free its memory
+        lat10, res10 = time_queries(lambda q: to_int(search(q, k=10)), col.queries)  # noqa: B023 - used at once
+        _, res100 = time_queries(lambda q: to_int(search(q, k=100)), col.queries)  # noqa: B023 - used at once
         over = "" if n_own == len(col.queries) else f" (first {n_own} queries)"
         if peers is not col and 10 in col.truth:
             over += (f"; on the peers' {len(keep_at)} queries R@10 "
@@ -254,7 +275,9 @@ def main() -> None:
                         + ", ".join(PEERS))
     parser.add_argument("--doc-tokens", default="16-48", help="tokens a synthetic document, MIN-MAX (150-220: "
                         "the chunks `lfm2-search index` writes)")
-    parser.add_argument("--dim", type=int, default=DIM, help="width of synthetic token vectors (96: the embedded model)")
+    parser.add_argument(
+        "--dim", type=int, default=DIM, help="width of synthetic token vectors (96: the embedded model)"
+    )
     parser.add_argument("--nbits", default="2,4", help="residual bits of this index's rows (comma separated)")
     parser.add_argument("--centroids", default="default", help="this index's centroid counts, comma separated, a "
                         "row each: `default` (its rule) or a multiple of ColBERTv2/PLAID's rule (e.g. default,1,4)")
@@ -277,9 +300,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--keep", type=Path, help="build this index's collections in this folder and keep them; a "
                         "later run with the same --keep reuses a finished one (search again without rebuilding)")
-    parser.add_argument("--index", type=Path, help="also search this index built by `lfm2-search index` (e.g. "
-                        "eval/out/real-collection/index from eval/collections/real_collection.py): real chunks, real vectors, "
-                        "against its own exhaustive search")
+    parser.add_argument(
+        "--index",
+        type=Path,
+        help="also search this index built by `lfm2-search index` (e.g. "
+        "eval/out/real-collection/index from eval/collections/real_collection.py): real chunks, real vectors, "
+        "against its own exhaustive search",
+    )
     parser.add_argument("--index-queries", type=int, default=8, help="questions per QA language for --index "
                         "(beside 20 SciFact queries)")
     parser.add_argument("--dev", action="store_true", help="--index with the tuning queries (SciFact's 20-39 and "
@@ -354,8 +381,11 @@ def main() -> None:
                 print(rows[-1], file=sys.stderr)
                 gc.collect()
 
-    print(f"\nIndex benchmark, {torch.get_num_threads()} threads, {args.queries} queries a synthetic collection, k=10 latency "
-          f"(one query at a time), recall against exhaustive MaxSim on raw fp32 vectors\n")
+    print(
+        f"\nIndex benchmark, {torch.get_num_threads()} threads, {args.queries} queries a synthetic collection, "
+        "k=10 latency "
+        f"(one query at a time), recall against exhaustive MaxSim on raw fp32 vectors\n"
+    )
     print("| collection | system | build s | bytes/token | p50 ms | p95 ms | QPS | R@10 | R@100 | note |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:

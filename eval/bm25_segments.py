@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
+from lfm2_retrieval.index import MultiVectorIndex
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 SPLITS = [0, 50, 150, 300, 600, 1000, 1500, 2200, 3000, 4000]  # segment starts: 50 to 1,183 documents
@@ -56,7 +56,10 @@ def main() -> None:
             ten.add(ids[a:b], vectors[a:b], texts[a:b])
         print("| index | segments | NDCG@10 (BM25, SciFact test) |\n|---|---:|---:|")
         print(f"| one segment | 1 | {ndcg_at_10(one, queries, qrels):.4f} |")
-        print(f"| the same documents, ten segments | {len(ten.snapshot.segments)} | {ndcg_at_10(ten, queries, qrels):.4f} |")
+        print(
+            f"| the same documents, ten segments | {len(ten.snapshot.segments)} "
+            f"| {ndcg_at_10(ten, queries, qrels):.4f} |"
+        )
 
 
 if __name__ == "__main__":

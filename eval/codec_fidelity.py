@@ -21,20 +21,18 @@ another seed (the spread between seeds is what a difference between variants mus
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-import lfm2_retrieval  # noqa: E402,F401  (before torch: OpenMP settings)
+import lfm2_retrieval  # noqa: F401 - before torch: its OpenMP settings
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from lfm2_retrieval.index import codec as codec_module  # noqa: E402
-from lfm2_retrieval.index.codec import ResidualCodec, default_num_centroids, plaid_num_centroids  # noqa: E402
+from lfm2_retrieval.index import codec as codec_module
+from lfm2_retrieval.index.codec import ResidualCodec, default_num_centroids, plaid_num_centroids
 
-from eval.collections import Collection, ground_truth  # noqa: E402
-from eval.measure import recall  # noqa: E402
-from eval.collections.scifact_vectors import scifact_vectors  # noqa: E402
+from eval.collections import Collection, ground_truth
+from eval.measure import recall
+from eval.collections.scifact_vectors import scifact_vectors
 
 
 def ranking(docs: list[np.ndarray], queries: list[np.ndarray], k: int) -> list[list[int]]:

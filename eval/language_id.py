@@ -20,13 +20,13 @@ import statistics
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from lfm2_retrieval.evaluation.builders import ntrex_split_sentences
+from lfm2_retrieval.engine.language import MIN_CONFIDENCE, _model, identify
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from lfm2_retrieval.evaluation.builders import ntrex_split_sentences  # noqa: E402
-from lfm2_retrieval.engine.language import MIN_CONFIDENCE, _model, identify  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # NTREX codes whose ISO 639-1 code pycountry cannot give (individual languages of a macrolanguage,

@@ -31,20 +31,20 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from lfm2_retrieval.evaluation.builders import build_atomically, build_local_suite  # noqa: E402
-from lfm2_retrieval.evaluation.harness import Result, evaluate_cross_lingual, evaluate_task  # noqa: E402
-from lfm2_retrieval.evaluation.report import (cross_lingual_grids, heatmap, load_references,  # noqa: E402
+from lfm2_retrieval.evaluation.builders import build_atomically, build_local_suite
+from lfm2_retrieval.evaluation.harness import Result, evaluate_cross_lingual, evaluate_task
+from lfm2_retrieval.evaluation.report import (cross_lingual_grids, heatmap, load_references,
                                               markdown, monolingual_table, reference_deltas)
-from lfm2_retrieval.evaluation.retrievers import (BM25Retriever, ColBERTRetriever, DenseRetriever,  # noqa: E402
+from lfm2_retrieval.evaluation.retrievers import (BM25Retriever, ColBERTRetriever, DenseRetriever,
                                                   HybridRetriever, PyLateRetriever, TeacherRetriever)
-from lfm2_retrieval.evaluation.tasks import (DataUnavailableError, NANOBEIR_TASKS, RetrievalTask,  # noqa: E402
+from lfm2_retrieval.evaluation.tasks import (DataUnavailableError, NANOBEIR_TASKS, RetrievalTask,
                                              discover, load_folder, load_hub)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = ROOT / "eval" / "out" / "nano-data"

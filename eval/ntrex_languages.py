@@ -21,15 +21,15 @@ import sys
 import tomllib
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from lfm2_retrieval.evaluation.builders import build_parallel_nano, ntrex_files
+from lfm2_retrieval.evaluation.harness import evaluate_cross_lingual
+from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever, TeacherRetriever
+from lfm2_retrieval.evaluation.tasks import RetrievalTask, TaskInfo
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from lfm2_retrieval.evaluation.builders import build_parallel_nano, ntrex_files  # noqa: E402
-from lfm2_retrieval.evaluation.harness import evaluate_cross_lingual  # noqa: E402
-from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever, TeacherRetriever  # noqa: E402
-from lfm2_retrieval.evaluation.tasks import RetrievalTask, TaskInfo  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # Twenty-four languages outside the grid, from eight scripts; six of them (uk fa he sw hu ta) are

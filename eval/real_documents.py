@@ -38,10 +38,10 @@ import time
 from html import unescape
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = Path.home() / ".cache" / "lfm2-search" / "data" / "debian-handbook"
 HTML = Path("usr/share/doc/debian-handbook/html")
@@ -134,7 +134,7 @@ def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, s
         own = pages(html, lang)
         queries = [(title_of(p), name) for name, p in own.items() if name in english]
         queries = [(t, n) for t, n in queries if t]
-        tasks = [("monolingual", None, lambda n: source_name(own[n]))]
+        tasks = [("monolingual", None, lambda n: source_name(own[n]))]  # noqa: B023 - called within this iteration
         if lang != "en-US":
             tasks.append(("cross-lingual", {"source": {"$prefix": english_prefix}}, lambda n: source_name(english[n])))
         for task, filter_, relevant in tasks:

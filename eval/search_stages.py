@@ -30,17 +30,19 @@ parser.add_argument("--queries", type=int, default=20)
 parser.add_argument("--truth", type=int, default=0, help="queries whose own exhaustive search gives recall@10")
 parser.add_argument("--code", type=Path, help="a checkout whose lfm2_retrieval to time (default this one)")
 parser.add_argument("--real-queries", type=int, metavar="PER_LANGUAGE", help="the real collection's queries "
-                    "(bench_index.index_queries: 20 SciFact, this many a QA language), encoded by the index's "
+                    "(eval.collections.index_queries: 20 SciFact, this many a QA language), encoded by the index's "
                     "model, instead of synthetic ones (for an index of real vectors)")
 args = parser.parse_args()
+# --code times another checkout's lfm2_retrieval: it must come first on the path before the
+# imports below, which is why they follow the argument parsing.
 sys.path.insert(0, str((args.code or Path(__file__).resolve().parents[1]).resolve()))
 
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402 - after --code, as said above
 
-from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
-from lfm2_retrieval.index import search as search_module  # noqa: E402
-from lfm2_retrieval.index.segment import Segment  # noqa: E402
-from eval.collections.synthetic_vectors import clustered_queries, topic_pool  # noqa: E402
+from eval.collections.synthetic_vectors import clustered_queries, topic_pool  # noqa: E402 - after --code, as said above
+from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402 - after --code, as said above
+from lfm2_retrieval.index import search as search_module  # noqa: E402 - after --code, as said above
+from lfm2_retrieval.index.segment import Segment  # noqa: E402 - after --code, as said above
 
 spent: dict[str, float] = {}
 

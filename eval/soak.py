@@ -275,7 +275,7 @@ def main() -> None:
 
         reader = MultiVectorIndex(index)
         held = {meta["doc_id"] for _, meta in reader.scan_metadata(["doc_id"])}
-    except Exception as exc:  # noqa: BLE001 - an index that no longer opens is the finding
+    except Exception as exc:
         held = set()
         unsearchable.append(f"{type(exc).__name__}: {exc}"[:200])
     found, refused_found = held & set(written), held & refused
@@ -298,19 +298,30 @@ def main() -> None:
     rows = [
         ("duration", f"{seconds / 60:.1f} min, {args.searchers} searchers, 1 writer, 1 hostile client"),
         ("searches", f"{len(latencies)} ({len(latencies) / seconds:.1f}/s)"),
-        ("search latency p50 / p95 / p99", f"{1000 * statistics.median(latencies):.0f} / "
-                                           f"{1000 * percentile(latencies, 0.95):.0f} / {1000 * percentile(latencies, 0.99):.0f} ms"),
+        (
+            "search latency p50 / p95 / p99",
+            f"{1000 * statistics.median(latencies):.0f} / "
+            f"{1000 * percentile(latencies, 0.95):.0f} / {1000 * percentile(latencies, 0.99):.0f} ms",
+        ),
         ("writes (commits)", f"{writes[0]}, {len(written)} documents written, {len(deleted)} deleted"),
         ("answers", ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))),
         ("hostile requests", ", ".join(f"{k}: {v}" for k, v in sorted(hostile_answers.items(), key=str))),
         ("errors (5xx, dropped, unexpected)", str(len(errors))),
-        ("documents lost / deleted but found", f"{len(lost)} / {len(resurrected)}" if not unsearchable
-         else f"unknown: the index does not open ({unsearchable[0]})"),
+        (
+            "documents lost / deleted but found",
+            f"{len(lost)} / {len(resurrected)}"
+            if not unsearchable
+            else f"unknown: the index does not open ({unsearchable[0]})",
+        ),
         ("writes refused (503/507) / of them stored", f"{len(refused)} documents / {len(refused_found)}"),
-        ("descriptor limit at the edge", f"{edges[0] // 2 + edges[0] % 2} periods of {args.edge_period:.0f} s"
-                                         if args.fd_edge else "no"),
-        ("check --full afterwards (another process)", f"exit {check.returncode}: "
-                                                       f"{(check.stdout or check.stderr).strip().splitlines()[-1][:90]}"),
+        (
+            "descriptor limit at the edge",
+            f"{edges[0] // 2 + edges[0] % 2} periods of {args.edge_period:.0f} s" if args.fd_edge else "no",
+        ),
+        (
+            "check --full afterwards (another process)",
+            f"exit {check.returncode}: {(check.stdout or check.stderr).strip().splitlines()[-1][:90]}",
+        ),
         ("index at the end", f"{health['chunks']} chunks, commit {health['commit']}"),
         ("server RSS: first, peak, last", f"{samples[0][0]:.0f}, {max(s[0] for s in samples):.0f}, {rss_end:.0f} MB"),
         ("server RSS at each tenth of the run", ", ".join(f"{s[0]:.0f}" for s in tenths(samples)) + " MB"),

@@ -22,19 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import struct
-import sys
 from collections import Counter
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+from lfm2_retrieval.evaluation.builders import ntrex_split_sentences
+from lfm2_retrieval.model.locations import EMBEDDED_MODEL_DIR
+from lfm2_retrieval.model.tokenizer_training import train_byte_level_bpe
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers  # noqa: E402
-
-from lfm2_retrieval.evaluation.builders import ntrex_split_sentences  # noqa: E402
-from lfm2_retrieval.model.locations import EMBEDDED_MODEL_DIR  # noqa: E402
-from lfm2_retrieval.model.tokenizer_training import train_byte_level_bpe  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 NTREX = SHARED / "parallel" / "ntrex128"

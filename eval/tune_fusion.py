@@ -25,17 +25,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from lfm2_retrieval.evaluation.builders import build_atomically, build_dev_suite
+from lfm2_retrieval.evaluation.harness import score
+from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever
+from lfm2_retrieval.evaluation.tasks import discover, load_folder
+from lfm2_retrieval.engine.fusion import FUSION_DEPTH, fuse
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from lfm2_retrieval.evaluation.builders import build_atomically, build_dev_suite  # noqa: E402
-from lfm2_retrieval.evaluation.harness import score  # noqa: E402
-from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever  # noqa: E402
-from lfm2_retrieval.evaluation.tasks import discover, load_folder  # noqa: E402
-from lfm2_retrieval.engine.fusion import FUSION_DEPTH, fuse  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = ROOT / "eval" / "out" / "nano-dev"

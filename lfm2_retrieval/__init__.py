@@ -11,7 +11,7 @@ import os
 # passive. A value the user set wins; this does nothing if torch was imported first.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from .model.config import ColBERTConfig  # noqa: E402
-from .model.encoder import ColBERTEncoder  # noqa: E402
+from .model.config import ColBERTConfig
+from .model.encoder import ColBERTEncoder
 
 __all__ = ["ColBERTConfig", "ColBERTEncoder"]

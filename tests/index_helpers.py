@@ -1,12 +1,8 @@
 """Token vectors for index tests: the benchmark's synthetic generator, plus exact MaxSim."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-from synthetic_vectors import clustered_docs  # noqa: E402
+from eval.collections.synthetic_vectors import clustered_docs
 
 
 def clustered_corpus(n_docs: int, dim: int = 64, seed: int = 0) -> list[np.ndarray]:

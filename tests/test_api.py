@@ -37,7 +37,11 @@ def test_search_one_query(client):
     (result,) = body["results"]
     assert result["query"] == "magma and volcanoes" and len(result["hits"]) == 2
     hit = result["hits"][0]
-    assert set(hit) == {"id", "score", "text", "metadata"} and hit["metadata"]["doc_id"] in {"volcano", "tide", "riviere"}
+    assert set(hit) == {"id", "score", "text", "metadata"} and hit["metadata"]["doc_id"] in {
+        "volcano",
+        "tide",
+        "riviere",
+    }
     assert body["commit"] >= 1 and body["took_ms"] > 0
 
 
@@ -149,11 +153,15 @@ def test_one_hit_per_document(client, engine):
     chunks = client.post("/search", json={"query": "tide", "k": 5}).json()["results"][0]["hits"]
     docs = client.post("/search", json={"query": "tide", "k": 5, "per_document": True}).json()["results"][0]["hits"]
     assert len({h["metadata"]["doc_id"] for h in chunks}) < len(chunks)  # the long page repeats
-    assert len({h["metadata"]["doc_id"] for h in docs}) == len(docs) and {"tides", "moon"} <= {h["metadata"]["doc_id"] for h in docs}
+    assert len({h["metadata"]["doc_id"] for h in docs}) == len(docs) and {"tides", "moon"} <= {
+        h["metadata"]["doc_id"] for h in docs
+    }
     by_doc = {h["metadata"]["doc_id"]: h for h in docs}
     assert by_doc["tides"]["metadata"]["matched_chunks"] > 1 and by_doc["moon"]["metadata"]["matched_chunks"] == 1
     assert docs == sorted(docs, key=lambda h: -h["score"])
-    grouped = client.post("/search", json={"query": "tide", "k": 5, "group_by": "document"}).json()["results"][0]["hits"]
+    grouped = client.post("/search", json={"query": "tide", "k": 5, "group_by": "document"}).json()["results"][0][
+        "hits"
+    ]
     assert grouped == docs  # group_by: "document" is per_document under its other common name
     lexical = client.post("/search", json={"query": "tide", "k": 2, "per_document": True, "mode": "lexical"}).json()
     assert len(lexical["results"][0]["hits"]) == 2
@@ -186,7 +194,9 @@ def test_one_request_cannot_hold_the_server_for_minutes(client):
 
     r = client.post("/documents", json={"documents": [{"id": "big", "text": "word " * (MAX_DOCUMENT_CHARS // 5 + 1)}]})
     assert r.status_code == 422 and "text" in r.text
-    many = [{"id": f"d{i}", "text": "w" * MAX_DOCUMENT_CHARS} for i in range(MAX_REQUEST_CHARS // MAX_DOCUMENT_CHARS + 1)]
+    many = [
+        {"id": f"d{i}", "text": "w" * MAX_DOCUMENT_CHARS} for i in range(MAX_REQUEST_CHARS // MAX_DOCUMENT_CHARS + 1)
+    ]
     r = client.post("/documents", json={"documents": many})
     assert r.status_code == 422 and "lfm2-search index" in r.json()["message"]
 
@@ -353,8 +363,10 @@ def test_health_answers_while_searches_fill_the_thread_pool(engine):
     engine.answer = held
     try:
         with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:
-            searches = [threading.Thread(target=c.post, args=("/search",), kwargs={"json": {"query": "sea", "mode": "lexical"}})
-                        for _ in range(45)]
+            searches = [
+                threading.Thread(target=c.post, args=("/search",), kwargs={"json": {"query": "sea", "mode": "lexical"}})
+                for _ in range(45)
+            ]
             for t in searches:
                 t.start()
             time.sleep(1.0)

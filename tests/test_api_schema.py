@@ -8,13 +8,13 @@ strategies directly, one operation and generation mode at a time.
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a test extra: run scripts/setup.sh")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import (content_type_conformance, not_a_server_error,  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402 - after importorskip: a clear skip without the test extra
+from schemathesis import GenerationMode  # noqa: E402 - after importorskip: a clear skip without the test extra
+from schemathesis.checks import (content_type_conformance, not_a_server_error,  # noqa: E402 - after importorskip: a clear skip without the test extra
                                  response_schema_conformance, status_code_conformance)
 
-from lfm2_retrieval.api import ApiSettings, create_app  # noqa: E402
-from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
+from lfm2_retrieval.api import ApiSettings, create_app  # noqa: E402 - after importorskip: a clear skip without the test extra
+from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402 - after importorskip: a clear skip without the test extra
 
 pytestmark = pytest.mark.slow  # generates requests from the OpenAPI schema (schemathesis)
 

@@ -1,4 +1,4 @@
-"""The benchmark's real collection cache (eval/collections/real_vectors.py) and its query subsets (eval/bench_collections.py):
+"""The benchmark's real collection cache (eval/collections/real_vectors.py) and its query subsets (eval/collections/):
 what the peers and this index are given must be the same chunks, in the same order, with the
 truth of the same queries."""
 

@@ -199,7 +199,9 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     monkeypatch.chdir(tmp_path)
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "faq.jsonl").write_text('{"id": "faq-1", "text": "Reset the router."}\n{"id": "faq-2", "text": "Rotate the keys."}\n')
+    (docs / "faq.jsonl").write_text(
+        '{"id": "faq-1", "text": "Reset the router."}\n{"id": "faq-2", "text": "Rotate the keys."}\n'
+    )
     (docs / "ops.md").write_text("# Ops\n\nRotate the keys every month.")
     run("index", "docs", "--index", "idx", "--model", pylate_tiny_dir)
     listed = run("list", "--index", "idx").output

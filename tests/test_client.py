@@ -13,8 +13,14 @@ from test_api_live import server  # noqa: F401 - the live-server fixture (uvicor
 pytestmark = pytest.mark.slow  # runs a live server
 
 KEY = "live-key"
-DOCS = [{"id": "faq/1#a", "text": "Hold the reset button for five seconds to restart the router.", "metadata": {"lang": "en"}},
-        {"id": "faq-2", "text": "Les clés de signature tournent chaque mois.", "metadata": {"lang": "fr"}}]
+DOCS = [
+    {
+        "id": "faq/1#a",
+        "text": "Hold the reset button for five seconds to restart the router.",
+        "metadata": {"lang": "en"},
+    },
+    {"id": "faq-2", "text": "Les clés de signature tournent chaque mois.", "metadata": {"lang": "fr"}},
+]
 
 
 def exercise(client):
@@ -44,14 +50,14 @@ def exercise(client):
     assert health.status == "ok" and health.index.chunks >= 1 and health.model.dim > 0
 
 
-def test_http_client_against_a_real_server(server):  # noqa: F811
+def test_http_client_against_a_real_server(server):  # noqa: F811 - `server` is the fixture imported above
     with Client(server, api_key=KEY) as client:
         exercise(client)
     with Client(server, api_key="wrong") as client, pytest.raises(Unauthorized):
         client.search("x")
 
 
-def test_async_client_against_a_real_server(server):  # noqa: F811
+def test_async_client_against_a_real_server(server):  # noqa: F811 - `server` is the fixture imported above
     async def run():
         async with AsyncClient(server, api_key=KEY) as client:
             await client.add(DOCS)
@@ -82,7 +88,11 @@ def test_connection_errors_are_retried_then_raised():
     with pytest.raises(ApiError) as failed:
         client.health()
     assert len(calls) == 3 and failed.value.status == 500 and failed.value.error == "index_damaged"
-    never = Client("http://test", transport=httpx.MockTransport(lambda r: (_ for _ in ()).throw(httpx.ConnectError("x"))),
-                   retries=2, backoff=0.001)
+    never = Client(
+        "http://test",
+        transport=httpx.MockTransport(lambda r: (_ for _ in ()).throw(httpx.ConnectError("x"))),
+        retries=2,
+        backoff=0.001,
+    )
     with pytest.raises(httpx.ConnectError):
         never.health()

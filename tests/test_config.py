@@ -41,8 +41,15 @@ def test_legacy_keys_take_precedence_like_transformers():
 
 def test_matches_transformers_defaults_and_round_trips(tmp_path):
     transformers = pytest.importorskip("transformers")
-    raw = {"hidden_size": 96, "intermediate_size": 300, "num_hidden_layers": 3, "num_attention_heads": 6,
-           "num_key_value_heads": 3, "layer_types": ["conv", "full_attention", "conv"], "block_auto_adjust_ff_dim": False}
+    raw = {
+        "hidden_size": 96,
+        "intermediate_size": 300,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 6,
+        "num_key_value_heads": 3,
+        "layer_types": ["conv", "full_attention", "conv"],
+        "block_auto_adjust_ff_dim": False,
+    }
     ours = LFM2Config.from_dict(raw)
     hf = transformers.Lfm2Config(**raw)
     mlp = transformers.models.lfm2.modeling_lfm2.Lfm2MLP(hf)

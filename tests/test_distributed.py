@@ -19,9 +19,18 @@ pytestmark = pytest.mark.slow
 # then make several groups and windows, and the two builds the same to the bit.
 SMALL_BATCHES = IngestOptions(encode_batch_chunks=8)
 
-TOPICS = ["the river floods in spring", "cats sleep most of the day", "a recipe for bread with rye flour",
-          "how to rotate the API keys", "Die Katze schläft auf dem Sofa", "東京の天気は晴れです", "서울의 지하철 노선도",
-          "le train part de Lyon à midi", "el museo abre los domingos", "Москва — столица России"]
+TOPICS = [
+    "the river floods in spring",
+    "cats sleep most of the day",
+    "a recipe for bread with rye flour",
+    "how to rotate the API keys",
+    "Die Katze schläft auf dem Sofa",
+    "東京の天気は晴れです",
+    "서울의 지하철 노선도",
+    "le train part de Lyon à midi",
+    "el museo abre los domingos",
+    "Москва — столица России",
+]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +119,9 @@ def test_a_distributed_build_of_a_sharded_index(cluster, tmp_path):
     local = SearchEngine.open(tmp_path / "local", create=True)
     Ingestor(local, SMALL_BATCHES).run([docs])
     remote = SearchEngine.open(tmp_path / "remote", create=True, shards=3)
-    Ingestor(remote, SMALL_BATCHES, encoding=RayEncoding(remote, workers=2, group_chunks=8, window_chunks=32)).run([docs])
+    Ingestor(remote, SMALL_BATCHES, encoding=RayEncoding(remote, workers=2, group_chunks=8, window_chunks=32)).run(
+        [docs]
+    )
     assert remote.sharded and all(len(s) > 0 for s in remote.index.shards)
     assert_same_index(local, remote)
 
@@ -210,5 +221,7 @@ def test_the_command_line_indexes_on_a_cluster(cluster, tmp_path):
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     assert json.loads(remote.stdout)["chunks_added"] == json.loads(local.stdout)["chunks_added"]  # logs: stderr
     assert_same_index(SearchEngine.open(tmp_path / "local"), SearchEngine.open(tmp_path / "remote"))
-    missing = runner.invoke(app, ["serve", "--index", str(tmp_path / "local"), "--ray", "--ray-address", cluster.address])
+    missing = runner.invoke(
+        app, ["serve", "--index", str(tmp_path / "local"), "--ray", "--ray-address", cluster.address]
+    )
     assert missing.exit_code == 1 and "not a sharded index" in missing.output  # serve --ray serves shards

@@ -249,7 +249,16 @@ def test_published_numbers_are_filled_from_the_shared_reference():
 
     refs = load_references(Path(__file__).resolve().parents[1] / "eval" / "reference")
     lfm2 = refs["lfm2-colbert-350m"]
-    assert len([t for t in lfm2["monolingual"] if "_" not in t and t.startswith("Nano") and t != "NanoBEIR-multilingual-mean"]) == 13
+    assert (
+        len(
+            [
+                t
+                for t in lfm2["monolingual"]
+                if "_" not in t and t.startswith("Nano") and t != "NanoBEIR-multilingual-mean"
+            ]
+        )
+        == 13
+    )
     assert lfm2["monolingual"]["NanoSciFact"] == 0.8043
     grid = lfm2["cross_lingual"]["NanoBEIR-multilingual-mean"]
     assert len(grid) == 9 and all(len(row) == 9 for row in grid.values()) and grid["ko"]["ja"] == 0.440
@@ -294,7 +303,9 @@ def test_more_ntrex_languages_use_the_grids_held_out_sentences(shared_data):
     from lfm2_retrieval.evaluation.builders import ntrex_files, ntrex_split_sentences
     from lfm2_retrieval.training.data import parallel_pairs
 
-    spec = importlib.util.spec_from_file_location("ntrex_languages", Path(__file__).resolve().parents[1] / "eval" / "ntrex_languages.py")
+    spec = importlib.util.spec_from_file_location(
+        "ntrex_languages", Path(__file__).resolve().parents[1] / "eval" / "ntrex_languages.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     tasks = {t.info.language: t for t in module.evaluation_tasks(shared_data, ["ru", "hi", "sw", "zho-CN"])}

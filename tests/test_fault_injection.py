@@ -103,7 +103,7 @@ def _sharded_write(index) -> None:
 def templates(tmp_path_factory):
     root = tmp_path_factory.mktemp("templates")
     built = {}
-    for name, (build, _) in OPERATIONS.items():
+    for build, _ in OPERATIONS.values():
         if build.__name__ not in built:
             build(root / build.__name__)
             built[build.__name__] = root / build.__name__
@@ -120,7 +120,7 @@ def run_case(template: Path, path: Path, operation, fail_at: int | None, error: 
     with faults:
         try:
             operation(index)
-        except Exception as exc:  # noqa: BLE001 - judged by the caller
+        except Exception as exc:
             outcome = exc
     return index, outcome, faults
 

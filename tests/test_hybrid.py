@@ -11,7 +11,14 @@ from fastapi.testclient import TestClient
 
 from lfm2_retrieval.api import ApiSettings, create_app
 from lfm2_retrieval.engine import SearchEngine, TextDocument
-from lfm2_retrieval.engine.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, fuse, interpolate, reciprocal_rank_fusion, resolve
+from lfm2_retrieval.engine.fusion import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    fuse,
+    interpolate,
+    reciprocal_rank_fusion,
+    resolve,
+)
 from lfm2_retrieval.index import MultiVectorIndex
 
 DIM = 16

@@ -190,9 +190,20 @@ def test_filters_restrict_before_scoring(index, corpus):
     assert index.search(q, k=10, filter={"lang": {"$glob": "e.*"}}) == []  # glob, not a regular expression
 
 
-@pytest.mark.parametrize("bad", [{"year": {"$regex": "x"}}, {"$and": []}, {"g": {"$in": 3}}, ["lang"],
-                                 {"lang": {"$prefix": 3}}, {"lang": {"$glob": ["*"]}},
-                                 {"year": 2**64}, {"year": {"$in": [1, -(2**70)]}}, {"$or": [{"year": {"$gt": 2**63}}]}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"year": {"$regex": "x"}},
+        {"$and": []},
+        {"g": {"$in": 3}},
+        ["lang"],
+        {"lang": {"$prefix": 3}},
+        {"lang": {"$glob": ["*"]}},
+        {"year": 2**64},
+        {"year": {"$in": [1, -(2**70)]}},
+        {"$or": [{"year": {"$gt": 2**63}}]},
+    ],
+)
 def test_malformed_filters_are_refused(index, corpus, bad):
     with pytest.raises(FilterError):
         index.search(corpus[0][:4], k=3, filter=bad)
@@ -324,7 +335,7 @@ def test_bytes_per_token_at_nbits_2(tmp_path):
 
 WRITER_SCRIPT = textwrap.dedent("""
     import sys, numpy as np
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + "/.."]  # tests/ helpers, and eval/ beside them
     from index_helpers import clustered_corpus
     from lfm2_retrieval.index import MultiVectorIndex
     idx = MultiVectorIndex({path!r})
@@ -430,7 +441,7 @@ def test_readers_see_complete_snapshots_while_a_writer_commits(tmp_path):
                     assert all(c in (19, 20) for c in batches.values()), batches
                     assert sum(batches.values()) == n
                 checks[0] += 1
-            except Exception as exc:  # noqa: BLE001 - collected and re-raised below
+            except Exception as exc:
                 errors.append(repr(exc))
                 return
 
@@ -461,7 +472,7 @@ def test_many_threads_open_snapshots_at_once(tmp_path):
         try:
             for _ in range(40):
                 assert len(MultiVectorIndex(tmp_path / "idx")) == 89
-        except Exception as exc:  # noqa: BLE001 - collected and re-raised below
+        except Exception as exc:
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=opener) for _ in range(8)]

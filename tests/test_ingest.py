@@ -198,7 +198,9 @@ def test_one_bad_file_or_line_costs_only_itself(tmp_path, pylate_tiny_dir):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "good.md").write_text("# Good\nTides follow the moon.")
-    (docs / "numbers.jsonl").write_text('{"id": "a", "text": "x", "n": ' + "9" * 5000 + '}\n{"id": "b", "text": "fine"}\n')
+    (docs / "numbers.jsonl").write_text(
+        '{"id": "a", "text": "x", "n": ' + "9" * 5000 + '}\n{"id": "b", "text": "fine"}\n'
+    )
     (docs / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with open(os.path.join(os.fsencode(docs), b"bad\xffname.md"), "wb") as f:
         f.write(b"# Bad name\nText.")
@@ -228,8 +230,10 @@ def test_markdown_chunks_follow_sections_and_carry_their_path(tmp_path, pylate_t
     docs = tmp_path / "docs"
     docs.mkdir()
     long_section = " ".join(f"Sentence {i} about installing on Debian." for i in range(40))
-    (docs / "install.md").write_text(f"# Install {{ #install }}\n\nA short introduction to the installation.\n\n## On Debian\n\n{long_section}\n\n"
-                                     "## Win\n\nOk.\n")
+    (docs / "install.md").write_text(
+        f"# Install {{ #install }}\n\nA short introduction to the installation.\n\n## On Debian\n\n{long_section}\n\n"
+        "## Win\n\nOk.\n"
+    )
     engine = engine_for(tmp_path / "idx", pylate_tiny_dir, chunking=ChunkingOptions(48, 4, min_tokens=20))
     Ingestor(engine).run([docs])
     chunks = sorted((d for d in engine.index.iter_chunks()), key=lambda d: d["metadata"]["chunk"])
@@ -318,8 +322,16 @@ def _records(path: Path, n: int, word: str = "record", repeat: int = 1) -> None:
     import json
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"r{i}", "text": f"The {word} number {i} tells of " + "tides and harbours, " * repeat,
-                                "year": 2000 + i % 20}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"r{i}",
+                        "text": f"The {word} number {i} tells of " + "tides and harbours, " * repeat,
+                        "year": 2000 + i % 20,
+                    }
+                )
+                + "\n"
+            )
 
 
 def _stop_after(engine: SearchEngine, monkeypatch, calls: int) -> list[int]:
@@ -357,7 +369,9 @@ def test_a_long_record_file_is_committed_in_pieces_and_the_next_run_resumes_it(t
     source = source_name(docs / "log.jsonl")
     stored = len(chunks_by_source(engine.index)[source])
     assert stored == 4
-    assert engine.user_data[INCOMPLETE] == {source: engine.chunk_metadata(["content_hash"]).__next__()[1]["content_hash"]}
+    assert engine.user_data[INCOMPLETE] == {
+        source: engine.chunk_metadata(["content_hash"]).__next__()[1]["content_hash"]
+    }
 
     encoded = _stop_after(engine, monkeypatch, calls=0)
     report = Ingestor(engine, options).run([docs])

@@ -10,11 +10,13 @@ from test_api_live import server  # noqa: F401 - the live-server fixture (uvicor
 pytestmark = pytest.mark.slow  # runs a live server
 
 KEY = "live-key"
-DOCS = [{"id": "ops", "text": "Rotate the signing keys every month; keep the old ones a week.", "metadata": {"lang": "en"}},
-        {"id": "faq", "text": "Hold the reset button for five seconds.", "metadata": {"lang": "en"}}]
+DOCS = [
+    {"id": "ops", "text": "Rotate the signing keys every month; keep the old ones a week.", "metadata": {"lang": "en"}},
+    {"id": "faq", "text": "Hold the reset button for five seconds.", "metadata": {"lang": "en"}},
+]
 
 
-def test_langchain_retriever(server):  # noqa: F811
+def test_langchain_retriever(server):  # noqa: F811 - `server` is the fixture imported above
     pytest.importorskip("langchain_core", reason="the LangChain retriever needs langchain-core")
     from langchain_core.documents import Document
 
@@ -30,7 +32,7 @@ def test_langchain_retriever(server):  # noqa: F811
     assert async_docs[0].metadata["doc_id"] == "faq"
 
 
-def test_llamaindex_retriever(server, tmp_path, pylate_tiny_dir):  # noqa: F811
+def test_llamaindex_retriever(server, tmp_path, pylate_tiny_dir):  # noqa: F811 - `server` is the fixture imported above
     pytest.importorskip("llama_index.core", reason="the LlamaIndex retriever needs llama-index-core")
     from llama_index.core.schema import NodeWithScore
 

@@ -4,9 +4,13 @@ from lfm2_retrieval.engine.language import identify, language_of
 
 
 def test_languages_of_chunk_sized_text():
-    for text, code in [("東京は日本の首都で、多くの人が住んでいます。", "ja"), ("Київ — столиця України і найбільше місто.", "uk"),
-                       ("Rotate the signing keys every month and keep the old ones.", "en"),
-                       ("Die Schlüssel werden jeden Monat gewechselt.", "de"), ("서울은 한국의 수도입니다.", "ko")]:
+    for text, code in [
+        ("東京は日本の首都で、多くの人が住んでいます。", "ja"),
+        ("Київ — столиця України і найбільше місто.", "uk"),
+        ("Rotate the signing keys every month and keep the old ones.", "en"),
+        ("Die Schlüssel werden jeden Monat gewechselt.", "de"),
+        ("서울은 한국의 수도입니다.", "ko"),
+    ]:
         assert language_of(text) == code, text
 
 

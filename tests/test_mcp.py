@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("mcp", reason="the MCP server needs the mcp package")
 
-from mcp import Client  # noqa: E402
-from mcp.client.stdio import StdioServerParameters  # noqa: E402
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
-from lfm2_retrieval.engine import SearchEngine, TextDocument  # noqa: E402
+from lfm2_retrieval.engine import SearchEngine, TextDocument
 
 pytestmark = pytest.mark.slow  # starts MCP servers as processes
 
@@ -27,8 +27,11 @@ def test_stdio_server_tools(tmp_path, pylate_tiny_dir):
     index = tmp_path / "idx"
     engine = SearchEngine.open(index, model=str(pylate_tiny_dir), create=True)
     engine.upsert([TextDocument("ops", "Rotate the signing keys every month.", {"lang": "en"})])
-    params = StdioServerParameters(command=sys.executable, args=["-m", "lfm2_retrieval.cli", "mcp", "--index", str(index)],
-                                   cwd=str(Path(__file__).parents[1]))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "lfm2_retrieval.cli", "mcp", "--index", str(index)],
+        cwd=str(Path(__file__).parents[1]),
+    )
 
     async def run():
         async with Client(params, read_timeout_seconds=120) as client:

@@ -194,8 +194,12 @@ def test_html_headings_become_sections_without_their_permalinks(tmp_path):
                     "<h2>On Windows</h2><p>Run the installer.</p></body></html>")
     (text,) = read_file(path, path.read_bytes()).texts
     assert "¶" not in text.text and text.title == "Guide"
-    assert [name for _, name in text.sections] == ["Install", "Install > On Debian", "Install > On Debian > Old releases",
-                                                   "Install > On Windows"]
+    assert [name for _, name in text.sections] == [
+        "Install",
+        "Install > On Debian",
+        "Install > On Debian > Old releases",
+        "Install > On Windows",
+    ]
     for start, name in text.sections:
         assert text.text[start:].startswith(name.rsplit(" > ", 1)[-1])
 
@@ -204,12 +208,14 @@ def test_xhtml_with_an_xml_declaration_and_navigation_bars(tmp_path):
     """A DocBook/Publican page (the Debian handbook's): once read as empty because lxml refuses
     an encoding declaration in decoded text; its navigation bars are not text."""
     path = tmp_path / "sect.apt-get.xhtml"
-    path.write_text('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
-                    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "x.dtd">'
-                    '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>6.2. apt-get</title></head><body>'
-                    '<div id="banner"><a href="/get/">Download the ebook</a></div><ul class="docnav top"><li>Prev</li></ul>'
-                    '<h2 class="title">6.2. apt-get</h2><div class="para">APT is a vast project.</div>'
-                    '<div class="navfooter">Next</div></body></html>')
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "x.dtd">'
+        '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>6.2. apt-get</title></head><body>'
+        '<div id="banner"><a href="/get/">Download the ebook</a></div><ul class="docnav top"><li>Prev</li></ul>'
+        '<h2 class="title">6.2. apt-get</h2><div class="para">APT is a vast project.</div>'
+        '<div class="navfooter">Next</div></body></html>'
+    )
     (text,) = read_file(path, path.read_bytes()).texts
     assert text.title == "6.2. apt-get" and text.text == "6.2. apt-get\n\nAPT is a vast project."
 
@@ -217,7 +223,9 @@ def test_xhtml_with_an_xml_declaration_and_navigation_bars(tmp_path):
 def test_record_files_are_streams(tmp_path):
     """JSON Lines, CSV and Parquet are read as they are consumed; warnings fill as they go."""
     path = tmp_path / "log.jsonl"
-    path.write_bytes(b'{"id": "a", "text": "first"}\n{broken\n' + '{"id": "b", "text": "caf\u00e9 '.encode() + b'\xff"}\n')
+    path.write_bytes(
+        b'{"id": "a", "text": "first"}\n{broken\n' + '{"id": "b", "text": "caf\u00e9 '.encode() + b'\xff"}\n'
+    )
     result = stream_file(path)
     assert not isinstance(result.texts, list) and result.warnings == []
     texts = list(result.texts)

@@ -47,7 +47,7 @@ def chromium(*args: str) -> str:
         end_browser(browser)  # a no-op after a normal exit; on a timeout, no browser is left behind
 
 
-def test_the_page_and_its_data_without_a_browser(server):  # noqa: F811
+def test_the_page_and_its_data_without_a_browser(server):  # noqa: F811 - `server` is the fixture imported above
     page = httpx.get(server + "/")
     assert page.status_code == 200 and "<title>lfm2-search</title>" in page.text
     assert httpx.get(server + "/facets").status_code == 401  # the data needs the key; the page asks for it
@@ -56,16 +56,37 @@ def test_the_page_and_its_data_without_a_browser(server):  # noqa: F811
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (apt-get install chromium-headless-shell)")
-def test_the_page_searches_and_highlights_in_a_real_browser(server, tmp_path):  # noqa: F811
+def test_the_page_searches_and_highlights_in_a_real_browser(server, tmp_path):  # noqa: F811 - `server` is the fixture imported above
     headers = {"Authorization": "Bearer live-key"}
-    httpx.post(server + "/documents", headers=headers, json={"documents": [
-        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en", "team": "security"}},
-        {"id": "ops-2", "text": "Rotate the signing keys of the build farm.", "metadata": {"lang": "en", "team": "infra"}}]})
+    httpx.post(
+        server + "/documents",
+        headers=headers,
+        json={
+            "documents": [
+                {
+                    "id": "ops",
+                    "text": "Rotate the signing keys every month.",
+                    "metadata": {"lang": "en", "team": "security"},
+                },
+                {
+                    "id": "ops-2",
+                    "text": "Rotate the signing keys of the build farm.",
+                    "metadata": {"lang": "en", "team": "infra"},
+                },
+            ]
+        },
+    )
     facets = httpx.get(server + "/facets", headers=headers).json()
-    assert facets["fields"]["team"] == [["security", 1], ["infra", 1]] or sorted(facets["fields"]["team"]) == [["infra", 1], ["security", 1]]
+    assert facets["fields"]["team"] == [["security", 1], ["infra", 1]] or sorted(facets["fields"]["team"]) == [
+        ["infra", 1],
+        ["security", 1],
+    ]
     # The query, mode and a filter in the URL (a shareable link), the key in its fragment (never sent).
-    url = f"{server}/?" + urllib.parse.urlencode({"q": "rotate the signing keys", "mode": "hybrid", "team": "security"}) \
+    url = (
+        f"{server}/?"
+        + urllib.parse.urlencode({"q": "rotate the signing keys", "mode": "hybrid", "team": "security"})
         + "#key=live-key"
+    )
     profile = f"--user-data-dir={tmp_path / 'profile'}"
     dom = chromium(profile, "--dump-dom", url)
     results = dom[dom.index('<div id="results">'):]  # what the page's script rendered (not the script's source)
@@ -84,7 +105,7 @@ def test_the_page_searches_and_highlights_in_a_real_browser(server, tmp_path):  
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (apt-get install chromium-headless-shell)")
-def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
+def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811 - `server` is the fixture imported above
     """Driven over the DevTools protocol as a user would: the key typed into its box, the query
     typed into the search box, Enter pressed; then the rendered results are read."""
     websockets = pytest.importorskip("websockets.sync.client", reason="the DevTools protocol needs websockets")
@@ -97,9 +118,20 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
-                                f"--user-data-dir={tmp_path / 'profile'}", server + "/"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    browser = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--remote-debugging-port={port}",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            server + "/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 30
         while True:
@@ -126,9 +158,11 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
                 return call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
 
             def page_state():
-                return evaluate("JSON.stringify({focus: document.activeElement.id, q: document.getElementById('q').value, "
-                                "key: document.getElementById('key').value.length, "
-                                "status: document.getElementById('status').textContent, url: location.href})")
+                return evaluate(
+                    "JSON.stringify({focus: document.activeElement.id, q: document.getElementById('q').value, "
+                    "key: document.getElementById('key').value.length, "
+                    "status: document.getElementById('status').textContent, url: location.href})"
+                )
 
             deadline = time.time() + 20
             while evaluate("document.readyState") != "complete":
@@ -161,7 +195,7 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (apt-get install chromium-headless-shell)")
-def test_hits_whose_title_or_language_is_a_number_are_shown(server, tmp_path):  # noqa: F811
+def test_hits_whose_title_or_language_is_a_number_are_shown(server, tmp_path):  # noqa: F811 - `server` is the fixture imported above
     """The page rendered nothing when a hit's title or lang was a number (escapeHtml called
     replace on it) while its status said "3 documents"."""
     response = httpx.post(server + "/documents", headers={"Authorization": "Bearer live-key"}, json={"documents": [

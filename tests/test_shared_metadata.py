@@ -51,7 +51,9 @@ def test_filters_on_shared_keys(index):
     table = index.snapshot.segments[0].metadata_table
     assert pa.types.is_dictionary(table.column("source").type)  # a value per document, not per chunk
     assert len(table.column("source").chunk(0).dictionary) == 6
-    assert sorted(index.ids_where({"year": {"$gte": 2004}})) == sorted(f"doc-{d}#{c}" for d in (4, 5) for c in range(25))
+    assert sorted(index.ids_where({"year": {"$gte": 2004}})) == sorted(
+        f"doc-{d}#{c}" for d in (4, 5) for c in range(25)
+    )
     assert len(index.ids_where({"source": "/docs/1.md"})) == 50
     assert len(index.ids_where({"source": {"$in": ["/docs/0.md", "/docs/2.md"]}})) == 100
     assert len(index.ids_where({"source": {"$ne": "/docs/0.md"}, "lang": "en"})) == 48
@@ -90,7 +92,10 @@ def test_metadata_changed_after_it_was_made_is_stored_as_it_is(tmp_path):
     idx.add(["d#0", "d#1", "d#2"], clustered_corpus(3, dim=DIM), ["", "", ""],
             [ChunkMetadata(shared, {"chunk": 0}), changed, replaced])
     assert [c["metadata"] for c in idx.get(["d#0", "d#1", "d#2"])] == [
-        {"doc_id": "d", "source": "a", "chunk": 0}, {"doc_id": "d", "chunk": 1}, {"doc_id": "d", "source": "b", "chunk": 2}]
+        {"doc_id": "d", "source": "a", "chunk": 0},
+        {"doc_id": "d", "chunk": 1},
+        {"doc_id": "d", "source": "b", "chunk": 2},
+    ]
     assert idx.ids_where({"source": "a"}) == ["d#0"]
 
 

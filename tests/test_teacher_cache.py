@@ -151,7 +151,10 @@ def test_inverse_cloze_rows():
     text = "The first sentence is here. A second one follows! Is this the third? Yes, a fourth."
     assert split_sentences(text) == ["The first sentence is here.", "A second one follows!",
                                      "Is this the third?", "Yes, a fourth."]
-    assert split_sentences("東京は日本の首都です。大阪は大きな都市です。") == ["東京は日本の首都です。", "大阪は大きな都市です。"]
+    assert split_sentences("東京は日本の首都です。大阪は大きな都市です。") == [
+        "東京は日本の首都です。",
+        "大阪は大きな都市です。",
+    ]
     rows = inverse_cloze_pairs([text, "Too short."], "ict/en", 2, random.Random(0))
     assert len(rows) == 2 and all(r.document == text and r.query in text for r in rows)
     removed = inverse_cloze_pairs([text], "ict/en", 1, random.Random(0), remove_sentence=True)
@@ -208,7 +211,12 @@ def test_a_colbert_model_teaches_with_its_maxsim_scores(tmp_path, shared_data):
     from lfm2_retrieval.training.trainer import Trainer
 
     cfg = tiny(tmp_path, shared_data, steps=1)
-    cfg.checkpoint_every, cfg.teacher, cfg.distill_teacher, cfg.distill_teacher_temperature = 0, str(EMBEDDED_MODEL_DIR), 1.0, 1.0
+    cfg.checkpoint_every, cfg.teacher, cfg.distill_teacher, cfg.distill_teacher_temperature = (
+        0,
+        str(EMBEDDED_MODEL_DIR),
+        1.0,
+        1.0,
+    )
     trainer = Trainer(cfg)
     teacher = trainer.model_teacher
     assert type(teacher).__name__ == "ColBERTTeacher"

@@ -44,7 +44,9 @@ def test_the_default_recipe_chains_its_stages():
     assert script.index("train configs/default-model-e5-vocab-kd.toml --cache-only") < \
         script.index("training configs/default-model-e5-vocab-kd.toml")
     # Six languages are kept out of training entirely, to measure unseen ones.
-    assert not {"uk", "fa", "he", "sw", "hu", "ta"} & {lang for s in stages for lang in s.languages + s.parallel_languages}
+    assert not {"uk", "fa", "he", "sw", "hu", "ta"} & {
+        lang for s in stages for lang in s.languages + s.parallel_languages
+    }
     for config in (root / "configs").glob("*.toml"):
         TrainConfig.load(config)
 
@@ -388,7 +390,9 @@ def test_a_card_names_the_teachers_vocabulary_and_embedding_stores_half_the_byte
     model = tmp_path / "model"
     shutil.copytree(pylate_tiny_dir, model)
     card = write_model_card(model, run, "bash scripts/train-default-model.sh").read_text()
-    assert "multilingual-e5-small's SentencePiece pieces" in card and "embedding rows from multilingual-e5-small" in card
+    assert (
+        "multilingual-e5-small's SentencePiece pieces" in card and "embedding rows from multilingual-e5-small" in card
+    )
     assert "license MIT" in card
 
     texts = ["Tokyo is the capital of Japan.", "東京は日本の首都です。"]

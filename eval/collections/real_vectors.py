@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.collections.real_collection import ntrex_documents, qa_paragraphs, scifact  # noqa: E402
+from eval.collections.real_collection import ntrex_documents, qa_paragraphs, scifact
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "eval" / "out"

@@ -36,7 +36,11 @@ def scifact_vectors(n_queries: int, first: int = 0) -> tuple[list[np.ndarray], l
     key = _model_key(model)
     if CACHE.exists():
         data = np.load(CACHE)
-        if "model_key" in data.files and str(data["model_key"]) == key and len(data["query_bounds"]) - 1 >= first + n_queries:
+        if (
+            "model_key" in data.files
+            and str(data["model_key"]) == key
+            and len(data["query_bounds"]) - 1 >= first + n_queries
+        ):
             docs = np.split(data["docs"], data["doc_bounds"][1:-1])
             queries = np.split(data["queries"], data["query_bounds"][1:-1])
             return docs, queries[first:first + n_queries], model

@@ -45,7 +45,9 @@ def bench_fast_plaid(col: Collection, workdir: Path, nbits: int = 4, timeout: fl
     except subprocess.TimeoutExpired:
         stage = "searches" if (work / "built.json").exists() else "build"
         shutil.rmtree(work, ignore_errors=True)
-        raise RuntimeError(f"stopped after {time.perf_counter() - started:.0f} s (--peer-timeout), in its {stage}")
+        raise RuntimeError(
+            f"stopped after {time.perf_counter() - started:.0f} s (--peer-timeout), in its {stage}"
+        ) from None
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     out = json.loads((work / "result.json").read_text())

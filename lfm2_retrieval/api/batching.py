@@ -101,11 +101,11 @@ class QueryBatcher:
         texts = [q for queries, _ in items for q in queries]
         try:
             vectors = self.encode_fn(texts)
-        except Exception:  # noqa: BLE001 - isolate the request that failed; the others still get answers
+        except Exception:
             for queries, future in items:
                 try:
                     future.set_result(self.encode_fn(queries))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     future.set_exception(exc)
             return
         self.batches += 1

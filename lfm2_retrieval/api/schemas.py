@@ -23,7 +23,9 @@ MAX_METADATA_VALUE_CHARS = 2048
 
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1, strict=True)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
-MetadataValue = Annotated[StrictStr, Field(max_length=MAX_METADATA_VALUE_CHARS)] | StrictBool | Int64 | FiniteFloat | None
+MetadataValue = (
+    Annotated[StrictStr, Field(max_length=MAX_METADATA_VALUE_CHARS)] | StrictBool | Int64 | FiniteFloat | None
+)
 Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], MetadataValue],
                      Field(max_length=MAX_METADATA_KEYS)]
 

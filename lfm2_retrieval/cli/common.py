@@ -34,7 +34,7 @@ def errors_are_answers(command):
 
         try:
             return command(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - a real bug is re-raised below
+        except Exception as exc:
             path = commit = None
             if "index" in kwargs:
                 path, commit = _index_and_commit(kwargs["index"])
@@ -93,7 +93,9 @@ def open_engine(index: str | None, model: str | None = None, create: bool = Fals
 
     path = resolve_index_path(index)
     if not create and not (path / "manifest.json").exists() and not is_sharded(path):
-        raise IndexFolderError(f"no index at {path}; build one with `lfm2-search index PATH --index {index or 'default'}`")
+        raise IndexFolderError(
+            f"no index at {path}; build one with `lfm2-search index PATH --index {index or 'default'}`"
+        )
     try:
         return SearchEngine.open(path, model=model, create=create, **kwargs)
     except ValueError as exc:  # a model folder that is not a ColBERT model

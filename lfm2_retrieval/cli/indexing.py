@@ -10,7 +10,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .app import app
-from .common import INDEX_HELP, MODEL_HELP, console, display_source, err, errors_are_answers, fail, open_engine, table_of
+from .common import (
+    INDEX_HELP,
+    MODEL_HELP,
+    console,
+    display_source,
+    err,
+    errors_are_answers,
+    fail,
+    open_engine,
+    table_of,
+)
 
 
 @app.command("index")

@@ -199,10 +199,17 @@ def check_command(
                                   "index` on your folders to index again what they added."))
             elif repaired:
                 sources = repaired["sources"]
-                console.print(f"repaired: commit {repaired['commit']} without {', '.join(repaired['dropped_segments']) or 'nothing'}"
-                              f"; {repaired['chunks']} chunks remain. Run `lfm2-search index` on your folders to "
-                              "index again " + (f"{len(sources)} file(s) that were in them." if sources is not None
-                                                else "the files that were in them (their table is unreadable)."))
+                console.print(
+                    f"repaired: commit {repaired['commit']} without "
+                    f"{', '.join(repaired['dropped_segments']) or 'nothing'}"
+                    f"; {repaired['chunks']} chunks remain. Run `lfm2-search index` on your folders to "
+                    "index again "
+                    + (
+                        f"{len(sources)} file(s) that were in them."
+                        if sources is not None
+                        else "the files that were in them (their table is unreadable)."
+                    )
+                )
             else:
                 console.print("run `lfm2-search check --repair` to drop the damaged parts by a new commit")
     if report.problems:

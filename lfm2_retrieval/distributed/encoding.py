@@ -10,11 +10,11 @@ Ray Data dataset of groups of chunks, mapped by `map_batches` over a pool of sta
 ChunkEncoder actors (the model is loaded once per actor; GPUs are used when asked for). A group
 is what the local pipeline encodes in one call, so a distributed build equals a local one bit
 for bit, codec included (k-means amplifies the last bits of its input into different centroids);
-on GPU workers, whose kernels round differently, it equals a local build up to those bits. Once the index has a codec (trained by
-the writer on the first ~1M tokens, as locally), it is shipped to the actors, which compress
-their vectors too and send back codes and residuals (about a tenth of float32 vectors); the
-writer only stores them. Each group comes back tagged with its position, so the order never
-depends on which actor finished first.
+on GPU workers, whose kernels round differently, it equals a local build up to those bits. Once
+the index has a codec (trained by the writer on the first ~1M tokens, as locally), it is shipped
+to the actors, which compress their vectors too and send back codes and residuals (about a
+tenth of float32 vectors); the writer only stores them. Each group comes back tagged with its
+position, so the order never depends on which actor finished first.
 
 Failures: Ray Data restarts an actor that dies and retries its batches (max_restarts and
 max_task_retries are unbounded for map actors), so a killed worker costs a retry; nothing is
@@ -140,7 +140,9 @@ class RayEncoding:
         groups = self._encode([c.text for c in chunks], codec)
         lengths = np.concatenate([np.frombuffer(g["n_tokens"], np.int64) for g in groups]).tolist()
         if codec is None:
-            flat = np.frombuffer(b"".join(g["vectors"] for g in groups), np.float32).reshape(-1, self.engine.encoder.dim)
+            flat = np.frombuffer(b"".join(g["vectors"] for g in groups), np.float32).reshape(
+                -1, self.engine.encoder.dim
+            )
             session.add(chunks, np.split(flat, np.cumsum(lengths)[:-1]))
             return
         codes = np.frombuffer(b"".join(g["codes"] for g in groups), codec.code_dtype)

@@ -102,7 +102,9 @@ class SearchEngine:
         if (index_path / "manifest.json").exists():
             return cls(MultiVectorIndex(index_path), chunking=chunking, model=model, dtype=dtype)
         if not create:
-            raise IndexFolderError(f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`")
+            raise IndexFolderError(
+                f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`"
+            )
         name = model or default_model()
         encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
         if shards > 1:
@@ -225,7 +227,7 @@ class SearchEngine:
         """The commit an index folder is at, read without opening it (None: no readable index)."""
         try:
             return Manifest.read(Path(index_path)).commit
-        except Exception:  # noqa: BLE001 - missing or damaged: no commit to name
+        except Exception:
             return None
 
     @staticmethod
@@ -379,7 +381,7 @@ class SearchEngine:
             if committed and merge:
                 try:
                     self._merge_in_background()
-                except Exception:  # noqa: BLE001 - e.g. no thread can start: the commit stands, the next write merges
+                except Exception:
                     logging.getLogger(__name__).exception("could not start a background merge")
 
         return WriteSession(self.index, writer, closed)
@@ -467,7 +469,7 @@ class SearchEngine:
                 self.merge_segments(timeout=0.0)
             except IndexLockedError:
                 pass  # someone else is writing; the next write tries again
-            except Exception:  # noqa: BLE001 - a failed merge leaves the last commit; never the caller's problem
+            except Exception:
                 logging.getLogger(__name__).exception("background merge failed; the index keeps its segments")
             finally:
                 self._merging.release()

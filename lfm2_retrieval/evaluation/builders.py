@@ -133,8 +133,12 @@ def build_parallel_nano(files: dict[str, Path], n_queries: int = N_QUERIES, corp
     for lang, text in lines.items():
         info = TaskInfo(name=name, language=lang, source=Path(files[lang]).name, license=license, parallel=True,
                         extra={"n_queries": len(query_lines), "corpus_size": len(chosen)})
-        task = RetrievalTask(info, {f"d{i}": text[i].strip() for i in sorted(chosen)},
-                             {f"q{i}": text[i].strip() for i in query_lines}, {f"q{i}": {f"d{i}": 1} for i in query_lines})
+        task = RetrievalTask(
+            info,
+            {f"d{i}": text[i].strip() for i in sorted(chosen)},
+            {f"q{i}": text[i].strip() for i in query_lines},
+            {f"q{i}": {f"d{i}": 1} for i in query_lines},
+        )
         task.check()
         tasks.append(task)
     return tasks
@@ -173,7 +177,9 @@ def build_local_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] 
         files, license = QA_EVAL_FILES[lang]
         paths = [shared_data / "qa" / f for f in files]
         if all(p.exists() for p in paths):
-            written.append(_save(build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=seed, license=license), out))
+            written.append(
+                _save(build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=seed, license=license), out)
+            )
     ntrex = shared_data / "parallel" / "ntrex128"
     files = {lang: ntrex / NTREX_FILES[lang] for lang in ntrex_languages if (ntrex / NTREX_FILES[lang]).exists()}
     if len(files) >= 2:

@@ -100,7 +100,9 @@ def reference_deltas(results: list[Result], references: dict[str, dict]) -> list
         cross = ref.get("cross_lingual", {})
         for r in results:
             if r.query_language == r.document_language:
-                published = mono.get(f"{r.task}_{r.query_language}", mono.get(r.task) if r.query_language == "en" else None)
+                published = mono.get(
+                    f"{r.task}_{r.query_language}", mono.get(r.task) if r.query_language == "en" else None
+                )
             else:
                 published = cross.get(r.task, {}).get(r.document_language, {}).get(r.query_language)
             if published is not None:

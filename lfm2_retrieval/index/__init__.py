@@ -27,6 +27,22 @@ from .segment import ChunkMetadata
 from .snapshot import Hit
 from .writer import IndexWriter
 
-__all__ = ["CheckReport", "ChunkMetadata", "Counts", "FilterError", "Hit", "IndexDamagedError", "IndexFolderError", "IndexLockedError",
-           "IndexWriter", "Manifest", "MultiVectorIndex", "ResidualCodec", "SearchParams", "SegmentEntry",
-           "check_index", "default_num_centroids", "repair_index"]
+__all__ = [
+    "CheckReport",
+    "ChunkMetadata",
+    "Counts",
+    "FilterError",
+    "Hit",
+    "IndexDamagedError",
+    "IndexFolderError",
+    "IndexLockedError",
+    "IndexWriter",
+    "Manifest",
+    "MultiVectorIndex",
+    "ResidualCodec",
+    "SearchParams",
+    "SegmentEntry",
+    "check_index",
+    "default_num_centroids",
+    "repair_index",
+]

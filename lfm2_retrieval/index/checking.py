@@ -72,7 +72,7 @@ def check_manifest(path: Path, manifest: Manifest, full: bool) -> CheckReport:
                 raise ValueError("checksum mismatch")
             tombstones = load_npy(path / manifest.tombstones)
             report.checked.append(manifest.tombstones)
-        except Exception as exc:  # noqa: BLE001 - unreadable deletions are damage
+        except Exception as exc:
             raise_if_resource_error(exc, path)
             report.problems.append(Problem(manifest.tombstones, f"the deletions do not load ({exc})"))
     live_chunks = 0
@@ -191,7 +191,7 @@ def _sources_of(path: Path, segments: list[str]) -> list[str] | None:
                     found.add(source)
             if "shared" in table.column_names and pc.max(table.column("shared")).as_py() not in (None, -1):
                 found.update(_shared_sources(folder, table.num_rows))
-        except Exception:  # noqa: BLE001 - a damaged table: the sources stay unknown
+        except Exception:
             return None
     return sorted(found)
 

@@ -214,9 +214,16 @@ class MultiVectorIndex:
     # of a sharded index on this machine): the centroid scores of a query are computed once.
     capabilities = Capabilities(query_plans=True)
 
-    def search(self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Filter | None = None,
-               exhaustive: bool = False, params: SearchParams | None = None,
-               plans: Sequence[QueryPlan] | None = None, snapshot: Snapshot | None = None) -> list[list[Hit]] | list[Hit]:
+    def search(
+        self,
+        queries: np.ndarray | Sequence[np.ndarray],
+        k: int = 10,
+        filter: Filter | None = None,
+        exhaustive: bool = False,
+        params: SearchParams | None = None,
+        plans: Sequence[QueryPlan] | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> list[list[Hit]] | list[Hit]:
         """Top-k chunks by MaxSim for one query ([n, dim] array) or a list of queries.
         plans: each query's QueryPlan, made by query_plans with this index's codec and `params`.
         snapshot: the commit to search, one this index gave (`snapshot`); default the current one."""
@@ -293,7 +300,9 @@ class MultiVectorIndex:
             results.append(self._hits(snap, found, k))
         return results
 
-    def lexical_statistics(self, query: str, snapshot: Snapshot | None = None) -> tuple[int, dict[str, int], int | None]:
+    def lexical_statistics(
+        self, query: str, snapshot: Snapshot | None = None
+    ) -> tuple[int, dict[str, int], int | None]:
         """(texts, {token: document frequency}, total length) of the query's tokens in this snapshot."""
         return self._lexical_statistics(snapshot or self._snapshot, query, always=True)
 
@@ -378,7 +387,9 @@ class MultiVectorIndex:
                 w.merge(chosen)
         return len(chosen)
 
-    def optimize(self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None) -> None:
+    def optimize(
+        self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None
+    ) -> None:
         """Retrain the codec on all live chunks and rewrite them into one segment.
 
         Deleted chunks are dropped for good. With `reencode` (texts -> token vectors, e.g.

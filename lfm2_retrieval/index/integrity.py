@@ -126,7 +126,7 @@ def check_segment_fully(seg, info: dict[str, Any]) -> list[Problem]:
             if len(docs) and (docs.min() < 0 or docs.max() >= max(seg.n_docs, 1)):
                 problems.append(Problem(f"{where}/ivf_lists.npy", "an inverted-file list names a chunk out of range"))
         seg.lexical  # noqa: B018 - loads the BM25 files
-    except Exception as exc:  # noqa: BLE001 - any failure to read is damage, reported with its cause
+    except Exception as exc:
         raise_if_resource_error(exc, seg.folder)  # except running out of descriptors or memory
         problems.append(Problem(where, f"unreadable: {type(exc).__name__}: {str(exc)[:200]}"))
     return problems

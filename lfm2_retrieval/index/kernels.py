@@ -45,7 +45,7 @@ def _single_threaded_scipy_blas() -> None:
     """numba's np.dot calls SciPy's OpenBLAS. Left to itself, OpenBLAS threads a product of a
     block of tokens, and its threads spin on after each one, taking the cores from the kernel
     threads and torch: a search took twice as long. The kernels split the work themselves."""
-    import scipy.linalg.cython_blas  # noqa: F401 (loads SciPy's BLAS, to find it)
+    import scipy.linalg.cython_blas  # noqa: F401 - loads SciPy's BLAS, to find it
     from threadpoolctl import ThreadpoolController
 
     for lib in ThreadpoolController().lib_controllers:

@@ -80,7 +80,9 @@ class BM25Index:
         self._vocab = set(bm25.vocab_dict)
         # The score matrix's arrays as plain ndarrays over the same mapped memory: every slice of
         # a np.memmap builds a memmap object, which was a third of a lexical search's time.
-        self._data, self._indices, self._indptr = (np.asarray(bm25.scores[key]) for key in ("data", "indices", "indptr"))
+        self._data, self._indices, self._indptr = (
+            np.asarray(bm25.scores[key]) for key in ("data", "indices", "indptr")
+        )
 
     @classmethod
     def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
@@ -145,7 +147,10 @@ class BM25Index:
         collection's IDF and average length (as they are without a collection). All the
         tokens' columns at once: a few array operations a query, not a few per token."""
         ids = np.array([self._bm25.vocab_dict[t] for t in tokens], np.int64)
-        starts, counts = self._indptr[ids].astype(np.int64), (self._indptr[ids + 1] - self._indptr[ids]).astype(np.int64)
+        starts, counts = (
+            self._indptr[ids].astype(np.int64),
+            (self._indptr[ids + 1] - self._indptr[ids]).astype(np.int64),
+        )
         positions = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         rows, part = self._indices[positions], np.asarray(self._data[positions], np.float64)
         if collection is not None:

@@ -2,8 +2,8 @@
 
 For each centroid the sorted, distinct numbers of the segment's chunks that have a token
 there. A list of n numbers below U costs n * L + n + (U >> L) < n * (L + 3) bits with
-L = floor(log2(U / n)), whatever their spread: about 13 bits an entry at a million chunks and 65,536 centroids, where plain
-uint16 numbers (in 65,536-chunk blocks, the previous format) cost 16 and a block table on
+L = floor(log2(U / n)), whatever their spread: about 13 bits an entry at a million chunks and
+65,536 centroids, where plain uint16 numbers (in 65,536-chunk blocks, the previous format) cost 16 and a block table on
 top. That difference is what keeps an nbits=2 index under 36 bytes per 128-d token at 1M
 chunks. No library here codes posting lists for numpy/memory maps, so this is written out.
 

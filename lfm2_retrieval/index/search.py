@@ -270,7 +270,8 @@ def search_segments(segments: Sequence[Segment], codec: ResidualCodec, q: np.nda
         probed, token_lists, token_scores = plan.token_probes(nprobe)
         missing = plan.unprobed_estimate(nprobe)
 
-        def lookup(item: tuple) -> _Found:
+        def lookup(item: tuple, probed=probed, token_lists=token_lists, token_scores=token_scores,
+                   missing=missing) -> _Found:  # this round's probes, bound as defaults
             s, segment, mask, _ = item
             list_docs, list_centroid = segment.ivf_lookup(probed)  # list by list, in probed's order
             list_starts = np.append(np.searchsorted(list_centroid, probed), len(list_docs))

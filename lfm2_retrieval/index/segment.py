@@ -210,8 +210,14 @@ class SegmentWriter:
         ivf_index, ivf_lists = build_ivf(codes, offsets, self.codec.num_centroids)
         save_npy(self.tmp_dir / "ivf_index.npy", ivf_index)
         save_npy(self.tmp_dir / "ivf_lists.npy", ivf_lists)
-        info = {"name": self.name, "n_docs": self.n_docs, "n_tokens": int(offsets[-1]), "n_shared": len(self._shared_ends),
-                "code_dtype": self.codec.code_dtype.name, "packed_width": self.codec.dim * self.codec.nbits // 8}
+        info = {
+            "name": self.name,
+            "n_docs": self.n_docs,
+            "n_tokens": int(offsets[-1]),
+            "n_shared": len(self._shared_ends),
+            "code_dtype": self.codec.code_dtype.name,
+            "packed_width": self.codec.dim * self.codec.nbits // 8,
+        }
         # The lexical (BM25) index of the same chunks, built from the stored texts and
         # published with the segment: both change by the same atomic commit.
         texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
@@ -232,7 +238,7 @@ class SegmentWriter:
         for f in (self._codes, self._residuals, self._records, self._shared_file, self._docs):
             try:
                 f.close()
-            except Exception:  # noqa: BLE001 - its data is being thrown away
+            except Exception:
                 pass
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
@@ -296,7 +302,7 @@ class Segment:
             try:
                 with NPY_LOCK:  # bm25s opens .npy files too
                     return BM25Index.load(self.folder / LEXICAL_DIR)
-            except Exception as exc:  # noqa: BLE001 - whatever bm25s raises on damaged files
+            except Exception as exc:
                 raise_if_resource_error(exc, self.folder.parent.parent)
                 raise IndexDamagedError(self.folder.parent.parent, f"segments/{self.folder.name}/{LEXICAL_DIR}",
                                         f"the BM25 index does not load ({type(exc).__name__})") from None

@@ -54,7 +54,7 @@ def open_codec(path: Path, manifest: Manifest) -> ResidualCodec:
         return ResidualCodec.load(folder)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a codec that does not load is damaged
+    except Exception as exc:
         raise_if_resource_error(exc, path)  # out of descriptors or memory is not damage
         raise IndexDamagedError(path, manifest.codec, f"does not load ({type(exc).__name__})") from None
 
@@ -69,7 +69,7 @@ def open_segment(path: Path, entry: SegmentEntry, codec: ResidualCodec | None) -
         seg = Segment(folder)
     except FileNotFoundError:
         raise  # a writer removed an older commit's files: the caller reads the manifest again
-    except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage
+    except Exception as exc:
         raise_if_resource_error(exc, path)
         raise IndexDamagedError(path, where, f"does not open ({type(exc).__name__}: {str(exc)[:120]})") from None
     problem = segment_sizes_problem(folder, seg.info) or segment_structure_problem(
@@ -99,7 +99,7 @@ def open_snapshot(path: Path, manifest: Manifest, segment_cache: dict[str, Segme
             tombstones = load_npy(path / manifest.tombstones)
         except FileNotFoundError:
             raise
-        except Exception as exc:  # noqa: BLE001 - deletions that do not load are damage
+        except Exception as exc:
             raise_if_resource_error(exc, path)
             raise IndexDamagedError(path, manifest.tombstones, f"does not load ({type(exc).__name__})") from None
     live = [None if len(tombstones) == 0 else ~np.isin(s.internal_ids, tombstones) for s in segments]

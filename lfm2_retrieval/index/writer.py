@@ -411,7 +411,9 @@ class IndexWriter:
             try:
                 self.manifest.write(self.path, MANIFEST if publish else MANIFEST_NEXT)  # the commit point
             except RenameDone as exc:
-                log.warning("commit %d of %s is published but not yet durable: %s", self.manifest.commit, self.path, exc)
+                log.warning(
+                    "commit %d of %s is published but not yet durable: %s", self.manifest.commit, self.path, exc
+                )
         except BaseException:
             self.abort()
             raise
@@ -428,7 +430,7 @@ class IndexWriter:
         try:
             try:
                 self._open_latest()
-            except Exception as exc:  # noqa: BLE001 - the commit stands; readers move on their next refresh
+            except Exception as exc:
                 log.warning("commit %d of %s: the reader stays at its snapshot for now (%s)", self.manifest.commit,
                             self.path, exc)
             collect_garbage(self.path, self.manifest)
@@ -501,7 +503,7 @@ def settle_prepared(path: Path, settle: Callable[[Manifest], bool] | None) -> No
         return
     try:
         prepared = Manifest.read(path, MANIFEST_NEXT)
-    except Exception:  # noqa: BLE001 - a half-written prepared manifest was never committed
+    except Exception:
         prepared = None
     if prepared is not None and settle is not None and settle(prepared):
         publish_prepared(path)
@@ -550,7 +552,7 @@ def collect_garbage(path: Path, manifest: Manifest) -> None:
     try:
         current = Manifest.read(path)
         _collect(path, [manifest] if current.commit == manifest.commit else [manifest, current])
-    except Exception as exc:  # noqa: BLE001 - leftovers cost only space; the next writer collects them
+    except Exception as exc:
         log.warning("collecting unreferenced files of %s was left for later: %s", path, exc)
 
 
@@ -584,5 +586,5 @@ def _collect(path: Path, manifests: list[Manifest]) -> None:
 def _tombstones_of(point: Path) -> str | None:
     try:
         return Manifest.read(point.parent, point.name).tombstones
-    except Exception:  # noqa: BLE001 - a damaged commit point names nothing worth keeping
+    except Exception:
         return None

@@ -248,8 +248,14 @@ class ColBERTEncoder(nn.Module):
         # Bidirectional retrievers read the expansion tokens as inputs; causal LFM2 zeroes
         # them in the convolution as transformers does for batches of two or more.
         state = torch.ones_like(torch.from_numpy(batch.attention_mask)) if self.backbone.config.bidirectional else None
-        return ({"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": torch.from_numpy(batch.attention_mask),
-                 "state_mask": state}, torch.from_numpy(batch.keep).bool())
+        return (
+            {
+                "input_ids": torch.from_numpy(batch.input_ids),
+                "attention_mask": torch.from_numpy(batch.attention_mask),
+                "state_mask": state,
+            },
+            torch.from_numpy(batch.keep).bool(),
+        )
 
     def document_inputs(self, token_ids: list[np.ndarray]) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
         """(forward's arguments, keep mask) for documents' token ids (tokenizer.documents)."""
@@ -257,7 +263,9 @@ class ColBERTEncoder(nn.Module):
         # Causal and right-padded: real tokens never see padding, so no mask is needed and
         # attention takes its fused causal path. Padded outputs are discarded.
         mask = torch.from_numpy(batch.attention_mask) if self.backbone.config.bidirectional else None
-        return {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": mask}, torch.from_numpy(batch.keep).bool()
+        return {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": mask}, torch.from_numpy(
+            batch.keep
+        ).bool()
 
     @staticmethod
     def _split(vectors: torch.Tensor, keep: torch.Tensor) -> list[np.ndarray]:

@@ -31,7 +31,9 @@ class TokenBatch:
     keep: np.ndarray  # [N, L], 1 where the token's vector is part of the text's vectors
 
 
-def pad(sequences: list[np.ndarray] | list[list[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad(
+    sequences: list[np.ndarray] | list[list[int]], pad_id: int, width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(ids, mask): the sequences right-padded with `pad_id` to `width` (default: the longest),
     and 1 where a real token is. The one padding routine of inference and training."""
     width = max((len(s) for s in sequences), default=0) if width is None else width

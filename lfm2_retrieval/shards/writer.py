@@ -197,7 +197,9 @@ class ShardedWriter:
             try:
                 new_map.write(self.path)  # the commit point
             except RenameDone as exc:
-                log.warning("sharded commit %d of %s is published but not yet durable: %s", new_map.commit, self.path, exc)
+                log.warning(
+                    "sharded commit %d of %s is published but not yet durable: %s", new_map.commit, self.path, exc
+                )
         except BaseException:
             self._abort_all()
             raise
@@ -208,14 +210,14 @@ class ShardedWriter:
         for writer in prepared:
             try:
                 writer.publish()
-            except Exception as exc:  # noqa: BLE001 - the decision is on disk; opening completes it
+            except Exception as exc:
                 log.warning("shard %s: its part of sharded commit %d is published on its next open (%s)",
                             writer.path, new_map.commit, exc)
         self.closed = True
         self._abort_all()  # releases the lock of any shard whose publishing failed
         try:
             self._move_to(ShardMap.read(self.path))
-        except Exception as exc:  # noqa: BLE001 - the reader moves on its next refresh
+        except Exception as exc:
             log.warning("sharded commit %d of %s: the reader stays at its snapshot for now (%s)", new_map.commit,
                         self.path, exc)
 
@@ -232,7 +234,7 @@ class ShardedWriter:
         for writer in self.writers:
             try:
                 writer.abort()
-            except Exception:  # noqa: BLE001 - release every lock whatever one shard's clean-up met
+            except Exception:
                 pass
 
     def _check_open(self) -> None:

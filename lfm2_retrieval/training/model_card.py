@@ -83,12 +83,17 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         enc = ColBERTEncoder.from_pretrained(model_dir)
         params = sum(p.numel() for p in enc.backbone.parameters()) + sum(p.numel() for p in enc.dense.parameters())
         dim = enc.dim
-    except Exception:  # noqa: BLE001 - the card is still useful without the count
+    except Exception:
         pass
     layers = backbone["layer_types"]
     minilm_taught = any(c.get("distill_minilm") for c in configs)
-    model_teachers = sorted({c.get("teacher", "e5") for c in configs
-                             if c.get("distill_teacher") or (c.get("hard_negatives") and c.get("negatives_from") == "teacher")})
+    model_teachers = sorted(
+        {
+            c.get("teacher", "e5")
+            for c in configs
+            if c.get("distill_teacher") or (c.get("hard_negatives") and c.get("negatives_from") == "teacher")
+        }
+    )
     lines = [
         "---", "library_name: PyLate", "pipeline_tag: sentence-similarity", "tags: [ColBERT, PyLate, lfm2]",
         "license: other", "---", "", "# lfm2-search default model", "",

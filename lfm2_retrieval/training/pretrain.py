@@ -90,7 +90,11 @@ def pretrain(encoder: ColBERTEncoder, texts: list[str], steps: int, batch_size: 
     optimizer = torch.optim.AdamW(backbone.parameters(), lr=learning_rate, weight_decay=weight_decay)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+        optimizer,
+        lambda s: (
+            (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+        ),
+    )
     order: list[int] = []
     losses, accuracies = [], []
     for step in range(1, steps + 1):

@@ -184,7 +184,10 @@ class Trainer:
         # its scale, and these rows are 0.02 wide).
         embeddings = self.encoder.backbone.embed_tokens.weight
         rest = [p for m in (self.encoder.backbone, self.encoder.dense) for p in m.parameters() if p is not embeddings]
-        groups = [{"params": rest}, {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale}]
+        groups = [
+            {"params": rest},
+            {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale},
+        ]
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from index_helpers import clustered_corpus, queries_from  # noqa: E402
+sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]  # tests/ helpers, and eval/
+from index_helpers import clustered_corpus, queries_from  # noqa: E402 - after the path to tests/ helpers is set
 
-from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402
+from lfm2_retrieval.index import MultiVectorIndex  # noqa: E402 - after the path to tests/ helpers is set
 
 OUT = HERE / "index-0.1.0"
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()

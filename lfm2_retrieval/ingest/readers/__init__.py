@@ -71,7 +71,9 @@ def stream_file(path: Path, fields: RecordFields | None = None, data: bytes | No
     return result
 
 
-def _streamed(path: Path, data: bytes | None, fields: RecordFields, warnings: list[str], stream_reader) -> Iterator[SourceText]:
+def _streamed(
+    path: Path, data: bytes | None, fields: RecordFields, warnings: list[str], stream_reader
+) -> Iterator[SourceText]:
     with (io.BytesIO(data) if data is not None else open(path, "rb")) as stream:
         yield from (t for t in stream_reader(stream, path, fields, warnings) if t.text.strip())
 

@@ -58,7 +58,7 @@ def _pdf_text(path: Path, reader, pages, warnings: list[str]) -> ReadResult:
     for number, page in enumerate(pages, start=1):
         try:
             text = (page.extract_text() or "").strip()
-        except Exception:  # noqa: BLE001 - pypdf raises many kinds on damaged pages
+        except Exception:
             failed += 1
             continue
         if not text:
@@ -73,6 +73,6 @@ def _pdf_text(path: Path, reader, pages, warnings: list[str]) -> ReadResult:
     title = ""
     try:
         title = (reader.metadata.title or "") if reader.metadata else ""
-    except Exception:  # noqa: BLE001 - damaged metadata is not worth failing over
+    except Exception:
         pass
     return ReadResult([SourceText("\n\n".join(parts), title=str(title) or path.stem, page_starts=starts)], warnings)

@@ -38,7 +38,9 @@ def _record_to_text(record: dict[str, Any], row: int, fields: RecordFields, wher
     return SourceText(text, title="" if title is None else str(title), record_id=record_id, metadata=metadata)
 
 
-def _record_texts(records: Iterable[tuple[int, Any]], fields: RecordFields, warnings: list[str]) -> Iterator[SourceText]:
+def _record_texts(
+    records: Iterable[tuple[int, Any]], fields: RecordFields, warnings: list[str]
+) -> Iterator[SourceText]:
     """The texts of (row, record) pairs, one at a time. Problems go to `warnings` as they are
     met (the caller reads them once the stream ends); a stream with no usable record at all
     raises UnreadableFile with the first reason."""
