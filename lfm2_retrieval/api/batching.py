@@ -41,7 +41,7 @@ class QueryBatcher:
                  alone: Callable[[], bool] | None = None) -> None:
         """alone: whether the request whose queries arrived first is the only one being served;
         then no other can join its batch in time, and it is encoded without waiting the window
-        (at 1 client the window was 2.5 ms of a 33 ms request). None: always wait."""
+        (at one client the window would be a tenth of the request's time). None: always wait."""
         self.encode_fn = encode
         self.max_batch = max_batch
         self.window_s = window_s

@@ -70,8 +70,8 @@ def _sum_of_best(best):  # pragma: no cover (compiled)
 # table of a query is [K, nq], 16 MB in float32 at 131k centroids and 32 query tokens, and its
 # rows are gathered at random, one a token, so it is bound by cache misses; in int16 it is half
 # the size and a max over 16 lanes a vector instead of 8. A score moves by at most 1.5e-5 a
-# query token (a ranking stage; the exact stage rescores the survivors). Single-threaded, random
-# codes, 568k tokens: 3.3 ms instead of 29.6 at 65k centroids (the table fits the 16 MB L3).
+# query token (a ranking stage; the exact stage rescores the survivors), and the gather is about
+# nine times faster once the table fits the last-level cache.
 TABLE_SCALE = 32767
 
 
@@ -229,8 +229,8 @@ def _reached_chunks(reached, gain, n_chunks, allowed, base, docs, estimates):  #
 
 # Single-query latency: a stage's chunks, over all segments, are split across cores. The
 # kernels hold no GIL, so plain threads run them in parallel; the calling thread runs one part
-# itself. The split is per stage, not per segment: one hand-off to a pool thread costs about a
-# quarter of a millisecond, so six segments split one by one spent 3 ms a query in hand-offs.
+# itself. The split is per stage, not per segment: a hand-off to a pool thread costs about a
+# quarter of a millisecond, which per segment would add up to more than a small stage's work.
 _WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="lfm2-search-kernel") if _WORKERS > 1 else None
 _MIN_SPLIT_TOKENS = 2048  # below this a split costs more than it saves
@@ -398,8 +398,8 @@ def probed_estimates(list_docs: np.ndarray, list_starts: np.ndarray, token_lists
     query tokens, the best score of the token's own probed lists that hold the chunk, or
     floor[q] where none does (the missing-similarity estimate of XTR and WARP; floor is below
     every probed score). Each token reads its lists once, best first, and a chunk takes the
-    first; no [chunks, nq] array of running maxima is kept (it was 6 MB a query at 72k
-    candidates, and 3 ms to fill, update and sum)."""
+    first; no [chunks, nq] array of running maxima is kept (megabytes a query to fill, update
+    and sum)."""
     floor = np.ascontiguousarray(floor, dtype=np.float32)
     gains = np.maximum(np.asarray(token_scores, np.float32) - floor[:, None], 0).astype(np.float32)
     reached, gain = _zeroed_scratch(n_chunks)
@@ -418,7 +418,7 @@ _SCRATCH = threading.local()
 
 def _zeroed_scratch(n_chunks: int) -> tuple[np.ndarray, np.ndarray]:
     """This thread's stage-1 arrays (reached, gain) of at least n_chunks zeros. They are kept:
-    fresh zeroed arrays for each segment of each search cost 0.8 ms a query (page faults), and
+    fresh zeroed arrays for each segment of each search cost page faults every query, and
     _reached_chunks leaves them zero again. New ones if a search stopped half way (dirty)."""
     held = getattr(_SCRATCH, "arrays", None)
     if held is None or len(held[0]) < n_chunks or getattr(_SCRATCH, "dirty", False):

@@ -61,14 +61,11 @@ class SearchParams:
     @classmethod
     def for_k(cls, k: int, nbits: int = 2) -> "SearchParams":
         """Defaults that widen with k (as PLAID's do). For k <= 10 they are tuned on the real
-        collection's dev queries (eval/bench_index.py --index eval/out/real-collection/index
-        --dev: 169k chunks of about 150 tokens in 128 languages, 6 segments, 60 queries in 9
-        languages, not those the benchmark reports): recall@10 against the index's exhaustive
-        search 0.993 with nprobe 8, 3,072 candidates and 480 chunks scored exactly, as with
-        nprobe 12 and 4,096 (the previous defaults) at 16.4 ms instead of 13.8; 0.992 with 400
-        exact, 0.987 with 2,048 candidates. Real token vectors sit far less close to their
-        centroids than synthetic ones, so centroid interaction orders them loosely and the exact
-        stage needs several hundred chunks. At nbits 2 it takes a fifth less, as before."""
+        collection's dev queries, never the reported ones (`python -m eval.bench_index --index
+        ... --dev`; docs/benchmarks.md): the fewest probes and candidates that keep recall@10
+        against the index's exhaustive search at 0.99. Real token vectors sit far less close to
+        their centroids than synthetic ones, so centroid interaction orders them loosely and the
+        exact stage needs several hundred chunks. At nbits 2 it takes a fifth less."""
         if k <= 10:
             return cls(nprobe=8, candidates=3072, rerank=480 if nbits >= 4 else 384, centroid_threshold=0.0,
                        probe_docs=512)
@@ -89,8 +86,8 @@ def similarities(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 PLAN_DTYPE_ENV = "LFM2_SEARCH_PLAN_DTYPE"
 # x86 flags of bfloat16 dot-product instructions. Without them oneDNN emulates bfloat16 and the
-# product is slower than in float32 (here float16, which this CPU cannot multiply natively,
-# took 14.5 ms where float32 took 3.2), so any other CPU keeps float32.
+# product is several times slower than in float32 (as float16 is on CPUs without native
+# float16 products), so any other CPU keeps float32.
 _BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
@@ -113,12 +110,12 @@ def plan_dtype() -> torch.dtype:
 
 def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:
     """[K, nq] float32: every centroid's similarity to every query token, the query plan's
-    product. In bfloat16 where the CPU multiplies it natively (plan_dtype): at 65,536 centroids
-    and 19 query tokens 0.5 ms instead of 3.2 (AVX512-BF16, 2 cores), the largest part of the
-    plan, which was the largest stage at 1M chunks. bfloat16 keeps 8 bits of mantissa, so a score
+    product. In bfloat16 where the CPU multiplies it natively (plan_dtype): about six times
+    faster, and the product is the largest part of the plan, the largest stage at 1M chunks
+    (docs/benchmarks.md). bfloat16 keeps 8 bits of mantissa, so a score
     moves by up to ~2e-3 (2e-4 on average); the plan only orders centroids and ranks candidates,
-    and the exact stage rescores the survivors on float32 vectors. On the dev queries of 100k
-    real chunks, the top 10 were the same as with float32 for all 84 queries (docs/benchmarks.md)."""
+    and the exact stage rescores the survivors on float32 vectors: on dev queries the top 10 were
+    the same as with float32."""
     if plan_dtype() is torch.bfloat16:
         return (codec.centroids_bf16 @ torch.from_numpy(q).to(torch.bfloat16).T).float().numpy()
     return similarities(codec.centroids, q)
@@ -165,10 +162,9 @@ class QueryPlan:
     def __init__(self, codec: ResidualCodec, q: np.ndarray, params: "SearchParams") -> None:
         self.threshold = params.centroid_threshold
         # One product (torch's threads; bfloat16 where native: centroid_scores), then the scan
-        # for each token's best centroids (a part a core, kernels.probe_order): at 65k
-        # centroids 1.3 + 1.1 ms in float32 (session 13's machine); products of 8k-centroid
-        # blocks, each scanned while in cache, took 3.6 ms, most of it in hand-offs between
-        # torch's threads and the scan.
+        # for each token's best centroids (a part a core, kernels.probe_order). Blocked
+        # products, each scanned while in cache, were slower: the hand-offs between torch's
+        # threads and the scan cost more than the cache saved.
         self.scores = centroid_scores(codec, q)
         self.table = np.empty(self.scores.shape, dtype=np.int16)  # stage 2's scores (kernels.TABLE_SCALE)
         self.order, self.keep = kernels.probe_order(self.scores, params.nprobe, self.threshold, self.table)
