@@ -289,8 +289,10 @@ class SearchEngine:
             vectors = self.encoder.encode_queries(texts)
         self.refresh(max_age=0.5)
         with shard_policy_for(shard_timeout_s, request.allow_partial) as shards:
-            rank = self._per_document if request.per_document else self._ranked
-            ranked = rank(request, vectors, texts, request.depth)
+            if request.per_document:
+                ranked = self._per_document(request, vectors, texts, request.depth)
+            else:
+                ranked = self._ranked(request, vectors, texts, request.depth)
         results = [QueryAnswer(q, hits[request.offset:]) for q, hits in zip(texts, ranked)]
         if request.explain and vectors is not None:
             for result, query_vectors in zip(results, vectors):
