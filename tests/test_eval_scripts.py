@@ -14,10 +14,11 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def scripts() -> list[str]:
-    """eval's modules that run as programs (a __main__ block), as dotted names."""
+    """eval's modules that run as programs (they parse arguments), as dotted names; peers/ holds
+    functions, and the one script there runs in fast-plaid's own environment."""
     found = []
     for path in sorted((ROOT / "eval").rglob("*.py")):
-        if "__main__" in path.read_text(encoding="utf-8") and path.parent.name != "peers":
+        if "ArgumentParser(" in path.read_text(encoding="utf-8") and path.parent.name != "peers":
             found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
     return found
 
@@ -39,27 +40,60 @@ def test_every_benchmark_explains_itself(module):
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
 
 
-# Size knobs small enough for seconds; None: needs ../shared/data.
+# A tiny configuration of each benchmark, seconds each: {tmp} is a scratch folder, {tiny} a
+# random-weight model, {kept} an index kept by bench_index's own tiny run. The flag says whether
+# it reads ../shared/data. Three run --help only, since their smallest run is the full data:
+# codec_fidelity (SciFact's 5k abstracts encoded, minutes on a fresh machine), tokenizer_coverage
+# (tokenizers trained on all of NTREX-128) and tune_fusion (the dev suite built and scored);
+# nanobeir exercises the same harness below.
 TINY = {
     "eval.bench_index": (["--sizes", "1k", "--no-scifact", "--queries", "4", "--peers", "", "--torch-max-docs", "0"],
                          False),
+    "eval.search_stages": (["{kept}/ours-4-synthetic-1k", "--queries", "3", "--truth", "2"], False),
     "eval.bench_encode": (["--quick", "--repeats", "1", "--tiny-docs", "16"], False),
     "eval.bench_metadata": (["--documents", "4", "--chunks-per-document", "3"], False),
     "eval.bench_api": (["--docs", "20", "--seconds", "1"], True),
     "eval.bench_ingest": (["--docs", "10", "--repeats", "1"], True),
     "eval.bench_teacher": (["--repeats", "1", "--per-file", "2"], True),
+    "eval.bench_distributed": (["--docs", "20", "--queries", "3", "--workers", "1", "--no-http"], True),
     "eval.bm25_segments": ([], True),
     "eval.soak": (["--minutes", "0.15", "--searchers", "2", "--seed-documents", "10"], False),
+    "eval.average_models": (["{tiny}", "{tiny}", "--weights", "0", "1", "--languages", "en"], True),
+    "eval.language_id": (["--out", "{tmp}/out"], True),
+    "eval.ntrex_languages": (["--languages", "fra", "--no-e5", "--out", "{tmp}/out"], True),
+    "eval.nanobeir": (["--model", "{tiny}", "--tasks", "NanoSciFact", "--languages", "en", "--no-e5", "--no-minilm",
+                       "--build", "--data", "{tmp}/tasks", "--out", "{tmp}/out"], True),
+    "eval.real_documents": (["--model", "{tiny}", "--languages", "en-US", "--out", "{tmp}/out"], True),
+    "eval.collections.real_collection": (["--per-source", "5", "--out", "{tmp}/out"], True),
+    "eval.collections.real_vectors": (["--chunks", "30", "--model", "{tiny}", "--out", "{tmp}/out"], True),
 }
+HELP_ONLY = {"eval.codec_fidelity", "eval.tokenizer_coverage", "eval.tune_fusion"}
+
+
+def test_every_benchmark_has_a_tiny_run_or_says_why_not():
+    assert set(TINY) | HELP_ONLY == set(scripts())
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory) -> Path:
+    """A folder of indexes that bench_index's tiny run kept."""
+    folder = tmp_path_factory.mktemp("kept")
+    done = run("eval.bench_index", *TINY["eval.bench_index"][0], "--keep", str(folder))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", sorted(TINY))
-def test_tiny_configurations_print_their_table(module, tmp_path, monkeypatch):
+@pytest.mark.parametrize("module", list(TINY))
+def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate_tiny_dir, monkeypatch):
     args, needs_data = TINY[module]
+    kept = request.getfixturevalue("kept") if module == "eval.search_stages" else None
     if needs_data and not SHARED.is_dir():
         pytest.skip(f"{module} reads ../shared/data, which is absent here")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # indexes and servers' files go here
+    if module != "eval.bench_distributed":  # Ray's socket paths must stay short: it keeps /tmp
+        monkeypatch.setenv("TMPDIR", str(tmp_path))  # indexes and servers' files go here
+    args = [a.format(tmp=tmp_path, tiny=pylate_tiny_dir, kept=kept) for a in args]
     done = run(module, *args)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
-    assert "|" in done.stdout or "│" in done.stdout  # a table
+    printed = done.stdout + done.stderr
+    assert "|" in printed or "│" in printed or "30 chunks" in printed  # a table (real_vectors: its cache)

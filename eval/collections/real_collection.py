@@ -62,11 +62,14 @@ def ntrex_documents() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--per-source", type=int, default=None, metavar="N",
+                        help="only the first N records of each source (a quick look; default: all)")
     args = parser.parse_args()
     records = args.out / "records"
     if not records.exists():
         records.mkdir(parents=True)
         for name, rows in (("qa", qa_paragraphs()), ("scifact", scifact()), ("ntrex128", ntrex_documents())):
+            rows = rows[:args.per_source] if args.per_source else rows
             with open(records / f"{name}.jsonl", "w", encoding="utf-8") as f:
                 for row in rows:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")

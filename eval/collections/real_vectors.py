@@ -56,8 +56,8 @@ def real_chunks(encoder, n_chunks: int) -> list:
     return chunks
 
 
-def folder_for(n_chunks: int, fingerprint: str) -> Path:
-    return OUT / f"real-vectors-{n_chunks}-{fingerprint[:12]}"
+def folder_for(n_chunks: int, fingerprint: str, out: Path = OUT) -> Path:
+    return out / f"real-vectors-{n_chunks}-{fingerprint[:12]}"
 
 
 class RealVectors:
@@ -92,13 +92,14 @@ class RealVectors:
             first += len(lengths)
 
 
-def build(n_chunks: int, encoder) -> RealVectors:
-    """The cache for n_chunks chunks of `encoder` (a ColBERTEncoder), encoding what is not there yet."""
-    for done in sorted(OUT.glob(f"real-vectors-*-{encoder.fingerprint[:12]}/done.json")):
+def build(n_chunks: int, encoder, out: Path = OUT) -> RealVectors:
+    """The cache for n_chunks chunks of `encoder` (a ColBERTEncoder) under `out`, encoding what
+    is not there yet."""
+    for done in sorted(out.glob(f"real-vectors-*-{encoder.fingerprint[:12]}/done.json")):
         info = json.loads(done.read_text())
         if info.get("requested", info["chunks"]) >= n_chunks:  # a larger cache's prefix is this one
             return RealVectors(done.parent, limit=n_chunks)
-    folder = folder_for(n_chunks, encoder.fingerprint)
+    folder = folder_for(n_chunks, encoder.fingerprint, out)
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     chunks = real_chunks(encoder, n_chunks)
@@ -134,6 +135,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--model", help="a PyLate ColBERT folder or hub id (default: the embedded model)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the caches live (default: eval/out)")
     args = parser.parse_args()
     import torch
 
@@ -142,7 +144,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    vectors = build(args.chunks, ColBERTEncoder.from_pretrained(args.model or default_model()))
+    vectors = build(args.chunks, ColBERTEncoder.from_pretrained(args.model or default_model()), args.out)
     langs: dict[str, int] = {}
     for line in open(vectors.folder / "chunks.jsonl", encoding="utf-8"):
         row = json.loads(line)
