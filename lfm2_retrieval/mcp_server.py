@@ -2,7 +2,7 @@
 index through four tools. `lfm2-search mcp --index NAME` serves it over stdio (what desktop
 agents launch); `--http` over streamable HTTP on 127.0.0.1.
 
-Tools: `search` (query, k, mode, filter, per_document), `add_documents` (id, text, metadata per
+Tools: `search` (query, k, mode, filter, per_document, offset), `add_documents` (id, text, metadata per
 document: one atomic commit), `delete_documents` (ids), `index_info` (counts, model, commit).
 Answers are structured (JSON objects); bad input is a tool error carrying the engine's message.
 """
@@ -30,11 +30,12 @@ def build_server(client: LocalClient):
 
     @server.tool()
     def search(query: str, k: int = 10, mode: str = "hybrid", filter: dict[str, Any] | None = None,
-               per_document: bool = False) -> dict[str, Any]:
-        """Search the index. mode: hybrid (default, best measured), semantic or lexical. Returns the
-        hits (chunk id, score, text, metadata with source, title, section, lang), best first."""
+               per_document: bool = False, offset: int = 0) -> dict[str, Any]:
+        """Search the index. mode: hybrid (default, best measured), semantic or lexical; offset:
+        hits to skip (the next page). Returns the hits (chunk id, score, text, metadata with
+        source, title, section, lang), best first."""
         try:
-            hits = client.search(query, k=k, mode=mode, filter=filter, per_document=per_document)
+            hits = client.search(query, k=k, mode=mode, filter=filter, per_document=per_document, offset=offset)
         except ApiError as exc:
             raise ToolError(exc.message) from None
         return {"hits": [h.model_dump() for h in hits]}

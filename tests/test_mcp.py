@@ -43,6 +43,9 @@ def test_stdio_server_tools(tmp_path, pylate_tiny_dir):
             hits = structured(await client.call_tool("search", {"query": "reset button", "k": 2, "mode": "lexical",
                                                                 "filter": {"lang": "en"}}))["hits"]
             assert hits[0]["metadata"]["doc_id"] == "faq" and hits[0]["score"] > 0
+            later = structured(await client.call_tool("search", {"query": "reset button", "k": 2, "mode": "lexical",
+                                                                 "filter": {"lang": "en"}, "offset": 1}))["hits"]
+            assert [h["id"] for h in later] == [h["id"] for h in hits[1:]]  # the next page
             bad = await client.call_tool("search", {"query": "x", "filter": {"lang": {"$regex": "e"}}})
             assert bad.is_error and "$regex" in bad.content[0].text
             deleted = structured(await client.call_tool("delete_documents", {"ids": ["faq", "nope"]}))
