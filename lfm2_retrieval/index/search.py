@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..hardware import native_bfloat16
 from . import kernels
 from .codec import ResidualCodec
 from .segment import Segment
@@ -85,27 +86,18 @@ def similarities(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 PLAN_DTYPE_ENV = "LFM2_SEARCH_PLAN_DTYPE"
-# x86 flags of bfloat16 dot-product instructions. Without them oneDNN emulates bfloat16 and the
-# product is several times slower than in float32 (as float16 is on CPUs without native
-# float16 products), so any other CPU keeps float32.
-_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 @functools.cache
 def plan_dtype() -> torch.dtype:
     """The precision of the query plan's product: $LFM2_SEARCH_PLAN_DTYPE (float32 or bfloat16)
-    if set, else bfloat16 where /proc/cpuinfo shows bfloat16 dot-product instructions."""
+    if set, else bfloat16 where the CPU multiplies it natively (hardware.py), float32 elsewhere."""
     asked = os.environ.get(PLAN_DTYPE_ENV, "").strip().lower()
     if asked:
         if asked not in ("float32", "bfloat16"):
             raise ValueError(f"{PLAN_DTYPE_ENV} must be float32 or bfloat16, not {asked!r}")
         return getattr(torch, asked)
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            native = any(_BF16_FLAGS & set(line.split()) for line in f if line.startswith("flags"))
-    except OSError:
-        native = False
-    return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if native_bfloat16() else torch.float32
 
 
 def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:

