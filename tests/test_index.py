@@ -175,6 +175,9 @@ def test_filters_restrict_before_scoring(index, corpus):
         ({"lang": {"$prefix": "j"}}, lambda m: m["lang"].startswith("j")),
         ({"lang": {"$glob": "[ef]?"}}, lambda m: m["lang"] in ("en", "fr")),
         ({"lang": {"$glob": "*a"}, "year": {"$gte": 2001}}, lambda m: m["lang"] == "ja" and m["year"] >= 2001),
+        ({"$and": [{"year": {"$gte": 2005}}, {"$or": [{"lang": "en"}, {"lang": "fr"}]}]},
+         lambda m: m["year"] >= 2005 and m["lang"] in ("en", "fr")),
+        ({"$and": [{"lang": {"$ne": "en"}}, {"lang": {"$ne": "fr"}}]}, lambda m: m["lang"] not in ("en", "fr")),
     ]:
         hits = index.search(q, k=10, filter=filter_)
         assert len(hits) == 10 and all(check(h.metadata) for h in hits)
@@ -188,6 +191,12 @@ def test_filters_restrict_before_scoring(index, corpus):
     assert index.search(q, k=10, filter={"year": "not a year"}) == []
     assert index.search(q, k=10, filter={"year": {"$prefix": "20"}}) == []  # text operators on numbers: no match
     assert index.search(q, k=10, filter={"lang": {"$glob": "e.*"}}) == []  # glob, not a regular expression
+    # A range of the wrong kind is a mistake to report, not an empty answer.
+    for wrong, words in (({"year": {"$gte": "abc"}}, "holds numbers"), ({"lang": {"$lt": 3}}, "holds text")):
+        with pytest.raises(FilterError, match=words):
+            index.search(q, k=10, filter=wrong)
+        with pytest.raises(FilterError, match=words):
+            index.search_lexical(["anything"], k=10, filter=wrong)
 
 
 @pytest.mark.parametrize(

@@ -109,3 +109,13 @@ def test_the_library_takes_any_number_of_queries(engine):
     queries = [f"note {i}" for i in range(70)]  # one HTTP request holds at most 64
     assert len(engine.search(queries, k=1, mode="lexical")) == 70
     assert engine.search([], k=1) == []
+
+
+def test_and_filters_and_ranges_of_the_wrong_kind(engine):
+    both = {"$and": [{"lang": {"$ne": "fr"}}, {"lang": {"$in": ["en", "fr"]}}]}
+    hits = engine.search(["gardens"], k=5, filter=both, mode="lexical")[0]
+    assert hits and all(h.metadata["lang"] == "en" for h in hits)
+    with TestClient(create_app(engine, ApiSettings(api_key=None))) as client:
+        answer = client.post("/search", json={"query": "gardens", "filter": {"lang": {"$gt": 3}}})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_filter"
+    assert "holds text" in answer.json()["message"]

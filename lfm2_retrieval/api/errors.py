@@ -61,7 +61,7 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     if exc.status_code == 400 and "parsing the body" in str(exc.detail):
         if isinstance(exc.__cause__, RecursionError):
             return error_response(400, "invalid_request", "body: JSON nested too deeply (filters may nest "
-                                  f"{MAX_FILTER_DEPTH} levels of $or)")
+                                  f"{MAX_FILTER_DEPTH} levels of $or and $and)")
         # FastAPI's answer to bytes that are not UTF-8: the same class of error as bad JSON.
         return error_response(422, "invalid_request", "body: not valid UTF-8 JSON")
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

@@ -8,7 +8,10 @@ A filter is a JSON object; every key must match (AND):
     {"source": {"$prefix": "/docs/ja/"}}    text starting with a prefix
     {"source": {"$glob": "*/guide/*.md"}}   text matching a shell pattern (`*` also crosses `/`; `?`, `[ab]`)
     {"$or": [{...}, {...}]}                 any of several filters
-A key absent from a chunk's metadata never matches (except under $ne / $nin).
+    {"$and": [{...}, {...}]}                all of several filters (two conditions on one key)
+A key absent from a chunk's metadata never matches (except under $ne / $nin). A range ($gt,
+$gte, $lt, $lte) of text against a numeric field, or of a number against a text field, is a
+FilterError, not an empty answer: {"year": {"$gte": "abc"}} is a mistake to report.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ Filter = dict[str, Any]
 _COMPARISONS = {"$eq": pc.equal, "$ne": pc.not_equal, "$gt": pc.greater, "$gte": pc.greater_equal,
                 "$lt": pc.less, "$lte": pc.less_equal}
 _TEXT_MATCHES = ("$prefix", "$glob")
-OPERATORS = sorted([*_COMPARISONS, "$in", "$nin", *_TEXT_MATCHES, "$or"])
+_LOGICAL = ("$or", "$and")
+OPERATORS = sorted([*_COMPARISONS, "$in", "$nin", *_TEXT_MATCHES, *_LOGICAL])
+_RANGES = ("$gt", "$gte", "$lt", "$lte")
 
 
 # Bounds on a filter's work: each clause is evaluated over every segment's metadata, so a
@@ -52,16 +57,16 @@ def validate(filter_: Filter) -> CheckedFilter:
 
 
 def _validate(filter_: Filter, depth: int) -> int:
-    """Checks `filter_` (at nesting `depth` of $or); returns its number of conditions."""
+    """Checks `filter_` (at nesting `depth` of $or and $and); returns its number of conditions."""
     if depth > MAX_FILTER_DEPTH:
-        raise FilterError(f"a filter may nest $or at most {MAX_FILTER_DEPTH} levels deep")
+        raise FilterError(f"a filter may nest $or and $and at most {MAX_FILTER_DEPTH} levels deep")
     if not isinstance(filter_, dict):
         raise FilterError(f"a filter must be a JSON object, not {type(filter_).__name__}")
     clauses = 0
     for key, condition in filter_.items():
-        if key == "$or":
+        if key in _LOGICAL:
             if not isinstance(condition, list) or not condition:
-                raise FilterError("$or takes a non-empty list of filters")
+                raise FilterError(f"{key} takes a non-empty list of filters")
             for sub in condition:
                 clauses += _validate(sub, depth + 1)
                 if clauses > MAX_FILTER_CLAUSES:
@@ -69,7 +74,7 @@ def _validate(filter_: Filter, depth: int) -> int:
             continue
         clauses += len(condition) if isinstance(condition, dict) else 1
         if key.startswith("$"):
-            raise FilterError(f"unknown top-level operator {key!r}; only $or may appear there")
+            raise FilterError(f"unknown top-level operator {key!r}; only $or and $and may appear there")
         if isinstance(condition, dict):
             if not condition:
                 raise FilterError(f"empty condition for {key!r}")
@@ -115,11 +120,29 @@ def _evaluate(filter_: Filter, table: pa.Table) -> np.ndarray:
                 any_mask |= _evaluate(sub, table)
             mask &= any_mask
             continue
+        if key == "$and":
+            for sub in condition:
+                mask &= _evaluate(sub, table)
+            continue
         ops = condition if isinstance(condition, dict) else {"$eq": condition}
         column = table.column(key) if key in table.column_names else None
         for op, value in ops.items():
+            if op in _RANGES and column is not None:
+                _check_range(key, column.type, value)
             mask &= _apply(column, op, value, n)
     return mask
+
+
+def _check_range(key: str, column_type: pa.DataType, value: Any) -> None:
+    """A range compares like with like: text with a text field, a number with a numeric one."""
+    if pa.types.is_dictionary(column_type):
+        column_type = column_type.value_type
+    numeric = pa.types.is_integer(column_type) or pa.types.is_floating(column_type)
+    text = pa.types.is_string(column_type) or pa.types.is_large_string(column_type)
+    if numeric and isinstance(value, str):
+        raise FilterError(f"{key!r} holds numbers: a range on it takes a number, not {value!r}")
+    if text and not isinstance(value, str):
+        raise FilterError(f"{key!r} holds text: a range on it takes a string, not {value!r}")
 
 
 def _apply(column: pa.Array | pa.ChunkedArray | None, op: str, value: Any, n: int) -> np.ndarray:
