@@ -11,7 +11,8 @@ moves from a laptop to a server by changing one line.
 Results are the HTTP API's own models (api/schemas.py): `Hit`, `SearchResponse`,
 `AddDocumentsResponse`, `DeleteResponse`, `HealthResponse`. The server's JSON errors are raised as
 `ApiError` subclasses that carry its `error` code, message and detail. Connection errors (a
-server restarting) are retried with backoff, and so is 409 `index_locked` (another writer).
+server restarting) are retried with backoff, and so is 409 `index_locked` (another writer); a
+server that never answers is `Unreachable`, an ApiError too.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ class ServerError(ApiError):
     """5xx: the server failed (a damaged index says so in `error`: index_damaged)."""
 
 
+class Unreachable(ApiError):
+    """No answer at all: the server is down, restarting past the retries, or the network failed
+    (status 0, error "unreachable"; the transport's own exception is its __cause__)."""
+
+
 _ERRORS = {400: InvalidRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: TooLarge, 422: InvalidRequest}
 
 
@@ -109,8 +115,12 @@ def _hits(response: SearchResponse, query: str | Sequence[str]) -> list[Hit] | l
 class _Retrying:
     """Retries on connection errors and on 409 index_locked, with exponential backoff."""
 
-    def __init__(self, retries: int, backoff: float) -> None:
-        self.retries, self.backoff = retries, backoff
+    def __init__(self, retries: int, backoff: float, url: str) -> None:
+        self.retries, self.backoff, self.url = retries, backoff, url
+
+    def unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        return Unreachable(0, "unreachable", f"no answer from {self.url} after {self.retries + 1} tries: "
+                                             f"{type(exc).__name__}: {exc}")
 
     def delays(self):
         yield from (self.backoff * 2 ** i for i in range(self.retries))
@@ -138,17 +148,17 @@ class Client(_Hits):
                  retries: int = 3, backoff: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
-        self._retry = _Retrying(retries, backoff)
+        self._retry = _Retrying(retries, backoff, url)
 
     def _request(self, method: str, path: str, **kwargs) -> Any:
         delays = self._retry.delays()
         while True:
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    raise
+                    raise self._retry.unreachable(exc) from exc
                 time.sleep(delay)
                 continue
             if self._retry.locked(response) and (delay := next(delays, None)) is not None:
@@ -198,17 +208,17 @@ class AsyncClient:
                  retries: int = 3, backoff: float = 0.5, transport: httpx.AsyncBaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
-        self._retry = _Retrying(retries, backoff)
+        self._retry = _Retrying(retries, backoff, url)
 
     async def _request(self, method: str, path: str, **kwargs) -> Any:
         delays = self._retry.delays()
         while True:
             try:
                 response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    raise
+                    raise self._retry.unreachable(exc) from exc
                 await asyncio.sleep(delay)
                 continue
             if self._retry.locked(response) and (delay := next(delays, None)) is not None:
@@ -268,7 +278,9 @@ class LocalClient(_Hits):
         self.engine = engine
 
     @classmethod
-    def open(cls, index: str | Path, model: str | None = None, create: bool = True) -> "LocalClient":
+    def open(cls, index: str | Path, model: str | None = None, create: bool = False) -> "LocalClient":
+        """The index at `index`; create=True makes an empty one there if there is none (else a
+        missing index is an error, not a new one made by a typo)."""
         from .engine import SearchEngine
 
         return cls(SearchEngine.open(index, model=model, create=create))

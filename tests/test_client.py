@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from lfm2_retrieval.client import (ApiError, AsyncClient, Client, Conflict, InvalidRequest, LocalClient, NotFound,
-                                   Unauthorized)
+                                   Unauthorized, Unreachable)
+from lfm2_retrieval.errors import IndexFolderError
 from test_api_live import server  # noqa: F401 - the live-server fixture (uvicorn on 127.0.0.1)
 
 pytestmark = pytest.mark.slow  # runs a live server
@@ -71,7 +72,9 @@ def test_async_client_against_a_real_server(server):  # noqa: F811 - `server` is
 
 
 def test_local_client_makes_the_same_calls(tmp_path, pylate_tiny_dir):
-    with LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir)) as client:
+    with pytest.raises(IndexFolderError):  # a missing index is an error unless asked to create one
+        LocalClient.open(tmp_path / "typo", model=str(pylate_tiny_dir))
+    with LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True) as client:
         exercise(client)
 
 
@@ -94,5 +97,7 @@ def test_connection_errors_are_retried_then_raised():
         retries=2,
         backoff=0.001,
     )
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(Unreachable) as down:  # a typed error of the client, the transport's as its cause
         never.health()
+    assert down.value.status == 0 and down.value.error == "unreachable" and "3 tries" in str(down.value)
+    assert isinstance(down.value.__cause__, httpx.ConnectError) and isinstance(down.value, ApiError)

@@ -39,7 +39,8 @@ def test_llamaindex_retriever(server, tmp_path, pylate_tiny_dir):  # noqa: F811 
     from lfm2_retrieval.integrations.llamaindex import LFM2Retriever
 
     Client(server, api_key=KEY).add(DOCS)
-    for client in (Client(server, api_key=KEY), LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir))):
+    local = LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    for client in (Client(server, api_key=KEY), local):
         if isinstance(client, LocalClient):
             client.add(DOCS)
         nodes = LFM2Retriever(client, k=2, mode="lexical").retrieve("reset button")
