@@ -402,7 +402,7 @@ def test_filters_are_bounded_in_size_and_depth(client):
         return f
     assert client.post("/search", json={"query": "sea", "filter": nested(MAX_FILTER_DEPTH - 1)}).status_code == 200
     r = client.post("/search", json={"query": "sea", "filter": nested(MAX_FILTER_DEPTH + 1)})
-    assert r.status_code == 400 and "nest $or at most" in r.json()["message"]
+    assert r.status_code == 400 and "nest $or and $and at most" in r.json()["message"]
     body = '{"query": "sea", "filter": ' + '{"$or": [' * 900 + '{"lang": "en"}' + ']}' * 900 + '}'
     r = client.post("/search", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400 and "nested too deeply" in r.json()["message"], r.text
@@ -418,3 +418,26 @@ def test_the_key_guards_index_data_not_the_page_or_the_api_description(engine):
             assert c.request(method, url, json={"query": "x"}).status_code == 401, url
         for url in ["/health", "/", "/openapi.json", "/docs", "/redoc"]:
             assert c.get(url).status_code == 200, url
+
+
+def test_every_answer_has_a_request_id_a_log_line_and_metrics(engine, caplog):
+    import logging
+
+    with TestClient(create_app(engine, ApiSettings(api_key="k"))) as c:
+        key = {"authorization": "Bearer k"}
+        with caplog.at_level(logging.INFO, logger="lfm2_search.access"):
+            mine = c.post("/search", json={"query": "sea", "mode": "lexical"},
+                          headers={**key, "x-request-id": "job-42"})
+            fresh = c.post("/search", json={"query": "sea", "k": 0}, headers=key)  # a refusal is logged too
+            hostile = c.get("/health", headers={"x-request-id": "bad id\nwith a newline"})
+        assert mine.headers["x-request-id"] == "job-42" and len(fresh.headers["x-request-id"]) == 32
+        assert hostile.headers["x-request-id"] != "bad id\nwith a newline"
+        lines = [r.getMessage() for r in caplog.records if r.name == "lfm2_search.access"]
+        assert any(line.startswith("POST /search 200 ") and line.endswith("id=job-42") for line in lines)
+        assert any(line.startswith("POST /search 422 ") for line in lines)
+        assert c.get("/metrics").status_code == 401  # behind the key, as the rest
+        text = c.get("/metrics", headers=key).text
+    assert 'lfm2_search_requests_total{method="POST",route="/search",status="200"} 1.0' in text
+    assert 'lfm2_search_searches_total{mode="lexical"} 1.0' in text
+    assert f"lfm2_search_index_chunks {float(engine.counts.chunks)}" in text
+    assert 'lfm2_search_request_seconds_bucket{le="0.001",route="/search"}' in text

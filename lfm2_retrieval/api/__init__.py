@@ -6,6 +6,7 @@
     schemas.py    request and response bodies (the search body is engine/request.py's)
     errors.py     every error as one JSON body, statuses from lfm2_retrieval/errors.py
     auth.py       the API key;  limits.py: the body size limit;  batching.py: query batches
+    observability.py  access log, X-Request-ID, Prometheus metrics (GET /metrics)
     server.py     uvicorn, with a graceful stop
 """
 

@@ -26,6 +26,7 @@ from fastapi_offline import FastAPIOffline
 from ..engine import SearchEngine
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
+from .observability import RequestLog
 from .routes import documents, health, search
 from .schemas import ErrorResponse
 from .state import API_KEY_ENV, ApiSettings, Served
@@ -55,6 +56,7 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     )
     app.state.served = served
     app.add_middleware(BodySizeLimit, limit=served.settings.max_body_bytes)
+    app.add_middleware(RequestLog)  # outermost: it times and logs every answer, refusals included
     install_error_handlers(app)
     for routes in (search, documents, health):
         app.include_router(routes.router)

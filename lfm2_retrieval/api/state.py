@@ -11,6 +11,7 @@ from fastapi import Request
 
 from ..engine import SearchEngine
 from .batching import QueryBatcher, RequestCount
+from .observability import Metrics
 
 API_KEY_ENV = "LFM2_SEARCH_API_KEY"
 
@@ -40,6 +41,7 @@ class Served:
                                     alone=lambda: self.searching.value <= 1)
         self.search_slots = threading.BoundedSemaphore(settings.max_concurrent_searches)
         self.facets: dict[int, dict] = {}  # {commit: facets}: computed once per commit
+        self.metrics = Metrics(engine)
 
     def close(self) -> None:
         self.batcher.close()

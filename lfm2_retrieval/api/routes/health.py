@@ -1,12 +1,13 @@
-"""GET /health: liveness and what is served, without the API key."""
+"""GET /health: liveness and what is served, without the API key; GET /metrics for Prometheus."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 
 from ...shards import shard_policy
-from ..schemas import HealthResponse, IndexInfo, ModelInfo, ShardInfo
+from ..auth import require_key
+from ..schemas import ErrorResponse, HealthResponse, IndexInfo, ModelInfo, ShardInfo
 from ..state import Served, served
 
 router = APIRouter()
@@ -31,3 +32,14 @@ async def health(state: Served = Depends(served)) -> HealthResponse:
         index=IndexInfo(path=str(engine.path), chunks=counts.chunks, tokens=counts.tokens, commit=engine.commit),
         **({"shards": shards} if shards is not None else {}),
     )
+
+
+@router.get("/metrics", dependencies=[Depends(require_key)], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+                       401: {"model": ErrorResponse}})
+async def metrics(state: Served = Depends(served)) -> Response:
+    """Prometheus metrics (observability.py): requests by route and status, their latency,
+    searches by mode, and the index's chunks, tokens and commit. Behind the API key when the
+    server has one (give the scraper `authorization: Bearer <key>`)."""
+    body, content_type = state.metrics.exposition()
+    return Response(body, media_type=content_type)

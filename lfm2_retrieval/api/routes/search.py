@@ -30,6 +30,7 @@ def search(request: SearchRequest, state: Served = Depends(served)) -> SearchRes
         vectors = state.batcher.encode(request.texts) if request.needs_vectors else None
         with state.search_slots:
             answer = state.engine.answer(request, vectors, shard_timeout_s=state.settings.shard_timeout_s)
+    state.metrics.searches.labels(request.mode).inc(len(answer.results))
     return SearchResponse.of(answer)
 
 
