@@ -5,6 +5,7 @@
     DELETE /documents/{id}    a document (all its chunks), by document id only
     DELETE /chunks/{id}       one chunk, by chunk id only
     GET    /health            model, index, counts (never needs the API key)
+    GET    /metrics           Prometheus metrics; every answer has an X-Request-ID and an access-log line
     GET    /docs, /redoc      interactive OpenAPI documentation (assets served locally: works offline)
 
 Every error is a JSON `ErrorResponse`: invalid bodies (422), bad filters (400), unknown ids
