@@ -48,3 +48,30 @@ def test_llamaindex_retriever(server, tmp_path, pylate_tiny_dir):  # noqa: F811 
         assert nodes[0].score > 0 and nodes[0].node.node_id == "faq#0"
     nodes = asyncio.run(LFM2Retriever(AsyncClient(server, api_key=KEY), k=2).aretrieve("signing keys"))
     assert nodes and nodes[0].node.metadata["doc_id"] in ("ops", "faq")
+
+
+def test_langchain_settings_are_honoured_as_its_users_expect(server, tmp_path, pylate_tiny_dir):  # noqa: F811 - fixture
+    pytest.importorskip("langchain_core", reason="the LangChain retriever needs langchain-core")
+    from lfm2_retrieval.integrations.langchain import LFM2Retriever
+
+    local = LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    local.add(DOCS + [{"id": f"n{i}", "text": f"note {i} about keys and buttons"} for i in range(12)])
+    retriever = LFM2Retriever(client=local, mode="lexical")
+    assert len(retriever.invoke("keys buttons")) == 10
+    assert len(retriever.invoke("keys buttons", k=1)) == 1  # invoke's k was silently ignored before
+    assert len(LFM2Retriever(client=local, mode="lexical", search_kwargs={"k": 2}).invoke("keys")) == 2
+    assert len(LFM2Retriever(client=local, mode="lexical", search_kwargs={"k": 3}).invoke("keys", k=1)) == 1
+    top = retriever.invoke("rotate signing keys", k=1)[0].metadata["score"]
+    kept = LFM2Retriever(client=local, mode="lexical", search_type="similarity_score_threshold",
+                         search_kwargs={"score_threshold": top}).invoke("rotate signing keys")
+    assert kept and all(d.metadata["score"] >= top for d in kept)
+    with pytest.raises(ValueError, match="mmr"):
+        LFM2Retriever(client=local, search_type="mmr")
+    with pytest.raises(ValueError, match="unknown search settings"):
+        LFM2Retriever(client=local, search_kwargs={"fetch_k": 20})
+    with pytest.raises(ValueError, match="unknown search settings"):
+        retriever.invoke("keys", lambda_mult=0.5)
+    # A blocking client under ainvoke runs in a worker thread; an async one under invoke says so.
+    assert len(asyncio.run(retriever.ainvoke("keys buttons", k=2))) == 2
+    with pytest.raises(TypeError, match="ainvoke"):
+        LFM2Retriever(client=AsyncClient(server, api_key=KEY)).invoke("keys")
