@@ -75,3 +75,31 @@ def test_langchain_settings_are_honoured_as_its_users_expect(server, tmp_path, p
     assert len(asyncio.run(retriever.ainvoke("keys buttons", k=2))) == 2
     with pytest.raises(TypeError, match="ainvoke"):
         LFM2Retriever(client=AsyncClient(server, api_key=KEY)).invoke("keys")
+
+
+def test_llamaindex_filters_sources_and_what_the_llm_sees(tmp_path, pylate_tiny_dir):
+    pytest.importorskip("llama_index.core", reason="the LlamaIndex retriever needs llama-index-core")
+    from llama_index.core.schema import MetadataMode
+    from llama_index.core.vector_stores.types import (FilterCondition, FilterOperator, MetadataFilter,
+                                                      MetadataFilters)
+
+    from lfm2_retrieval.integrations.llamaindex import LFM2Retriever, engine_filter
+
+    local = LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    local.add([{"id": f"d{i}", "text": f"note {i} about keys", "metadata": {"lang": ["en", "fr", "de"][i % 3],
+                                                                             "year": 2020 + i}} for i in range(9)])
+    either = MetadataFilters(filters=[MetadataFilter(key="lang", value="en"), MetadataFilter(key="lang", value="fr")],
+                             condition=FilterCondition.OR)
+    recent = MetadataFilters(filters=[either, MetadataFilter(key="year", value=2023, operator=FilterOperator.GTE)])
+    assert engine_filter(recent) == {"$and": [{"$or": [{"lang": {"$eq": "en"}}, {"lang": {"$eq": "fr"}}]},
+                                              {"year": {"$gte": 2023}}]}
+    nodes = LFM2Retriever(local, k=10, mode="lexical", filters=recent).retrieve("keys")
+    assert nodes and all(n.node.metadata["lang"] in ("en", "fr") and n.node.metadata["year"] >= 2023 for n in nodes)
+    node = nodes[0].node
+    assert node.ref_doc_id == node.metadata["doc_id"]  # the SOURCE relationship: its document
+    seen = node.get_content(metadata_mode=MetadataMode.LLM)
+    assert "lang" in seen and "start_char" not in seen and "content_hash" not in seen
+    with pytest.raises(ValueError, match="text_match"):
+        engine_filter(MetadataFilters(filters=[MetadataFilter(key="lang", value="e",
+                                                              operator=FilterOperator.TEXT_MATCH)]))
+    assert len(asyncio.run(LFM2Retriever(local, k=2, mode="lexical").aretrieve("keys"))) == 2
