@@ -11,7 +11,14 @@ import os
 # this does nothing if torch was imported first.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .model.config import ColBERTConfig
 from .model.encoder import ColBERTEncoder
 
-__all__ = ["ColBERTConfig", "ColBERTEncoder"]
+try:
+    __version__ = version("lfm2-search")  # what the API, MCP and model cards report
+except PackageNotFoundError:  # pragma: no cover - run from a tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["ColBERTConfig", "ColBERTEncoder", "__version__"]

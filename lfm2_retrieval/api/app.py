@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from .. import __version__
 from ..engine import SearchEngine
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
@@ -49,7 +50,7 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     # CDN: the pages work on a machine without internet, as the rest of the server does.
     app = FastAPIOffline(
         title="lfm2-search",
-        version="0.1.0",
+        version=__version__,
         summary="Multilingual late-interaction search on the LFM2 backbone.",
         description=__doc__,
         lifespan=lifespan,

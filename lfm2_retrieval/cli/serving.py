@@ -98,18 +98,21 @@ def mcp_command(
     """Serve an index to AI agents over MCP: tools search, add_documents, delete_documents, index_info.
 
     Over stdio by default (what an agent launches: give it this command line); --http serves
-    streamable HTTP at http://HOST:PORT/mcp.
+    streamable HTTP at http://HOST:PORT/mcp, behind LFM2_SEARCH_API_KEY when it is set.
 
     Example (an agent's config): {"command": "lfm2-search", "args": ["mcp", "--index", "notes"]}
     """
+    from lfm2_retrieval.api import API_KEY_ENV
     from lfm2_retrieval.client import LocalClient
-    from lfm2_retrieval.mcp_server import build_server
+    from lfm2_retrieval.mcp_server import build_server, serve_http
 
     server = build_server(LocalClient(open_engine(index, model, create=create)))
     if http:
         if (problem := cannot_listen(host, port)) is not None:
             fail(f"cannot listen on {host}:{port} ({problem}); pick another with --port")
-        err.print(f"MCP over streamable HTTP on http://{host}:{port}/mcp")
-        server.run("streamable-http", host=host, port=port)
+        api_key = os.environ.get(API_KEY_ENV) or None
+        auth = "on" if api_key else f"off (set {API_KEY_ENV} to require a key)"
+        err.print(f"MCP over streamable HTTP on http://{host}:{port}/mcp  auth: {auth}")
+        serve_http(server, host, port, api_key)
     else:
         server.run("stdio")
