@@ -13,12 +13,23 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .model.config import ColBERTConfig
-from .model.encoder import ColBERTEncoder
-
 try:
     __version__ = version("lfm2-search")  # what the API, MCP and model cards report
 except PackageNotFoundError:  # pragma: no cover - run from a tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = ["ColBERTConfig", "ColBERTEncoder", "__version__"]
+
+
+def __getattr__(name: str):
+    """ColBERTConfig and ColBERTEncoder load torch on first use, not on `import lfm2_retrieval`:
+    `lfm2-search --help` and the commands that never encode start without it."""
+    if name == "ColBERTConfig":
+        from .model.config import ColBERTConfig
+
+        return ColBERTConfig
+    if name == "ColBERTEncoder":
+        from .model.encoder import ColBERTEncoder
+
+        return ColBERTEncoder
+    raise AttributeError(f"module 'lfm2_retrieval' has no attribute {name!r}")
