@@ -103,3 +103,49 @@ def test_llamaindex_filters_sources_and_what_the_llm_sees(tmp_path, pylate_tiny_
         engine_filter(MetadataFilters(filters=[MetadataFilter(key="lang", value="e",
                                                               operator=FilterOperator.TEXT_MATCH)]))
     assert len(asyncio.run(LFM2Retriever(local, k=2, mode="lexical").aretrieve("keys"))) == 2
+
+
+def test_langchain_vector_store(server, tmp_path, pylate_tiny_dir):  # noqa: F811 - `server` is the fixture imported above
+    pytest.importorskip("langchain_core", reason="the LangChain store needs langchain-core")
+    from langchain_core.documents import Document
+    from langchain_core.vectorstores import VectorStore
+
+    from lfm2_retrieval.integrations.langchain import LFM2SearchVectorStore
+
+    local = LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    store = LFM2SearchVectorStore.from_texts(["Rotate the signing keys every month.", "Hold the reset button."],
+                                             embedding=None, metadatas=[{"lang": "en"}, {"lang": "en"}],
+                                             ids=["ops", "faq"], client=local, mode="lexical")
+    assert isinstance(store, VectorStore)
+    added = store.add_documents([Document(page_content="Garden notes on tomatoes.", metadata={"lang": "en"},
+                                          id="garden"), Document(page_content="Notes sur les jardins.",
+                                                                 metadata={"lang": "fr"})])
+    assert added[0] == "garden" and len(added[1]) == 32  # the Document's id, else a new one
+    docs = store.similarity_search("signing keys", k=1)
+    assert [d.id for d in docs] == ["ops"] and docs[0].metadata["id"] == "ops#0"
+    scored = store.similarity_search_with_score("notes", k=5, filter={"lang": "fr"})
+    assert [d.metadata["lang"] for d, _ in scored] == ["fr"] and scored[0][1] > 0
+    retriever = store.as_retriever(search_kwargs={"k": 1, "filter": {"lang": "en"}})
+    assert len(retriever.invoke("notes keys button")) == 1
+    hybrid = LFM2SearchVectorStore(local)  # hybrid scores lie in [0, 1]: LangChain's relevance scale
+    threshold = hybrid.as_retriever(search_type="similarity_score_threshold",
+                                    search_kwargs={"score_threshold": 0.5, "k": 4})
+    assert all(d.metadata["score"] >= 0.5 for d in threshold.invoke("reset button"))
+    with pytest.raises(ValueError, match="unknown search settings"):
+        store.similarity_search("keys", fetch_k=10)
+    assert store.delete(["ops"]) is True and store.delete(["ops"]) is False
+    assert store.similarity_search("signing keys", k=4) == [] or "ops" not in [
+        d.id for d in store.similarity_search("signing keys", k=4)]
+    # The async twins: a blocking client in a worker thread, an AsyncClient awaited.
+    assert asyncio.run(store.asimilarity_search("reset button", k=1))[0].id == "faq"
+    remote = LFM2SearchVectorStore(AsyncClient(server, api_key=KEY), mode="lexical")
+
+    async def remote_round_trip():
+        ids = await remote.aadd_texts(["Async notes about lighthouses."], ids=["lighthouse"])
+        found = await remote.asimilarity_search("lighthouses", k=1)
+        gone = await remote.adelete(ids)
+        return found, gone
+    found, gone = asyncio.run(remote_round_trip())
+    assert found[0].id == "lighthouse" and gone is True
+    with pytest.raises(TypeError, match="asimilarity_search"):
+        remote.similarity_search("lighthouses")

@@ -1,4 +1,5 @@
-"""LangChain: `LFM2Retriever`, a `BaseRetriever` over an lfm2-search client.
+"""LangChain: `LFM2Retriever`, a `BaseRetriever`, and `LFM2SearchVectorStore`, a `VectorStore`,
+over an lfm2-search client.
 
     from lfm2_retrieval.client import Client
     from lfm2_retrieval.integrations.langchain import LFM2Retriever
@@ -6,18 +7,24 @@
     retriever = LFM2Retriever(client=Client("http://127.0.0.1:8000"), k=5, filter={"lang": "en"})
     docs = retriever.invoke("how do I rotate the keys?")   # langchain_core Documents
 
+    store = LFM2SearchVectorStore(Client("http://127.0.0.1:8000"))
+    ids = store.add_texts(["Rotate the keys monthly."], metadatas=[{"lang": "en"}])
+    store.as_retriever(search_kwargs={"k": 3, "filter": {"lang": "en"}}).invoke("key rotation")
+
 Each Document's page_content is the chunk's text; its metadata is the chunk's (doc_id, source,
 title, section, lang, ...) plus `id` (the chunk id) and `score`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
+    from langchain_core.vectorstores import VectorStore
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the LangChain retriever needs langchain-core: pip install langchain-core") from exc
 
@@ -109,3 +116,148 @@ def _is_async(method) -> bool:
     import inspect
 
     return inspect.iscoroutinefunction(method)
+
+
+class LFM2SearchVectorStore(VectorStore):
+    """An lfm2-search index as a LangChain VectorStore, over a client (`Client`, `AsyncClient` or
+    `LocalClient`): texts in (`add_texts`, `add_documents`, `from_texts`), chunks out
+    (`similarity_search`, `..._with_score`, `as_retriever`), `delete` by id, and async twins.
+
+    The engine embeds (late interaction and BM25; no `Embeddings` object is used), so
+    `embedding` is accepted and ignored. A text longer than a chunk is stored as several chunks;
+    a hit's Document has the text's id as `id` and the chunk's id in `metadata["id"]`, so
+    `delete(ids)` takes what `add_texts` returned. Scores are the request mode's: hybrid's lie in
+    [0, 1] (normalised per query, 1.0 the best hit) and serve as LangChain's relevance scores
+    for `similarity_score_threshold`; semantic (MaxSim sums) and lexical (BM25) scores do not,
+    and LangChain warns when it sees them there."""
+
+    def __init__(self, client: Any, mode: str = "hybrid", per_document: bool = False) -> None:
+        self.client, self.mode, self.per_document = client, mode, per_document
+
+    @property
+    def embeddings(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ writing
+    def add_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *, ids: list[str] | None = None,
+                  **kwargs: Any) -> list[str]:
+        batches, ids = _batches(texts, metadatas, ids)
+        for batch in batches:
+            _blocking(self.client.add(batch), "aadd_texts")
+        return ids
+
+    async def aadd_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
+                         ids: list[str] | None = None, **kwargs: Any) -> list[str]:
+        batches, ids = _batches(texts, metadatas, ids)
+        for batch in batches:
+            await _call(self.client.add, batch)
+        return ids
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
+        """Delete texts by id (all their chunks); True when every id was found."""
+        if not ids:
+            raise ValueError("give the ids to delete (deleting everything is not offered here)")
+        return all(_deleted(self.client, doc_id) for doc_id in ids)
+
+    async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
+        if not ids:
+            raise ValueError("give the ids to delete (deleting everything is not offered here)")
+        found = [await _adeleted(self.client, doc_id) for doc_id in ids]
+        return all(found)
+
+    # ------------------------------------------------------------------ searching
+    def similarity_search(self, query: str, k: int = 4, filter: dict | None = None,
+                          **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
+                                     **kwargs: Any) -> list[tuple[Document, float]]:
+        hits = _blocking(self.client.search(query, **self._settings(k, filter, kwargs)), "asimilarity_search")
+        return [(_stored(h), h.score) for h in hits]
+
+    async def asimilarity_search(self, query: str, k: int = 4, filter: dict | None = None,
+                                 **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, filter, **kwargs)]
+
+    async def asimilarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
+                                            **kwargs: Any) -> list[tuple[Document, float]]:
+        hits = await _call(self.client.search, query, **self._settings(k, filter, kwargs))
+        return [(_stored(h), h.score) for h in hits]
+
+    def _select_relevance_score_fn(self):
+        return lambda score: score  # the engine's own scale (see the class docstring)
+
+    def _settings(self, k: int, filter: dict | None, extra: dict) -> dict:
+        extra = {key: value for key, value in extra.items() if key != "score_threshold"}  # applied by LangChain
+        unknown = set(extra) - {"mode", "per_document", "offset"}
+        if unknown:
+            raise ValueError(f"unknown search settings {sorted(unknown)}; the store takes k, filter, mode, "
+                             "per_document, offset, score_threshold")
+        return {"k": k, "filter": filter, "mode": self.mode, "per_document": self.per_document, **extra}
+
+    @classmethod
+    def from_texts(cls, texts: list[str], embedding: Any = None, metadatas: list[dict] | None = None, *,
+                   ids: list[str] | None = None, client: Any = None, **kwargs: Any) -> "LFM2SearchVectorStore":
+        """A store over `client` (required) with `texts` added; `embedding` is ignored."""
+        if client is None:
+            raise ValueError("from_texts needs client=: a Client, AsyncClient or LocalClient")
+        store = cls(client, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+
+MAX_BATCH = 256  # documents a request may hold (the HTTP API's limit)
+
+
+def _batches(texts: Iterable[str], metadatas: list[dict] | None, ids: list[str] | None):
+    import uuid
+
+    texts = list(texts)
+    ids = [i or uuid.uuid4().hex for i in ids] if ids is not None else [uuid.uuid4().hex for _ in texts]
+    metadatas = metadatas or [{} for _ in texts]
+    if not len(texts) == len(ids) == len(metadatas):
+        raise ValueError("texts, metadatas and ids must be as many")
+    docs = [{"id": i, "text": t, "metadata": m or {}} for t, m, i in zip(texts, metadatas, ids)]
+    return [docs[s: s + MAX_BATCH] for s in range(0, len(docs), MAX_BATCH)], ids
+
+
+def _stored(hit) -> Document:
+    """A hit as the text it came from: the text's id, the chunk's id and score in metadata."""
+    return Document(page_content=hit.text, id=str(hit.metadata.get("doc_id", hit.id)),
+                    metadata={**hit.metadata, "id": hit.id, "score": hit.score})
+
+
+def _blocking(result: Any, async_name: str) -> Any:
+    if hasattr(result, "__await__"):
+        result.close()
+        raise TypeError(f"this store's client is an AsyncClient: call `{async_name}`, or give it a Client")
+    return result
+
+
+async def _call(method, *args: Any, **kwargs: Any) -> Any:
+    """An async client's method awaited; a blocking one in a worker thread, off the event loop."""
+    if _is_async(method):
+        return await method(*args, **kwargs)
+    import asyncio
+
+    return await asyncio.to_thread(method, *args, **kwargs)
+
+
+def _deleted(client: Any, doc_id: str) -> bool:
+    from ..client import NotFound
+
+    try:
+        _blocking(client.delete(doc_id), "adelete")
+        return True
+    except NotFound:
+        return False
+
+
+async def _adeleted(client: Any, doc_id: str) -> bool:
+    from ..client import NotFound
+
+    try:
+        await _call(client.delete, doc_id)
+        return True
+    except NotFound:
+        return False
