@@ -242,3 +242,23 @@ def test_shard_then_use_the_sharded_index_as_any_other(indexed, tmp_path):
     assert report["ok"] and any(part.startswith("shard-002/") for part in report["checked"])
     assert run("shard", "--shards", 2, "--index", sharded, ok=False).exit_code == 1  # already sharded
     assert run("shard", "--shards", 2, "--index", index, "--out", sharded, ok=False).exit_code == 1  # not empty
+
+
+def test_the_progress_bar_ends_on_the_summary_s_rate(tmp_path, pylate_tiny_dir):
+    """The bar's tokens/s and the summary's once disagreed (the bar stopped before the commits)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(12):
+        (docs / f"note{i}.txt").write_text(f"Note {i} about gardens, weather and the soil in spring.")
+    done = subprocess.run([sys.executable, "-m", "lfm2_retrieval.cli", "index", str(docs), "--index",
+                           str(tmp_path / "idx"), "--model", str(pylate_tiny_dir)],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    bar = re.findall(r"([\d,]+) tok/s", done.stderr)
+    summary = re.search(r"\(([\d,]+) tokens/s\)", done.stdout)
+    assert bar and summary and bar[-1] == summary.group(1)

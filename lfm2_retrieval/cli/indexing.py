@@ -102,6 +102,10 @@ def index_command(
     ingestor = Ingestor(engine, options, on_progress, encoding=encoding)
     with progress:
         report = ingestor.run(paths)
+        # The bar's last word is the run's own rate, the summary's: the whole run, commits included.
+        if report.seconds:
+            progress.update(task, rate=f"{report.files_indexed / report.seconds:.1f} docs/s, "
+                                       f"{report.tokens / report.seconds:,.0f} tok/s")
     _print_report(report, engine, as_json)
     if report.interrupted:
         raise typer.Exit(code=130)
