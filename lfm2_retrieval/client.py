@@ -48,6 +48,10 @@ class Unauthorized(ApiError):
     """401: a missing or wrong API key."""
 
 
+class Forbidden(ApiError):
+    """403: a read-only key was used for a write."""
+
+
 class NotFound(ApiError):
     """404: no such document or chunk."""
 
@@ -69,7 +73,8 @@ class Unreachable(ApiError):
     (status 0, error "unreachable"; the transport's own exception is its __cause__)."""
 
 
-_ERRORS = {400: InvalidRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: TooLarge, 422: InvalidRequest}
+_ERRORS = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge,
+           422: InvalidRequest}
 
 
 def _raise_for(response: httpx.Response) -> None:

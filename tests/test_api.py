@@ -441,3 +441,27 @@ def test_every_answer_has_a_request_id_a_log_line_and_metrics(engine, caplog):
     assert 'lfm2_search_searches_total{mode="lexical"} 1.0' in text
     assert f"lfm2_search_index_chunks {float(engine.counts.chunks)}" in text
     assert 'lfm2_search_request_seconds_bucket{le="0.001",route="/search"}' in text
+
+
+def test_a_read_only_key_searches_but_cannot_write_and_cors_is_opt_in(engine):
+    settings = ApiSettings(api_key="rw", read_key="ro", cors_origins=["https://app.example.com"])
+    doc = {"documents": [{"id": "scoped", "text": "a note on scoped keys"}]}
+    with TestClient(create_app(engine, settings)) as c:
+        read, write = {"authorization": "Bearer ro"}, {"authorization": "Bearer rw"}
+        assert c.post("/search", json={"query": "sea", "mode": "lexical"}, headers=read).status_code == 200
+        assert c.get("/metrics", headers=read).status_code == 200
+        refused = c.post("/documents", json=doc, headers=read)
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        assert c.delete("/documents/scoped", headers=read).status_code == 403
+        assert c.post("/documents", json=doc, headers={"authorization": "Bearer nope"}).status_code == 401
+        assert c.post("/documents", json=doc, headers=write).status_code == 200
+        assert c.delete("/documents/scoped", headers=write).status_code == 200
+        preflight = {"origin": "https://app.example.com", "access-control-request-method": "POST",
+                     "access-control-request-headers": "authorization,content-type"}
+        allowed = c.options("/search", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+        other = c.options("/search", headers={**preflight, "origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:  # no origins set: no CORS headers
+        plain = c.post("/search", json={"query": "sea", "mode": "lexical"}, headers={"origin": "https://x.example"})
+        assert "access-control-allow-origin" not in plain.headers

@@ -12,6 +12,6 @@
 
 from .app import create_app
 from .batching import QueryBatcher
-from .state import API_KEY_ENV, ApiSettings
+from .state import API_KEY_ENV, READ_KEY_ENV, ApiSettings
 
-__all__ = ["API_KEY_ENV", "ApiSettings", "QueryBatcher", "create_app"]
+__all__ = ["API_KEY_ENV", "READ_KEY_ENV", "ApiSettings", "QueryBatcher", "create_app"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
@@ -58,6 +59,11 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     )
     app.state.served = served
     app.add_middleware(BodySizeLimit, limit=served.settings.max_body_bytes)
+    if served.settings.cors_origins:  # pages on other origins may call the API (with a key, if one is set)
+        app.add_middleware(CORSMiddleware, allow_origins=served.settings.cors_origins,
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["authorization", "content-type",
+                                                                                   "x-request-id"],
+                           expose_headers=["x-request-id", "retry-after"])
     app.add_middleware(RequestLog)  # outermost: it times and logs every answer, refusals included
     install_error_handlers(app)
     for routes in (search, documents, health):

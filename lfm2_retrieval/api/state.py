@@ -14,11 +14,14 @@ from .batching import QueryBatcher, RequestCount
 from .observability import Metrics
 
 API_KEY_ENV = "LFM2_SEARCH_API_KEY"
+READ_KEY_ENV = "LFM2_SEARCH_READ_KEY"
 
 
 @dataclass
 class ApiSettings:
-    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
+    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)  # reads and writes
+    read_key: str | None = field(default_factory=lambda: os.environ.get(READ_KEY_ENV) or None)  # reads only
+    cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API
     max_body_bytes: int = 16 << 20
     max_batch: int = 32  # queries encoded together
     batch_window_ms: float = 2.0

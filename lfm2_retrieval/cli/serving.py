@@ -29,10 +29,13 @@ def serve_command(
     ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help="With --ray: the cluster to "
                                     "join (auto, host:6379, ray://host:10001); default: start a local instance."),
     replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN", help="A browser origin allowed "
+                                          "to call the API (e.g. https://app.example.com). Repeatable."),
 ) -> None:
     """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
 
-    Set LFM2_SEARCH_API_KEY to require `Authorization: Bearer <key>` on every endpoint but /health.
+    Set LFM2_SEARCH_API_KEY to require `Authorization: Bearer <key>` on every endpoint but /health;
+    LFM2_SEARCH_READ_KEY adds a key that may search but not write.
 
     Example: lfm2-search serve --index notes --port 8080
     Example: lfm2-search serve --index big-4 --ray --ray-address auto --replicas 2 --host 0.0.0.0
@@ -49,8 +52,10 @@ def serve_command(
         fail(f"cannot listen on {host}:{port} ({problem}); is another server running there? Pick one with --port")
     engine = open_engine(index, model, create=create)
     engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
-    settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout)
-    auth = "on" if settings.api_key else f"off (set {API_KEY_ENV} to require a key)"
+    settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout,
+                           cors_origins=list(cors_origin))
+    auth = ("on" + (" (and a read-only key)" if settings.read_key else "") if settings.api_key or settings.read_key
+            else f"off (set {API_KEY_ENV} to require a key)")
     err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
               f"docs: http://{host}:{port}/docs  auth: {auth}")
     serve(create_app(engine, settings), host, port, shutdown_timeout)  # ends the process when stopped

@@ -6,12 +6,13 @@ from fastapi import APIRouter, Depends
 
 from ...engine import TextDocument
 from ...errors import NotFoundError
-from ..auth import require_key
+from ..auth import require_write_key
 from ..schemas import AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse
 from ..state import Served, served
 
-router = APIRouter(dependencies=[Depends(require_key)])
-ERRORS = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
+router = APIRouter(dependencies=[Depends(require_write_key)])
+ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+          409: {"model": ErrorResponse}}
 
 
 @router.post("/documents", response_model=AddDocumentsResponse, responses=ERRORS)
