@@ -14,6 +14,11 @@ from lfm2_retrieval.index import MultiVectorIndex
 runner = CliRunner()
 
 
+def hits_of(output: str) -> list[dict]:
+    """The hits of `search --json`, whose output is POST /search's body."""
+    return json.loads(output)["results"][0]["hits"]
+
+
 def run(*args, ok=True):
     result = runner.invoke(app, [str(a) for a in args])
     if ok:
@@ -81,10 +86,13 @@ def test_search_table_and_json(indexed):
     files, index, _ = indexed
     table = run("search", "volcanoes and magma", "--index", index, "-k", 3).output
     assert "results for" in table and "score" in table
-    hits = json.loads(run("search", "rivers", "--index", index, "--json", "--filter",
+    hits = hits_of(run("search", "rivers", "--index", index, "--json", "--filter",
                           '{"lang": "fr", "source": {"$glob": "*.csv"}}').output)
     assert len(hits) == 1 and hits[0]["text"] == "Les rivières coulent."
     assert set(hits[0]) == {"id", "score", "text", "metadata"} and hits[0]["metadata"]["source"].endswith("table.csv")
+    # The JSON of POST /search: results per query, the commit, the time taken.
+    body = json.loads(run("search", "rivers", "--index", index, "--json").output)
+    assert set(body) == {"results", "commit", "took_ms"} and body["results"][0]["query"] == "rivers"
 
 
 def test_search_errors(indexed, tmp_path):
@@ -135,7 +143,7 @@ def test_reindex_delete_optimize(tmp_path, pylate_tiny_dir):
 
     out = run("optimize", "--index", index).output
     assert "optimized" in out and MultiVectorIndex(index).stats()["deleted"] == 0
-    hits = json.loads(run("search", "ships", "--index", index, "--json").output)
+    hits = hits_of(run("search", "ships", "--index", index, "--json").output)
     assert hits and all(not h["metadata"]["source"].endswith("n0.md") for h in hits)
 
 
@@ -162,7 +170,7 @@ def test_the_embedded_default_model_needs_no_flag(tmp_path, monkeypatch):
     (tmp_path / "d" / "b.txt").write_text("東京タワーは高さ333メートルの電波塔です。")
     run("index", tmp_path / "d", "--index", tmp_path / "idx")
     assert MultiVectorIndex(tmp_path / "idx").manifest.model_source == str(EMBEDDED_MODEL_DIR)
-    hits = json.loads(run("search", "ships and lighthouses", "--index", tmp_path / "idx", "--json").output)
+    hits = hits_of(run("search", "ships and lighthouses", "--index", tmp_path / "idx", "--json").output)
     assert [h["metadata"]["source"].endswith("a.txt") for h in hits][0]
 
 
@@ -206,15 +214,15 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     run("index", "docs", "--index", "idx", "--model", pylate_tiny_dir)
     listed = run("list", "--index", "idx").output
     assert "docs/faq.jsonl#faq-2" in listed
-    hits = json.loads(run("search", "keys", "--index", "idx", "--json", "--filter", '{"source": "docs/ops.md"}').output)
+    hits = hits_of(run("search", "keys", "--index", "idx", "--json", "--filter", '{"source": "docs/ops.md"}').output)
     assert hits and {h["metadata"]["source"] for h in hits} == {str(docs / "ops.md")}
-    hits = json.loads(run("search", "keys", "--index", "idx", "--json",
+    hits = hits_of(run("search", "keys", "--index", "idx", "--json",
                           "--filter", '{"source": {"$in": ["docs/faq.jsonl"]}}').output)
     assert hits and all(h["metadata"]["source"].endswith("faq.jsonl") for h in hits)
     # A folder prefix or a glob, relative to here, picks files the same way.
     for filter_ in ('{"source": {"$prefix": "docs/o"}}', '{"source": {"$glob": "docs/*.md"}}',
                     '{"source": {"$glob": "*/ops.*"}}'):
-        hits = json.loads(run("search", "keys", "--index", "idx", "--json", "--filter", filter_).output)
+        hits = hits_of(run("search", "keys", "--index", "idx", "--json", "--filter", filter_).output)
         assert hits and {h["metadata"]["source"] for h in hits} == {str(docs / "ops.md")}, filter_
     assert "deleted 1 chunk" in run("delete", "docs/faq.jsonl#faq-2", "--index", "idx").output
     left = {json.loads(line)["doc_id"] for line in run("list", "--index", "idx", "--json").output.splitlines()}
@@ -229,8 +237,8 @@ def test_shard_then_use_the_sharded_index_as_any_other(indexed, tmp_path):
     summary = json.loads(run("shard", "--shards", 3, "--index", index, "--out", sharded, "--json").output)
     assert summary["shards"] == 3 and sum(summary["per shard"]) == summary["chunks"]
     for query in ("volcanoes and magma", "rivers"):
-        a = json.loads(run("search", query, "--index", index, "--json").output)
-        b = json.loads(run("search", query, "--index", sharded, "--json").output)
+        a = hits_of(run("search", query, "--index", index, "--json").output)
+        b = hits_of(run("search", query, "--index", sharded, "--json").output)
         assert [h["id"] for h in a] == [h["id"] for h in b]
     info = json.loads(run("info", "--index", sharded, "--json").output)
     assert info["shards"] == 3 and info["chunks"] == summary["chunks"]

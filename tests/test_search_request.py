@@ -102,7 +102,8 @@ def test_offset_over_http_and_the_cli(engine):
     out = CliRunner().invoke(app, ["search", "soil", "--index", str(engine.path), "--mode", "lexical", "-k", "3",
                                    "--offset", "3", "--json"])
     assert out.exit_code == 0, out.output
-    assert [h["id"] for h in json.loads(out.output)] == [h["id"] for h in whole["results"][0]["hits"][3:]]
+    assert [h["id"] for h in json.loads(out.output)["results"][0]["hits"]] == [
+        h["id"] for h in whole["results"][0]["hits"][3:]]
 
 
 def test_the_library_takes_any_number_of_queries(engine):

@@ -45,7 +45,8 @@ def search_command(
                                "--offset 10 -k 10 shows results 11 to 20)."),
     per_document: bool = typer.Option(False, "--per-document", help="One result per document (its best chunk, "
                                       "with how many of its chunks matched); -k counts documents."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, score, text, metadata}."),
+    as_json: bool = typer.Option(False, "--json", help="Print POST /search's JSON: {results: [{query, hits: "
+                                 "[{id, score, text, metadata}]}], commit, took_ms}."),
 ) -> None:
     """Search an index: a table of score, source and snippet, or JSON.
 
@@ -61,10 +62,12 @@ def search_command(
 
     request = SearchRequest.of(query=query, k=k, offset=offset, filter=_parse_filter(filter), mode=mode,
                                fusion=fusion, alpha=alpha, per_document=per_document)
-    hits = open_engine(index, model).answer(request).results[0].hits
-    if as_json:
-        print(json.dumps([{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in hits],
-                         ensure_ascii=False, indent=2))
+    answer = open_engine(index, model).answer(request)
+    hits = answer.results[0].hits
+    if as_json:  # the body POST /search answers, so a script reads either the same way
+        from lfm2_retrieval.api.schemas import SearchResponse
+
+        print(SearchResponse.of(answer).model_dump_json(exclude_unset=True, indent=2))
         return
     if not hits:
         console.print("no results" + (" (nothing matches the filter)" if request.filter else ""))
