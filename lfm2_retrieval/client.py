@@ -64,6 +64,10 @@ class TooLarge(ApiError):
     """413: the request body is over the server's limit."""
 
 
+class RateLimited(ApiError):
+    """429: over the server's request rate for this key; `detail` is None, wait and retry."""
+
+
 class ServerError(ApiError):
     """5xx: the server failed (a damaged index says so in `error`: index_damaged)."""
 
@@ -74,7 +78,7 @@ class Unreachable(ApiError):
 
 
 _ERRORS = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge,
-           422: InvalidRequest}
+           422: InvalidRequest, 429: RateLimited}
 
 
 def _raise_for(response: httpx.Response) -> None:

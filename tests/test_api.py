@@ -465,3 +465,15 @@ def test_a_read_only_key_searches_but_cannot_write_and_cors_is_opt_in(engine):
     with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:  # no origins set: no CORS headers
         plain = c.post("/search", json={"query": "sea", "mode": "lexical"}, headers={"origin": "https://x.example"})
         assert "access-control-allow-origin" not in plain.headers
+
+
+def test_a_caller_over_the_rate_limit_is_told_when_to_come_back(engine):
+    with TestClient(create_app(engine, ApiSettings(api_key="rw", rate_limit=1.0))) as c:
+        key, other = {"authorization": "Bearer rw"}, {"authorization": "Bearer wrong"}
+        answers = [c.post("/search", json={"query": "sea", "mode": "lexical"}, headers=key) for _ in range(4)]
+        assert [a.status_code for a in answers[:2]] == [200, 200]  # a burst of twice the rate
+        limited = answers[-1]
+        assert limited.status_code == 429 and limited.json()["error"] == "rate_limited"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert c.post("/search", json={"query": "sea"}, headers=other).status_code == 401  # keys before rates
+        assert c.get("/health").status_code == 200  # never limited

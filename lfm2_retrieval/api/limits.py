@@ -1,6 +1,10 @@
-"""Request bodies over a size limit are refused (413) before anything parses them."""
+"""Limits on what one request or one caller may take: bodies over a size limit are refused (413)
+before anything parses them; a caller over its request rate is answered 429 with Retry-After."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 from .errors import error_response
 
@@ -42,3 +46,25 @@ class BodySizeLimit:
     async def _reject(self, scope, receive, send) -> None:
         response = error_response(413, "body_too_large", f"request bodies are limited to {self.limit} bytes")
         await response(scope, receive, send)
+
+
+class RateLimiter:
+    """A token bucket per caller (its API key, else its address): `rate` requests a second on
+    average, bursts of `burst`. One lock, a dict: cheap beside a search."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate, self.burst = rate, burst if burst is not None else max(1.0, 2 * rate)
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def wait_for(self, caller: str) -> float:
+        """0 if `caller` may go now (a token is taken), else the seconds until it may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(caller, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[caller] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[caller] = (tokens, now)
+            return (1.0 - tokens) / self.rate

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from ..engine import SearchEngine
 from .batching import QueryBatcher, RequestCount
+from .limits import RateLimiter
 from .observability import Metrics
 
 API_KEY_ENV = "LFM2_SEARCH_API_KEY"
@@ -22,6 +23,7 @@ class ApiSettings:
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)  # reads and writes
     read_key: str | None = field(default_factory=lambda: os.environ.get(READ_KEY_ENV) or None)  # reads only
     cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API
+    rate_limit: float | None = None  # requests a second per caller (its key, else its address); None: no limit
     max_body_bytes: int = 16 << 20
     max_batch: int = 32  # queries encoded together
     batch_window_ms: float = 2.0
@@ -45,6 +47,7 @@ class Served:
         self.search_slots = threading.BoundedSemaphore(settings.max_concurrent_searches)
         self.facets: dict[int, dict] = {}  # {commit: facets}: computed once per commit
         self.metrics = Metrics(engine)
+        self.rates = RateLimiter(settings.rate_limit) if settings.rate_limit else None
 
     def close(self) -> None:
         self.batcher.close()

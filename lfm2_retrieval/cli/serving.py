@@ -31,6 +31,9 @@ def serve_command(
     replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN", help="A browser origin allowed "
                                           "to call the API (e.g. https://app.example.com). Repeatable."),
+    rate_limit: float = typer.Option(None, "--rate-limit", min=0.01, metavar="PER_SECOND", help="Requests a second "
+                                     "per caller (its API key, else its address), in bursts of twice that; "
+                                     "over it: 429 with Retry-After. Default: no limit."),
 ) -> None:
     """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
 
@@ -53,7 +56,7 @@ def serve_command(
     engine = open_engine(index, model, create=create)
     engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
     settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout,
-                           cors_origins=list(cors_origin))
+                           cors_origins=list(cors_origin), rate_limit=rate_limit)
     auth = ("on" + (" (and a read-only key)" if settings.read_key else "") if settings.api_key or settings.read_key
             else f"off (set {API_KEY_ENV} to require a key)")
     err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
