@@ -94,7 +94,7 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: str, per_document: bool,
-                 alpha: float | None, fusion: str | None, offset: int = 0) -> dict[str, Any]:
+                 alpha: float | None, fusion: str | None, offset: int = 0, explain: bool = False) -> dict[str, Any]:
     """The body of POST /search: engine/request.py's SearchRequest, the fields left at their
     defaults left out."""
     body: dict[str, Any] = {"k": k, "mode": mode, "per_document": per_document}
@@ -104,6 +104,8 @@ def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: 
             body[key] = value
     if offset:
         body["offset"] = offset
+    if explain:
+        body["explain"] = True
     return body
 
 
@@ -144,10 +146,11 @@ class _Hits:
 
     def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
                per_document: bool = False, alpha: float | None = None, fusion: str | None = None,
-               offset: int = 0) -> list[Hit] | list[list[Hit]]:
+               offset: int = 0, explain: bool = False) -> list[Hit] | list[list[Hit]]:
         """The hits of one query (a str), or one list per query (a list of them); offset: hits
-        skipped first (the next page)."""
-        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion, offset), query)
+        skipped first (the next page); explain: each hit's token matches (Hit.explain)."""
+        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion, offset, explain),
+                     query)
 
 
 class Client(_Hits):
@@ -178,9 +181,9 @@ class Client(_Hits):
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                        fusion: str | None = None, offset: int = 0) -> SearchResponse:
+                        fusion: str | None = None, offset: int = 0, explain: bool = False) -> SearchResponse:
         """The whole answer: hits per query, the commit they come from, the time taken."""
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset)
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain)
         return SearchResponse.model_validate(self._request("POST", "/search", json=body))
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -199,6 +202,10 @@ class Client(_Hits):
 
     def health(self) -> HealthResponse:
         return HealthResponse.model_validate(self._request("GET", "/health"))
+
+    def facets(self) -> dict[str, Any]:
+        """GET /facets: the chunk count, and the values of the metadata fields with few of them."""
+        return self._request("GET", "/facets")
 
     def close(self) -> None:
         self._http.close()
@@ -238,8 +245,8 @@ class AsyncClient:
 
     async def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                      mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                     fusion: str | None = None, offset: int = 0) -> list[Hit] | list[list[Hit]]:
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset)
+                     fusion: str | None = None, offset: int = 0, explain: bool = False) -> list[Hit] | list[list[Hit]]:
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain)
         return _hits(SearchResponse.model_validate(await self._request("POST", "/search", json=body)), query)
 
     async def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -254,6 +261,9 @@ class AsyncClient:
 
     async def health(self) -> HealthResponse:
         return HealthResponse.model_validate(await self._request("GET", "/health"))
+
+    async def facets(self) -> dict[str, Any]:
+        return await self._request("GET", "/facets")
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -296,10 +306,11 @@ class LocalClient(_Hits):
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                        fusion: str | None = None, offset: int = 0) -> SearchResponse:
+                        fusion: str | None = None, offset: int = 0, explain: bool = False) -> SearchResponse:
         from .engine import SearchRequest
 
-        request = _validated(SearchRequest, _search_body(query, k, filter, mode, per_document, alpha, fusion, offset))
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain)
+        request = _validated(SearchRequest, body)
         with self._answers():
             return SearchResponse.of(self.engine.answer(request))
 
@@ -336,6 +347,14 @@ class LocalClient(_Hits):
                             dim=self.engine.encoder.dim),
             index=IndexInfo(path=str(self.engine.path), chunks=counts.chunks, tokens=counts.tokens,
                             commit=self.engine.commit))
+
+    def facets(self) -> dict[str, Any]:
+        """What GET /facets answers: the chunk count, commit, and the values of the metadata
+        fields with few of them."""
+        from .api.routes.search import facets_of
+
+        self.engine.refresh()
+        return {"chunks": len(self.engine), "commit": self.engine.commit, **facets_of(self.engine)}
 
     @contextmanager
     def _answers(self):

@@ -33,6 +33,11 @@ def exercise(client):
     batches = client.search(["reset the router", "clés de signature"], k=2, mode="lexical")
     assert [b[0].metadata["doc_id"] for b in batches] == ["faq/1#a", "faq-2"]
     assert client.search("router", k=5, per_document=True)[0].metadata["matched_chunks"] >= 1
+    explained = client.search("reset the router", k=1, mode="semantic", explain=True)[0]
+    assert explained.explain and explained.explain[0].document_span[1] <= len(explained.text)
+    assert client.search("reset the router", k=1)[0].explain is None  # only when asked
+    facets = client.facets()
+    assert facets["chunks"] >= 2 and "en" in facets["lang"]
     with pytest.raises(Conflict) as conflict:
         client.add(DOCS[:1], upsert=False)
     assert conflict.value.error == "already_exists"
@@ -68,6 +73,8 @@ def test_async_client_against_a_real_server(server):  # noqa: F811 - `server` is
             with pytest.raises(NotFound):
                 await client.delete("faq-2")
             assert (await client.health()).status == "ok"
+            assert (await client.search("reset the router", k=1, mode="semantic", explain=True))[0].explain
+            assert (await client.facets())["chunks"] >= 1
     asyncio.run(run())
 
 

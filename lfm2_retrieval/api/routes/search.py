@@ -55,11 +55,11 @@ def facets(state: Served = Depends(served)) -> dict:
     commit = engine.commit
     if commit not in state.facets:
         state.facets.clear()
-        state.facets[commit] = {"chunks": len(engine), "commit": commit, **_facets(engine)}
+        state.facets[commit] = {"chunks": len(engine), "commit": commit, **facets_of(engine)}
     return state.facets[commit]
 
 
-def _facets(engine: SearchEngine) -> dict:
+def facets_of(engine: SearchEngine) -> dict:
     """{"lang": {value: chunks}, "fields": {field: [[value, chunks], ...]}}: the fields whose
     values are few labels, what a search page can offer as filters."""
     fields = engine.field_values(FACET_VALUES, exclude=NOT_FACETS)
