@@ -15,6 +15,8 @@ console = Console()
 err = Console(stderr=True)
 
 INDEX_HELP = "Index name (a folder under ./indexes) or path."
+RAY_ADDRESS_HELP = ("With --ray: the cluster to join (auto, host:6379, ray://host:10001); default: start a "
+                    "local instance.")
 MODEL_HELP = ("Model: a PyLate ColBERT folder or a hub id (needs internet). Default: the model the index "
               "was built with, else $LFM2_SEARCH_MODEL, else the embedded default model.")
 

@@ -13,6 +13,7 @@ from .app import app
 from .common import (
     INDEX_HELP,
     MODEL_HELP,
+    RAY_ADDRESS_HELP,
     console,
     display_source,
     err,
@@ -44,8 +45,7 @@ def index_command(
                                "out to all). An existing index keeps its shards: see `lfm2-search shard`."),
     ray: bool = typer.Option(False, "--ray", help="Encode on Ray: a local Ray instance, or the cluster of "
                              "--ray-address. Needs pip install -e .[distributed]."),
-    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help="With --ray: the cluster to "
-                                    "join (auto, host:6379, ray://host:10001); default: start a local instance."),
+    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
     ray_workers: int = typer.Option(2, min=1, help="With --ray: encoder actors (each loads the model once)."),
     ray_cpus: float = typer.Option(1.0, min=0.1, help="With --ray: CPUs per encoder actor (its torch threads)."),
     ray_gpus: float = typer.Option(None, min=0.0, help="With --ray: GPUs per encoder actor (0: CPU only). Default: "

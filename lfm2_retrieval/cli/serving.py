@@ -7,7 +7,7 @@ import os
 import typer
 
 from .app import app
-from .common import INDEX_HELP, MODEL_HELP, cannot_listen, err, errors_are_answers, fail, open_engine
+from .common import INDEX_HELP, MODEL_HELP, RAY_ADDRESS_HELP, cannot_listen, err, errors_are_answers, fail, open_engine
 
 
 @app.command("serve")
@@ -26,8 +26,7 @@ def serve_command(
                                         "then 503 shard_unavailable (or partial results, if the request allows)."),
     ray: bool = typer.Option(False, "--ray", help="Serve a sharded index on Ray Serve: one deployment per shard "
                              "and an ingress with this same API (a local Ray instance, or --ray-address)."),
-    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help="With --ray: the cluster to "
-                                    "join (auto, host:6379, ray://host:10001); default: start a local instance."),
+    ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
     replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN", help="A browser origin allowed "
                                           "to call the API (e.g. https://app.example.com). Repeatable."),

@@ -92,8 +92,7 @@ class SearchRequest(BaseModel):
     def _consistent(self) -> "SearchRequest":
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of `query` and `queries`")
-        if self.fusion == "rrf" and self.alpha is not None:
-            raise ValueError("`alpha` applies to interpolation, not to rrf")
+        resolve(self.fusion, self.alpha)  # fusion's own rule: alpha belongs to interpolation
         if self.mode != "hybrid" and (self.alpha is not None or self.fusion is not None):
             raise ValueError("`alpha` and `fusion` apply to mode hybrid only")
         if self.k + self.offset > MAX_K:

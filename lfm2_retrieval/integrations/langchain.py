@@ -30,6 +30,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from pydantic import ConfigDict, Field, field_validator
 
+from .calls import blocking, call
+
 # What search_kwargs (and invoke's keyword arguments) may set, as a VectorStoreRetriever's do.
 SEARCH_KEYS = {"k", "filter", "mode", "per_document", "offset", "score_threshold"}
 SEARCH_TYPES = ("similarity", "similarity_score_threshold")
@@ -83,23 +85,12 @@ class LFM2Retriever(BaseRetriever):
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 **kwargs: Any) -> list[Document]:
         settings, threshold = self._settings(kwargs)
-        hits = self.client.search(query, **settings)
-        if hasattr(hits, "__await__"):
-            hits.close()  # never awaited: say why instead of a coroutine warning
-            raise TypeError("this retriever's client is an AsyncClient: call `ainvoke`, or give it a Client")
-        return _documents(hits, threshold)
+        return _documents(blocking(self.client.search(query, **settings), "ainvoke"), threshold)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        **kwargs: Any) -> list[Document]:
         settings, threshold = self._settings(kwargs)
-        search = self.client.search
-        if _is_async(search):
-            hits = await search(query, **settings)
-        else:  # a blocking client runs in a worker thread, never on the event loop
-            import asyncio
-
-            hits = await asyncio.to_thread(search, query, **settings)
-        return _documents(hits, threshold)
+        return _documents(await call(self.client.search, query, **settings), threshold)
 
 
 def _check_keys(settings: dict) -> None:
@@ -110,12 +101,6 @@ def _check_keys(settings: dict) -> None:
 
 def _documents(hits, threshold: float | None) -> list[Document]:
     return [to_document(h) for h in hits if threshold is None or h.score >= threshold]
-
-
-def _is_async(method) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(method)
 
 
 class LFM2SearchVectorStore(VectorStore):
@@ -143,14 +128,14 @@ class LFM2SearchVectorStore(VectorStore):
                   **kwargs: Any) -> list[str]:
         batches, ids = _batches(texts, metadatas, ids)
         for batch in batches:
-            _blocking(self.client.add(batch), "aadd_texts")
+            blocking(self.client.add(batch), "aadd_texts")
         return ids
 
     async def aadd_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
                          ids: list[str] | None = None, **kwargs: Any) -> list[str]:
         batches, ids = _batches(texts, metadatas, ids)
         for batch in batches:
-            await _call(self.client.add, batch)
+            await call(self.client.add, batch)
         return ids
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
@@ -172,7 +157,7 @@ class LFM2SearchVectorStore(VectorStore):
 
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
                                      **kwargs: Any) -> list[tuple[Document, float]]:
-        hits = _blocking(self.client.search(query, **self._settings(k, filter, kwargs)), "asimilarity_search")
+        hits = blocking(self.client.search(query, **self._settings(k, filter, kwargs)), "asimilarity_search")
         return [(_stored(h), h.score) for h in hits]
 
     async def asimilarity_search(self, query: str, k: int = 4, filter: dict | None = None,
@@ -181,7 +166,7 @@ class LFM2SearchVectorStore(VectorStore):
 
     async def asimilarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
                                             **kwargs: Any) -> list[tuple[Document, float]]:
-        hits = await _call(self.client.search, query, **self._settings(k, filter, kwargs))
+        hits = await call(self.client.search, query, **self._settings(k, filter, kwargs))
         return [(_stored(h), h.score) for h in hits]
 
     def _select_relevance_score_fn(self):
@@ -227,27 +212,11 @@ def _stored(hit) -> Document:
                     metadata={**hit.metadata, "id": hit.id, "score": hit.score})
 
 
-def _blocking(result: Any, async_name: str) -> Any:
-    if hasattr(result, "__await__"):
-        result.close()
-        raise TypeError(f"this store's client is an AsyncClient: call `{async_name}`, or give it a Client")
-    return result
-
-
-async def _call(method, *args: Any, **kwargs: Any) -> Any:
-    """An async client's method awaited; a blocking one in a worker thread, off the event loop."""
-    if _is_async(method):
-        return await method(*args, **kwargs)
-    import asyncio
-
-    return await asyncio.to_thread(method, *args, **kwargs)
-
-
 def _deleted(client: Any, doc_id: str) -> bool:
     from ..client import NotFound
 
     try:
-        _blocking(client.delete(doc_id), "adelete")
+        blocking(client.delete(doc_id), "adelete")
         return True
     except NotFound:
         return False
@@ -257,7 +226,7 @@ async def _adeleted(client: Any, doc_id: str) -> bool:
     from ..client import NotFound
 
     try:
-        await _call(client.delete, doc_id)
+        await call(client.delete, doc_id)
         return True
     except NotFound:
         return False

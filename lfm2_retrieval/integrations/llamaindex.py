@@ -23,6 +23,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the LlamaIndex retriever needs llama-index-core: pip install llama-index-core") from exc
 
+from .calls import blocking, call
+
 # Where a chunk sits in its document and how it was stored: for citing and bookkeeping, not for
 # the LLM's prompt or an embedder's input.
 BOOKKEEPING = ["doc_id", "chunk", "start_char", "end_char", "content_hash", "record_id", "matched_chunks"]
@@ -74,21 +76,11 @@ class LFM2Retriever(BaseRetriever):
         super().__init__(**kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self.client.search(query_bundle.query_str, k=self.k, filter=self.filter, mode=self.mode,
-                                  per_document=self.per_document)
-        if hasattr(hits, "__await__"):
-            hits.close()
-            raise TypeError("this retriever's client is an AsyncClient: call `aretrieve`, or give it a Client")
-        return [to_node(h) for h in hits]
+        hits = self.client.search(query_bundle.query_str, **self._settings())
+        return [to_node(h) for h in blocking(hits, "aretrieve")]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        import asyncio
-        import inspect
+        return [to_node(h) for h in await call(self.client.search, query_bundle.query_str, **self._settings())]
 
-        search = self.client.search
-        settings = dict(k=self.k, filter=self.filter, mode=self.mode, per_document=self.per_document)
-        if inspect.iscoroutinefunction(search):
-            hits = await search(query_bundle.query_str, **settings)
-        else:  # a blocking client runs in a worker thread, never on the event loop
-            hits = await asyncio.to_thread(search, query_bundle.query_str, **settings)
-        return [to_node(h) for h in hits]
+    def _settings(self) -> dict[str, Any]:
+        return {"k": self.k, "filter": self.filter, "mode": self.mode, "per_document": self.per_document}
