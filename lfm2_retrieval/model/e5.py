@@ -128,11 +128,15 @@ def dequantise_q4_0(data: bytes, offset: int, rows: int, cols: int) -> np.ndarra
     j (low nibble) and j+16 (high), each (q - 8) * d."""
     blocks = rows * cols // Q4_BLOCK
     raw = np.frombuffer(data, np.uint8, blocks * 18, offset).reshape(blocks, 18)
-    scale = raw[:, :2].copy().view(np.float16).astype(np.float32)
-    nibbles = raw[:, 2:]
-    low = (nibbles & 0x0F).astype(np.float32) - 8
-    high = (nibbles >> 4).astype(np.float32) - 8
-    return (np.concatenate([low, high], axis=1) * scale).reshape(rows, cols)
+    out = np.empty((blocks, Q4_BLOCK), np.float32)
+    step = 1 << 16  # blocks at a time: the temporaries stay a few MB (the 250k-row embedding is 3M blocks)
+    for start in range(0, blocks, step):
+        part = raw[start: start + step]
+        scale = part[:, :2].copy().view(np.float16).astype(np.float32)
+        nibbles = part[:, 2:]
+        out[start: start + step, :16] = ((nibbles & 0x0F).astype(np.float32) - 8) * scale
+        out[start: start + step, 16:] = ((nibbles >> 4).astype(np.float32) - 8) * scale
+    return out.reshape(rows, cols)
 
 
 class E5Tokenizer:
