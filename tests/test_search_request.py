@@ -21,7 +21,7 @@ BAD = [  # (fields, words of the one message every front end gives)
     (dict(fusion="rrf", alpha=0.5), "not to rrf"),
     (dict(k=0), "greater than or equal to 1"),
     (dict(k=600, offset=500), "k + offset"),
-    (dict(mode="fuzzy"), "'semantic', 'lexical' or 'hybrid'"),
+    (dict(mode="fuzzy"), "'semantic', 'lexical', 'dense' or 'hybrid'"),
 ]
 
 

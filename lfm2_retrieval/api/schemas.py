@@ -44,12 +44,15 @@ class TokenMatch(BaseModel):
 
 class Hit(BaseModel):
     id: str = Field(description="The chunk id: the document id, '#', the chunk number")
-    score: float = Field(description="The score of the request's mode: MaxSim, BM25, or the fused score")
+    score: float = Field(description="The score of the request's mode: MaxSim, BM25, dense inner product, or the "
+                                     "fused score")
     text: str
     metadata: dict[str, Any] = Field(description="Document metadata plus doc_id, chunk, start_char, "
                                                  "end_char (and source, page for indexed files)")
     explain: list[TokenMatch] | None = Field(None, description="With explain: true, the token matches behind "
                                                                "the score, best first")
+    legs: dict[str, float] | None = Field(None, description="With explain: true in hybrid mode, each leg's share "
+                                                            "of the fused score (semantic, dense, lexical)")
 
 
 class QueryResults(BaseModel):
@@ -70,7 +73,8 @@ class SearchResponse(BaseModel):
         """The engine's answer as the API's body (and the clients' result)."""
         results = [QueryResults(query=r.query, hits=[
             Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
-                **({} if r.explanations is None else {"explain": [m.as_dict() for m in r.explanations[i]]}))
+                **({} if r.explanations is None else {"explain": [m.as_dict() for m in r.explanations[i]]}),
+                **({} if r.legs is None else {"legs": r.legs[i]}))
             for i, h in enumerate(r.hits)]) for r in answer.results]
         partial = {"partial": True, "missing_shards": answer.missing_shards} if answer.missing_shards else {}
         return cls(results=results, commit=answer.commit, took_ms=answer.took_ms, **partial)

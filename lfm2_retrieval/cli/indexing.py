@@ -52,6 +52,10 @@ def index_command(
                                    "the cluster's GPUs when it has some, one a worker."),
     ray_group: int = typer.Option(256, min=1, help="With --ray: chunks an actor encodes in one call (256: as a "
                                   "local run, so the index is the same to the bit; more for GPUs)."),
+    dense: str = typer.Option(None, "--dense", metavar="ENCODER", help="A new index also keeps one dense vector "
+                              "per chunk, for three-signal search (MaxSim, dense, BM25): 'e5' (multilingual-e5-small, "
+                              "strong across languages; a second model to run), 'model' (the model's own dense "
+                              "head, if it has one: nearly free) or a sentence-transformers folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index files: .txt .md .rst .html .json .jsonl .csv .tsv .parquet .pdf.
@@ -62,6 +66,7 @@ def index_command(
     chunking and commits stay on this machine, so all of the above holds as well.
 
     Example: lfm2-search index ./docs --exclude 'drafts/*' --index notes
+    Example: lfm2-search index ./docs --dense e5 --index multilingual
     Example: lfm2-search index ./corpus --index big --shards 4 --ray --ray-address auto --ray-workers 16
     """
     from lfm2_retrieval.engine.chunking import ChunkingOptions
@@ -74,8 +79,11 @@ def index_command(
     for p in paths:
         if not p.exists():
             fail(f"{p} does not exist")
-    engine = open_engine(index, model, create=True, nbits=nbits, chunking=chunking, shards=shards)
+    engine = open_engine(index, model, create=True, nbits=nbits, chunking=chunking, shards=shards, dense=dense)
     encoding = None
+    if ray and engine.dense_slot is not None:
+        fail("--ray encodes token vectors only: index this collection without --ray, or with --ray and without a "
+             "dense slot, then fill it with `lfm2-search add-dense`")
     if ray:
         from lfm2_retrieval.distributed.encoding import RayEncoding
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -30,7 +31,35 @@ def info_command(
     if as_json:
         print(json.dumps(stats, indent=2))
     else:
+        dense = stats.get("dense")
+        stats["dense"] = (f"{dense['encoder']} ({dense['dim']}-d, {dense['dtype']}): three-signal search" if dense
+                          else "none: two signals (MaxSim, BM25); `lfm2-search add-dense` adds the third")
         console.print(table_of(f"index {engine.path}", stats))
+
+
+@app.command("add-dense")
+@errors_are_answers
+def add_dense_command(
+    dense: str = typer.Option("e5", "--dense", metavar="ENCODER", help="Where the dense vectors come from: 'e5' "
+                              "(multilingual-e5-small), 'model' (the model's own dense head) or a "
+                              "sentence-transformers folder."),
+    index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Give every chunk of an index a dense vector, for three-signal search (MaxSim, dense, BM25).
+
+    One commit: searches see the old index until the new vectors are all written. An index that
+    has dense vectors gets them replaced by the new encoder's. New chunks get theirs as they
+    are indexed.
+
+    Example: lfm2-search add-dense --dense e5 --index notes
+    """
+    engine = open_engine(index)
+    with console.status(f"embedding {len(engine)} chunks with {dense}"):
+        started = time.perf_counter()
+        n = engine.add_dense(dense)
+    took = time.perf_counter() - started
+    console.print(f"dense vectors ({dense}, {engine.dense_slot.dim}-d) for {n} chunks in {took:.1f} s "
+                  f"({n / max(took, 1e-9):.1f} chunks/s); commit {engine.commit}")
 
 
 @app.command("list")

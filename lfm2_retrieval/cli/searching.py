@@ -35,12 +35,16 @@ def search_command(
                                '\'{"source": {"$glob": "docs/*.md"}}\' (paths relative to here or absolute).'),
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    mode: str = typer.Option("hybrid", "--mode", help="hybrid (MaxSim and BM25, fused; the best on every task "
-                             "measured), semantic (MaxSim only) or lexical (BM25 only)."),
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid (MaxSim and BM25 fused, and the dense vectors where "
+                             "the index has them; the best on every task measured), semantic (MaxSim only), lexical "
+                             "(BM25 only) or dense (the dense vectors only)."),
     fusion: str = typer.Option(None, "--fusion", help="Hybrid: rrf (reciprocal rank fusion) or interpolation "
                                "(normalised scores weighted by --alpha). Omitted: the default, chosen on dev data."),
     alpha: float = typer.Option(None, "--alpha", help="Hybrid: weight of the semantic side in "
                                 "score interpolation (1: semantic only, 0: lexical only)."),
+    dense_weight: float = typer.Option(None, "--dense-weight", help="Hybrid on an index with dense vectors: the "
+                                       "dense leg's weight in score interpolation (the others share the rest by "
+                                       "--alpha). Omitted: the default, chosen on dev data."),
     offset: int = typer.Option(0, "--offset", help="Skip this many results first (the next page: "
                                "--offset 10 -k 10 shows results 11 to 20)."),
     per_document: bool = typer.Option(False, "--per-document", help="One result per document (its best chunk, "
@@ -54,14 +58,15 @@ def search_command(
     there as the HTTP API checks them.
 
     The default, hybrid, fuses the model's MaxSim with BM25: it ranks best on every task we
-    measure, exact names, codes and numbers included. --mode semantic or lexical for one side.
+    measure, exact names, codes and numbers included; on an index with dense vectors (index
+    --dense, add-dense) it fuses all three. --mode semantic, lexical or dense for one signal.
 
     Example: lfm2-search search "how is the index compressed?" -k 5 --filter '{"source": {"$in": ["/abs/a.md"]}}'
     """
     from lfm2_retrieval.engine import SearchRequest
 
     request = SearchRequest.of(query=query, k=k, offset=offset, filter=_parse_filter(filter), mode=mode,
-                               fusion=fusion, alpha=alpha, per_document=per_document)
+                               fusion=fusion, alpha=alpha, per_document=per_document, dense_weight=dense_weight)
     answer = open_engine(index, model).answer(request)
     hits = answer.results[0].hits
     if as_json:  # the body POST /search answers, so a script reads either the same way

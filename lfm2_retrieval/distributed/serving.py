@@ -51,6 +51,9 @@ class ShardSearcher:
     def search_lexical(self, commit: int, texts, k: int, filter, collections):
         return self._at(commit).search_lexical(texts, k, filter, collections)
 
+    def search_dense(self, commit: int, queries, k: int, filter):
+        return self._at(commit).search_dense(queries, k, filter)
+
     def lexical_statistics(self, commit: int, texts) -> list:
         index = self._at(commit)
         return [index.lexical_statistics(t) for t in texts]
@@ -84,6 +87,9 @@ class RemoteShard:
 
     def search_lexical(self, queries, k=10, filter=None, collections=None, snapshot=None):
         return self._call("search_lexical", _commit(self.local, snapshot), list(queries), k, filter, collections)
+
+    def search_dense(self, queries, k=10, filter=None, snapshot=None):
+        return self._call("search_dense", _commit(self.local, snapshot), queries, k, filter)
 
     def lexical_statistics(self, query: str, snapshot=None):
         return self._call("lexical_statistics", _commit(self.local, snapshot), [query])[0]

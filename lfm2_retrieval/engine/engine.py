@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import DocumentExistsError, IndexFolderError, IndexLockedError, InvalidDocumentError, InvalidRequestError
 from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, SearchParams, check_index, repair_index
 from ..index.contract import SearchableIndex
+from ..index.dense import DenseSlot
 from ..index.writer import merge_candidates
 from ..model.encoder import ColBERTEncoder
 from ..model.locations import default_model, model_source
@@ -35,7 +36,7 @@ from ..index.integrity import Problem
 from ..shards import ShardedIndex, ShardMap, is_sharded, shard_policy_for
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
-from .fusion import FUSION_DEPTH, fuse
+from .fusion import FUSION_DEPTH, fuse_legs
 from .request import MAX_QUERIES, QueryAnswer, SearchAnswer, SearchRequest
 from .session import WriteSession, chunk_ids_of
 
@@ -57,6 +58,20 @@ class DeleteSummary:
 # a chunk ranking (one long page can fill it), so k documents need several times k chunks.
 CHUNKS_PER_DOCUMENT = 5
 MAX_POOL = 1000
+
+
+@dataclass
+class Queries:
+    """A request's queries as each leg reads them: texts (BM25), token vectors (MaxSim, None
+    when no leg needs them) and dense vectors (None without a dense leg)."""
+
+    texts: Sequence[str]
+    vectors: Sequence[np.ndarray] | None
+    dense: np.ndarray | None
+
+    def subset(self, rows: list[int]) -> "Queries":
+        return Queries([self.texts[i] for i in rows], None if self.vectors is None else [self.vectors[i] for i in rows],
+                       None if self.dense is None else self.dense[rows])
 
 
 def one_per_document(hits: Sequence[Hit], k: int) -> list[Hit]:
@@ -82,7 +97,8 @@ class SearchEngine:
         self._model, self._dtype = model, dtype
         self._chunking_asked = chunking
         self._chunker: Chunker | None = None
-        self._loading = threading.Lock()
+        self._dense_encoder = None  # the dense slot's encoder, loaded on first need
+        self._loading = threading.RLock()  # re-entered: the dense head loads the model
         self._write_lock = threading.Lock()  # one writer per process; flock guards between processes
         self._refreshed_at = time.monotonic()
         # Small writes (one segment each) are merged in the background, one merge at a time.
@@ -93,27 +109,52 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_path: str | Path, model: str | None = None, create: bool = False, nbits: int = 4,
-             chunking: ChunkingOptions | None = None, dtype: str = "float32", shards: int = 1) -> "SearchEngine":
+             chunking: ChunkingOptions | None = None, dtype: str = "float32", shards: int = 1,
+             dense: str | None = None) -> "SearchEngine":
         """Open an index (sharded or not) with the model it was built with (or `model`); create
-        it if asked, as `shards` shards if more than one (shards/)."""
+        it if asked, as `shards` shards if more than one (shards/). dense: a new index keeps a
+        dense vector per chunk from this encoder ("model": the model's dense head, "e5", or a
+        sentence-transformers folder; model/dense_encoders.py); an existing one must have it."""
         index_path = Path(index_path)
-        if is_sharded(index_path):
-            return cls(ShardedIndex(index_path), chunking=chunking, model=model, dtype=dtype)
-        if (index_path / "manifest.json").exists():
-            return cls(MultiVectorIndex(index_path), chunking=chunking, model=model, dtype=dtype)
+        if is_sharded(index_path) or (index_path / "manifest.json").exists():
+            index = ShardedIndex(index_path) if is_sharded(index_path) else MultiVectorIndex(index_path)
+            engine = cls(index, chunking=chunking, model=model, dtype=dtype)
+            engine._check_dense_asked(dense)
+            return engine
         if not create:
             raise IndexFolderError(
                 f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`"
             )
         name = model or default_model()
         encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
+        slot, dense_encoder = None, None
+        if dense is not None:
+            from ..model.dense_encoders import load_dense_encoder
+
+            try:
+                dense_encoder = load_dense_encoder(dense, lambda: encoder)
+            except ValueError as exc:
+                raise InvalidRequestError(str(exc)) from None
+            slot = DenseSlot(dense, dense_encoder.dim, dense_encoder.id)
+        common = dict(dim=encoder.dim, nbits=nbits, model_fingerprint=encoder.fingerprint,
+                      model_source=model_source(name), dense=slot)
         if shards > 1:
-            index = ShardedIndex.create(index_path, shards, dim=encoder.dim, nbits=nbits,
-                                        model_fingerprint=encoder.fingerprint, model_source=model_source(name))
+            index = ShardedIndex.create(index_path, shards, **common)
         else:
-            index = MultiVectorIndex.create(index_path, dim=encoder.dim, nbits=nbits, exist_ok=True,
-                                            model_fingerprint=encoder.fingerprint, model_source=model_source(name))
-        return cls(index, encoder, chunking)
+            index = MultiVectorIndex.create(index_path, exist_ok=True, **common)
+        engine = cls(index, encoder, chunking)
+        engine._dense_encoder = dense_encoder
+        return engine
+
+    def _check_dense_asked(self, dense: str | None) -> None:
+        slot = self.dense_slot
+        if dense is None or (slot is not None and slot.encoder == dense):
+            return
+        if slot is None:
+            raise InvalidRequestError(f"the index at {self.path} has no dense vectors: fill them with "
+                                      f"`lfm2-search add-dense --index {self.path} --dense {dense}`")
+        raise InvalidRequestError(f"the index at {self.path} keeps dense vectors of {slot.encoder!r}, not {dense!r}: "
+                                  f"replace them with `lfm2-search add-dense --index {self.path} --dense {dense}`")
 
     @property
     def sharded(self) -> bool:
@@ -130,6 +171,31 @@ class SearchEngine:
                     self.index.check_compatible(encoder.dim, encoder.fingerprint)
                     self._encoder = encoder
         return self._encoder
+
+    @property
+    def dense_slot(self) -> DenseSlot | None:
+        """The index's dense slot (None: token vectors and BM25 only)."""
+        return self.index.manifest.dense_slot
+
+    @property
+    def dense_encoder(self):
+        """The encoder of the dense slot (model/dense_encoders.py), loaded on first use."""
+        slot = self.dense_slot
+        if slot is None:
+            raise InvalidRequestError("this index has no dense vectors (fill them: lfm2-search add-dense)")
+        if self._dense_encoder is None:
+            from ..model.dense_encoders import load_dense_encoder
+
+            with self._loading:
+                if self._dense_encoder is None:
+                    self._dense_encoder = load_dense_encoder(slot.encoder, lambda: self.encoder)
+            if self._dense_encoder.dim != slot.dim:
+                raise InvalidRequestError(f"the dense encoder {slot.encoder!r} gives {self._dense_encoder.dim}-d "
+                                          f"vectors; the index keeps {slot.dim}-d ones")
+        return self._dense_encoder
+
+    def encode_dense_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.dense_encoder.embed(list(texts), "query")
 
     @property
     def chunking(self) -> ChunkingOptions:
@@ -263,17 +329,19 @@ class SearchEngine:
 
     def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
                alpha: float | None = None, fusion: str | None = None, per_document: bool = False,
-               offset: int = 0) -> list[list[Hit]]:
+               offset: int = 0, dense_weight: float | None = None) -> list[list[Hit]]:
         """Top-k chunks per query: the fields of a SearchRequest (request.py), checked as the
         HTTP API checks them (InvalidRequestError, FilterError). mode: hybrid (the default:
-        MaxSim and BM25, fused), semantic (MaxSim) or lexical (BM25); hybrid fuses by `fusion`
-        "rrf" or "interpolation" with semantic weight `alpha` (neither: the default of
+        MaxSim and BM25, fused, and the dense vectors where the index has them), semantic
+        (MaxSim), lexical (BM25) or dense; hybrid fuses by `fusion` "rrf" or "interpolation" with
+        semantic weight `alpha` and dense weight `dense_weight` (neither: the defaults of
         engine/fusion.py). per_document: the top-k documents, each as its best chunk. Any
         number of queries (a request holds at most MAX_QUERIES: they go in groups)."""
         out: list[list[Hit]] = []
         for start in range(0, len(queries), MAX_QUERIES):
             request = SearchRequest.of(queries=list(queries[start:start + MAX_QUERIES]), k=k, offset=offset,
-                                       filter=filter, mode=mode, alpha=alpha, fusion=fusion, per_document=per_document)
+                                       filter=filter, mode=mode, alpha=alpha, fusion=fusion, per_document=per_document,
+                                       dense_weight=dense_weight)
             out.extend(result.hits for result in self.answer(request).results)
         return out
 
@@ -288,52 +356,76 @@ class SearchEngine:
         if vectors is None and request.needs_vectors:
             vectors = self.encoder.encode_queries(texts)
         self.refresh(max_age=0.5)
+        queries = Queries(texts, vectors, self._dense_queries(request, texts))
         with shard_policy_for(shard_timeout_s, request.allow_partial) as shards:
             if request.per_document:
-                ranked = self._per_document(request, vectors, texts, request.depth)
+                ranked = self._per_document(request, queries, request.depth)
             else:
-                ranked = self._ranked(request, vectors, texts, request.depth)
-        results = [QueryAnswer(q, hits[request.offset:]) for q, hits in zip(texts, ranked)]
-        if request.explain and vectors is not None:
-            for result, query_vectors in zip(results, vectors):
-                result.explanations = self.explain_hits(result.query, result.hits, query_vectors)
+                ranked = self._ranked(request, queries, request.depth)
+        results = [QueryAnswer(q, hits[request.offset:]) for q, (hits, _) in zip(texts, ranked)]
+        if request.explain:
+            for result, (_, legs) in zip(results, ranked):
+                if legs is not None:
+                    result.legs = [legs.get(h.id, {}) for h in result.hits]
+            if vectors is not None:
+                for result, query_vectors in zip(results, vectors):
+                    result.explanations = self.explain_hits(result.query, result.hits, query_vectors)
         return SearchAnswer(results, self.commit, round((time.perf_counter() - started) * 1000, 3),
                             list(shards.missing))
 
-    def _ranked(self, request: SearchRequest, vectors, texts: Sequence[str], depth: int) -> list[list[Hit]]:
-        """The top `depth` chunks of each query, in the request's mode."""
+    def _dense_queries(self, request: SearchRequest, texts: Sequence[str]) -> np.ndarray | None:
+        """The queries' dense vectors when the request's mode reads the dense slot: dense, and
+        hybrid on an index that has one."""
+        if request.mode == "dense":
+            if self.dense_slot is None:
+                raise InvalidRequestError("mode dense needs an index with dense vectors: build it with --dense, or "
+                                          "fill them with `lfm2-search add-dense`")
+            return self.encode_dense_queries(texts)
+        if request.mode == "hybrid" and self.dense_slot is not None:
+            return self.encode_dense_queries(texts)
+        return None
+
+    def _ranked(self, request: SearchRequest, queries: "Queries", depth: int) -> list[tuple[list[Hit], dict | None]]:
+        """The top `depth` chunks of each query in the request's mode, with (hybrid) each hit's
+        legs' shares of its fused score, by chunk id."""
         if request.mode == "semantic":
-            return self.index.search(vectors, k=depth, filter=request.filter)
+            return [(hits, None) for hits in self.index.search(queries.vectors, k=depth, filter=request.filter)]
         if request.mode == "lexical":
-            return self.index.search_lexical(texts, k=depth, filter=request.filter)
+            return [(hits, None) for hits in self.index.search_lexical(queries.texts, k=depth, filter=request.filter)]
+        if request.mode == "dense":
+            return [(hits, None) for hits in self.index.search_dense(queries.dense, k=depth, filter=request.filter)]
         fusion, alpha = request.fusion_settings
         fused_depth = max(depth, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
         # The semantic side keeps the search effort of `depth`: its exact stage already scores
         # far more than `fused_depth` documents, so the deeper list costs nothing extra.
         effort = SearchParams.for_k(depth, self.index.manifest.nbits)
-        semantic = self.index.search(vectors, k=fused_depth, filter=request.filter, params=effort)
-        lexical = self.index.search_lexical(texts, k=fused_depth, filter=request.filter)
+        legs = {"semantic": self.index.search(queries.vectors, k=fused_depth, filter=request.filter, params=effort),
+                "lexical": self.index.search_lexical(queries.texts, k=fused_depth, filter=request.filter)}
+        if queries.dense is not None:
+            legs["dense"] = self.index.search_dense(queries.dense, k=fused_depth, filter=request.filter)
         out = []
-        for sem, lex in zip(semantic, lexical):
-            by_id = {h.id: h for h in [*lex, *sem]}
-            fused = fuse([(h.id, h.score) for h in sem], [(h.id, h.score) for h in lex], fusion, alpha)[:depth]
-            out.append([Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score in fused])
+        for q in range(len(queries.texts)):
+            by_id = {h.id: h for leg in legs.values() for h in leg[q]}
+            fused = fuse_legs({name: [(h.id, h.score) for h in leg[q]] for name, leg in legs.items()},
+                              fusion, alpha, request.dense_weight)[:depth]
+            hits = [Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score, _ in fused]
+            out.append((hits, {doc_id: shares for doc_id, _, shares in fused}))
         return out
 
-    def _per_document(self, request: SearchRequest, vectors, texts: Sequence[str], depth: int) -> list[list[Hit]]:
+    def _per_document(self, request: SearchRequest, queries: "Queries",
+                      depth: int) -> list[tuple[list[Hit], dict | None]]:
         """The top `depth` documents of each query: chunks ranked deeper, each document's best
         kept; deepen (to MAX_POOL chunks) while a query's list came back full yet holds fewer
         documents than asked."""
-        out: list[list[Hit]] = [[] for _ in texts]
+        out: list[tuple[list[Hit], dict | None]] = [([], None) for _ in queries.texts]
         pool_depth = min(MAX_POOL, depth * CHUNKS_PER_DOCUMENT)
-        todo = list(range(len(texts)))
+        todo = list(range(len(queries.texts)))
         while todo:
-            pool = self._ranked(request, None if vectors is None else [vectors[i] for i in todo],
-                                [texts[i] for i in todo], pool_depth)
+            pool = self._ranked(request, queries.subset(todo), pool_depth)
             again = []
-            for i, hits in zip(todo, pool):
-                out[i] = one_per_document(hits, depth)
-                if len(out[i]) < depth and len(hits) == pool_depth and pool_depth < MAX_POOL:
+            for i, (hits, legs) in zip(todo, pool):
+                out[i] = (one_per_document(hits, depth), legs)
+                if len(out[i][0]) < depth and len(hits) == pool_depth and pool_depth < MAX_POOL:
                     again.append(i)
             todo, pool_depth = again, min(MAX_POOL, pool_depth * 4)
         return out
@@ -360,6 +452,17 @@ class SearchEngine:
 
     def encode_chunks(self, chunks: Sequence[PreparedChunk]) -> list[np.ndarray]:
         return self.encoder.encode_documents([c.text for c in chunks])
+
+    def encode(self, chunks: Sequence[PreparedChunk]) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """(token vectors, dense vectors or None) of chunks: what the index keeps of them. The
+        model's own dense head shares the token vectors' forward pass; another encoder runs apart."""
+        texts = [c.text for c in chunks]
+        slot = self.dense_slot
+        if slot is None or not texts:
+            return self.encoder.encode_documents(texts), None
+        if slot.encoder == "model":
+            return self.encoder.encode_documents_with_dense(texts)
+        return self.encoder.encode_documents(texts), self.dense_encoder.embed(texts, "passage")
 
     # ------------------------------------------------------------------ writing
     def writing(self, expected_tokens: int | None = None, timeout: float = 10.0, merge: bool = True) -> WriteSession:
@@ -402,13 +505,13 @@ class SearchEngine:
             if not doc_chunks:
                 raise InvalidDocumentError(f"document {doc.id!r} has no text")
         chunks = [c for doc_chunks in prepared for c in doc_chunks]
-        vectors = self.encode_chunks(chunks) if chunks else []
+        vectors, dense = self.encode(chunks) if chunks else ([], None)
         with self.writing(timeout=timeout) as session:
             old = session.chunk_ids(ids)
             if old and not replace:
                 raise DocumentExistsError(f"{len(old)} document id(s) already exist (e.g. {next(iter(old))!r})")
             session.delete_chunks(cid for cids in old.values() for cid in cids)
-            session.add(chunks, vectors)
+            session.add(chunks, vectors, dense)
         return WriteSummary(len(documents), len(chunks), session.commit_number)
 
     def delete(self, ids: Sequence[str], timeout: float = 10.0) -> int:
@@ -434,7 +537,31 @@ class SearchEngine:
         """Merge every segment into one, drop deleted chunks for good, retrain the codec; with
         `reencode` the vectors come fresh from the model instead of the stored ones."""
         with self._holding_write_lock(timeout):
-            self.index.optimize(reencode=self.encoder.encode_documents if reencode else None, nbits=nbits)
+            if not reencode:
+                self.index.optimize(nbits=nbits)
+            elif self.dense_slot is None:
+                self.index.optimize(reencode=self.encoder.encode_documents, nbits=nbits)
+            else:
+                encoder = self.dense_encoder
+                self.index.optimize(reencode=self.encoder.encode_documents, nbits=nbits,
+                                    reencode_dense=lambda texts: encoder.embed(texts, "passage"))
+
+    def add_dense(self, dense: str, timeout: float = 10.0) -> int:
+        """Give every stored chunk a dense vector from `dense` ("model", "e5" or a
+        sentence-transformers folder) and the index that dense slot, in one commit (replacing
+        the slot it had). Returns the chunks embedded."""
+        from ..model.dense_encoders import load_dense_encoder
+
+        try:
+            encoder = load_dense_encoder(dense, lambda: self.encoder)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        slot = DenseSlot(dense, encoder.dim, encoder.id)
+        with self._holding_write_lock(timeout):
+            n = self.index.fill_dense(slot, lambda texts: encoder.embed(texts, "passage"), timeout=timeout)
+        self.index.refresh()
+        self._dense_encoder = encoder
+        return n
 
     def merge_segments(self, timeout: float = 0.0) -> int:
         """Tiered merging now (see MultiVectorIndex.merge_segments); returns segments merged away."""

@@ -27,7 +27,7 @@ MAX_QUERIES = 64
 MAX_K = 1000  # k + offset: the deepest hit a request may reach
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
-Mode = Literal["semantic", "lexical", "hybrid"]
+Mode = Literal["semantic", "lexical", "dense", "hybrid"]
 
 
 class SearchRequest(BaseModel):
@@ -51,18 +51,22 @@ class SearchRequest(BaseModel):
                           '{"source": {"$in": [...]}}, {"source": {"$prefix": "/srv/docs/ja/"}}, '
                           '{"source": {"$glob": "*/guide/*.md"}}, {"$or": [...]}')
     mode: Mode = Field(
-        "hybrid", description="hybrid (default): MaxSim and BM25, fused, the best on every task measured; "
-                              "semantic: MaxSim only; lexical: BM25 only")
+        "hybrid", description="hybrid (default): MaxSim and BM25 fused, and the dense vectors too where the index "
+                              "has them (three signals); semantic: MaxSim only; lexical: BM25 only; dense: the "
+                              "dense vectors only (an index with a dense slot)")
     fusion: Literal["rrf", "interpolation"] | None = Field(
         None, description="hybrid only: rrf (reciprocal rank fusion) or interpolation (of min-max normalised "
                           "scores, weighted by alpha); omitted: the engine's default, chosen on dev data")
     alpha: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
         None, description="hybrid only: weight of the semantic side in score interpolation "
                           "(1: semantic only, 0: lexical only); omitted: the default alpha")
+    dense_weight: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
+        None, description="hybrid with interpolation, on an index with dense vectors: the dense leg's weight (the "
+                          "other legs share the rest by alpha); omitted: the default, chosen on dev data")
     explain: StrictBool = Field(
         False, description="With each hit, the token matches behind its MaxSim score: for each query token, the "
-                           "chunk's token that won it (character spans of both, and the similarity). Semantic "
-                           "and hybrid modes only.")
+                           "chunk's token that won it (character spans of both, and the similarity), in "
+                           "semantic and hybrid modes; in hybrid mode also each leg's share of the fused score.")
     per_document: StrictBool = Field(
         False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
                            "chunks ranked); k then counts documents")
@@ -93,8 +97,11 @@ class SearchRequest(BaseModel):
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of `query` and `queries`")
         resolve(self.fusion, self.alpha)  # fusion's own rule: alpha belongs to interpolation
-        if self.mode != "hybrid" and (self.alpha is not None or self.fusion is not None):
-            raise ValueError("`alpha` and `fusion` apply to mode hybrid only")
+        if self.mode != "hybrid" and (self.alpha is not None or self.fusion is not None
+                                      or self.dense_weight is not None):
+            raise ValueError("`alpha`, `fusion` and `dense_weight` apply to mode hybrid only")
+        if self.dense_weight is not None and self.fusion == "rrf":
+            raise ValueError("dense_weight applies to interpolation, not to rrf")
         if self.k + self.offset > MAX_K:
             raise ValueError(f"k + offset may be at most {MAX_K}")
         if self.group_by == "document":
@@ -123,7 +130,8 @@ class SearchRequest(BaseModel):
 
     @property
     def needs_vectors(self) -> bool:
-        return self.mode != "lexical"
+        """Whether the query's token vectors take part (the dense leg has its own encoder)."""
+        return self.mode in ("semantic", "hybrid")
 
     @property
     def depth(self) -> int:
@@ -156,6 +164,7 @@ class QueryAnswer:
     query: str
     hits: list[Hit]
     explanations: list[list[TokenMatch]] | None = None  # with explain: one list per hit
+    legs: list[dict[str, float]] | None = None  # with explain, hybrid: each leg's share of each hit's score
 
 
 @dataclass

@@ -55,10 +55,13 @@ class WriteSession:
         return chunk_ids_of(self._index, doc_ids)
 
     # ------------------------------------------------------------------ changes
-    def add(self, chunks: Sequence[PreparedChunk], vectors: Sequence[np.ndarray]) -> None:
-        """Stage new chunks (their ids must not be stored yet: delete old versions first)."""
+    def add(self, chunks: Sequence[PreparedChunk], vectors: Sequence[np.ndarray],
+            dense: np.ndarray | None = None) -> None:
+        """Stage new chunks (their ids must not be stored yet: delete old versions first);
+        `dense`, one vector per chunk, exactly when the index has a dense slot."""
         if chunks:
-            self._writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
+            self._writer.add([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks],
+                             dense=dense)
 
     def add_encoded(self, chunks: Sequence[PreparedChunk], codes: np.ndarray, residuals: np.ndarray,
                     lengths: Sequence[int]) -> None:

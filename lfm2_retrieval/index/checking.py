@@ -84,6 +84,10 @@ def check_manifest(path: Path, manifest: Manifest, full: bool) -> CheckReport:
                                            getattr(exc, "problem", "missing")))
             continue
         problems = check_segment_fully(seg, seg.info) if full else []
+        slot = manifest.dense_slot
+        if slot is not None and seg.dense_dim != slot.dim:
+            problems.append(Problem(f"segments/{entry.name}", f"the index keeps {slot.dim}-d dense vectors, the "
+                                                              f"segment has {seg.dense_dim or 'none'}"))
         if problems:
             report.problems += problems
             continue

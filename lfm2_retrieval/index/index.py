@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import IndexFolderError
 from .codec import ResidualCodec
+from .dense import DenseSlot
 from .contract import Capabilities
 from .filters import Filter, evaluate, validate
 from .manifest import MANIFEST, Manifest
@@ -45,12 +46,13 @@ class MultiVectorIndex:
     @classmethod
     def create(cls, path: str | os.PathLike, dim: int, nbits: int = 4, model_fingerprint: str | None = None,
                num_centroids: int | None = None, exist_ok: bool = False,
-               model_source: str | None = None) -> "MultiVectorIndex":
+               model_source: str | None = None, dense: DenseSlot | None = None) -> "MultiVectorIndex":
         """A new empty index folder.
 
         model_fingerprint: the encoder's fingerprint; vectors of another model are refused.
         model_source: where that model comes from (a folder or hub id), so tools that open
         the index can load the same model without being told.
+        dense: a dense slot (index/dense.py): every chunk then also carries one dense vector.
         """
         path = Path(path)
         if (path / MANIFEST).exists():
@@ -64,7 +66,7 @@ class MultiVectorIndex:
         path.mkdir(parents=True, exist_ok=True)
         (path / "segments").mkdir(exist_ok=True)
         Manifest(dim=dim, nbits=nbits, model_fingerprint=model_fingerprint, model_source=model_source,
-                 num_centroids=num_centroids).write(path)
+                 num_centroids=num_centroids, dense=dense.to_json() if dense else None).write(path)
         return cls(path)
 
     def check_compatible(self, dim: int, model_fingerprint: str | None = None) -> None:
@@ -137,7 +139,8 @@ class MultiVectorIndex:
         return {"chunks": m.counts.chunks, "tokens": m.counts.tokens, "deleted": m.counts.deleted,
                 "commit": snap.commit, "segments": len(snap.segments), "dim": self.dim, "nbits": m.nbits,
                 "centroids": snap.codec.num_centroids if snap.codec else 0,
-                "model_fingerprint": m.model_fingerprint, "bytes_on_disk": disk}
+                "model_fingerprint": m.model_fingerprint, "bytes_on_disk": disk,
+                "dense": m.dense_slot.to_json() if m.dense_slot else None}
 
     # ------------------------------------------------------------------ reading chunks
     def _locate(self, snap: Snapshot) -> dict[str, tuple[int, int]]:
@@ -276,6 +279,29 @@ class MultiVectorIndex:
             found.extend((float(sc), s, int(d)) for d, sc in zip(docs, scores))
         return self._hits(snap, found, k)
 
+    def search_dense(self, queries: np.ndarray, k: int = 10, filter: Filter | None = None,
+                     snapshot: Snapshot | None = None) -> list[list[Hit]]:
+        """Top-k chunks by the inner product of their dense vector with each query's ([n, dense
+        dim] unit vectors, from the encoder the slot names), exhaustive over the allowed chunks."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        snap = snapshot or self._snapshot
+        slot = snap.manifest.dense_slot
+        if slot is None:
+            raise ValueError("this index has no dense vectors (fill them: lfm2-search add-dense)")
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != slot.dim:
+            raise ValueError(f"dense queries must be [n, {slot.dim}], got {queries.shape}")
+        filter = None if filter is None else validate(filter)
+        found: list[list[tuple[float, int, int]]] = [[] for _ in queries]
+        for s, (seg, mask) in enumerate(zip(snap.segments, self._allowed(snap, filter))):
+            if seg.dense is None or seg.n_docs == 0 or (mask is not None and not mask.any()):
+                continue
+            scores, rows = seg.dense_searcher.search(queries, k, mask)
+            for q, (row_scores, row_ids) in enumerate(zip(scores, rows)):
+                found[q].extend((float(sc), s, int(r)) for r, sc in zip(row_ids, row_scores) if r >= 0)
+        return [self._hits(snap, f, k) for f in found]
+
     def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
                        collections: Sequence[tuple] | None = None, snapshot: Snapshot | None = None) -> list[list[Hit]]:
         """Top-k chunks by BM25 for each query text (the lexical index of the same snapshot).
@@ -388,13 +414,21 @@ class MultiVectorIndex:
         return len(chosen)
 
     def optimize(
-        self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None
+        self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None,
+        reencode_dense: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
         """Retrain the codec on all live chunks and rewrite them into one segment.
 
         Deleted chunks are dropped for good. With `reencode` (texts -> token vectors, e.g.
         an encoder's encode_documents) vectors come fresh from the model; without it they
         are the decompressed stored vectors, so their compression error is compounded.
+        reencode_dense: the same for the dense slot (without it dense vectors are copied).
         """
         with self.writer() as w:
-            w.rebuild(reencode, nbits)
+            w.rebuild(reencode, nbits, reencode_dense)
+
+    def fill_dense(self, slot: DenseSlot, embed: Callable[[list[str]], np.ndarray], timeout: float = 0.0) -> int:
+        """Give every chunk a dense vector, `embed(texts)`, and the index the dense slot, in one
+        commit (an index that has a slot gets it replaced). Returns the chunks embedded."""
+        with self.writer(timeout=timeout) as w:
+            return w.fill_dense(slot, embed)

@@ -26,14 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexDamagedError, IndexFolderError
+from .dense import DenseSlot
 from .storage import RenameDone, write_json_atomic
 
 # 2: inverted-file lists Elias-Fano coded (segment.py). 3: a document's metadata stored once per
 # segment, not in each chunk (segment.py, "shared metadata"). Older segments read unchanged; a
 # commit marks the index with the newest format, so an older version refuses it clearly
-# instead of misreading its files.
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
+# instead of misreading its files. 4: the dense slot (`dense` here, dense.bin in segments), which
+# an older version would drop when it merges segments.
+FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 # A commit prepared but not yet published (IndexWriter.commit(publish=False)): the two phases
 # of a commit that spans several indexes, the shards of one sharded index (shards/).
@@ -93,6 +95,12 @@ class Manifest:
     # What the application records with a commit, atomically with it (Lucene's commit user
     # data): e.g. ingestion's list of files committed only in part. Carried to later commits.
     user_data: dict[str, Any] = field(default_factory=dict)
+    # The dense slot (index/dense.py DenseSlot as JSON): None for an index of token vectors only.
+    dense: dict[str, Any] | None = None
+
+    @property
+    def dense_slot(self) -> DenseSlot | None:
+        return DenseSlot.from_json(self.dense)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "Manifest":

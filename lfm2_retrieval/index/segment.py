@@ -15,6 +15,7 @@ Files of `seg-NNNNNN/`:
     record_offsets.npy  their byte ranges: O(1) random access for search hits (a Parquet
                      row-group read costs milliseconds; this costs microseconds)
     bm25/            the BM25 index of the chunks' texts (bm25s, memory-mapped)
+    dense.bin        with a dense slot (dense.py): one float16 vector per chunk, [n_docs, dense_dim]
     segment.json     counts and dtypes
 
 Shared metadata (format 3): the metadata a document gives all of its chunks (its fields, title,
@@ -48,6 +49,7 @@ import pyarrow.parquet as pq
 from .lexical import BM25Index
 from . import postings
 from .codec import ResidualCodec
+from .dense import DENSE_DTYPE, DENSE_FILE, DenseSearcher
 from ..errors import IndexDamagedError, raise_if_resource_error
 from .integrity import folder_checksums
 from .storage import NPY_LOCK, load_npy, publish_dir, save_npy
@@ -87,17 +89,21 @@ class ChunkMetadata(dict):
 
 @dataclass
 class ChunkBatch:
-    """Chunks ready to store: external ids, token vectors and their payload."""
+    """Chunks ready to store: external ids, token vectors and their payload (and, in an index
+    with a dense slot, one dense vector per chunk)."""
 
     ids: list[str]
     vectors: list[np.ndarray]
     texts: list[str]
     metadata: list[dict[str, Any]]
+    dense: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         if not (len(self.vectors) == len(self.texts) == len(self.metadata) == n):
             raise ValueError("ids, vectors, texts and metadata must have the same length")
+        if self.dense is not None and len(self.dense) != n:
+            raise ValueError("dense vectors must be one per chunk")
 
 
 class SegmentWriter:
@@ -124,6 +130,8 @@ class SegmentWriter:
         self._shared_ends: list[int] = []
         self._shared_rows: dict[bytes, int] = {}  # digest of a shared row's JSON -> its number
         self._last_shared: tuple[Mapping[str, Any] | None, int] = (None, -1)  # a document's chunks come together
+        self._dense = None  # dense.bin, opened by the first batch that has dense vectors
+        self.dense_dim: int | None = None
 
     def add(self, batch: ChunkBatch, internal_ids: np.ndarray) -> None:
         lengths = [len(v) for v in batch.vectors]
@@ -139,6 +147,7 @@ class SegmentWriter:
     def add_encoded(self, batch: ChunkBatch, internal_ids: np.ndarray, codes: np.ndarray, packed: np.ndarray,
                     lengths: list[int]) -> None:
         """Chunks already compressed by this codec (a merge copies them: no loss, no work)."""
+        self._write_dense(batch)
         self._codes.write(np.ascontiguousarray(codes, dtype=self.codec.code_dtype).tobytes())
         self._residuals.write(np.ascontiguousarray(packed).tobytes())
         self._doclens.extend(lengths)
@@ -161,6 +170,21 @@ class SegmentWriter:
             self._record_ends.append(end)
         self._docs.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.n_docs += len(batch.ids)
+
+    def _write_dense(self, batch: ChunkBatch) -> None:
+        """A segment's chunks all have a dense vector or none has."""
+        if batch.dense is None:
+            if self._dense is not None:
+                raise ValueError("this segment stores a dense vector per chunk: a batch without them cannot join it")
+            return
+        if self._dense is None:
+            if self.n_docs:
+                raise ValueError("this segment has chunks without dense vectors: a batch with them cannot join it")
+            self._dense = open(self.tmp_dir / DENSE_FILE, "wb")
+            self.dense_dim = int(batch.dense.shape[1])
+        if batch.dense.ndim != 2 or batch.dense.shape[1] != self.dense_dim:
+            raise ValueError(f"dense vectors must be [n, {self.dense_dim}], got {batch.dense.shape}")
+        self._dense.write(np.ascontiguousarray(batch.dense, dtype=DENSE_DTYPE).tobytes())
 
     def _split_shared(self, metadata: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[int]]:
         """(what each chunk stores itself, its shared row or -1)."""
@@ -195,6 +219,8 @@ class SegmentWriter:
         self._residuals.close()
         self._docs.close()
         self._shared_file.close()
+        if self._dense is not None:
+            self._dense.close()
         end = self._record_ends[-1] if self._record_ends else 0
         with open(self._shared_file.name, "rb") as shared:
             shutil.copyfileobj(shared, self._records)
@@ -218,6 +244,8 @@ class SegmentWriter:
             "code_dtype": self.codec.code_dtype.name,
             "packed_width": self.codec.dim * self.codec.nbits // 8,
         }
+        if self.dense_dim is not None:
+            info["dense_dim"] = self.dense_dim
         # The lexical (BM25) index of the same chunks, built from the stored texts and
         # published with the segment: both change by the same atomic commit.
         texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
@@ -235,7 +263,9 @@ class SegmentWriter:
         """Drop the unfinished segment. Closing a file may fail (flushing its buffer on a full
         disk): the folder is removed whatever closing met, so a failed write does not keep the
         disk full until the next writer collects it."""
-        for f in (self._codes, self._residuals, self._records, self._shared_file, self._docs):
+        for f in (self._codes, self._residuals, self._records, self._shared_file, self._docs, self._dense):
+            if f is None:
+                continue
             try:
                 f.close()
             except Exception:
@@ -278,6 +308,9 @@ class Segment:
         else:
             self.ivf_index = load_npy(folder / "ivf_index.npy", "r")
             self.ivf_lists = load_npy(folder / "ivf_lists.npy", "r")
+        self.dense_dim: int | None = info.get("dense_dim")
+        self.dense = (_memmap(folder / DENSE_FILE, DENSE_DTYPE, (self.n_docs, self.dense_dim))
+                      if self.dense_dim else None)
         self.record_offsets = load_npy(folder / "record_offsets.npy", "r")
         self.records = _memmap(folder / "records.bin", np.dtype(np.uint8), (int(self.record_offsets[-1]),))
         # Keep the table's file open: a later commit may unlink it while we still read.
@@ -286,6 +319,13 @@ class Segment:
         # a cycle keeps its memory maps open until the cycle collector runs (a server then held
         # a thousand descriptors).
         self._shared_cache: dict[int, dict[str, Any]] = {}
+
+    @cached_property
+    def dense_searcher(self) -> DenseSearcher:
+        """The faiss index of this segment's dense vectors (built on first use)."""
+        if self.dense is None:
+            raise ValueError(f"segment {self.name} has no dense vectors")
+        return DenseSearcher(self.dense)
 
     @cached_property
     def internal_ids(self) -> np.ndarray:

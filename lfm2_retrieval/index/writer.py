@@ -42,6 +42,7 @@ from .codec import ResidualCodec, default_num_centroids
 from .integrity import crc32_of, folder_checksums
 from .manifest import (COMMITS_DIR, FORMAT_VERSION, KEEP_COMMIT_POINTS, MANIFEST, MANIFEST_NEXT, Counts, Manifest,
                        SegmentEntry, commit_points)
+from .dense import DenseSlot, checked_dense
 from .segment import ChunkBatch, ChunkMetadata, SegmentWriter
 from .snapshot import Snapshot
 from .storage import RenameDone, WriterLock, durable_rename, load_npy, publish_dir, save_npy
@@ -142,16 +143,19 @@ class IndexWriter:
 
     # ------------------------------------------------------------------ changes
     def add(self, ids: Sequence[str], vectors: Sequence[np.ndarray], texts: Sequence[str] | None = None,
-            metadata: Sequence[dict[str, Any]] | None = None, *, replace: bool = False) -> None:
-        """Stage new chunks; ids must be new unless `replace` (upsert)."""
+            metadata: Sequence[dict[str, Any]] | None = None, *, replace: bool = False,
+            dense: np.ndarray | None = None) -> None:
+        """Stage new chunks; ids must be new unless `replace` (upsert). dense: one vector per
+        chunk, required exactly when the index has a dense slot."""
         self._check_open()
         batch = self._batch(ids, [np.asarray(v, dtype=np.float32) for v in vectors], texts, metadata)
+        batch.dense = self._checked_dense(dense, batch.ids)
         self._validate(batch)
         self._stage(batch, self._register(batch.ids, [len(v) for v in batch.vectors], replace))
 
     def add_encoded(self, ids: Sequence[str], codes: np.ndarray, residuals: np.ndarray, lengths: Sequence[int],
                     texts: Sequence[str] | None = None, metadata: Sequence[dict[str, Any]] | None = None, *,
-                    replace: bool = False) -> None:
+                    replace: bool = False, dense: np.ndarray | None = None) -> None:
         """Stage chunks compressed already by this index's codec (`codes`, `residuals`: their
         tokens back to back; `lengths`: tokens per chunk), e.g. by encoding workers that were
         shipped the codec, or copied from an index with the same codec (a shard split)."""
@@ -166,9 +170,22 @@ class IndexWriter:
         if len(codes) and int(np.max(codes)) >= self.codec.num_centroids:
             raise ValueError("a code names no centroid of this codec")
         batch = self._batch(ids, [np.empty((n, 0), np.float32) for n in lengths], texts, metadata)
+        batch.dense = self._checked_dense(dense, batch.ids)
         internal = self._register(batch.ids, lengths, replace)
         self._segment_writer().add_encoded(batch, internal, codes, residuals, lengths)
         self._roll_segment()
+
+    def _checked_dense(self, dense: np.ndarray | None, ids: list[str]) -> np.ndarray | None:
+        slot = self.manifest.dense_slot
+        if slot is None:
+            if dense is not None:
+                raise ValueError("this index has no dense slot: create it with one (--dense) or fill it first "
+                                 "(lfm2-search add-dense)")
+            return None
+        if dense is None:
+            raise ValueError(f"this index keeps a dense vector per chunk ({slot.encoder}, {slot.dim}-d): "
+                             "give one per chunk (dense=...)")
+        return checked_dense(dense, len(ids), slot.dim, ids)
 
     @staticmethod
     def _batch(ids, vectors, texts, metadata) -> ChunkBatch:
@@ -297,8 +314,10 @@ class IndexWriter:
         for batch, internal in zip(pending, pending_ids):
             self._stage(batch, internal)
 
-    def rebuild(self, reencode, nbits: int | None) -> None:
-        """Stage a full rewrite: every live chunk into a fresh codec and one segment."""
+    def rebuild(self, reencode, nbits: int | None, reencode_dense=None) -> None:
+        """Stage a full rewrite: every live chunk into a fresh codec and one segment. reencode
+        (texts -> token vectors) and reencode_dense (texts -> dense vectors) make them anew;
+        without them the stored ones are kept."""
         self._check_open()
         if self._new_segments or self._pending or self._seg_writer:
             raise RuntimeError("optimize must be the only change of its commit")
@@ -325,7 +344,10 @@ class IndexWriter:
                     positions, counts = seg.token_ranges(part)
                     flat = snap.codec.decompress(seg.codes[positions], seg.residuals[positions])
                     vectors = np.split(flat, np.cumsum(counts)[:-1])
-                self.add([d["id"] for d in docs], vectors, texts, [d["metadata"] for d in docs])
+                dense = None
+                if self.manifest.dense_slot is not None:
+                    dense = reencode_dense(texts) if reencode_dense is not None else np.asarray(seg.dense[part])
+                self.add([d["id"] for d in docs], vectors, texts, [d["metadata"] for d in docs], dense=dense)
         if self.codec is None and self._pending:
             self._train_codec_from_pending()
 
@@ -340,6 +362,25 @@ class IndexWriter:
         chosen = [(seg, live) for seg, live in zip(self.base.segments, self.base.live) if seg.name in set(names)]
         if len(chosen) < (1 if allow_single else 2) or self.codec is None:
             return 0
+        return self._copy(chosen, None)
+
+    def fill_dense(self, slot: DenseSlot, embed: Callable[[list[str]], np.ndarray]) -> int:
+        """Stage a dense slot for the whole index: every segment rewritten with the codes it has
+        and one dense vector per live chunk, `embed(texts)`; the slot and the vectors become
+        visible together in this commit. Returns the chunks embedded."""
+        self._check_open()
+        if self._replace_all or self._seg_writer is not None or self._pending or self._new_segments or self._deleted:
+            raise RuntimeError("filling the dense slot must be the only change of its commit")
+        self.manifest.dense = slot.to_json()
+        chosen = list(zip(self.base.segments, self.base.live))
+        copied = 0
+        for one in chosen:  # a segment each: the rewrite keeps the index's segment sizes
+            copied += self._copy([one], embed)
+        return copied
+
+    def _copy(self, chosen: list, embed: Callable[[list[str]], np.ndarray] | None) -> int:
+        """The live chunks of `chosen` (segment, live mask) copied into one new segment that
+        replaces them: codes as they are; dense vectors copied, or made by `embed`."""
         writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
         copied = 0
         try:
@@ -349,8 +390,11 @@ class IndexWriter:
                     part = local[start:start + 4096]
                     docs = seg.chunks(part)
                     positions, counts = seg.token_ranges(part)
+                    texts = [d["text"] for d in docs]
+                    dense = (checked_dense(embed(texts), len(part), self.manifest.dense_slot.dim) if embed
+                             else None if seg.dense is None else np.asarray(seg.dense[part]))
                     batch = ChunkBatch([d["id"] for d in docs], [np.empty((int(n), 0)) for n in counts],
-                                          [d["text"] for d in docs], [d["metadata"] for d in docs])
+                                       texts, [d["metadata"] for d in docs], dense)
                     writer.add_encoded(batch, seg.internal_ids[part], seg.codes[positions],
                                        seg.residuals[positions], counts.tolist())
                     copied += len(part)
@@ -358,7 +402,7 @@ class IndexWriter:
         except BaseException:
             writer.abort()
             raise
-        self._merged = {seg.name for seg, _ in chosen}
+        self._merged |= {seg.name for seg, _ in chosen}
         self._new_segments.append(_entry(info))
         gone = sum(seg.n_docs for seg, _ in chosen) - copied
         self.manifest.counts.deleted = max(0, self.manifest.counts.deleted - gone)
@@ -369,7 +413,8 @@ class IndexWriter:
         """Whether committing would change anything."""
         return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all
                     or self.manifest.user_data != self.base.manifest.user_data
-                    or self.manifest.codec != self.base.manifest.codec)
+                    or self.manifest.codec != self.base.manifest.codec
+                    or self.manifest.dense != self.base.manifest.dense)
 
     # ------------------------------------------------------------------ commit
     def commit(self, publish: bool = True) -> None:

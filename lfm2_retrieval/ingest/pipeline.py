@@ -115,7 +115,8 @@ class LocalEncoding:
         self.engine = engine
 
     def stage(self, session: WriteSession, chunks: Sequence[PreparedChunk]) -> None:
-        session.add(chunks, self.engine.encode_chunks(chunks))
+        vectors, dense = self.engine.encode(chunks)
+        session.add(chunks, vectors, dense)
 
 
 class _Staging:

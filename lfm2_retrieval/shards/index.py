@@ -38,6 +38,7 @@ from ..errors import IndexFolderError, InvalidRequestError, ShardUnavailableErro
 from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, SearchParams
 from ..index.contract import Capabilities, ShardSearch
 from ..index.filters import Filter, validate
+from ..index.dense import DenseSlot
 from ..index.manifest import MANIFEST_NEXT
 from ..index.segment import Segment
 from ..index.writer import MAX_SEGMENTS, merge_candidates, publish_prepared
@@ -93,7 +94,7 @@ class ShardedIndex:
     @classmethod
     def create(cls, path: str | os.PathLike, n_shards: int, dim: int, nbits: int = 4,
                model_fingerprint: str | None = None, model_source: str | None = None,
-               num_centroids: int | None = None) -> "ShardedIndex":
+               num_centroids: int | None = None, dense: DenseSlot | None = None) -> "ShardedIndex":
         """A new empty sharded index: N empty shard folders, then the shard map (last, so a
         crash half-way leaves no sharded index, only folders the next create reuses)."""
         path = Path(path)
@@ -104,7 +105,8 @@ class ShardedIndex:
         names = [SHARD_FOLDER.format(i) for i in range(n_shards)]
         for name in names:
             MultiVectorIndex.create(path / name, dim=dim, nbits=nbits, model_fingerprint=model_fingerprint,
-                                    num_centroids=num_centroids, model_source=model_source, exist_ok=True)
+                                    num_centroids=num_centroids, model_source=model_source, exist_ok=True,
+                                    dense=dense)
         ShardMap(names, dim, nbits, shard_commits=[0] * n_shards, model_fingerprint=model_fingerprint,
                  model_source=model_source).write(path)
         return cls(path)
@@ -191,7 +193,7 @@ class ShardedIndex:
                         model_source=m.model_source, num_centroids=first.num_centroids, codec=first.codec,
                         codec_files=dict(first.codec_files),
                         segments=[seg for shard in self.shards for seg in shard.manifest.segments],
-                        counts=counts, user_data=copy.deepcopy(m.user_data))
+                        counts=counts, user_data=copy.deepcopy(m.user_data), dense=copy.deepcopy(first.dense))
 
     def __len__(self) -> int:
         return sum(len(shard) for shard in self.shards)
@@ -205,7 +207,7 @@ class ShardedIndex:
                                                                    "bytes_on_disk")}
         return {**out, "commit": self.commit, "shards": self.n_shards, "dim": self.dim,
                 "nbits": self.shard_map.nbits, "centroids": per_shard[0]["centroids"],
-                "model_fingerprint": self.shard_map.model_fingerprint}
+                "model_fingerprint": self.shard_map.model_fingerprint, "dense": per_shard[0].get("dense")}
 
     # ------------------------------------------------------------------ reading chunks
     def get(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
@@ -305,6 +307,17 @@ class ShardedIndex:
                                                                       snapshot=snap))
         results = [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(batch))]
         return results[0] if single else results
+
+    def search_dense(self, queries: np.ndarray, k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
+        """Top-k chunks by dense inner product: every shard's top-k, merged."""
+        filter = None if filter is None else validate(filter)
+        per_shard = self._each_shard(lambda shard, snap: shard.search_dense(queries, k, filter, snapshot=snap))
+        return [merge_top_k([hits[q] for hits in per_shard], k) for q in range(len(queries))]
+
+    def fill_dense(self, slot: DenseSlot, embed, timeout: float = 0.0) -> int:
+        """The dense slot filled in every shard, one sharded commit."""
+        with self.writer(timeout=timeout) as w:
+            return sum(writer.fill_dense(slot, embed) for writer in w.writers)
 
     def lexical_statistics(self, query: str) -> tuple[int, dict[str, int], int | None]:
         return self.lexical_statistics_of([query])[0]

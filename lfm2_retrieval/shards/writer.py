@@ -89,17 +89,18 @@ class ShardedWriter:
         return groups
 
     # ------------------------------------------------------------------ changes
-    def add(self, ids, vectors, texts=None, metadata=None, *, replace: bool = False) -> None:
+    def add(self, ids, vectors, texts=None, metadata=None, *, replace: bool = False, dense=None) -> None:
         self._check_open()
         if self.codec is None:
-            self._pending.append((list(ids), list(vectors), texts, metadata, replace))
+            self._pending.append((list(ids), list(vectors), texts, metadata, replace, dense))
             self._pending_tokens += sum(len(v) for v in vectors)
             if self._pending_tokens >= CODEC_TRAINING_TOKENS:
                 self._train_codec()
             return
         for s, rows in self._route(ids, metadata, replace).items():
             self.writers[s].add([ids[r] for r in rows], [vectors[r] for r in rows], _pick(texts, rows),
-                                _pick(metadata, rows), replace=replace)
+                                _pick(metadata, rows), replace=replace,
+                                dense=None if dense is None else np.asarray(dense)[rows])
 
     def upsert(self, ids, vectors, texts=None, metadata=None) -> None:
         self.add(ids, vectors, texts, metadata, replace=True)
@@ -125,8 +126,8 @@ class ShardedWriter:
             writer.use_codec(codec)
         self.codec = codec
         pending, self._pending, self._pending_tokens = self._pending, [], 0
-        for ids, vectors, texts, metadata, replace in pending:
-            self.add(ids, vectors, texts, metadata, replace=replace)
+        for ids, vectors, texts, metadata, replace, dense in pending:
+            self.add(ids, vectors, texts, metadata, replace=replace, dense=dense)
 
     def _train_codec(self) -> None:
         vectors = np.concatenate([v for p in self._pending for v in p[1]]).astype(np.float32, copy=False)
