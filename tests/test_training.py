@@ -478,3 +478,33 @@ def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, 
     resumed = trainer_module.Trainer(cfg)
     assert resumed.step == 2
     torch.testing.assert_close(resumed.encoder.dense_head.linear.weight, model.dense_head.linear.weight)
+
+
+def test_the_device_script_trains_for_its_time_budget_and_resumes(tmp_path, shared_data):
+    """scripts/train-on-device.sh on the CPU with a tiny config: it stops when its minutes are
+    spent with a checkpoint, and a second call resumes from it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tiny(tmp_path, shared_data, steps=1000)
+    cfg.checkpoint_every = 0
+    config = tmp_path / "tiny.json"
+    cfg.save(config)
+    run = tmp_path / "device-run"
+    env = {**os.environ, "PYTHON": sys.executable, "MAX_MINUTES": "0.05", "DEVICE": "auto"}
+    first = subprocess.run([str(root / "scripts" / "train-on-device.sh"), str(run), str(config),
+                            "--set", "log_every=1"], env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    spent = [r for r in log if r.get("event") == "time_budget_spent"]
+    assert len(spent) == 1 and 0 < spent[0]["step"] < 1000
+    assert (Path(spent[0]["checkpoint"]) / "state.pt").exists()
+    second = subprocess.run([str(root / "scripts" / "train-on-device.sh"), str(run), str(config)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "resumed" and r["step"] == spent[0]["step"] for r in log)
+    assert [r for r in log if r.get("event") == "time_budget_spent"][-1]["step"] > spent[0]["step"]

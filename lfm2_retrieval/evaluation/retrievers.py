@@ -102,28 +102,73 @@ class ColBERTRetriever:
 
 
 class HybridRetriever:
-    """A ColBERT system and BM25, fused as the engine fuses: `fusion` "rrf" or "interpolation"
-    with `alpha` (see lfm2_retrieval.engine.fusion; neither: the engine's default)."""
+    """A ColBERT system and BM25 (and a dense system, for three signals), fused as the engine
+    fuses: `fusion` "rrf" or "interpolation" with `alpha` and `dense_weight` (see
+    lfm2_retrieval.engine.fusion; neither: the engine's defaults). Each leg's list is cut at the
+    engine's fusion depth before fusing, as in the engine."""
 
-    def __init__(self, semantic: ColBERTRetriever, alpha: float | None = None, fusion: str | None = None) -> None:
-        from ..engine.fusion import resolve
+    def __init__(self, semantic, alpha: float | None = None, fusion: str | None = None,
+                 dense=None, dense_weight: float | None = None, lexical=None) -> None:
+        from ..engine.fusion import DEFAULT_DENSE_WEIGHT, resolve
 
         self.fusion, self.alpha = resolve(fusion, alpha)
-        self.semantic, self.lexical = semantic, BM25Retriever()
+        self.semantic, self.lexical, self.dense = semantic, lexical or BM25Retriever(), dense
+        self.dense_weight = None if dense is None else (DEFAULT_DENSE_WEIGHT if dense_weight is None else dense_weight)
         label = "RRF" if self.fusion == "rrf" else f"alpha={self.alpha:g}"
-        self.name = f"{semantic.name} + BM25 ({label}{', default' if fusion is None and alpha is None else ''})"
+        default = fusion is None and alpha is None and dense_weight is None
+        if dense is None:
+            self.name = f"{semantic.name} + BM25 ({label}{', default' if default else ''})"
+        else:
+            weight = "" if self.fusion == "rrf" else f", dense={self.dense_weight:g}"
+            self.name = f"{semantic.name} + {dense.name} + BM25 ({label}{weight}{', default' if default else ''})"
+
+    def _legs(self) -> dict[str, Any]:
+        legs = {"semantic": self.semantic, "lexical": self.lexical}
+        if self.dense is not None:
+            legs["dense"] = self.dense
+        return legs
 
     def index(self, corpus: dict[str, str]) -> Any:
-        return self.semantic.index(corpus), self.lexical.index(corpus)
+        return {name: leg.index(corpus) for name, leg in self._legs().items()}
 
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
-        from ..engine.fusion import fuse
+        from ..engine.fusion import FUSION_DEPTH, fuse_legs
 
-        semantic = self.semantic.search(handle[0], queries, k)
-        lexical = self.lexical.search(handle[1], queries, k)
-        return {q: dict(fuse(list(semantic.get(q, {}).items()), list(lexical.get(q, {}).items()),
-                            self.fusion, self.alpha)[:k])
-                for q in queries}
+        depth = max(k, FUSION_DEPTH)
+        runs = {name: leg.search(handle[name], queries, depth) for name, leg in self._legs().items()}
+        out = {}
+        for q in queries:
+            fused = fuse_legs({name: list(run.get(q, {}).items())[:depth] for name, run in runs.items()},
+                              self.fusion, self.alpha, self.dense_weight)
+            out[q] = {doc: score for doc, score, _ in fused[:k]}
+        return out
+
+
+class Memo:
+    """A retriever whose indexes and runs are kept, by corpus and queries: systems that share a
+    leg (fusions at several weights) pay for its encoding and search once."""
+
+    def __init__(self, retriever) -> None:
+        self.retriever, self.name = retriever, retriever.name
+        self._handles: dict[tuple, Any] = {}
+        self._runs: dict[tuple, Run] = {}
+
+    @staticmethod
+    def _key(texts: dict[str, str]) -> tuple:
+        return len(texts), hash(tuple(texts.items()))
+
+    def index(self, corpus: dict[str, str]) -> Any:
+        key = self._key(corpus)
+        if key not in self._handles:
+            self._handles = {key: self.retriever.index(corpus)}  # one corpus at a time: memory stays flat
+            self._runs = {}
+        return key
+
+    def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
+        key = (handle, self._key(queries), k)
+        if key not in self._runs:
+            self._runs[key] = self.retriever.search(self._handles[handle], queries, k)
+        return self._runs[key]
 
 
 class PyLateRetriever(ColBERTRetriever):

@@ -108,6 +108,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch threads (0: leave torch's default)
+    device: str = "cpu"  # "cpu", "cuda" or "auto" (CUDA when torch sees a GPU)
+    # Stop after this many minutes of training (0: none), with a checkpoint the next run resumes
+    # from: a lent GPU's session, or a CPU campaign in slices.
+    max_minutes: float = 0.0
     # Bookkeeping.
     log_every: int = 10
     eval_every: int = 500

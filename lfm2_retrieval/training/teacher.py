@@ -263,6 +263,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, columns: tor
     """KL(teacher || student) over the cells the teacher speaks for, averaged over its rows.
 
     `columns` is [queries, documents] bool, or [queries] bool for whole rows."""
+    teacher, columns = teacher.to(student.device), columns.to(student.device)  # teachers answer on the CPU
     if columns.dim() == 1:
         columns = columns[:, None].expand_as(student)
     rows = columns.any(dim=1)

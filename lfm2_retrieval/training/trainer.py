@@ -45,6 +45,15 @@ from .teacher_vocabulary import initial_embeddings, pruned_tokenizer, read_nanoe
 KEEP_CHECKPOINTS = 2
 
 
+def _device(name: str) -> str:
+    """"auto": CUDA when there is a GPU, else the CPU."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device = 'cuda' but torch sees no GPU (device = 'auto' falls back to the CPU)")
+    return name
+
+
 def _set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -184,12 +193,14 @@ def add_dense_head(encoder: ColBERTEncoder, dim: int, target: str, seed: int) ->
 def encode_queries_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(token vectors [n, L, dim] with gradients, keep mask [n, L]): the encoder's own forward."""
     inputs, keep = encoder.query_inputs(texts)
-    return encoder(**inputs), keep
+    vectors = encoder(**inputs)
+    return vectors, keep.to(vectors.device)
 
 
 def encode_documents_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, keep = encoder.document_inputs(encoder.tokenizer.documents(texts))
-    return encoder(**inputs), keep
+    vectors = encoder(**inputs)
+    return vectors, keep.to(vectors.device)
 
 
 def _dev_scores(system, monolingual: list, parallel: list) -> dict[str, float]:
@@ -225,6 +236,8 @@ class Trainer:
             self.dense = dense_distillation(cfg, self.pairs, self.model_teacher)
             if self.encoder.dense_head is None:
                 add_dense_head(self.encoder, self.model_teacher.cache.embedder.dim, self.model_teacher.id, cfg.seed)
+        self.device = torch.device(_device(cfg.device))
+        self.encoder.to(self.device)
         # Token embeddings may learn slower than the rest: rows that start from a teacher's keep
         # what they know (Adam moves every weight by about the learning rate a step, whatever
         # its scale, and these rows are 0.02 wide).
@@ -350,8 +363,14 @@ class Trainer:
         stream = batches(self.pairs, cfg.batch_size, cfg.seed, start_step=self.step) if cfg.token_loss else None
         started, seen, losses, dense_losses = time.perf_counter(), 0, [], []
         window = started  # steps/s counts training steps only, not checkpoints and evaluations
+        deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
         while self.step < cfg.steps:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+            if deadline is not None and time.perf_counter() >= deadline:
+                folder = self.save_checkpoint()  # a complete model folder; the next run resumes here
+                self._log({"event": "time_budget_spent", "step": self.step, "max_minutes": cfg.max_minutes,
+                           "checkpoint": str(folder)})
+                return folder
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
                 loss = torch.zeros(())
                 if stream is not None:
                     batch = next(stream)
