@@ -478,6 +478,11 @@ def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, 
     resumed = trainer_module.Trainer(cfg)
     assert resumed.step == 2
     torch.testing.assert_close(resumed.encoder.dense_head.linear.weight, model.dense_head.linear.weight)
+    from lfm2_retrieval.training.model_card import cpu_hours, write_model_card
+
+    card = write_model_card(tmp_path / "run" / "model", tmp_path / "run", "lfm2-search train tiny").read_text()
+    assert "## Dense head" in card and "uk, fa, he, sw, hu, ta" in card and "CPU-hours" in card
+    assert 0 < cpu_hours([tmp_path / "run"]) < 1
 
 
 def test_the_device_script_trains_for_its_time_budget_and_resumes(tmp_path, shared_data):

@@ -133,6 +133,9 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
           if t in TEACHER_LICENSES else f"A teacher model's scores were distilled: `{t}` (see its own license)."
           for t in model_teachers],
         *([""] if model_teachers else []),
+        *_dense_head_lines(configs),
+        "## Cost", "", f"Training took about {cpu_hours(stages):.1f} CPU-hours (core-hours of the logged steps, every "
+        "stage and every resumed slice).", "",
     ]
     if metrics_markdown:
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]
@@ -143,6 +146,46 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     path = model_dir / "README.md"
     path.write_text("\n".join(line for line in lines if line is not None), encoding="utf-8")
     return path
+
+
+def _dense_head_lines(configs: list[dict]) -> list[str]:
+    """The dense head's section, when a stage trained one."""
+    dense = [c for c in configs if c.get("distill_dense")]
+    if not dense:
+        return []
+    tsv = sorted({Path(t).name for c in dense for t in c.get("dense_parallel_tsv", [])})
+    lines = ["## Dense head", "",
+             "`dense_head/` (not listed in modules.json, so PyLate loads the folder as the ColBERT model it is): "
+             "the mean of the backbone's hidden states over the tokens a text keeps, a linear map to the teacher's "
+             "dimension, L2 normalisation; `lfm2-search index --dense model` keeps it per chunk for three-signal "
+             "search. Trained to reproduce the teacher's embedding of each text and, for a translation, of its "
+             "English source (Reimers & Gurevych 2020), on NTREX-128's training sentences in every language but "
+             "uk, fa, he, sw, hu, ta (held out as unseen), CC BY-SA 4.0"]
+    if tsv:
+        from .debian_text import LICENSES
+
+        lines[-1] += (f", and parallel text from Debian packages ({', '.join(tsv)}: gettext catalogues and "
+                      "LibreOffice help pages; licences: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(LICENSES.items())) + ")")
+    lines[-1] += "."
+    return lines + [""]
+
+
+def cpu_hours(stages: list[Path], gap_s: float = 600.0) -> float:
+    """Core-hours of training: the time between consecutive step logs of each run (a gap over
+    `gap_s` is a stop, not training), times its threads (0: every core)."""
+    import os
+
+    total = 0.0
+    for run in stages:
+        log = run / "log.jsonl"
+        if not log.exists():
+            continue
+        threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count() or 1
+        times = [json.loads(line)["time"] for line in log.read_text(encoding="utf-8").splitlines()
+                 if line.strip() and '"step"' in line]
+        total += sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a <= gap_s) * threads
+    return total / 3600
 
 
 def _grouped(counts: dict[str, int]) -> dict[str, int]:
