@@ -513,3 +513,35 @@ def test_the_device_script_trains_for_its_time_budget_and_resumes(tmp_path, shar
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "resumed" and r["step"] == spent[0]["step"] for r in log)
     assert [r for r in log if r.get("event") == "time_budget_spent"][-1]["step"] > spent[0]["step"]
+
+
+def test_dense_loss_is_zero_on_the_teacher_and_its_ranking_term_punishes_confusion():
+    from lfm2_retrieval.training.dense_distillation import DenseDistillation, Target
+
+    vectors = {t: v for t, v in zip("abc", np.eye(3, 8, dtype=np.float32))}
+
+    class Cache:
+        def get(self, texts, role):
+            return np.stack([vectors[t] for t in texts])
+
+    class Student:  # reads text "x:a" as the teacher's vector of "a", "swap:a" as another's
+        def query_inputs(self, texts):
+            return {"texts": texts}, None
+
+        def hidden_states(self, texts):
+            def read(text):
+                own = text.split(":")[1]
+                return vectors[own if not text.startswith("swap") else "abc"[("abc".index(own) + 1) % 3]]
+
+            return torch.from_numpy(np.stack([read(t) for t in texts]))
+
+        def pooled(self, hidden, keep):
+            return hidden
+
+    rows = [Target("x:a", "query", "a"), Target("y:a", "query", "a"), Target("z:b", "query", "b")]
+    swapped = [Target("swap:a", "query", "a"), Target("swap:b", "query", "b")]
+    mse = DenseDistillation(rows, [], Cache(), 3, 1.0, 0)
+    ranked = DenseDistillation(rows, [], Cache(), 3, 1.0, 0, contrastive=1.0)
+    assert float(mse.loss(Student(), rows)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ranked.loss(Student(), rows)) == pytest.approx(0.0, abs=1e-4)
+    assert float(ranked.loss(Student(), swapped)) > float(mse.loss(Student(), swapped)) >= 2.0 - 1e-6

@@ -85,6 +85,8 @@ class TrainConfig:
     # pairs pulled to their own teacher vector. token_loss weighs the token vectors' losses
     # (contrastive and KL; 0: the dense head alone, and no pair batch is encoded).
     distill_dense: float = 0.0
+    dense_contrastive: float = 0.0  # weight of the in-batch InfoNCE beside the MSE (dense_distillation.py)
+    dense_temperature: float = 0.05
     dense_batch_size: int = 64
     dense_parallel_share: float = 0.75
     dense_parallel_tsv: list[str] = field(default_factory=list)

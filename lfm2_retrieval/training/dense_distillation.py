@@ -10,11 +10,17 @@ MaxSim-KL step gives one score per (query, document) pair.
 
 Parallel text: every NTREX-128 language except those held out as never seen (UNSEEN), on the
 sentences of neither the evaluation nor the dev tasks. More parallel text (Debian's translated
-documentation, gettext catalogues) enters as extra `Target`s from a TSV file: source, translation.
+documentation and gettext catalogues, training/debian_text.py) enters from TSV files: source,
+translation.
 
 The loss is the mean squared distance between unit vectors (2 - 2 cos), Reimers' MSE on
-normalised embeddings. Batches are drawn from a generator seeded by the step, so a resumed run
-sees exactly the batches it would have seen without the stop.
+normalised embeddings, plus, with `contrastive` > 0, an in-batch InfoNCE term: each student
+vector must be nearer its own teacher vector than the teacher vectors of the batch's other texts.
+E5's space is anisotropic (unrelated texts sit at cosine 0.7 to 0.8), so a student can reach a
+small MSE while its vectors still do not tell texts apart; the ranking term asks for exactly that.
+
+Batches are drawn from a generator seeded by the step, so a resumed run sees exactly the batches
+it would have seen without the stop.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..evaluation.builders import NTREX_FILES, ntrex_split_sentences
 from ..model.dense import TeacherCache
@@ -96,7 +103,8 @@ class DenseDistillation:
     """Targets, the teacher cache that answers them, and the loss of a batch of them."""
 
     def __init__(self, parallel: list[Target], monolingual: list[Target], cache: TeacherCache,
-                 batch_size: int, parallel_share: float, seed: int) -> None:
+                 batch_size: int, parallel_share: float, seed: int, contrastive: float = 0.0,
+                 temperature: float = 0.05) -> None:
         if not parallel and not monolingual:
             raise ValueError("dense distillation has no targets: no NTREX-128 under shared_data and no pairs")
         self.parallel, self.monolingual = parallel, monolingual
@@ -106,6 +114,7 @@ class DenseDistillation:
         if not parallel:
             self.parallel_share = 0.0
         self.seed = seed
+        self.contrastive, self.temperature = contrastive, temperature
 
     def teacher_texts(self) -> dict[str, list[str]]:
         """The texts whose teacher vectors the targets need, by role: what the cache must hold."""
@@ -122,17 +131,28 @@ class DenseDistillation:
             rng.choices(self.monolingual, k=self.batch_size - n_parallel) if n_parallel < self.batch_size else [])
 
     def loss(self, encoder, batch: list[Target]) -> torch.Tensor:
-        """Mean squared distance between the student's unit vectors and the teacher's."""
+        """Mean squared distance between the student's unit vectors and the teacher's, plus
+        `contrastive` times the in-batch InfoNCE (per role: queries against query vectors)."""
         total, count = torch.zeros(()), 0
         for role in ("query", "passage"):
             rows = [t for t in batch if t.role == role]
             if not rows:
                 continue
             student = student_vectors(encoder, [t.text for t in rows], STUDENT_ROLE[role])
-            teacher = torch.from_numpy(self.cache.get([t.teacher_text for t in rows], role))
-            total = total + ((student - teacher.to(student.device)) ** 2).sum(-1).sum()
+            teacher = torch.from_numpy(self.cache.get([t.teacher_text for t in rows], role)).to(student.device)
+            total = total.to(student.device) + ((student - teacher) ** 2).sum(-1).sum()
+            if self.contrastive and len({t.teacher_text for t in rows}) > 1:
+                total = total + self.contrastive * len(rows) * self._info_nce(student, rows, role)
             count += len(rows)
         return total / max(count, 1)
+
+    def _info_nce(self, student: torch.Tensor, rows: list[Target], role: str) -> torch.Tensor:
+        """Cross-entropy of each student vector over the batch's distinct teacher vectors, its own
+        the answer (two rows of one source share a column)."""
+        columns = list(dict.fromkeys(t.teacher_text for t in rows))
+        teacher = torch.from_numpy(self.cache.get(columns, role)).to(student.device)
+        labels = torch.tensor([columns.index(t.teacher_text) for t in rows], device=student.device)
+        return F.cross_entropy(student @ teacher.T / self.temperature, labels)
 
 
 def student_vectors(encoder, texts: list[str], role: str) -> torch.Tensor:

@@ -175,7 +175,7 @@ def dense_distillation(cfg: TrainConfig, pairs: list[Pair], teacher: DenseTeache
     for path in cfg.dense_parallel_tsv:
         parallel += tsv_targets(Path(path))
     return DenseDistillation(parallel, monolingual_targets(pairs), teacher.cache, cfg.dense_batch_size,
-                             cfg.dense_parallel_share, cfg.seed)
+                             cfg.dense_parallel_share, cfg.seed, cfg.dense_contrastive, cfg.dense_temperature)
 
 
 def add_dense_head(encoder: ColBERTEncoder, dim: int, target: str, seed: int) -> None:
