@@ -11,6 +11,10 @@ the encoder already uses both, so the pipeline stays sequential.)
 
     .venv/bin/python -m eval.bench_ingest                     # 1,000 files, 3 repeats (~5 minutes)
     .venv/bin/python -m eval.bench_ingest --docs 300 --repeats 1
+    .venv/bin/python -m eval.bench_ingest --docs 300 --dense e5    # also with a dense slot (issue 35)
+
+With --dense SPEC the pipeline also runs with a dense slot filled by that encoder (e5: the torch
+multilingual-e5-small; model: the model's own head): the cost of the third signal at indexing.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ def write_folder(docs: list[dict], folder: Path) -> None:
         (folder / f"{d['_id']}.txt").write_text(f"{d.get('title', '')}\n\n{d['text']}", encoding="utf-8")
 
 
-def run_pipeline(model: str, folder: Path, work: Path) -> tuple[float, int]:
+def run_pipeline(model: str, folder: Path, work: Path, dense: str | None = None) -> tuple[float, int]:
     shutil.rmtree(work, ignore_errors=True)
-    engine = SearchEngine.open(work, model=model, create=True)
+    engine = SearchEngine.open(work, model=model, create=True, dense=dense)
     report = Ingestor(engine).run([folder])
     return report.seconds, report.tokens
 
@@ -54,10 +58,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     parser.add_argument("--docs", type=int, default=1000, help="SciFact documents, one file each")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dense", action="append", default=[], help="also index with this dense encoder "
+                        "(e5, model or a sentence-transformers folder; repeatable)")
     args = parser.parse_args()
     args.model = args.model or default_model()
     docs, _ = load_scifact(args.docs)
-    rows: dict[str, list[float]] = {"encoder alone (ceiling)": [], "lfm2-search index (whole pipeline)": []}
+    rows: dict[str, list[float]] = {"encoder alone (ceiling)": [], "lfm2-search index (whole pipeline)": [],
+                                    **{f"lfm2-search index --dense {d}": [] for d in args.dense}}
     with tempfile.TemporaryDirectory(prefix="lfm2-bench-ingest-") as tmp:
         folder = Path(tmp) / "docs"
         write_folder(docs, folder)
@@ -67,6 +74,8 @@ def main() -> None:
             for name, fn in (
                 ("encoder alone (ceiling)", lambda: run_encoder(engine, docs)),
                 ("lfm2-search index (whole pipeline)", lambda: run_pipeline(args.model, folder, Path(tmp) / "a")),
+                *[(f"lfm2-search index --dense {d}",
+                   lambda d=d: run_pipeline(args.model, folder, Path(tmp) / "a", dense=d)) for d in args.dense],
             ):
                 seconds, tokens = fn()
                 rows[name].append(tokens / seconds)

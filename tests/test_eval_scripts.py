@@ -42,9 +42,10 @@ def test_every_benchmark_explains_itself(module):
 
 # A tiny configuration of each benchmark, seconds each: {tmp} is a scratch folder, {tiny} a
 # random-weight model, {kept} an index kept by bench_index's own tiny run. The flag says whether
-# it reads ../shared/data. Three run --help only, since their smallest run is the full data:
+# it reads ../shared/data. Four run --help only, since their smallest run is the full data:
 # codec_fidelity (SciFact's 5k abstracts encoded, minutes on a fresh machine), tokenizer_coverage
-# (tokenizers trained on all of NTREX-128) and tune_fusion (the dev suite built and scored);
+# (tokenizers trained on all of NTREX-128), tune_fusion (the dev suite built and scored) and
+# three_signals (both suites built, and SciFact's abstracts embedded by multilingual-e5-small);
 # nanobeir exercises the same harness below.
 TINY = {
     "eval.bench_index": (["--sizes", "1k", "--no-scifact", "--queries", "4", "--peers", "", "--torch-max-docs", "0"],
@@ -54,6 +55,7 @@ TINY = {
     "eval.bench_metadata": (["--documents", "4", "--chunks-per-document", "3"], False),
     "eval.bench_api": (["--docs", "20", "--seconds", "1"], True),
     "eval.bench_ingest": (["--docs", "10", "--repeats", "1"], True),
+    "eval.bench_dense": (["--chunks", "300", "--queries", "3", "--repeats", "1", "--out", "{tmp}/out"], False),
     "eval.bench_teacher": (["--repeats", "1", "--per-file", "2"], True),
     "eval.bench_distributed": (["--docs", "20", "--queries", "3", "--workers", "1", "--no-http"], True),
     "eval.bm25_segments": ([], True),
@@ -67,7 +69,7 @@ TINY = {
     "eval.collections.real_collection": (["--per-source", "5", "--out", "{tmp}/out"], True),
     "eval.collections.real_vectors": (["--chunks", "30", "--model", "{tiny}", "--out", "{tmp}/out"], True),
 }
-HELP_ONLY = {"eval.codec_fidelity", "eval.tokenizer_coverage", "eval.tune_fusion"}
+HELP_ONLY = {"eval.codec_fidelity", "eval.tokenizer_coverage", "eval.tune_fusion", "eval.three_signals"}
 
 
 def test_every_benchmark_has_a_tiny_run_or_says_why_not():
