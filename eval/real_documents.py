@@ -18,6 +18,8 @@ pages are under CC BY-SA 3.0 and GPL-2+), unpacked once into --data (default
   Metrics: MRR@10 and hit@10, averaged over the titles of a language, then over languages.
 
     python -m eval.real_documents --model lfm2_retrieval/models/default --model runs/default-model-e5/model
+    python -m eval.real_documents --dense e5     # also each model with a dense slot: modes dense and
+                                                 # three-signal hybrid (issue 35)
 
 Some translations are partial (a Japanese page may hold English paragraphs): that is the data a
 user has, and chunk `lang` metadata (language.py) marks it. The questions are in English only.
@@ -85,12 +87,12 @@ def title_of(path: Path) -> str:
     return re.sub(r"^(\S{0,12}\s)?\d+(\.\d+)*\.?\s*", "", title).strip()
 
 
-def build_index(model: str, html: Path, languages: list[str], out: Path) -> dict:
+def build_index(model: str, html: Path, languages: list[str], out: Path, dense: str | None = None) -> dict:
     from lfm2_retrieval.engine import SearchEngine
     from lfm2_retrieval.ingest import IngestOptions, Ingestor
 
     shutil.rmtree(out, ignore_errors=True)
-    engine = SearchEngine.open(out, model=model, create=True)
+    engine = SearchEngine.open(out, model=model, create=True, dense=dense)
     start = time.perf_counter()
     report = Ingestor(engine, IngestOptions(exclude=["index.html"])).run([html / lang for lang in languages])
     seconds = time.perf_counter() - start
@@ -119,7 +121,8 @@ def _ranks(engine, queries: list[tuple[str, str]], relevant, filter_, mode) -> d
             "queries": len(ranks)}
 
 
-def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, str], dict[str, float]]:
+def evaluate(engine, html: Path, languages: list[str],
+             modes: tuple[str, ...] = MODES) -> dict[tuple[str, str, str], dict[str, float]]:
     """(task, language, mode) -> {"mrr": ..., "hit": ...}."""
     from lfm2_retrieval.ingest import source_name
 
@@ -128,7 +131,7 @@ def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, s
     results = {}
     if "en-US" in languages:  # natural questions: the English page answers, among all pages
         asked = [(q, page) for q, page in questions() if page in english]
-        for mode in MODES:
+        for mode in modes:
             results[("questions", "en-US", mode)] = _ranks(engine, asked, lambda n: source_name(english[n]), None, mode)
     for lang in languages:
         own = pages(html, lang)
@@ -138,7 +141,7 @@ def evaluate(engine, html: Path, languages: list[str]) -> dict[tuple[str, str, s
         if lang != "en-US":
             tasks.append(("cross-lingual", {"source": {"$prefix": english_prefix}}, lambda n: source_name(english[n])))
         for task, filter_, relevant in tasks:
-            for mode in MODES:
+            for mode in modes:
                 results[(task, lang, mode)] = _ranks(engine, queries, relevant, filter_, mode)
     return results
 
@@ -149,6 +152,8 @@ def main(argv=None) -> None:
     p.add_argument("--languages", nargs="*", default=LANGUAGES, help="handbook language folders")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dense", default=None, help="also index each model with this dense encoder (e5, model, or a "
+                   "sentence-transformers folder) and score modes dense and hybrid (three signals)")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "real-documents")
     args = p.parse_args(argv)
     import torch
@@ -161,17 +166,20 @@ def main(argv=None) -> None:
     if missing:
         raise SystemExit(f"no handbook pages for {missing}; there are: {sorted(p.name for p in html.iterdir())}")
     models = args.model or [str(default_model())]
-    rows, speed = {}, {}
-    for model in models:
+    rows, speed, labels = {}, {}, []
+    systems = [(m, None) for m in models] + ([(m, args.dense) for m in models] if args.dense else [])
+    for model, dense in systems:
         label = Path(model).parent.name if Path(model).name == "model" else Path(model).name
-        built = build_index(model, html, args.languages, args.out / label / "index")
+        label += f" + dense {dense}" if dense else ""
+        labels.append(label)
+        built = build_index(model, html, args.languages, args.out / label.replace(" ", "_") / "index", dense)
         speed[label] = {k: v for k, v in built.items() if k != "engine"}
         console.print(f"{label}: indexed {built['files']} pages, {built['chunks']} chunks, {built['tokens']} tokens "
                       f"in {built['seconds']:.0f} s ({built['tokens'] / built['seconds']:.0f} tokens/s, "
                       f"{built['chunks'] / built['seconds']:.1f} chunks/s)")
-        for (task, lang, mode), value in evaluate(built["engine"], html, args.languages).items():
+        modes = (*MODES, "dense") if dense else MODES
+        for (task, lang, mode), value in evaluate(built["engine"], html, args.languages, modes).items():
             rows.setdefault((task, mode), {}).setdefault(label, {})[lang] = value
-    labels = [Path(m).parent.name if Path(m).name == "model" else Path(m).name for m in models]
 
     table = Table(title=f"Debian handbook, page titles -> pages ({', '.join(args.languages)}); mean over languages "
                         "of MRR@10 / hit@10", title_justify="left")
@@ -181,9 +189,9 @@ def main(argv=None) -> None:
     for (task, mode), by_label in rows.items():
         cells = []
         for label in labels:
-            values = list(by_label[label].values())
+            values = list(by_label.get(label, {}).values())
             cells.append(f"{statistics.mean(v['mrr'] for v in values):.3f} / "
-                         f"{statistics.mean(v['hit'] for v in values):.3f}")
+                         f"{statistics.mean(v['hit'] for v in values):.3f}" if values else "—")
         table.add_row(task, mode, *cells)
         lines.append(f"| {task} | {mode} | " + " | ".join(cells) + " |")
     console.print(table)
