@@ -51,7 +51,7 @@ def load_scifact(n_docs: int) -> tuple[list[dict], list[str]]:
     return docs, queries
 
 
-def bench_indexing(model: str, docs: list[dict], workdir: Path) -> dict:
+def bench_indexing(model: str, docs: list[dict], workdir: Path, dense: str | None = None) -> dict:
     from lfm2_retrieval.engine import SearchEngine
     from lfm2_retrieval.ingest import Ingestor
 
@@ -59,7 +59,7 @@ def bench_indexing(model: str, docs: list[dict], workdir: Path) -> dict:
     folder.mkdir()
     for d in docs:
         (folder / f"{d['_id']}.txt").write_text(f"{d.get('title', '')}\n\n{d['text']}", encoding="utf-8")
-    engine = SearchEngine.open(workdir / "index", model=model, create=True)
+    engine = SearchEngine.open(workdir / "index", model=model, create=True, dense=dense)
     report = Ingestor(engine).run([folder])
     return {"files": report.files_indexed, "chunks": report.chunks_added, "tokens": report.tokens,
             "seconds": report.seconds, "index": workdir / "index"}
@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--index", type=Path, help="serve this existing index instead of building one")
+    parser.add_argument("--dense", default=None, help="build the index with this dense encoder (e5, model, a "
+                        "folder): hybrid is then three signals, and a dense row is added")
     args = parser.parse_args()
 
     docs, queries = load_scifact(args.docs)
@@ -159,13 +161,16 @@ def main() -> None:
             label = "tiny random LFM2 (untrained)"
         else:
             label = model
-        indexing = bench_indexing(model, docs, workdir)
+        indexing = bench_indexing(model, docs, workdir, args.dense)
         proc, base = start_server(indexing["index"])
         try:
             httpx.post(f"{base}/search", json={"query": "warm-up"}, timeout=60)
             rows = [("1 client", load(base, queries, 1, args.seconds, args.k)),
                     ("1 client, lexical (BM25)", load(base, queries, 1, args.seconds, args.k, mode="lexical")),
                     ("1 client, hybrid (default fusion)", load(base, queries, 1, args.seconds, args.k, mode="hybrid")),
+                    *([("1 client, dense", load(base, queries, 1, args.seconds, args.k, mode="dense")),
+                       ("8 clients, hybrid (three signals)", load(base, queries, 8, args.seconds, args.k,
+                                                                  mode="hybrid"))] if args.dense else []),
                     ("8 clients", load(base, queries, 8, args.seconds, args.k)),
                     ("8 clients + writer", load(base, queries, 8, args.seconds, args.k, with_writer=True))]
         finally:
@@ -202,9 +207,10 @@ def serve_existing(index: Path, queries: list[str], args) -> None:
     proc, base = start_server(index)
     try:
         httpx.post(f"{base}/search", json={"query": "warm-up", "mode": "hybrid"}, timeout=60)
+        modes = ("semantic", "lexical", "hybrid", *(["dense"] if stats.get("dense") else []))
         rows = [(f"{clients} client{'s' if clients > 1 else ''}, {mode}", load(base, queries, clients, args.seconds,
                                                                              args.k, mode=mode))
-                for clients in (1, 8) for mode in ("semantic", "lexical", "hybrid")]
+                for clients in (1, 8) for mode in modes]
     finally:
         proc.terminate()
         proc.wait()
