@@ -55,9 +55,10 @@ def build_server(client: LocalClient):
         query: Annotated[str, Field(min_length=1, max_length=4096, description="What to look for, in any language")],
         k: Annotated[int, Field(ge=1, le=100, description="How many hits (chunks, or documents with "
                                                           "per_document)")] = 10,
-        mode: Annotated[Literal["hybrid", "semantic", "lexical"],
-                        Field(description="hybrid (MaxSim and BM25 fused, the best measured), semantic or "
-                                          "lexical (exact words, codes, names)")] = "hybrid",
+        mode: Annotated[Literal["hybrid", "semantic", "lexical", "dense"],
+                        Field(description="hybrid (MaxSim and BM25 fused, and dense vectors where the index has "
+                                          "them: the best measured), semantic, lexical (exact words, codes, names) "
+                                          "or dense (an index with dense vectors)")] = "hybrid",
         filter: Annotated[dict[str, Any] | None,
                           Field(description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
                                             '{"source": {"$prefix": "/docs/"}}, {"$or": [...]}')] = None,

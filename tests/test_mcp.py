@@ -38,7 +38,7 @@ def test_stdio_server_tools(tmp_path, pylate_tiny_dir):
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert set(tools) == {"search", "add_documents", "delete_documents", "index_info"}
             schema = tools["search"].input_schema["properties"]
-            assert schema["mode"]["enum"] == ["hybrid", "semantic", "lexical"]
+            assert schema["mode"]["enum"] == ["hybrid", "semantic", "lexical", "dense"]
             assert (schema["k"]["minimum"], schema["k"]["maximum"]) == (1, 100)
             assert all(p.get("description") for p in schema.values())  # every parameter explained
             assert tools["search"].annotations.read_only_hint and tools["delete_documents"].annotations.destructive_hint
