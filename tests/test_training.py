@@ -545,3 +545,20 @@ def test_dense_loss_is_zero_on_the_teacher_and_its_ranking_term_punishes_confusi
     assert float(mse.loss(Student(), rows)) == pytest.approx(0.0, abs=1e-6)
     assert float(ranked.loss(Student(), rows)) == pytest.approx(0.0, abs=1e-4)
     assert float(ranked.loss(Student(), swapped)) > float(mse.loss(Student(), swapped)) >= 2.0 - 1e-6
+
+
+def test_the_campaign_curve_counts_cpu_hours_without_the_stops(tmp_path):
+    from eval.campaign_curve import curve
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"threads": 2}))
+    records = [{"time": 0, "step": 10}, {"time": 360, "step": 20},
+               {"time": 720, "step": 30, "eval_ndcg@10": {"qa_en": 0.5, "dense_ntrex_cross": 0.25}},
+               {"time": 90000, "event": "resumed", "step": 30}, {"time": 90360, "step": 40},  # a stop of a day
+               {"time": 90720, "step": 50, "eval_ndcg@10": {"qa_en": 0.6, "dense_ntrex_cross": 0.5}}]
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    rows = curve(run)
+    assert [r["step"] for r in rows] == [30, 50]
+    assert rows[0]["cpu_hours"] == 0.4 and rows[1]["cpu_hours"] == 0.8  # 720 s, then 1440 s, x 2 threads
+    assert rows[1]["dense_ntrex_cross"] == 0.5
