@@ -98,6 +98,7 @@ class SearchEngine:
         self._chunking_asked = chunking
         self._chunker: Chunker | None = None
         self._dense_encoder = None  # the dense slot's encoder, loaded on first need
+        self._dense_spec: str | None = None  # the slot's encoder spec it was loaded for
         self._loading = threading.RLock()  # re-entered: the dense head loads the model
         self._write_lock = threading.Lock()  # one writer per process; flock guards between processes
         self._refreshed_at = time.monotonic()
@@ -143,7 +144,7 @@ class SearchEngine:
         else:
             index = MultiVectorIndex.create(index_path, exist_ok=True, **common)
         engine = cls(index, encoder, chunking)
-        engine._dense_encoder = dense_encoder
+        engine._dense_encoder, engine._dense_spec = dense_encoder, dense
         return engine
 
     def _check_dense_asked(self, dense: str | None) -> None:
@@ -183,15 +184,17 @@ class SearchEngine:
         slot = self.dense_slot
         if slot is None:
             raise InvalidRequestError("this index has no dense vectors (fill them: lfm2-search add-dense)")
-        if self._dense_encoder is None:
+        # Loaded again when the slot changed hands (add-dense by another process, then a refresh).
+        if self._dense_encoder is None or self._dense_spec != slot.encoder:
             from ..model.dense_encoders import load_dense_encoder
 
             with self._loading:
-                if self._dense_encoder is None:
-                    self._dense_encoder = load_dense_encoder(slot.encoder, lambda: self.encoder)
-            if self._dense_encoder.dim != slot.dim:
-                raise InvalidRequestError(f"the dense encoder {slot.encoder!r} gives {self._dense_encoder.dim}-d "
-                                          f"vectors; the index keeps {slot.dim}-d ones")
+                if self._dense_encoder is None or self._dense_spec != slot.encoder:
+                    encoder = load_dense_encoder(slot.encoder, lambda: self.encoder)
+                    if encoder.dim != slot.dim:
+                        raise InvalidRequestError(f"the dense encoder {slot.encoder!r} gives {encoder.dim}-d "
+                                                  f"vectors; the index keeps {slot.dim}-d ones")
+                    self._dense_encoder, self._dense_spec = encoder, slot.encoder
         return self._dense_encoder
 
     def encode_dense_queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -560,7 +563,7 @@ class SearchEngine:
         with self._holding_write_lock(timeout):
             n = self.index.fill_dense(slot, lambda texts: encoder.embed(texts, "passage"), timeout=timeout)
         self.index.refresh()
-        self._dense_encoder = encoder
+        self._dense_encoder, self._dense_spec = encoder, dense
         return n
 
     def merge_segments(self, timeout: float = 0.0) -> int:
