@@ -289,3 +289,19 @@ def test_e5_as_the_dense_leg(tmp_path, pylate_tiny_dir):
     # Across languages: the French sentence answers an English query about the stock market.
     assert engine.search(["stock market fell"], k=1, mode="dense")[0][0].id == "fr#0"
     assert {h.id for h in engine.search(["sleeping cat"], k=2, mode="dense")[0]} == {"en#0", "ja#0"}
+
+
+def test_fill_dense_drops_a_segment_whose_chunks_are_all_deleted(tmp_path):
+    ids, vectors, texts, metadata = chunks(40)
+    idx = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
+    with idx.writer() as w:
+        w.add(ids[:20], vectors[:20], texts[:20], metadata[:20])
+    with idx.writer() as w:
+        w.add(ids[20:], vectors[20:], texts[20:], metadata[20:])
+    with idx.writer() as w:
+        w.delete(ids[20:])
+    table = dict(zip(texts, unit_rows(40, DENSE, 5)))
+    assert idx.fill_dense(SLOT, lambda batch: np.stack([table[t] for t in batch])) == 20
+    idx.refresh()
+    assert len(idx.snapshot.segments) == 1 and idx.manifest.counts.deleted == 0 and len(idx) == 20
+    assert check_index(idx.path, full=True).problems == []

@@ -372,10 +372,13 @@ class IndexWriter:
         if self._replace_all or self._seg_writer is not None or self._pending or self._new_segments or self._deleted:
             raise RuntimeError("filling the dense slot must be the only change of its commit")
         self.manifest.dense = slot.to_json()
-        chosen = list(zip(self.base.segments, self.base.live))
         copied = 0
-        for one in chosen:  # a segment each: the rewrite keeps the index's segment sizes
-            copied += self._copy([one], embed)
+        for seg, live in zip(self.base.segments, self.base.live):  # a segment each: sizes stay as they are
+            if live is not None and not live.any():  # nothing live: dropped, as a merge drops it
+                self._merged.add(seg.name)
+                self.manifest.counts.deleted = max(0, self.manifest.counts.deleted - seg.n_docs)
+                continue
+            copied += self._copy([(seg, live)], embed)
         return copied
 
     def _copy(self, chosen: list, embed: Callable[[list[str]], np.ndarray] | None) -> int:
