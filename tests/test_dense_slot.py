@@ -305,3 +305,31 @@ def test_fill_dense_drops_a_segment_whose_chunks_are_all_deleted(tmp_path):
     idx.refresh()
     assert len(idx.snapshot.segments) == 1 and idx.manifest.counts.deleted == 0 and len(idx) == 20
     assert check_index(idx.path, full=True).problems == []
+
+
+def test_large_segments_search_their_hnsw_graph_with_exact_scores(tmp_path, monkeypatch):
+    from lfm2_retrieval.index import dense as dense_module
+
+    monkeypatch.setattr(dense_module, "HNSW_MIN_CHUNKS", 100)  # 300 chunks: the graph is written
+    ids, vectors, texts, metadata = chunks(300)
+    dense = unit_rows(300, DENSE, 21)
+    idx = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2, dense=SLOT)
+    with idx.writer() as w:
+        w.add(ids, vectors, texts, metadata, dense=dense)
+    idx.refresh()
+    (segment,) = idx.snapshot.segments
+    assert (segment.folder / dense_module.HNSW_FILE).exists() and segment.dense_searcher.graph is not None
+    queries = unit_rows(5, DENSE, 22)
+    for query, hits in zip(queries, idx.search_dense(queries, k=10)):
+        assert [h.id for h in hits] == brute_force(dense, ids, query, 10)  # 300 points: the walk finds all
+        np.testing.assert_allclose([h.score for h in hits], np.sort(dense @ query)[::-1][:10], atol=2e-3)
+    # A filter that leaves many rows walks the graph through a selector; one that leaves under a
+    # fifth of them (here: 50 live rows of 300) is scored exactly over those rows.
+    wide = idx.search_dense(queries[:1], k=5, filter={"group": {"$in": [0, 1]}})[0]
+    assert [h.id for h in wide] == brute_force(dense, ids, queries[0], 5, keep=lambda i: i % 3 != 2)
+    with idx.writer() as w:
+        w.delete(ids[:250])
+    idx.refresh()
+    few = idx.search_dense(queries[:1], k=5)[0]
+    assert [h.id for h in few] == brute_force(dense, ids, queries[0], 5, keep=lambda i: i >= 250)
+    assert check_index(idx.path, full=True).problems == []

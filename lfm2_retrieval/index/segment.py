@@ -47,9 +47,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .lexical import BM25Index
+from . import dense as dense_module
 from . import postings
 from .codec import ResidualCodec
-from .dense import DENSE_DTYPE, DENSE_FILE, DenseSearcher
+from .dense import DENSE_DTYPE, DENSE_FILE, HNSW_FILE, DenseSearcher, build_hnsw
 from ..errors import IndexDamagedError, raise_if_resource_error
 from .integrity import folder_checksums
 from .storage import NPY_LOCK, load_npy, publish_dir, save_npy
@@ -246,6 +247,10 @@ class SegmentWriter:
         }
         if self.dense_dim is not None:
             info["dense_dim"] = self.dense_dim
+            if self.n_docs >= dense_module.HNSW_MIN_CHUNKS:
+                vectors = _memmap(self.tmp_dir / DENSE_FILE, DENSE_DTYPE, (self.n_docs, self.dense_dim))
+                build_hnsw(vectors, self.tmp_dir / HNSW_FILE)
+                info["dense_graph"] = HNSW_FILE
         # The lexical (BM25) index of the same chunks, built from the stored texts and
         # published with the segment: both change by the same atomic commit.
         texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
@@ -325,7 +330,8 @@ class Segment:
         """The faiss index of this segment's dense vectors (built on first use)."""
         if self.dense is None:
             raise ValueError(f"segment {self.name} has no dense vectors")
-        return DenseSearcher(self.dense)
+        graph = self.folder / HNSW_FILE if self.info.get("dense_graph") else None
+        return DenseSearcher(self.dense, graph)
 
     @cached_property
     def internal_ids(self) -> np.ndarray:
