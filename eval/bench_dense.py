@@ -10,10 +10,11 @@ of eval/collections/synthetic_vectors.py), texts of topic words for BM25, and on
 dense vector per chunk. The dense leg walks the segment's HNSW graph (a segment of 20,000 chunks
 or more; index/dense.py) or scans it flat, so its cost depends on the number and dimension of the
 vectors far more than on their values: random ones time it about as multilingual-e5-small's
-would (recall against exact search is measured on e5's own vectors, docs/dense.md). Two indexes hold the same chunks, one without and one with the
-dense slot (filled by add-dense's path, IndexWriter.fill_dense), both kept under --out for
-later runs. The engine's own search path runs (SearchEngine.answer); query encoding is left
-out (the e5 query encoder's time is printed apart).
+would (recall against exact search is measured on e5's own vectors, docs/dense.md). Two
+indexes hold the same chunks, one without and one with the dense slot (filled by add-dense's
+path, IndexWriter.fill_dense), both kept under --out for later runs. The engine's own search
+path runs (SearchEngine.answer); query encoding is left out (the e5 query encoder's time is
+printed apart).
 """
 
 from __future__ import annotations

@@ -172,8 +172,12 @@ def dense_distillation(cfg: TrainConfig, pairs: list[Pair], teacher: DenseTeache
     """The dense head's targets: NTREX-128 and the config's TSV files of parallel text, and the
     training pairs' own texts."""
     parallel = ntrex_targets(Path(cfg.shared_data))
-    for path in cfg.dense_parallel_tsv:
-        parallel += tsv_targets(Path(path))
+    for name in cfg.dense_parallel_tsv:
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{path} (dense_parallel_tsv) is missing: make it with "
+                                    "`python -m lfm2_retrieval.training.debian_text` (apt-get download, resumable)")
+        parallel += tsv_targets(path)
     return DenseDistillation(parallel, monolingual_targets(pairs), teacher.cache, cfg.dense_batch_size,
                              cfg.dense_parallel_share, cfg.seed, cfg.dense_contrastive, cfg.dense_temperature)
 
