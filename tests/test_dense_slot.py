@@ -333,3 +333,23 @@ def test_large_segments_search_their_hnsw_graph_with_exact_scores(tmp_path, monk
     few = idx.search_dense(queries[:1], k=5)[0]
     assert [h.id for h in few] == brute_force(dense, ids, queries[0], 5, keep=lambda i: i >= 250)
     assert check_index(idx.path, full=True).problems == []
+
+
+def test_http_search_with_three_signals(tmp_path, model_with_head):
+    from fastapi.testclient import TestClient
+
+    from lfm2_retrieval.api import ApiSettings, create_app
+
+    engine = SearchEngine.open(tmp_path / "idx", model=str(model_with_head), create=True, dense="model")
+    engine.upsert(DOCS)
+    with TestClient(create_app(engine, ApiSettings(api_key=None))) as client:
+        health = client.get("/health").json()
+        assert health["index"]["dense"]["encoder"] == "model" and health["index"]["dense"]["dim"] == 24
+        r = client.post("/search", json={"query": "valve gasket", "mode": "dense", "k": 3})
+        assert r.status_code == 200 and len(r.json()["results"][0]["hits"]) == 3
+        r = client.post("/search", json={"query": "XK-77Q", "k": 3, "explain": True, "dense_weight": 0.3})
+        hit = r.json()["results"][0]["hits"][0]
+        assert hit["id"] == "manual#0" and set(hit["legs"]) <= {"semantic", "dense", "lexical"}
+        assert sum(hit["legs"].values()) == pytest.approx(hit["score"])
+        assert client.post("/search", json={"query": "x", "mode": "lexical", "dense_weight": 0.3}).status_code == 422
+        assert client.post("/search", json={"query": "x", "dense_weight": 1.5}).status_code == 422

@@ -141,6 +141,9 @@ class IndexInfo(BaseModel):
     chunks: int
     tokens: int
     commit: int
+    dense: dict[str, Any] | None = Field(None, description="The dense slot (encoder, dim, dtype) when the index "
+                                                           "keeps a dense vector per chunk: hybrid then fuses three "
+                                                           "signals, and mode dense is open")
 
 
 class ShardInfo(BaseModel):

@@ -29,7 +29,8 @@ async def health(state: Served = Depends(served)) -> HealthResponse:
     return HealthResponse(
         status="ok" if not shards or all(s.status == "ok" for s in shards) else "degraded",
         model=ModelInfo(source=engine.model_source, fingerprint=engine.encoder.fingerprint, dim=engine.encoder.dim),
-        index=IndexInfo(path=str(engine.path), chunks=counts.chunks, tokens=counts.tokens, commit=engine.commit),
+        index=IndexInfo(path=str(engine.path), chunks=counts.chunks, tokens=counts.tokens, commit=engine.commit,
+                        **({"dense": engine.dense_slot.to_json()} if engine.dense_slot else {})),
         **({"shards": shards} if shards is not None else {}),
     )
 
