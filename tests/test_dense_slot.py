@@ -353,3 +353,13 @@ def test_http_search_with_three_signals(tmp_path, model_with_head):
         assert sum(hit["legs"].values()) == pytest.approx(hit["score"])
         assert client.post("/search", json={"query": "x", "mode": "lexical", "dense_weight": 0.3}).status_code == 422
         assert client.post("/search", json={"query": "x", "dense_weight": 1.5}).status_code == 422
+
+
+def test_splitting_an_index_into_shards_keeps_its_dense_vectors(index, tmp_path):
+    from lfm2_retrieval.shards.split import split_index
+
+    idx, ids, dense = index
+    sharded = split_index(idx.path, tmp_path / "split", 3)
+    assert sharded.manifest.dense_slot == SLOT
+    query = unit_rows(1, DENSE, 31)
+    assert [h.id for h in sharded.search_dense(query, k=8)[0]] == [h.id for h in idx.search_dense(query, k=8)[0]]

@@ -106,7 +106,7 @@ class ShardedWriter:
         self.add(ids, vectors, texts, metadata, replace=True)
 
     def add_encoded(self, ids, codes: np.ndarray, residuals: np.ndarray, lengths: Sequence[int], texts=None,
-                    metadata=None, *, replace: bool = False) -> None:
+                    metadata=None, *, replace: bool = False, dense: np.ndarray | None = None) -> None:
         """Chunks compressed by the shared codec (IndexWriter.add_encoded), routed by document."""
         self._check_open()
         if self.codec is None:
@@ -116,7 +116,7 @@ class ShardedWriter:
             positions = np.concatenate([np.arange(starts[r], starts[r + 1]) for r in rows])
             self.writers[s].add_encoded([ids[r] for r in rows], codes[positions], residuals[positions],
                                         [lengths[r] for r in rows], _pick(texts, rows), _pick(metadata, rows),
-                                        replace=replace)
+                                        replace=replace, dense=None if dense is None else np.asarray(dense)[rows])
 
     def use_codec(self, codec: ResidualCodec) -> None:
         """The codec every shard compresses with (e.g. trained once from a sample by a
