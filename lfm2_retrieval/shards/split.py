@@ -2,8 +2,8 @@
 
 Every live chunk is copied to the shard of its document with its codes and residuals as they
 are (and its dense vector, in an index with a dense slot), and every shard takes the source's
-codec: no vector is decompressed or compressed again,
-so each chunk scores in its shard exactly as it did in the source. The source is read from one
+codec: no vector is decompressed or compressed again, so each chunk scores in its shard exactly
+as it did in the source. The source is read from one
 snapshot and never changed; the shards appear by one sharded commit, so an interrupted split
 leaves no half-made sharded index (run it again into an empty folder).
 """
