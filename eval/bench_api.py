@@ -168,9 +168,10 @@ def main() -> None:
             rows = [("1 client", load(base, queries, 1, args.seconds, args.k)),
                     ("1 client, lexical (BM25)", load(base, queries, 1, args.seconds, args.k, mode="lexical")),
                     ("1 client, hybrid (default fusion)", load(base, queries, 1, args.seconds, args.k, mode="hybrid")),
-                    *([("1 client, dense", load(base, queries, 1, args.seconds, args.k, mode="dense")),
-                       ("8 clients, hybrid (three signals)", load(base, queries, 8, args.seconds, args.k,
-                                                                  mode="hybrid"))] if args.dense else []),
+                    *([("1 client, dense", load(base, queries, 1, args.seconds, args.k, mode="dense"))]
+                      if args.dense else []),
+                    (f"8 clients, hybrid ({'three' if args.dense else 'two'} signals)",
+                     load(base, queries, 8, args.seconds, args.k, mode="hybrid")),
                     ("8 clients", load(base, queries, 8, args.seconds, args.k)),
                     ("8 clients + writer", load(base, queries, 8, args.seconds, args.k, with_writer=True))]
         finally:

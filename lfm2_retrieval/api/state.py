@@ -44,6 +44,9 @@ class Served:
         # The request's texts are clean already (SearchRequest): the encoder takes them as they are.
         self.batcher = QueryBatcher(encoder.encode_queries, settings.max_batch, settings.batch_window_ms / 1000,
                                     alone=lambda: self.searching.value <= 1)
+        # The dense leg's query encoder (e5: a second model) batches concurrent requests the same way.
+        self.dense_batcher = QueryBatcher(lambda texts: list(engine.encode_dense_queries(texts)), settings.max_batch,
+                                          settings.batch_window_ms / 1000, alone=lambda: self.searching.value <= 1)
         self.search_slots = threading.BoundedSemaphore(settings.max_concurrent_searches)
         self.facets: dict[int, dict] = {}  # {commit: facets}: computed once per commit
         self.metrics = Metrics(engine)
@@ -51,6 +54,7 @@ class Served:
 
     def close(self) -> None:
         self.batcher.close()
+        self.dense_batcher.close()
 
 
 async def served(request: Request) -> Served:

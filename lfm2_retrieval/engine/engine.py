@@ -354,17 +354,18 @@ class SearchEngine:
         return out
 
     def answer(self, request: SearchRequest, vectors: Sequence[np.ndarray] | None = None,
-               shard_timeout_s: float | None = None) -> SearchAnswer:
-        """The one way a search runs, whoever asked: encode the queries (unless `vectors` are
-        given: the HTTP API batches the encoding of concurrent requests), rank (per chunk or per
-        document), cut the page at offset, explain if asked. shard_timeout_s: on a sharded index,
-        how long a shard may take (request.allow_partial: then the others answer alone)."""
+               shard_timeout_s: float | None = None, dense: np.ndarray | None = None) -> SearchAnswer:
+        """The one way a search runs, whoever asked: encode the queries (unless `vectors` and
+        `dense` are given: the HTTP API batches the encoding of concurrent requests), rank (per
+        chunk or per document), cut the page at offset, explain if asked. shard_timeout_s: on a
+        sharded index, how long a shard may take (request.allow_partial: then the others answer
+        alone)."""
         started = time.perf_counter()
         texts = request.texts
         if vectors is None and request.needs_vectors:
             vectors = self.encoder.encode_queries(texts)
         self.refresh(max_age=0.5)
-        queries = Queries(texts, vectors, self._dense_queries(request, texts))
+        queries = Queries(texts, vectors, self._dense_queries(request, texts) if dense is None else np.asarray(dense))
         with shard_policy_for(shard_timeout_s, request.allow_partial) as shards:
             if request.per_document:
                 ranked = self._per_document(request, queries, request.depth)
@@ -380,6 +381,10 @@ class SearchEngine:
                     result.explanations = self.explain_hits(result.query, result.hits, query_vectors)
         return SearchAnswer(results, self.commit, round((time.perf_counter() - started) * 1000, 3),
                             list(shards.missing))
+
+    def needs_dense(self, request: SearchRequest) -> bool:
+        """Whether the request reads the dense slot: mode dense, or hybrid on an index with one."""
+        return request.mode == "dense" or (request.mode == "hybrid" and self.dense_slot is not None)
 
     def _dense_queries(self, request: SearchRequest, texts: Sequence[str]) -> np.ndarray | None:
         """The queries' dense vectors when the request's mode reads the dense slot: dense, and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
@@ -28,8 +29,9 @@ def search(request: SearchRequest, state: Served = Depends(served)) -> SearchRes
     """Rank chunks for one query or several. Concurrent requests share encoder batches."""
     with state.searching:
         vectors = state.batcher.encode(request.texts) if request.needs_vectors else None
+        dense = np.stack(state.dense_batcher.encode(request.texts)) if state.engine.needs_dense(request) else None
         with state.search_slots:
-            answer = state.engine.answer(request, vectors, shard_timeout_s=state.settings.shard_timeout_s)
+            answer = state.engine.answer(request, vectors, shard_timeout_s=state.settings.shard_timeout_s, dense=dense)
     state.metrics.searches.labels(request.mode).inc(len(answer.results))
     return SearchResponse.of(answer)
 
