@@ -4,6 +4,11 @@ beforehand, and the dense leg alone.
 
     python -m eval.bench_dense                           # 100,000 chunks, 384-d dense vectors
     python -m eval.bench_dense --chunks 20000 --queries 30 --repeats 2
+    python -m eval.bench_dense --index eval/out/real-bench/ours-4-real-100k   # a kept index of real chunks
+
+With --index, a kept index (e.g. bench_index.py's real 100k, `--keep`) is the two-signal side
+and a copy of it with random dense vectors the three-signal side; the queries are SciFact's and
+the QA sets' questions, encoded beforehand by the index's own model.
 
 The collection: token vectors of real length (150-220 tokens of 96 dimensions, the generator
 of eval/collections/synthetic_vectors.py), texts of topic words for BM25, and one random unit
@@ -47,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="rounds of every query, pooled")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--e5", action="store_true", help="also time multilingual-e5-small's query encoding")
+    p.add_argument("--index", type=Path, help="an existing index of real chunks instead of the synthetic one")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "dense-bench")
     return p.parse_args(argv)
 
@@ -91,6 +97,20 @@ def with_dense(plain: Path, path: Path, dim: int) -> None:
     index.close()
 
 
+def real_queries(n: int) -> list[str]:
+    """SciFact's claims and the QA sets' questions, taken in turn (real queries in several languages)."""
+    from lfm2_retrieval.evaluation.builders import QA_EVAL_FILES, build_qa_nano
+    from eval.bench_api import load_scifact
+
+    pools = [load_scifact(10)[1]]
+    for files, _ in QA_EVAL_FILES.values():
+        paths = [ROOT.parent / "shared" / "data" / "qa" / f for f in files]
+        if all(path.exists() for path in paths):
+            pools.append(list(build_qa_nano(paths, "xx", n_queries=n).queries.values()))
+    mixed = [q for group in zip(*[pool[: n] for pool in pools]) for q in group]
+    return list(dict.fromkeys(mixed))[:n]
+
+
 class Lookup:
     """A dense 'encoder' that returns each query's precomputed vector (encoding is timed apart)."""
 
@@ -117,17 +137,23 @@ def timed(engine: SearchEngine, texts: list[str], vectors: list[np.ndarray], mod
 def main(argv=None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    plain_path = args.out / f"plain-{args.chunks}"
-    dense_path = args.out / f"dense-{args.chunks}-{args.dense_dim}"
     started = time.perf_counter()
-    build(plain_path, args.chunks)
-    with_dense(plain_path, dense_path, args.dense_dim)
-    console.print(f"indexes ready in {time.perf_counter() - started:.0f} s: {plain_path}, {dense_path}")
-
     rng = np.random.default_rng(7)
-    pool = topic_pool(DIM)
-    vectors = clustered_queries(args.queries, DIM, topics=pool)
-    texts = [words(rng.integers(0, len(pool), 2), rng, 8) + f" q{i}" for i in range(args.queries)]
+    if args.index is not None:
+        plain_path = args.index
+        dense_path = args.out / f"{args.index.name}-dense-{args.dense_dim}"
+        with_dense(plain_path, dense_path, args.dense_dim)
+        texts = real_queries(args.queries)
+        vectors = SearchEngine.open(plain_path).encode_queries(texts)
+    else:
+        plain_path = args.out / f"plain-{args.chunks}"
+        dense_path = args.out / f"dense-{args.chunks}-{args.dense_dim}"
+        build(plain_path, args.chunks)
+        with_dense(plain_path, dense_path, args.dense_dim)
+        pool = topic_pool(DIM)
+        vectors = clustered_queries(args.queries, DIM, topics=pool)
+        texts = [words(rng.integers(0, len(pool), 2), rng, 8) + f" q{i}" for i in range(args.queries)]
+    console.print(f"indexes ready in {time.perf_counter() - started:.0f} s: {plain_path}, {dense_path}")
     dense_queries = rng.standard_normal((args.queries, args.dense_dim)).astype(np.float32)
     dense_queries /= np.linalg.norm(dense_queries, axis=1, keepdims=True)
     plain = SearchEngine(MultiVectorIndex(plain_path))
@@ -145,7 +171,9 @@ def main(argv=None) -> None:
                                                                  args.repeats),
         "lexical (BM25)": timed(plain, texts, vectors, "lexical", args.k, args.repeats),
     }
-    table = Table(title=f"In-process search, {args.chunks:,} chunks, {args.dense_dim}-d dense, k={args.k}, "
+    chunks = len(MultiVectorIndex(plain_path))
+    kind = "real" if args.index else "synthetic"
+    table = Table(title=f"In-process search, {chunks:,} {kind} chunks, {args.dense_dim}-d dense, k={args.k}, "
                         f"{args.queries} queries x {args.repeats}", title_justify="left")
     for column in ("search", "p50 ms", "p95 ms", "QPS"):
         table.add_column(column, justify="left" if column == "search" else "right")
