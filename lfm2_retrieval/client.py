@@ -94,12 +94,13 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: str, per_document: bool,
-                 alpha: float | None, fusion: str | None, offset: int = 0, explain: bool = False) -> dict[str, Any]:
+                 alpha: float | None, fusion: str | None, offset: int = 0, explain: bool = False,
+                 dense_weight: float | None = None) -> dict[str, Any]:
     """The body of POST /search: engine/request.py's SearchRequest, the fields left at their
     defaults left out."""
     body: dict[str, Any] = {"k": k, "mode": mode, "per_document": per_document}
     body["query" if isinstance(query, str) else "queries"] = query if isinstance(query, str) else list(query)
-    for key, value in (("filter", filter), ("alpha", alpha), ("fusion", fusion)):
+    for key, value in (("filter", filter), ("alpha", alpha), ("fusion", fusion), ("dense_weight", dense_weight)):
         if value is not None:
             body[key] = value
     if offset:
@@ -146,11 +147,14 @@ class _Hits:
 
     def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
                per_document: bool = False, alpha: float | None = None, fusion: str | None = None,
-               offset: int = 0, explain: bool = False) -> list[Hit] | list[list[Hit]]:
+               offset: int = 0, explain: bool = False,
+               dense_weight: float | None = None) -> list[Hit] | list[list[Hit]]:
         """The hits of one query (a str), or one list per query (a list of them); offset: hits
-        skipped first (the next page); explain: each hit's token matches (Hit.explain)."""
-        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion, offset, explain),
-                     query)
+        skipped first (the next page); explain: each hit's token matches (Hit.explain) and, in
+        hybrid mode, each signal's share of its score (Hit.legs); dense_weight: the dense leg's
+        weight on an index with dense vectors."""
+        return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion, offset, explain,
+                                          dense_weight), query)
 
 
 class Client(_Hits):
@@ -181,9 +185,10 @@ class Client(_Hits):
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                        fusion: str | None = None, offset: int = 0, explain: bool = False) -> SearchResponse:
+                        fusion: str | None = None, offset: int = 0, explain: bool = False,
+                        dense_weight: float | None = None) -> SearchResponse:
         """The whole answer: hits per query, the commit they come from, the time taken."""
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain)
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight)
         return SearchResponse.model_validate(self._request("POST", "/search", json=body))
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -245,8 +250,9 @@ class AsyncClient:
 
     async def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                      mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                     fusion: str | None = None, offset: int = 0, explain: bool = False) -> list[Hit] | list[list[Hit]]:
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain)
+                     fusion: str | None = None, offset: int = 0, explain: bool = False,
+                     dense_weight: float | None = None) -> list[Hit] | list[list[Hit]]:
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight)
         return _hits(SearchResponse.model_validate(await self._request("POST", "/search", json=body)), query)
 
     async def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -306,10 +312,11 @@ class LocalClient(_Hits):
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
-                        fusion: str | None = None, offset: int = 0, explain: bool = False) -> SearchResponse:
+                        fusion: str | None = None, offset: int = 0, explain: bool = False,
+                        dense_weight: float | None = None) -> SearchResponse:
         from .engine import SearchRequest
 
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain)
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight)
         request = _validated(SearchRequest, body)
         with self._answers():
             return SearchResponse.of(self.engine.answer(request))

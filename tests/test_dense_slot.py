@@ -363,3 +363,16 @@ def test_splitting_an_index_into_shards_keeps_its_dense_vectors(index, tmp_path)
     assert sharded.manifest.dense_slot == SLOT
     query = unit_rows(1, DENSE, 31)
     assert [h.id for h in sharded.search_dense(query, k=8)[0]] == [h.id for h in idx.search_dense(query, k=8)[0]]
+
+
+def test_the_local_client_passes_dense_weight_and_returns_legs(tmp_path, model_with_head):
+    from lfm2_retrieval.client import InvalidRequest, LocalClient
+
+    engine = SearchEngine.open(tmp_path / "idx", model=str(model_with_head), create=True, dense="model")
+    engine.upsert(DOCS)
+    client = LocalClient(engine)
+    hits = client.search("XK-77Q", k=3, explain=True, dense_weight=0.2)
+    assert hits[0].id == "manual#0" and hits[0].legs and sum(hits[0].legs.values()) == pytest.approx(hits[0].score)
+    assert client.search("gardens", k=2, mode="dense")
+    with pytest.raises(InvalidRequest, match="dense_weight"):  # the client's own error, as over HTTP
+        client.search("gardens", mode="semantic", dense_weight=0.5)
