@@ -11,30 +11,19 @@ MaxSim's dev scores and, when the model has a dense head, the head's alone (`den
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from lfm2_retrieval.training.model_card import step_cpu_hours
+
 
 def curve(run: Path, gap_s: float = 600.0) -> list[dict]:
     """One row per logged evaluation: step, cpu_hours and its scores."""
-    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    threads = config.get("threads") or os.cpu_count() or 1
-    rows, last, seconds = [], None, 0.0
-    for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if "step" not in record:
-            continue
-        if last is not None and 0 < record["time"] - last <= gap_s:
-            seconds += record["time"] - last
-        last = record["time"]
-        if "eval_ndcg@10" in record:
-            rows.append({"step": record["step"], "cpu_hours": round(seconds * threads / 3600, 2),
-                         **{k: round(v, 3) for k, v in record["eval_ndcg@10"].items()}})
-    return rows
+    return [{"step": record["step"], "cpu_hours": round(hours, 2),
+             **{k: round(v, 3) for k, v in record["eval_ndcg@10"].items()}}
+            for record, hours in step_cpu_hours(run, gap_s) if "eval_ndcg@10" in record]
 
 
 def main(argv=None) -> None:

@@ -39,6 +39,18 @@ def brute_force(dense: np.ndarray, ids: list[str], query: np.ndarray, k: int, ke
     return [ids[i] for i in order[:k]]
 
 
+def plain_in_two_segments(path, n: int):
+    """An index without a dense slot, its n chunks in two segments: (index, ids, vectors, texts, metadata)."""
+    ids, vectors, texts, metadata = chunks(n)
+    idx = MultiVectorIndex.create(path, dim=DIM, nbits=2)
+    half = n // 2
+    with idx.writer() as w:
+        w.add(ids[:half], vectors[:half], texts[:half], metadata[:half])
+    with idx.writer() as w:
+        w.add(ids[half:], vectors[half:], texts[half:], metadata[half:])
+    return idx, ids, vectors, texts, metadata
+
+
 @pytest.fixture()
 def index(tmp_path):
     ids, vectors, texts, metadata = chunks(300)
@@ -118,12 +130,8 @@ def test_check_finds_a_segment_without_the_slots_vectors(index):
 
 
 def test_fill_dense_gives_an_index_its_slot_in_one_commit(tmp_path):
-    ids, vectors, texts, metadata = chunks(120)
-    idx = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
+    idx, ids, vectors, texts, metadata = plain_in_two_segments(tmp_path / "idx", 120)
     with idx.writer() as w:
-        w.add(ids[:60], vectors[:60], texts[:60], metadata[:60])
-    with idx.writer() as w:
-        w.add(ids[60:], vectors[60:], texts[60:], metadata[60:])
         w.delete(["c3"])
     reader = MultiVectorIndex(idx.path)
     before = reader.commit
@@ -292,12 +300,7 @@ def test_e5_as_the_dense_leg(tmp_path, pylate_tiny_dir):
 
 
 def test_fill_dense_drops_a_segment_whose_chunks_are_all_deleted(tmp_path):
-    ids, vectors, texts, metadata = chunks(40)
-    idx = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2)
-    with idx.writer() as w:
-        w.add(ids[:20], vectors[:20], texts[:20], metadata[:20])
-    with idx.writer() as w:
-        w.add(ids[20:], vectors[20:], texts[20:], metadata[20:])
+    idx, ids, vectors, texts, metadata = plain_in_two_segments(tmp_path / "idx", 40)
     with idx.writer() as w:
         w.delete(ids[20:])
     table = dict(zip(texts, unit_rows(40, DENSE, 5)))

@@ -43,7 +43,7 @@ def train_command(
     try:
         cfg = TrainConfig.load(config, set_)
         if cache_only:
-            pairs, teacher = prepare_data(cfg, lambda record: console.print(record))
+            pairs, teacher, _ = prepare_data(cfg, lambda record: console.print(record))
             if teacher is None or not hasattr(teacher, "cache"):
                 fail("this config has no dense teacher to cache (set distill_teacher or negatives_from=\"teacher\", "
                       "with teacher = \"e5\" or a sentence-transformers folder)")

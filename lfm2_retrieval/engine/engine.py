@@ -65,6 +65,17 @@ CHUNKS_PER_DOCUMENT = 5
 MAX_POOL = 1000
 
 
+def _dense_encoder_and_slot(spec: str, colbert) -> tuple[Any, DenseSlot]:
+    """The dense encoder a spec names (model/dense_encoders.py) and the slot it fills."""
+    from ..model.dense_encoders import load_dense_encoder
+
+    try:
+        encoder = load_dense_encoder(spec, colbert)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    return encoder, DenseSlot(spec, encoder.dim, encoder.id)
+
+
 @dataclass
 class Queries:
     """A request's queries as each leg reads them: texts (BM25), token vectors (MaxSim, None
@@ -133,15 +144,7 @@ class SearchEngine:
             )
         name = model or default_model()
         encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
-        slot, dense_encoder = None, None
-        if dense is not None:
-            from ..model.dense_encoders import load_dense_encoder
-
-            try:
-                dense_encoder = load_dense_encoder(dense, lambda: encoder)
-            except ValueError as exc:
-                raise InvalidRequestError(str(exc)) from None
-            slot = DenseSlot(dense, dense_encoder.dim, dense_encoder.id)
+        dense_encoder, slot = _dense_encoder_and_slot(dense, lambda: encoder) if dense is not None else (None, None)
         common = dict(dim=encoder.dim, nbits=nbits, model_fingerprint=encoder.fingerprint,
                       model_source=model_source(name), dense=slot)
         if shards > 1:
@@ -387,16 +390,13 @@ class SearchEngine:
         return request.mode == "dense" or (request.mode == "hybrid" and self.dense_slot is not None)
 
     def _dense_queries(self, request: SearchRequest, texts: Sequence[str]) -> np.ndarray | None:
-        """The queries' dense vectors when the request's mode reads the dense slot: dense, and
-        hybrid on an index that has one."""
-        if request.mode == "dense":
-            if self.dense_slot is None:
-                raise InvalidRequestError("mode dense needs an index with dense vectors: build it with --dense, or "
-                                          "fill them with `lfm2-search add-dense`")
-            return self.encode_dense_queries(texts)
-        if request.mode == "hybrid" and self.dense_slot is not None:
-            return self.encode_dense_queries(texts)
-        return None
+        """The queries' dense vectors when the request reads the dense slot (needs_dense)."""
+        if not self.needs_dense(request):
+            return None
+        if self.dense_slot is None:  # mode dense on an index without the slot
+            raise InvalidRequestError("mode dense needs an index with dense vectors: build it with --dense, or "
+                                      "fill them with `lfm2-search add-dense`")
+        return self.encode_dense_queries(texts)
 
     def _ranked(self, request: SearchRequest, queries: "Queries", depth: int) -> list[tuple[list[Hit], dict | None]]:
         """The top `depth` chunks of each query in the request's mode, with (hybrid) each hit's
@@ -554,26 +554,15 @@ class SearchEngine:
         """Merge every segment into one, drop deleted chunks for good, retrain the codec; with
         `reencode` the vectors come fresh from the model instead of the stored ones."""
         with self._holding_write_lock(timeout):
-            if not reencode:
-                self.index.optimize(nbits=nbits)
-            elif self.dense_slot is None:
-                self.index.optimize(reencode=self.encoder.encode_documents, nbits=nbits)
-            else:
-                encoder = self.dense_encoder
-                self.index.optimize(reencode=self.encoder.encode_documents, nbits=nbits,
-                                    reencode_dense=lambda texts: encoder.embed(texts, "passage"))
+            dense = self.dense_encoder if reencode and self.dense_slot is not None else None
+            self.index.optimize(reencode=self.encoder.encode_documents if reencode else None, nbits=nbits,
+                                reencode_dense=None if dense is None else lambda texts: dense.embed(texts, "passage"))
 
     def add_dense(self, dense: str, timeout: float = 10.0) -> int:
         """Give every stored chunk a dense vector from `dense` ("model", "e5" or a
         sentence-transformers folder) and the index that dense slot, in one commit (replacing
         the slot it had). Returns the chunks embedded."""
-        from ..model.dense_encoders import load_dense_encoder
-
-        try:
-            encoder = load_dense_encoder(dense, lambda: self.encoder)
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        slot = DenseSlot(dense, encoder.dim, encoder.id)
+        encoder, slot = _dense_encoder_and_slot(dense, lambda: self.encoder)
         with self._holding_write_lock(timeout):
             n = self.index.fill_dense(slot, lambda texts: encoder.embed(texts, "passage"), timeout=timeout)
         self.index.refresh()

@@ -359,11 +359,11 @@ class ShardedIndex:
         with self.writer(timeout=timeout) as w:
             return w.merge_segments(max_segments)
 
-    def optimize(self, reencode=None, nbits: int | None = None) -> None:
+    def optimize(self, reencode=None, nbits: int | None = None, reencode_dense=None) -> None:
         """Every shard's segments merged into one, deleted chunks dropped for good. The shared
         codec is kept: retraining it (nbits, reencode) would have to rewrite every shard at once;
         optimize the unsharded index and split it again for that."""
-        if reencode is not None or (nbits is not None and nbits != self.shard_map.nbits):
+        if reencode is not None or reencode_dense is not None or (nbits is not None and nbits != self.shard_map.nbits):
             raise InvalidRequestError("a sharded index keeps its shared codec: optimize --reencode or --nbits is not "
                                       "available on it (optimize the unsharded index, then split it again)")
         with self.writer() as w:

@@ -172,20 +172,30 @@ def _dense_head_lines(configs: list[dict]) -> list[str]:
 
 
 def cpu_hours(stages: list[Path], gap_s: float = 600.0) -> float:
-    """Core-hours of training: the time between consecutive step logs of each run (a gap over
-    `gap_s` is a stop, not training), times its threads (0: every core)."""
+    """Core-hours of training over every stage (see step_cpu_hours)."""
+    return sum(rows[-1][1] for run in stages if (rows := step_cpu_hours(run, gap_s)))
+
+
+def step_cpu_hours(run: Path, gap_s: float = 600.0) -> list[tuple[dict, float]]:
+    """Each logged record with a step, and the core-hours of training up to it: the time between
+    consecutive step records (a gap over `gap_s` is a stop, not training) times the run's
+    threads (0: every core)."""
     import os
 
-    total = 0.0
-    for run in stages:
-        log = run / "log.jsonl"
-        if not log.exists():
+    log = run / "log.jsonl"
+    if not log.exists():
+        return []
+    threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count() or 1
+    out, last, seconds = [], None, 0.0
+    for line in log.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "step" not in record:
             continue
-        threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count() or 1
-        times = [json.loads(line)["time"] for line in log.read_text(encoding="utf-8").splitlines()
-                 if line.strip() and '"step"' in line]
-        total += sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a <= gap_s) * threads
-    return total / 3600
+        if last is not None and 0 < record["time"] - last <= gap_s:
+            seconds += record["time"] - last
+        last = record["time"]
+        out.append((record, seconds * threads / 3600))
+    return out
 
 
 def _grouped(counts: dict[str, int]) -> dict[str, int]:

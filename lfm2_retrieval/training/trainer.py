@@ -126,10 +126,11 @@ def _ntrex_training_sentences(cfg: TrainConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------------- data
-def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None]:
-    """The training pairs (with hard negatives when asked) and, when a model teaches or mines,
-    that teacher; a dense one with every text of those pairs in its cache (filled now where
-    missing: resumable, a shard at a time; `lfm2-search train --cache-only` runs just this)."""
+def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None, DenseDistillation | None]:
+    """The training pairs (with hard negatives when asked); when a model teaches or mines, that
+    teacher; with distill_dense, the dense head's targets. A dense teacher gets every text of
+    those pairs and targets in its cache (filled now where missing: resumable, a shard at a time;
+    `lfm2-search train --cache-only` runs just this)."""
     if cfg.negatives_from not in ("bm25", "teacher"):
         raise ValueError(f"negatives_from must be 'bm25' or 'teacher', got {cfg.negatives_from!r}")
     pairs = training_pairs(Path(cfg.shared_data), cfg.languages, cfg.max_pairs_per_source, cfg.seed,
@@ -145,27 +146,28 @@ def prepare_data(cfg: TrainConfig, log=print) -> tuple[list[Pair], object | None
             raise ValueError(f"negatives_from='teacher' and distill_dense need a dense teacher (e5, e5-torch or a "
                              f"sentence-transformers folder); {cfg.teacher} is a ColBERT model")
     if isinstance(teacher, DenseTeacher):
-        cache = teacher.cache
-        for role, texts in teacher.texts(pairs).items():
-            missing = len(cache.missing(texts, role))
-            log({"event": "teacher_cache", "teacher": teacher.id, "role": role, "texts": len(texts),
-                 "missing": missing, "folder": str(cache.folder)})
-            if missing:
-                log({"event": "teacher_cache_filled", "role": role, **cache.fill(texts, role)})
-    if cfg.distill_dense:
-        dense = dense_distillation(cfg, pairs, teacher)
-        for role, texts in dense.teacher_texts().items():
-            missing = len(teacher.cache.missing(texts, role))
-            log({"event": "teacher_cache", "teacher": teacher.id, "role": role, "dense_targets": len(texts),
-                 "missing": missing})
-            if missing:
-                log({"event": "teacher_cache_filled", "role": role, **teacher.cache.fill(texts, role)})
+        _fill_cache(teacher, teacher.texts(pairs), "texts", log)
     if cfg.hard_negatives:
         if mines:
             pairs = mine_teacher_negatives(pairs, teacher, cfg.hard_negative_depth, cfg.seed)
         else:
             pairs = mine_hard_negatives(pairs, cfg.hard_negative_depth, cfg.seed)
-    return pairs, teacher
+    dense = None
+    if cfg.distill_dense:
+        dense = dense_distillation(cfg, pairs, teacher)
+        _fill_cache(teacher, dense.teacher_texts(), "dense_targets", log)
+    return pairs, teacher, dense
+
+
+def _fill_cache(teacher: DenseTeacher, texts_by_role: dict[str, list[str]], what: str, log) -> None:
+    """Every text a teacher will be asked about in its cache, with a log line per role."""
+    cache = teacher.cache
+    for role, texts in texts_by_role.items():
+        missing = len(cache.missing(texts, role))
+        log({"event": "teacher_cache", "teacher": teacher.id, "role": role, what: len(texts), "missing": missing,
+             "folder": str(cache.folder)})
+        if missing:
+            log({"event": "teacher_cache_filled", "role": role, **cache.fill(texts, role)})
 
 
 def dense_distillation(cfg: TrainConfig, pairs: list[Pair], teacher: DenseTeacher) -> DenseDistillation:
@@ -228,18 +230,15 @@ class Trainer:
         _set_seed(cfg.seed)
         if cfg.init_from:
             resolve_model_dir(cfg.init_from)  # a missing model fails now, not after minutes of data work
-        self.pairs, self.model_teacher = prepare_data(cfg, self._log)
+        self.pairs, self.model_teacher, self.dense = prepare_data(cfg, self._log)
         self.teachers = self._teachers()
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
         self.encoder = build_encoder(cfg, self.pairs, self.out)
         if cfg.pretrain_steps and not self._checkpoints():
             self.encoder = self._pretrained()
-        self.dense = None
-        if cfg.distill_dense:
-            self.dense = dense_distillation(cfg, self.pairs, self.model_teacher)
-            if self.encoder.dense_head is None:
-                add_dense_head(self.encoder, self.model_teacher.cache.embedder.dim, self.model_teacher.id, cfg.seed)
+        if self.dense is not None and self.encoder.dense_head is None:
+            add_dense_head(self.encoder, self.model_teacher.cache.embedder.dim, self.model_teacher.id, cfg.seed)
         self.device = torch.device(_device(cfg.device))
         self.encoder.to(self.device)
         # Token embeddings may learn slower than the rest: rows that start from a teacher's keep
