@@ -3,6 +3,8 @@ failures (errors.py's exit codes), opening an index's engine, and the table and 
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import os
 
@@ -19,6 +21,23 @@ RAY_ADDRESS_HELP = ("With --ray: the cluster to join (auto, host:6379, ray://hos
                     "local instance.")
 MODEL_HELP = ("Model: a PyLate ColBERT folder or a hub id (needs internet). Default: the model the index "
               "was built with, else $LFM2_SEARCH_MODEL, else the embedded default model.")
+
+
+ANALYSIS_HELP = ("How BM25 reads text: 'language' (stop words, Snowball stems and statistics per chunk "
+                 "language; docs/indexing.md lists the languages) or 'plain' (lower-cased words, as before 0.9).")
+TITLE_WEIGHT_HELP = "Times a chunk's title and heading path count beside its text in BM25 (0: not at all)."
+
+
+def analysis_of(name: str | None, title_weight: int | None):
+    """The Analysis that --analysis and --title-weight ask for (None: neither was given)."""
+    from lfm2_retrieval.index.analysis import Analysis
+
+    if name is None and title_weight is None:
+        return None
+    if name not in (None, "language", "plain"):
+        fail(f"--analysis must be 'language' or 'plain', not {name!r}")
+    base = Analysis.PLAIN if name == "plain" else Analysis()
+    return base if title_weight is None else dataclasses.replace(base, title_weight=title_weight)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -11,7 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .app import app
 from .common import (
+    ANALYSIS_HELP,
     INDEX_HELP,
+    TITLE_WEIGHT_HELP,
+    analysis_of,
     MODEL_HELP,
     RAY_ADDRESS_HELP,
     console,
@@ -56,6 +59,9 @@ def index_command(
                               "per chunk, for three-signal search (MaxSim, dense, BM25): 'e5' (multilingual-e5-small, "
                               "strong across languages; a second model to run), 'model' (the model's own dense "
                               "head, if it has one: nearly free) or a sentence-transformers folder."),
+    analysis: str = typer.Option(None, "--analysis", metavar="language|plain", help=ANALYSIS_HELP + " For a new "
+                                 "index (default: language); change an existing one with `lfm2-search optimize`."),
+    title_weight: int = typer.Option(None, "--title-weight", min=0, max=10, help=TITLE_WEIGHT_HELP + " Default: 1."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index files: .txt .md .rst .html .json .jsonl .csv .tsv .parquet .pdf.
@@ -79,7 +85,8 @@ def index_command(
     for p in paths:
         if not p.exists():
             fail(f"{p} does not exist")
-    engine = open_engine(index, model, create=True, nbits=nbits, chunking=chunking, shards=shards, dense=dense)
+    engine = open_engine(index, model, create=True, nbits=nbits, chunking=chunking, shards=shards, dense=dense,
+                         analysis=analysis_of(analysis, title_weight))
     encoding = None
     if ray and engine.dense_slot is not None:
         fail("--ray encodes token vectors only: index this collection without --ray, or with --ray and without a "

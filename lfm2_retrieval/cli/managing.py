@@ -12,8 +12,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app
-from .common import (INDEX_HELP, MODEL_HELP, console, display_source, errors_are_answers, fail, open_engine, snippet,
-                     table_of)
+from .common import (
+    ANALYSIS_HELP,
+    INDEX_HELP,
+    MODEL_HELP,
+    TITLE_WEIGHT_HELP,
+    analysis_of,
+    console,
+    display_source,
+    errors_are_answers,
+    fail,
+    open_engine,
+    snippet,
+    table_of,
+)
 
 
 @app.command("info")
@@ -158,17 +170,35 @@ def optimize_command(
                                   "quality, slow) instead of reusing the stored vectors."),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP + " Only used with --reencode."),
     nbits: int = typer.Option(None, help="Change the residual bits (1, 2 or 4)."),
+    analysis: str = typer.Option(None, "--analysis", metavar="language|plain", help=ANALYSIS_HELP + " Default: "
+                                 "the index's own ('language' for an index made before 0.9)."),
+    title_weight: int = typer.Option(None, "--title-weight", min=0, max=10, help=TITLE_WEIGHT_HELP),
+    lexical_only: bool = typer.Option(False, "--lexical-only", help="Only make BM25 anew (with --analysis and "
+                                      "--title-weight): vectors and codec stay as they are; fast."),
 ) -> None:
-    """Merge segments, drop deleted chunks for good, and retrain the compression codec.
+    """Merge segments, drop deleted chunks for good, retrain the compression codec and re-analyse
+    BM25 (an index made before per-language analysis gets it here).
 
     Example: lfm2-search optimize --index notes
+    Example: lfm2-search optimize --index notes --lexical-only --analysis plain
     """
     if nbits is not None and nbits not in (1, 2, 4):
         fail("--nbits must be 1, 2 or 4")
+    if lexical_only and (reencode or nbits is not None):
+        fail("--lexical-only keeps the vectors and the codec: it does not go with --reencode or --nbits")
+    wanted = analysis_of(analysis, title_weight)
     engine = open_engine(index, model)
     before = engine.stats()
+    if lexical_only:
+        from lfm2_retrieval.index.analysis import Analysis
+
+        wanted = wanted or (engine.index.manifest.analysis if engine.index.manifest.lexical else Analysis())
+        with console.status("re-analysing"):
+            n = engine.reanalyze(wanted)
+        console.print(f"BM25 made anew for {n} chunk(s): {wanted.describe()}; commit {engine.stats()['commit']}")
+        return
     with console.status("optimizing"):
-        engine.optimize(reencode=reencode, nbits=nbits)
+        engine.optimize(reencode=reencode, nbits=nbits, analysis=wanted)
     after = engine.stats()
     console.print(f"optimized: {before['segments']} -> {after['segments']} segment(s), "
                   f"{before['deleted']} deleted chunk(s) dropped, {before['bytes_on_disk'] / 1e6:.1f} -> "

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import DocumentExistsError, IndexFolderError, IndexLockedError, InvalidDocumentError, InvalidRequestError
 from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, SearchParams, check_index, repair_index
+from ..index.analysis import Analysis
 from ..index.contract import SearchableIndex
 from ..index.dense import DenseSlot
 from ..index.writer import merge_candidates
@@ -127,11 +128,12 @@ class SearchEngine:
     @classmethod
     def open(cls, index_path: str | Path, model: str | None = None, create: bool = False, nbits: int = 4,
              chunking: ChunkingOptions | None = None, dtype: str = "float32", shards: int = 1,
-             dense: str | None = None) -> "SearchEngine":
+             dense: str | None = None, analysis: Analysis | None = None) -> "SearchEngine":
         """Open an index (sharded or not) with the model it was built with (or `model`); create
         it if asked, as `shards` shards if more than one (shards/). dense: a new index keeps a
         dense vector per chunk from this encoder ("model": the model's dense head, "e5", or a
-        sentence-transformers folder; model/dense_encoders.py); an existing one must have it."""
+        sentence-transformers folder; model/dense_encoders.py); an existing one must have it.
+        analysis: how a new index's BM25 reads text (index/analysis.py; default: per language)."""
         index_path = Path(index_path)
         if is_sharded(index_path) or (index_path / "manifest.json").exists():
             index = ShardedIndex(index_path) if is_sharded(index_path) else MultiVectorIndex(index_path)
@@ -146,7 +148,7 @@ class SearchEngine:
         encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
         dense_encoder, slot = _dense_encoder_and_slot(dense, lambda: encoder) if dense is not None else (None, None)
         common = dict(dim=encoder.dim, nbits=nbits, model_fingerprint=encoder.fingerprint,
-                      model_source=model_source(name), dense=slot)
+                      model_source=model_source(name), dense=slot, analysis=analysis)
         if shards > 1:
             index = ShardedIndex.create(index_path, shards, **common)
         else:
@@ -550,13 +552,25 @@ class SearchEngine:
             chunks = session.delete_chunks(chunk_ids)
         return DeleteSummary(chunks, session.commit_number)
 
-    def optimize(self, reencode: bool = False, nbits: int | None = None, timeout: float = 10.0) -> None:
+    def optimize(self, reencode: bool = False, nbits: int | None = None, timeout: float = 10.0,
+                 analysis: Analysis | None = None) -> None:
         """Merge every segment into one, drop deleted chunks for good, retrain the codec; with
-        `reencode` the vectors come fresh from the model instead of the stored ones."""
+        `reencode` the vectors come fresh from the model instead of the stored ones. BM25 is
+        re-analysed: with `analysis`, else the index's own (today's default for an index made
+        before analysis existed)."""
         with self._holding_write_lock(timeout):
             dense = self.dense_encoder if reencode and self.dense_slot is not None else None
             self.index.optimize(reencode=self.encoder.encode_documents if reencode else None, nbits=nbits,
-                                reencode_dense=None if dense is None else lambda texts: dense.embed(texts, "passage"))
+                                reencode_dense=None if dense is None else lambda texts: dense.embed(texts, "passage"),
+                                analysis=analysis)
+
+    def reanalyze(self, analysis: Analysis, timeout: float = 10.0) -> int:
+        """BM25 of every chunk made anew with `analysis` (vectors as they are), one commit;
+        returns the chunks analysed."""
+        with self._holding_write_lock(timeout):
+            n = self.index.reanalyze(analysis, timeout=timeout)
+        self.index.refresh()
+        return n
 
     def add_dense(self, dense: str, timeout: float = 10.0) -> int:
         """Give every stored chunk a dense vector from `dense` ("model", "e5" or a

@@ -44,7 +44,9 @@ def _normalized(ranking: Ranking) -> dict[str, float]:
         return {}
     scores = [s for _, s in ranking]
     low, high = min(scores), max(scores)
-    if high == low:
+    # Scores equal up to float32 rounding (the same BM25 score computed through another
+    # segment's statistics) are ties, not a spread to stretch over [0, 1].
+    if high - low <= 1e-5 * max(abs(high), abs(low), 1e-9):
         return {d: 1.0 for d, _ in ranking}
     return {d: (s - low) / (high - low) for d, s in ranking}
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..index.search import maxsim_per_doc, similarities
+from ..index.analysis import Analysis
 from ..index.lexical import BM25Index
 
 Run = dict[str, dict[str, float]]
@@ -192,11 +193,22 @@ class PyLateRetriever(ColBERTRetriever):
 
 
 class BM25Retriever:
-    name = "BM25"
+    """BM25 as the engine's lexical leg reads text: each document analysed in its language
+    (language.py's guess, as `lfm2-search index` makes it) with `analysis` (index/analysis.py;
+    default: the engine's default; Analysis.PLAIN: lower-cased words, as before analysis)."""
+
+    def __init__(self, analysis: Analysis | None = None) -> None:
+        self.analysis = Analysis() if analysis is None else analysis
+        self.name = "BM25" if self.analysis == Analysis() else f"BM25 ({self.analysis.describe()})"
 
     def index(self, corpus: dict[str, str]) -> Any:
+        from ..engine.language import language_of
+
         ids = list(corpus)
-        return ids, BM25Index.build([corpus[i] for i in ids])
+        texts = [corpus[i] for i in ids]
+        languages = [language_of(t, "") for t in texts] if self.analysis.by_language or \
+            self.analysis.language_statistics else None
+        return ids, BM25Index.build(texts, languages, analysis=self.analysis)
 
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
         ids, bm25 = handle

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexFolderError
+from .analysis import Analysis
 from .codec import ResidualCodec
 from .dense import DenseSlot
 from .contract import Capabilities
 from .filters import Filter, evaluate, validate
+from .lexical import TermStatistics
 from .manifest import MANIFEST, Manifest
 from .search import QueryPlan, SearchParams, exhaustive_segment, search_segments
 from .segment import Segment
@@ -46,13 +48,16 @@ class MultiVectorIndex:
     @classmethod
     def create(cls, path: str | os.PathLike, dim: int, nbits: int = 4, model_fingerprint: str | None = None,
                num_centroids: int | None = None, exist_ok: bool = False,
-               model_source: str | None = None, dense: DenseSlot | None = None) -> "MultiVectorIndex":
+               model_source: str | None = None, dense: DenseSlot | None = None,
+               analysis: Analysis | None = None) -> "MultiVectorIndex":
         """A new empty index folder.
 
         model_fingerprint: the encoder's fingerprint; vectors of another model are refused.
         model_source: where that model comes from (a folder or hub id), so tools that open
         the index can load the same model without being told.
         dense: a dense slot (index/dense.py): every chunk then also carries one dense vector.
+        analysis: how BM25 reads text (index/analysis.py; default: stop words, stems and
+        statistics per language, and the title field).
         """
         path = Path(path)
         if (path / MANIFEST).exists():
@@ -66,7 +71,8 @@ class MultiVectorIndex:
         path.mkdir(parents=True, exist_ok=True)
         (path / "segments").mkdir(exist_ok=True)
         Manifest(dim=dim, nbits=nbits, model_fingerprint=model_fingerprint, model_source=model_source,
-                 num_centroids=num_centroids, dense=dense.to_json() if dense else None).write(path)
+                 num_centroids=num_centroids, dense=dense.to_json() if dense else None,
+                 lexical=(analysis or Analysis()).to_json()).write(path)
         return cls(path)
 
     def check_compatible(self, dim: int, model_fingerprint: str | None = None) -> None:
@@ -317,6 +323,8 @@ class MultiVectorIndex:
         results = []
         for n, query in enumerate(queries):
             collection = self._lexical_statistics(snap, query) if collections is None else collections[n]
+            if collection is not None and not isinstance(collection, TermStatistics):
+                raise TypeError("collections must hold TermStatistics (index/lexical.py)")
             found: list[tuple[float, int, int]] = []
             for s, (seg, mask) in enumerate(zip(snap.segments, allowed)):
                 if mask is not None and not mask.any():
@@ -326,33 +334,18 @@ class MultiVectorIndex:
             results.append(self._hits(snap, found, k))
         return results
 
-    def lexical_statistics(
-        self, query: str, snapshot: Snapshot | None = None
-    ) -> tuple[int, dict[str, int], int | None]:
-        """(texts, {token: document frequency}, total length) of the query's tokens in this snapshot."""
+    def lexical_statistics(self, query: str, snapshot: Snapshot | None = None) -> TermStatistics:
+        """The BM25 statistics of the query's terms in this snapshot (by chunk language)."""
         return self._lexical_statistics(snapshot or self._snapshot, query, always=True)
 
     @staticmethod
-    def _lexical_statistics(snap: Snapshot, query: str, always: bool = False) -> tuple | None:
-        """(texts, {token: document frequency}, total length) over every segment, so that BM25
-        scores do not depend on how the index happens to be split (Lucene aggregates term
-        statistics across segments the same way; deleted texts count until a merge drops them,
-        as there)."""
+    def _lexical_statistics(snap: Snapshot, query: str, always: bool = False) -> TermStatistics | None:
+        """The sum of every segment's statistics, so that BM25 scores do not depend on how the
+        index happens to be split (Lucene aggregates term statistics across segments the same
+        way; deleted texts count until a merge drops them, as there)."""
         if len(snap.segments) < 2 and not always:
             return None  # one segment's own statistics are the collection's
-        from .lexical import tokenize
-
-        tokens = list(dict.fromkeys(tokenize(query)))
-        df = dict.fromkeys(tokens, 0)
-        n_docs, total = 0, 0
-        for seg in snap.segments:
-            lexical = seg.lexical
-            n_docs += lexical.size
-            length = lexical.total_length
-            total = None if total is None or length is None else total + length
-            for t, n in zip(tokens, lexical.document_frequencies(tokens)):
-                df[t] += int(n)
-        return n_docs, df, total
+        return TermStatistics.total(seg.lexical.statistics(query) for seg in snap.segments)
 
     @staticmethod
     def _hits(snap: Snapshot, found: list[tuple[float, int, int]], k: int) -> list[Hit]:
@@ -415,7 +408,7 @@ class MultiVectorIndex:
 
     def optimize(
         self, reencode: Callable[[list[str]], list[np.ndarray]] | None = None, nbits: int | None = None,
-        reencode_dense: Callable[[list[str]], np.ndarray] | None = None,
+        reencode_dense: Callable[[list[str]], np.ndarray] | None = None, analysis: Analysis | None = None,
     ) -> None:
         """Retrain the codec on all live chunks and rewrite them into one segment.
 
@@ -423,9 +416,17 @@ class MultiVectorIndex:
         an encoder's encode_documents) vectors come fresh from the model; without it they
         are the decompressed stored vectors, so their compression error is compounded.
         reencode_dense: the same for the dense slot (without it dense vectors are copied).
+        analysis: how BM25 reads the rewritten chunks (default: the index's own; an index made
+        before analysis existed gets today's default).
         """
         with self.writer() as w:
-            w.rebuild(reencode, nbits, reencode_dense)
+            w.rebuild(reencode, nbits, reencode_dense, analysis)
+
+    def reanalyze(self, analysis: Analysis, timeout: float = 0.0) -> int:
+        """BM25 of every chunk made anew with `analysis`, which new chunks then get too, in one
+        commit; token and dense vectors are copied as they are. Returns the chunks analysed."""
+        with self.writer(timeout=timeout) as w:
+            return w.reanalyze(analysis)
 
     def fill_dense(self, slot: DenseSlot, embed: Callable[[list[str]], np.ndarray], timeout: float = 0.0) -> int:
         """Give every chunk a dense vector, `embed(texts)`, and the index the dense slot, in one

@@ -1,54 +1,72 @@
-"""Lexical matching with BM25 (bm25s), for any script.
+"""Lexical matching with BM25 (bm25s), for any script and language mix.
 
-Words are runs of letters and digits, lower-cased. Scripts written without spaces (Chinese,
-Japanese, Thai, ...) have no words to split on, so their runs become overlapping character
-bigrams (and single characters), the usual choice for BM25 on CJK text. Korean uses spaces,
-but its words carry particles, so Hangul runs get bigrams as well.
+Texts become terms by their language's analysis (analysis.py: stop words, stems, title field).
+Scores are Lucene's BM25; their statistics (IDF, average length) are those of the whole
+collection, and, with `Analysis.language_statistics`, of the chunk's own language within it: in
+a collection of eight languages, "how" is in most English chunks and in almost no other, so
+across the collection it looks rare (a high IDF) although in English it says nothing.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .analysis import Analysis, tokenize
 from .storage import load_npy, save_npy
 
+__all__ = ["BM25Index", "TermStatistics", "tokenize", "lucene_idf"]
+
 EMPTY_TOKEN = "\u2400"  # stands in for a text with no token at all
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-# Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar.
-_NO_SPACE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-                       r"\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f]+")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lexical tokens of any text: words, and character bigrams for unspaced scripts."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    tokens: list[str] = []
-    for word in _TOKEN.findall(text):
-        pos = 0
-        for m in _NO_SPACE.finditer(word):
-            if m.start() > pos:
-                tokens.append(word[pos:m.start()])
-            run = m.group()
-            tokens.extend(run)  # single characters keep one-character words findable
-            tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
-            pos = m.end()
-        if pos < len(word):
-            tokens.append(word[pos:])
-    return tokens
-
-
 LENGTHS = "lengths.npy"
-# A collection's BM25 statistics: (texts, {token: document frequency}, total length or None).
-Collection = tuple
+ROW_LANGUAGES = "row_languages.npy"  # each text's language, as a position in size.json's "languages"
+TERM_LANGUAGES = "term_languages.npy"  # sorted term id * languages + language, one per pair that occurs
+TERM_LANGUAGE_DF = "term_language_df.npy"  # how many texts of that language hold that term
+# Pseudo-texts of the whole collection mixed into each language's statistics: a language with a
+# handful of chunks gets the collection's IDF, one with thousands its own (a Bayesian prior).
+PRIOR_TEXTS = 100
 
 
-def lucene_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+@dataclass
+class TermStatistics:
+    """BM25's statistics of a collection for one query's terms, by chunk language ("" where no
+    language is known): each part (segment, shard) gives its own, and their sum is the
+    collection's, so a text's score never depends on how the collection is split."""
+
+    docs: dict[str, int]  # texts per language
+    lengths: dict[str, int] | None  # their terms per language (None: a part stored no lengths)
+    df: dict[str, dict[str, int]]  # term -> language -> texts holding it
+
+    def __add__(self, other: "TermStatistics") -> "TermStatistics":
+        df = {t: dict(by) for t, by in self.df.items()}
+        for t, by in other.df.items():
+            mine = df.setdefault(t, {})
+            for lang, n in by.items():
+                mine[lang] = mine.get(lang, 0) + n
+        lengths = None if self.lengths is None or other.lengths is None else _add(self.lengths, other.lengths)
+        return TermStatistics(_add(self.docs, other.docs), lengths, df)
+
+    @classmethod
+    def total(cls, parts: Iterable["TermStatistics"]) -> "TermStatistics":
+        out = cls({}, {}, {})
+        for part in parts:
+            out = out + part
+        return out
+
+    @property
+    def n_docs(self) -> int:
+        return sum(self.docs.values())
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+
+def lucene_idf(df: np.ndarray, n_docs) -> np.ndarray:
     """BM25's inverse document frequency as Lucene (and bm25s's "lucene" method) computes it."""
     df = np.asarray(df, dtype=np.float64)
     return np.log1p((n_docs - df + 0.5) / (df + 0.5))
@@ -57,83 +75,171 @@ def lucene_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
 class BM25Index:
     """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant); saved and memory-mapped.
 
-    An index of several parts (the segments of a MultiVectorIndex) scores with statistics of the
-    whole collection, as Lucene's searcher aggregates them: `document_frequencies` of each part
-    are summed, and `search(..., collection=(n_docs, df))` re-weights each query term's
-    precomputed per-part scores by the collection's IDF over the part's own. Document-length
-    normalisation follows the collection too: each text's length is stored (lengths.npy), so a
-    precomputed score s = idf * tf / (tf + k1 * L_part) is turned exactly into the one with the
-    collection's average length, idf' * r L_part / (r L_part + (1 - r) L_all), r = s / idf
-    (bm25s keeps no term frequencies; this recovers them). Parts written before lengths were
-    stored keep their own average length.
+    An index of several parts (the segments of a MultiVectorIndex, the shards of a sharded one)
+    scores with the statistics of the whole collection, as Lucene's searcher aggregates them:
+    each part's `statistics(query)` are summed, and `search(..., collection=...)` turns each
+    query term's precomputed per-part score into the collection's. bm25s stores
+    s = idf * tf / (tf + k1 * L_part) per (term, text) and no term frequency; with each text's
+    length stored (lengths.npy), r = s / idf recovers tf / (tf + k1 * L_part), and
+    idf' * r L_part / (r L_part + (1 - r) L') is exactly the score with the wanted IDF idf' and
+    length normalisation L' (the collection's average length, or its language's). Parts written
+    before lengths were stored keep their own average length.
 
-    So a text's BM25 score depends on the collection only, never on how it is split into
-    segments or shards."""
+    Each text's language (row_languages.npy) scopes the query's terms: a text is matched by the
+    query as analysed in the text's own language (analysis.py), and, with language statistics,
+    scored with its language's IDF and average length (term_languages.npy: how many texts of
+    each language hold each term)."""
 
-    def __init__(self, bm25, size: int, lengths: np.ndarray | None = None) -> None:
+    def __init__(self, bm25, size: int, lengths: np.ndarray | None = None, analysis: Analysis = Analysis.PLAIN,
+                 languages: Sequence[str] = ("",), row_languages: np.ndarray | None = None,
+                 term_languages: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self._bm25 = bm25
         self.size = size
+        self.analysis = analysis
+        self.languages = list(languages)
         # Tokens of each text, as BM25 counts them (None: not stored).
         self.lengths = None if lengths is None else np.asarray(lengths)
         # Their sum, once: every search of a larger collection asks for it.
         self.total_length = None if lengths is None else int(np.sum(lengths, dtype=np.int64))
-        self._vocab = set(bm25.vocab_dict)
+        self._vocab = bm25.vocab_dict
         # The score matrix's arrays as plain ndarrays over the same mapped memory: every slice of
         # a np.memmap builds a memmap object, which was a third of a lexical search's time.
         self._data, self._indices, self._indptr = (
             np.asarray(bm25.scores[key]) for key in ("data", "indices", "indptr")
         )
+        n_langs = len(self.languages)
+        self._row_languages = None if row_languages is None or n_langs == 1 else np.asarray(row_languages)
+        self._term_languages = term_languages if n_langs > 1 else None
+        self._language_docs = (np.array([size], np.int64) if self._row_languages is None
+                               else np.bincount(self._row_languages, minlength=n_langs))
+        self._language_lengths = None if self.lengths is None else (
+            np.array([self.total_length], np.int64) if self._row_languages is None
+            else np.bincount(self._row_languages, weights=self.lengths, minlength=n_langs).astype(np.int64))
 
     @classmethod
-    def build(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
+    def build(cls, texts: Iterable[str], languages: Iterable[str] | None = None, titles: Iterable[str] | None = None,
+              analysis: Analysis = Analysis.PLAIN, k1: float = 1.2, b: float = 0.75) -> "BM25Index":
+        """BM25 of `texts`, each analysed in its language (`languages`: codes, "" or None where
+        unknown) with its title (`titles`) as a second field."""
         import bm25s
         from bm25s.tokenization import Tokenized
 
         # Token ids as compact arrays, built one text at a time: a million chunks never sit in
         # memory as lists of Python strings.
         vocab: dict[str, int] = {}
-        ids = [np.fromiter((vocab.setdefault(tok, len(vocab)) for tok in tokenize(t) or [EMPTY_TOKEN]), np.int32)
-               for t in texts]  # an empty text still takes its row
+        positions: dict[str, int] = {}
+        ids, rows = [], []
+        langs = iter(languages) if languages is not None else None
+        heads = iter(titles) if titles is not None else None
+        for text in texts:
+            lang = (next(langs) or "") if langs is not None else ""
+            terms = analysis.terms(text, lang, (next(heads) or "") if heads is not None else "")
+            ids.append(np.fromiter((vocab.setdefault(t, len(vocab)) for t in terms or [EMPTY_TOKEN]), np.int32))
+            rows.append(positions.setdefault(lang, len(positions)))  # an empty text still takes its row
         bm25 = bm25s.BM25(k1=k1, b=b)
         bm25.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
-        return cls(bm25, len(ids), np.array([len(i) for i in ids], np.int32))
+        lengths = np.array([len(i) for i in ids], np.int32)
+        names = list(positions) or [""]
+        row_languages = np.array(rows, np.uint16)
+        index = cls(bm25, len(ids), lengths, analysis, names, row_languages)
+        if len(names) > 1:
+            index._term_languages = index._count_term_languages(row_languages)
+        return index
+
+    def _count_term_languages(self, row_languages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted term id * languages + language, texts) for every pair that occurs."""
+        n_langs = len(self.languages)
+        terms = np.repeat(np.arange(len(self._indptr) - 1, dtype=np.int64), np.diff(self._indptr))
+        keys, counts = np.unique(terms * n_langs + row_languages[self._indices], return_counts=True)
+        return keys, counts.astype(np.int32)
 
     def save(self, folder: Path) -> None:
+        folder = Path(folder)
         self._bm25.save(str(folder))
-        (Path(folder) / "size.json").write_text(json.dumps({"size": self.size}))
+        (folder / "size.json").write_text(json.dumps({"size": self.size, "analysis": self.analysis.to_json(),
+                                                      "languages": self.languages}, ensure_ascii=False))
         if self.lengths is not None:
-            save_npy(Path(folder) / LENGTHS, self.lengths)
+            save_npy(folder / LENGTHS, self.lengths)
+        if self._row_languages is not None:
+            save_npy(folder / ROW_LANGUAGES, self._row_languages)
+            save_npy(folder / TERM_LANGUAGES, self._term_languages[0])
+            save_npy(folder / TERM_LANGUAGE_DF, self._term_languages[1])
 
     @classmethod
     def load(cls, folder: Path) -> "BM25Index":
         import bm25s
 
-        size = json.loads((Path(folder) / "size.json").read_text())["size"]
-        lengths = load_npy(Path(folder) / LENGTHS, mmap_mode="r") if (Path(folder) / LENGTHS).exists() else None
-        return cls(bm25s.BM25.load(str(folder), mmap=True), size, lengths)
+        folder = Path(folder)
+        info = json.loads((folder / "size.json").read_text())
+        # Parts written before analysis existed: plain words, no languages.
+        analysis, languages = Analysis.from_json(info.get("analysis")), info.get("languages") or [""]
 
-    def document_frequencies(self, tokens: Sequence[str]) -> np.ndarray:
-        """How many texts of this index hold each token (0 for tokens it has never seen)."""
-        indptr = self._indptr
-        vocab = self._bm25.vocab_dict
-        return np.array([indptr[vocab[t] + 1] - indptr[vocab[t]] if t in vocab else 0 for t in tokens], np.int64)
+        def optional(name):
+            return load_npy(folder / name, mmap_mode="r") if (folder / name).exists() else None
 
+        rows, keys, df = optional(ROW_LANGUAGES), optional(TERM_LANGUAGES), optional(TERM_LANGUAGE_DF)
+        return cls(bm25s.BM25.load(str(folder), mmap=True), info["size"], optional(LENGTHS), analysis, languages,
+                   None if rows is None else np.asarray(rows), None if keys is None else (keys, df))
+
+    # ------------------------------------------------------------------ statistics
+    def _query_terms(self, query: str) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """The query's terms this index holds, their term ids, and which of this index's
+        languages each applies to ([terms, languages] bool; None: all of them)."""
+        by_term = self.analysis.query_terms(query, self.languages)
+        terms = [t for t in by_term if t in self._vocab]
+        ids = np.fromiter((self._vocab[t] for t in terms), np.int64, len(terms))
+        if len(self.languages) == 1 or all(len(by_term[t]) == len(self.languages) for t in terms):
+            return terms, ids, None
+        allowed = np.array([[lang in by_term[t] for lang in self.languages] for t in terms], bool).reshape(
+            len(terms), len(self.languages))
+        return terms, ids, allowed
+
+    def _term_language_df(self, ids: np.ndarray) -> np.ndarray:
+        """[terms, languages] how many texts of each language hold each term."""
+        if self._term_languages is None:
+            return (self._indptr[ids + 1] - self._indptr[ids]).astype(np.int64)[:, None]
+        keys, df = self._term_languages
+        n_langs = len(self.languages)
+        lo, hi = np.searchsorted(keys, ids * n_langs), np.searchsorted(keys, ids * n_langs + n_langs)
+        out = np.zeros((len(ids), n_langs), np.int64)
+        counts = hi - lo
+        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        out[np.repeat(np.arange(len(ids)), counts), np.asarray(keys[at]) % n_langs] = df[at]
+        return out
+
+    def statistics(self, query: str) -> TermStatistics:
+        """This index's share of the collection statistics for `query` (summed by the caller)."""
+        terms, ids, _ = self._query_terms(query)
+        table = self._term_language_df(ids)
+        df = {t: {self.languages[j]: int(n) for j, n in enumerate(row) if n} for t, row in zip(terms, table)}
+        # Terms the query has and this index lacks still count, with none: so do the others.
+        for t in self.analysis.query_terms(query, self.languages):
+            df.setdefault(t, {})
+        docs = {lang: int(n) for lang, n in zip(self.languages, self._language_docs)}
+        lengths = None if self._language_lengths is None else {
+            lang: int(n) for lang, n in zip(self.languages, self._language_lengths)}
+        return TermStatistics(docs, lengths, df)
+
+    # ------------------------------------------------------------------ search
     def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None,
-               collection: "Collection | None" = None) -> list[tuple[np.ndarray, np.ndarray]]:
+               collection: TermStatistics | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(row numbers, scores) of the top k texts for each query, best first; rows where
-        `mask` is False never appear, nor do texts sharing no token with the query.
+        `mask` is False never appear, nor do texts sharing no term with the query.
 
-        collection: (number of texts, {token: document frequency}, total length or None) of the
-        whole collection this index is a part of; scores then use its IDF and average length
-        (see the class)."""
+        collection: the statistics of the whole collection this index is a part of (the sum of
+        every part's `statistics(query)`); scores then use its IDF and average length (see the
+        class). One collection serves every query, so pass one query with it."""
         k = min(k, self.size)
         out = []
         for q in queries:
-            tokens = [t for t in tokenize(q) if t in self._vocab]
-            if not tokens or k == 0:
+            terms, ids, allowed = self._query_terms(q)
+            if not terms or k == 0:
                 out.append((np.empty(0, np.int64), np.empty(0, np.float32)))
                 continue
-            scores = self._scores(tokens, collection)
+            statistics = collection
+            if statistics is None and self.analysis.language_statistics:
+                statistics = self.statistics(q)  # its own, by language
+            scores = self._scores(terms, ids, allowed, statistics)
             if mask is not None:
                 scores[~mask] = 0.0
             top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
@@ -142,37 +248,60 @@ class BM25Index:
             out.append((top.astype(np.int64), scores[top].astype(np.float32)))
         return out
 
-    def _scores(self, tokens: list[str], collection: "Collection | None") -> np.ndarray:
-        """Sum over the query's tokens of their precomputed BM25 columns, re-weighted to the
-        collection's IDF and average length (as they are without a collection). All the
-        tokens' columns at once: a few array operations a query, not a few per token."""
-        ids = np.array([self._bm25.vocab_dict[t] for t in tokens], np.int64)
-        starts, counts = (
-            self._indptr[ids].astype(np.int64),
-            (self._indptr[ids + 1] - self._indptr[ids]).astype(np.int64),
-        )
+    def _scores(self, terms: list[str], ids: np.ndarray, allowed: np.ndarray | None,
+                collection: TermStatistics | None) -> np.ndarray:
+        """Sum over the query's terms of their precomputed BM25 columns, each text counting only
+        the terms of its language's analysis, re-weighted to the collection's statistics (as
+        they are without a collection). All the terms' columns at once: a few array operations
+        a query, not a few per term."""
+        starts = self._indptr[ids].astype(np.int64)
+        counts = self._indptr[ids + 1].astype(np.int64) - starts
         positions = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         rows, part = self._indices[positions], np.asarray(self._data[positions], np.float64)
+        term_of = np.repeat(np.arange(len(ids)), counts)
+        langs = None if self._row_languages is None else self._row_languages[rows]
+        if allowed is not None:
+            keep = allowed[term_of, langs]
+            rows, part, term_of, langs = rows[keep], part[keep], term_of[keep], langs[keep]
         if collection is not None:
-            n_docs, df, total_length = (*collection, None)[:3]
-            own = np.repeat(lucene_idf(self.document_frequencies(tokens), self.size), counts)
-            wanted = np.repeat(lucene_idf([df.get(t, 0) for t in tokens], n_docs), counts)
-            if self.lengths is not None and total_length and n_docs and self.total_length:
-                b = self._bm25.b  # (k1 cancels out of the conversion below)
-                own_average, all_average = self.total_length / self.size, total_length / n_docs
-                r = np.clip(part / np.maximum(own, 1e-12), 0.0, 1.0 - 1e-12)  # tf / (tf + k1 L_part)
-                lengths = np.asarray(self.lengths[rows], np.float64)
-                lp = 1 - b + b * lengths / own_average  # L of each text with this part's average length
-                lc = 1 - b + b * lengths / all_average  # and with the collection's
-                part = wanted * r * lp / (r * lp + (1 - r) * lc)
-            else:
-                part = part * (wanted / np.maximum(own, 1e-9))
-        # Only the texts holding a query token are touched: the query's cost, not the segment's.
+            part = self._rescored(terms, ids, term_of, rows, langs, part, collection)
+        # Only the texts holding a query term are touched: the query's cost, not the segment's.
         return np.bincount(rows, weights=part, minlength=self.size).astype(np.float32)
+
+    def _rescored(self, terms, ids, term_of, rows, langs, part, collection: TermStatistics) -> np.ndarray:
+        """Each posting's score with the collection's IDF and average length: the whole
+        collection's, or (language statistics) its text's language's, smoothed towards the
+        whole collection's by PRIOR_TEXTS pseudo-texts."""
+        n_all = collection.n_docs
+        df_all = np.array([sum(collection.df.get(t, {}).values()) for t in terms], np.float64)
+        own = lucene_idf(self._indptr[ids + 1] - self._indptr[ids], self.size)[term_of]
+        total_length = None if collection.lengths is None else sum(collection.lengths.values())
+        average = total_length / n_all if total_length and n_all else None
+        if self.analysis.language_statistics:
+            n_lang = np.array([collection.docs.get(lang, 0) for lang in self.languages], np.float64)
+            df_lang = np.array([[collection.df.get(t, {}).get(lang, 0) for lang in self.languages] for t in terms],
+                               np.float64).reshape(len(terms), len(self.languages))
+            share = df_all / max(n_all, 1)
+            idf = lucene_idf(df_lang + PRIOR_TEXTS * share[:, None], n_lang + PRIOR_TEXTS)
+            wanted = idf[term_of, 0 if langs is None else langs]
+            if average is not None:
+                length_lang = np.array([collection.lengths.get(lang, 0) for lang in self.languages], np.float64)
+                average = ((length_lang + PRIOR_TEXTS * average) / (n_lang + PRIOR_TEXTS))[
+                    0 if langs is None else langs]
+        else:
+            wanted = lucene_idf(df_all, n_all)[term_of]
+        if self.lengths is None or average is None or not self.total_length:
+            return part * (wanted / np.maximum(own, 1e-9))
+        b = self._bm25.b  # (k1 cancels out of the conversion below)
+        r = np.clip(part / np.maximum(own, 1e-12), 0.0, 1.0 - 1e-12)  # tf / (tf + k1 L_part)
+        lengths = np.asarray(self.lengths[rows], np.float64)
+        lp = 1 - b + b * lengths / (self.total_length / self.size)  # L of each text with this part's average
+        lc = 1 - b + b * lengths / average  # and with the collection's (or its language's)
+        return wanted * r * lp / (r * lp + (1 - r) * lc)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of `query` against every text ([size] float32; 0 where nothing matches)."""
-        tokens = [t for t in tokenize(query) if t in self._vocab]
-        if not tokens:
+        terms, _, _ = self._query_terms(query)
+        if not terms:
             return np.zeros(self.size, np.float32)
-        return np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexDamagedError, IndexFolderError
+from .analysis import Analysis
 from .dense import DenseSlot
 from .storage import RenameDone, write_json_atomic
 
@@ -97,10 +98,17 @@ class Manifest:
     user_data: dict[str, Any] = field(default_factory=dict)
     # The dense slot (index/dense.py DenseSlot as JSON): None for an index of token vectors only.
     dense: dict[str, Any] | None = None
+    # How new segments analyse text for BM25 (index/analysis.py Analysis as JSON): None for an
+    # index made before analysis existed (plain words), until `optimize` re-analyses it.
+    lexical: dict[str, Any] | None = None
 
     @property
     def dense_slot(self) -> DenseSlot | None:
         return DenseSlot.from_json(self.dense)
+
+    @property
+    def analysis(self) -> Analysis:
+        return Analysis.from_json(self.lexical)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "Manifest":

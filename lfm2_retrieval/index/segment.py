@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .analysis import Analysis
 from .lexical import BM25Index
 from . import dense as dense_module
 from . import postings
@@ -107,10 +108,16 @@ class ChunkBatch:
             raise ValueError("dense vectors must be one per chunk")
 
 
+def title_field(metadata: Mapping[str, Any]) -> str:
+    """A chunk's second BM25 field: its document's title and its section's heading path."""
+    parts = [metadata.get("title"), metadata.get("section")]
+    return " ".join(str(p) for p in parts if p)
+
+
 class SegmentWriter:
     """Streams batches of chunks into a new segment folder, then publishes it atomically."""
 
-    def __init__(self, index_dir: Path, name: str, codec: ResidualCodec) -> None:
+    def __init__(self, index_dir: Path, name: str, codec: ResidualCodec, analysis: Analysis = Analysis.PLAIN) -> None:
         self.final_dir = index_dir / "segments" / name
         self.tmp_dir = index_dir / "segments" / f"{name}.tmp-{os.getpid()}"
         if self.tmp_dir.exists():
@@ -133,6 +140,10 @@ class SegmentWriter:
         self._last_shared: tuple[Mapping[str, Any] | None, int] = (None, -1)  # a document's chunks come together
         self._dense = None  # dense.bin, opened by the first batch that has dense vectors
         self.dense_dim: int | None = None
+        # What BM25 needs of each chunk beside its text: its language and its title field.
+        self.analysis = analysis
+        self._languages: list[str] = []
+        self._titles: list[str] = []
 
     def add(self, batch: ChunkBatch, internal_ids: np.ndarray) -> None:
         lengths = [len(v) for v in batch.vectors]
@@ -152,6 +163,8 @@ class SegmentWriter:
         self._codes.write(np.ascontiguousarray(codes, dtype=self.codec.code_dtype).tobytes())
         self._residuals.write(np.ascontiguousarray(packed).tobytes())
         self._doclens.extend(lengths)
+        self._languages.extend(str(m.get("lang") or "") for m in batch.metadata)
+        self._titles.extend(title_field(m) for m in batch.metadata)
         own, rows = self._split_shared(batch.metadata)
         table = pa.table({
             "id": batch.ids,
@@ -254,8 +267,9 @@ class SegmentWriter:
         # The lexical (BM25) index of the same chunks, built from the stored texts and
         # published with the segment: both change by the same atomic commit.
         texts = pq.read_table(self.tmp_dir / "docs.parquet", columns=["text"]).column(0).to_pylist()
-        BM25Index.build(texts).save(self.tmp_dir / LEXICAL_DIR)
+        BM25Index.build(texts, self._languages, self._titles, self.analysis).save(self.tmp_dir / LEXICAL_DIR)
         info["lexical"] = LEXICAL_DIR
+        info["analysis"] = self.analysis.to_json()
         # Size and CRC32 of every file, checked at open (sizes) and by `lfm2-search check` (all);
         # the manifest keeps the CRC32 of segment.json itself.
         info["files"] = folder_checksums(self.tmp_dir, exclude=("segment.json",))

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .analysis import Analysis
 from .codec import ResidualCodec, default_num_centroids
 from .integrity import crc32_of, folder_checksums
 from .manifest import (COMMITS_DIR, FORMAT_VERSION, KEEP_COMMIT_POINTS, MANIFEST, MANIFEST_NEXT, Counts, Manifest,
@@ -284,7 +285,7 @@ class IndexWriter:
 
     def _segment_writer(self) -> SegmentWriter:
         if self._seg_writer is None:
-            self._seg_writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
+            self._seg_writer = SegmentWriter(self.path, self._next_name("seg"), self.codec, self.manifest.analysis)
         return self._seg_writer
 
     def _roll_segment(self) -> None:
@@ -314,13 +315,16 @@ class IndexWriter:
         for batch, internal in zip(pending, pending_ids):
             self._stage(batch, internal)
 
-    def rebuild(self, reencode, nbits: int | None, reencode_dense=None) -> None:
+    def rebuild(self, reencode, nbits: int | None, reencode_dense=None, analysis: Analysis | None = None) -> None:
         """Stage a full rewrite: every live chunk into a fresh codec and one segment. reencode
         (texts -> token vectors) and reencode_dense (texts -> dense vectors) make them anew;
-        without them the stored ones are kept."""
+        without them the stored ones are kept. analysis: BM25's, else the index's own (an index
+        made before analysis existed gets the default)."""
         self._check_open()
         if self._new_segments or self._pending or self._seg_writer:
             raise RuntimeError("optimize must be the only change of its commit")
+        keep = self.manifest.analysis if self.manifest.lexical else Analysis()
+        self.manifest.lexical = (analysis or keep).to_json()
         snap = self.base
         # Reset to an empty index first, then stream chunks back in: the new codec trains
         # on the first ~1M tokens and the rest go straight to the new segment.
@@ -372,9 +376,24 @@ class IndexWriter:
         if self._replace_all or self._seg_writer is not None or self._pending or self._new_segments or self._deleted:
             raise RuntimeError("filling the dense slot must be the only change of its commit")
         self.manifest.dense = slot.to_json()
+        return self._rewrite_each_segment(embed)
+
+    def reanalyze(self, analysis: Analysis) -> int:
+        """Stage BM25 made anew with `analysis` for every live chunk (each segment rewritten
+        with the codes and dense vectors it has); new segments use it from this commit on.
+        Returns the chunks analysed."""
+        self._check_open()
+        if self._replace_all or self._seg_writer is not None or self._pending or self._new_segments or self._deleted:
+            raise RuntimeError("re-analysing must be the only change of its commit")
+        self.manifest.lexical = analysis.to_json()
+        return self._rewrite_each_segment(None)
+
+    def _rewrite_each_segment(self, embed: Callable[[list[str]], np.ndarray] | None) -> int:
+        """Every segment copied on its own (sizes stay as they are), dense vectors made by
+        `embed` or copied; a segment with nothing live is dropped, as a merge drops it."""
         copied = 0
-        for seg, live in zip(self.base.segments, self.base.live):  # a segment each: sizes stay as they are
-            if live is not None and not live.any():  # nothing live: dropped, as a merge drops it
+        for seg, live in zip(self.base.segments, self.base.live):
+            if live is not None and not live.any():
                 self._merged.add(seg.name)
                 self.manifest.counts.deleted = max(0, self.manifest.counts.deleted - seg.n_docs)
                 continue
@@ -384,7 +403,7 @@ class IndexWriter:
     def _copy(self, chosen: list, embed: Callable[[list[str]], np.ndarray] | None) -> int:
         """The live chunks of `chosen` (segment, live mask) copied into one new segment that
         replaces them: codes as they are; dense vectors copied, or made by `embed`."""
-        writer = SegmentWriter(self.path, self._next_name("seg"), self.codec)
+        writer = SegmentWriter(self.path, self._next_name("seg"), self.codec, self.manifest.analysis)
         copied = 0
         try:
             for seg, live in chosen:
@@ -417,7 +436,8 @@ class IndexWriter:
         return bool(self._deleted or self._new_segments or self._seg_writer or self._pending or self._replace_all
                     or self.manifest.user_data != self.base.manifest.user_data
                     or self.manifest.codec != self.base.manifest.codec
-                    or self.manifest.dense != self.base.manifest.dense)
+                    or self.manifest.dense != self.base.manifest.dense
+                    or self.manifest.lexical != self.base.manifest.lexical)
 
     # ------------------------------------------------------------------ commit
     def commit(self, publish: bool = True) -> None:

@@ -37,7 +37,9 @@ import numpy as np
 from ..errors import IndexFolderError, InvalidRequestError, ShardUnavailableError
 from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, SearchParams
 from ..index.contract import Capabilities, ShardSearch
+from ..index.analysis import Analysis
 from ..index.filters import Filter, validate
+from ..index.lexical import TermStatistics
 from ..index.dense import DenseSlot
 from ..index.manifest import MANIFEST_NEXT
 from ..index.segment import Segment
@@ -94,7 +96,8 @@ class ShardedIndex:
     @classmethod
     def create(cls, path: str | os.PathLike, n_shards: int, dim: int, nbits: int = 4,
                model_fingerprint: str | None = None, model_source: str | None = None,
-               num_centroids: int | None = None, dense: DenseSlot | None = None) -> "ShardedIndex":
+               num_centroids: int | None = None, dense: DenseSlot | None = None,
+               analysis: Analysis | None = None) -> "ShardedIndex":
         """A new empty sharded index: N empty shard folders, then the shard map (last, so a
         crash half-way leaves no sharded index, only folders the next create reuses)."""
         path = Path(path)
@@ -106,7 +109,7 @@ class ShardedIndex:
         for name in names:
             MultiVectorIndex.create(path / name, dim=dim, nbits=nbits, model_fingerprint=model_fingerprint,
                                     num_centroids=num_centroids, model_source=model_source, exist_ok=True,
-                                    dense=dense)
+                                    dense=dense, analysis=analysis)
         ShardMap(names, dim, nbits, shard_commits=[0] * n_shards, model_fingerprint=model_fingerprint,
                  model_source=model_source).write(path)
         return cls(path)
@@ -193,7 +196,8 @@ class ShardedIndex:
                         model_source=m.model_source, num_centroids=first.num_centroids, codec=first.codec,
                         codec_files=dict(first.codec_files),
                         segments=[seg for shard in self.shards for seg in shard.manifest.segments],
-                        counts=counts, user_data=copy.deepcopy(m.user_data), dense=copy.deepcopy(first.dense))
+                        counts=counts, user_data=copy.deepcopy(m.user_data), dense=copy.deepcopy(first.dense),
+                        lexical=copy.deepcopy(first.lexical))
 
     def __len__(self) -> int:
         return sum(len(shard) for shard in self.shards)
@@ -319,17 +323,17 @@ class ShardedIndex:
         with self.writer(timeout=timeout) as w:
             return sum(writer.fill_dense(slot, embed) for writer in w.writers)
 
-    def lexical_statistics(self, query: str) -> tuple[int, dict[str, int], int | None]:
+    def lexical_statistics(self, query: str) -> TermStatistics:
         return self.lexical_statistics_of([query])[0]
 
-    def lexical_statistics_of(self, queries: Sequence[str], snapshots: list | None = None) -> list[tuple]:
+    def lexical_statistics_of(self, queries: Sequence[str], snapshots: list | None = None) -> list[TermStatistics]:
         """The whole collection's BM25 statistics of each query (the shards' summed)."""
         per_shard = self._each_shard(lambda shard, snap: [shard.lexical_statistics(q, snapshot=snap) for q in queries],
                                      snapshots)
-        return [sum_statistics([answer[i] for answer in per_shard]) for i in range(len(queries))]
+        return [TermStatistics.total(answer[i] for answer in per_shard) for i in range(len(queries))]
 
     def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
-                       collections: Sequence[tuple] | None = None) -> list[list[Hit]]:
+                       collections: Sequence[TermStatistics] | None = None) -> list[list[Hit]]:
         """Top-k chunks by BM25, every shard scoring with the whole collection's statistics."""
         if k < 1:
             raise ValueError("k must be at least 1")
@@ -359,15 +363,27 @@ class ShardedIndex:
         with self.writer(timeout=timeout) as w:
             return w.merge_segments(max_segments)
 
-    def optimize(self, reencode=None, nbits: int | None = None, reencode_dense=None) -> None:
-        """Every shard's segments merged into one, deleted chunks dropped for good. The shared
-        codec is kept: retraining it (nbits, reencode) would have to rewrite every shard at once;
-        optimize the unsharded index and split it again for that."""
+    def optimize(self, reencode=None, nbits: int | None = None, reencode_dense=None,
+                 analysis: Analysis | None = None) -> None:
+        """Every shard's segments merged into one, deleted chunks dropped for good, then BM25
+        re-analysed where `analysis` asks for another (or the shards predate analysis: today's
+        default), a second sharded commit. The shared codec is kept: retraining it (nbits,
+        reencode) would have to rewrite every shard at once; optimize the unsharded index and
+        split it again for that."""
         if reencode is not None or reencode_dense is not None or (nbits is not None and nbits != self.shard_map.nbits):
             raise InvalidRequestError("a sharded index keeps its shared codec: optimize --reencode or --nbits is not "
                                       "available on it (optimize the unsharded index, then split it again)")
         with self.writer() as w:
             w.merge_segments(max_segments=0)
+        manifests = [shard.manifest for shard in self.shards]
+        wanted = analysis or (manifests[0].analysis if manifests and manifests[0].lexical else Analysis())
+        if any(m.lexical != wanted.to_json() for m in manifests):
+            self.reanalyze(wanted)
+
+    def reanalyze(self, analysis: Analysis, timeout: float = 0.0) -> int:
+        """BM25 of every shard made anew with `analysis` (MultiVectorIndex.reanalyze), one sharded commit."""
+        with self.writer(timeout=timeout) as w:
+            return sum(writer.reanalyze(analysis) for writer in w.writers)
 
     def close(self) -> None:
         """Stop the shards' thread pool and release every shard's files (MultiVectorIndex.close)."""
@@ -379,17 +395,6 @@ class ShardedIndex:
 def merge_top_k(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
     """The best k hits of several shards' ranked lists (a stable sort: ties keep shard order)."""
     return sorted((h for hits in lists for h in hits), key=lambda h: -h.score)[:k]
-
-
-def sum_statistics(parts: Sequence[tuple]) -> tuple[int, dict[str, int], int | None]:
-    """BM25 statistics of a collection (texts, document frequencies, total length) from its parts'."""
-    n_docs, df, total = 0, {}, 0
-    for n, part, length in parts:
-        n_docs += n
-        total = None if total is None or length is None else total + length
-        for token, count in part.items():
-            df[token] = df.get(token, 0) + count
-    return n_docs, df, total
 
 
 def _roll_forward(shard_path: Path, wanted: int) -> None:
