@@ -1,4 +1,4 @@
-"""How well chunks get their `lang` (lfm2_retrieval/language.py, py3langid) on NTREX-128.
+"""How well chunks get their `lang` (lfm2_retrieval/index/language.py, py3langid) on NTREX-128.
 
 For every NTREX language with an ISO 639-1 code, the held-out evaluation sentences (never used for
 anything else) are identified one by one (a short chunk) and three at a time (a paragraph-sized
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lfm2_retrieval.evaluation.builders import ntrex_split_sentences
-from lfm2_retrieval.engine.language import MIN_CONFIDENCE, _model, identify
+from lfm2_retrieval.index.language import MIN_CONFIDENCE, _model, identify
 
 ROOT = Path(__file__).resolve().parents[1]
 

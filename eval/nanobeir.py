@@ -41,6 +41,7 @@ from lfm2_retrieval.evaluation.report import (cross_lingual_grids, heatmap, load
                                               markdown, monolingual_table, reference_deltas)
 from lfm2_retrieval.evaluation.retrievers import (BM25Retriever, ColBERTRetriever, DenseRetriever,
                                                   HybridRetriever, PyLateRetriever, TeacherRetriever)
+from lfm2_retrieval.index.analysis import Analysis
 from lfm2_retrieval.evaluation.tasks import (DataUnavailableError, NANOBEIR_TASKS, RetrievalTask,
                                              discover, load_folder, load_hub)
 
@@ -74,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--alphas", type=float, nargs="*", default=[], help="also fuse by score interpolation with "
                    "these semantic weights (e.g. 0.3 0.5 0.7); choose defaults on dev tasks with eval/tune_fusion.py")
     p.add_argument("--no-bm25", action="store_true")
+    p.add_argument("--bm25-plain", action="store_true", help="also BM25 with plain words (no stop words, stems or "
+                   "statistics per language: the engine before 0.9), alone and, with --hybrid, fused")
     p.add_argument("--no-minilm", action="store_true")
     p.add_argument("--no-e5", action="store_true", help="leave out multilingual-e5-small (the teacher; its "
                    "vectors are cached, see lfm2_retrieval/training/teacher_cache.py)")
@@ -133,6 +136,8 @@ def build_systems(args) -> list:
             systems.append(semantic)
             if args.hybrid:
                 systems.append(HybridRetriever(semantic))
+                if args.bm25_plain:
+                    systems.append(HybridRetriever(semantic, lexical=BM25Retriever(Analysis.PLAIN)))
             if args.rrf:
                 systems.append(HybridRetriever(semantic, fusion="rrf"))
             systems.extend(HybridRetriever(semantic, alpha) for alpha in args.alphas)
@@ -142,6 +147,8 @@ def build_systems(args) -> list:
             systems.append(PyLateRetriever(m, name))
     if not args.no_bm25:
         systems.append(BM25Retriever())
+    if args.bm25_plain:
+        systems.append(BM25Retriever(Analysis.PLAIN))
     if not args.no_minilm and (minilm := DenseRetriever.minilm()) is not None:
         systems.append(minilm)
     if not args.no_e5:

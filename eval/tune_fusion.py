@@ -34,6 +34,7 @@ from lfm2_retrieval.evaluation.harness import score
 from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever
 from lfm2_retrieval.evaluation.tasks import discover, load_folder
 from lfm2_retrieval.engine.fusion import FUSION_DEPTH, fuse
+from lfm2_retrieval.index.analysis import Analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="interpolation weights of the semantic side to try (default 0, 0.05, ..., 1)")
     p.add_argument("--depth", type=int, default=FUSION_DEPTH, help="documents taken from each side")
     p.add_argument("--k", type=int, default=10, help="fused list length scored (NDCG@10 needs 10)")
+    p.add_argument("--bm25-plain", action="store_true", help="BM25 with plain words (no stop words or stems: the "
+                   "engine before 0.9) instead of the default analysis per language")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "fusion-dev")
     return p.parse_args(argv)
 
@@ -75,7 +78,8 @@ def collect_runs(args, tasks) -> list[tuple[str, dict, dict, dict]]:
     from lfm2_retrieval.model.locations import default_model
 
     encoder = ColBERTEncoder.from_pretrained(args.model or default_model())
-    semantic, lexical = ColBERTRetriever(encoder, "model"), BM25Retriever()
+    semantic = ColBERTRetriever(encoder, "model")
+    lexical = BM25Retriever(Analysis.PLAIN) if args.bm25_plain else BM25Retriever()
     mono = [t for t in tasks if not t.info.parallel]
     families = defaultdict(list)
     for t in tasks:
@@ -133,7 +137,8 @@ def main(argv=None) -> None:
     columns, table = ndcg_table(runs, args.alphas, args.k)
     fused = {label: row for label, row in table.items() if label not in ("semantic", "lexical")}
     best = max(fused, key=lambda label: (round(fused[label]["mean"], 4), label == "rrf"))
-    out = Table(title=f"Dev NDCG@10 by fusion (depth {args.depth} per side, top {args.k} fused)",
+    out = Table(title=f"Dev NDCG@10 by fusion (depth {args.depth} per side, top {args.k} fused; "
+                      f"{'plain' if args.bm25_plain else 'default'} BM25 analysis)",
                 title_justify="left")
     out.add_column("fusion")
     for c in [*columns, "mean"]:
@@ -145,6 +150,7 @@ def main(argv=None) -> None:
                   f"semantic {table['semantic']['mean']:.3f}, lexical {table['lexical']['mean']:.3f})")
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"model": args.model or "embedded default", "data": str(args.data), "depth": args.depth, "k": args.k,
+              "bm25": "plain" if args.bm25_plain else "default",
               "columns": columns, "ndcg_at_10": table, "best": best}
     (args.out / "results.json").write_text(json.dumps(record, indent=2))
     console.print(f"wrote {args.out}/results.json in {time.perf_counter() - started:.0f} s")

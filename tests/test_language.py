@@ -1,6 +1,6 @@
-"""Chunk languages (language.py): confident guesses only, a document's language as the fallback."""
+"""Chunk languages (index/language.py): confident guesses only, a document's language as the fallback."""
 
-from lfm2_retrieval.engine.language import identify, language_of
+from lfm2_retrieval.index.language import identify, language_of
 
 
 def test_languages_of_chunk_sized_text():

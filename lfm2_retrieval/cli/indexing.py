@@ -61,7 +61,7 @@ def index_command(
                               "head, if it has one: nearly free) or a sentence-transformers folder."),
     analysis: str = typer.Option(None, "--analysis", metavar="language|plain", help=ANALYSIS_HELP + " For a new "
                                  "index (default: language); change an existing one with `lfm2-search optimize`."),
-    title_weight: int = typer.Option(None, "--title-weight", min=0, max=10, help=TITLE_WEIGHT_HELP + " Default: 1."),
+    title_weight: int = typer.Option(None, "--title-weight", min=0, max=10, help=TITLE_WEIGHT_HELP + " Default: 3."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index files: .txt .md .rst .html .json .jsonl .csv .tsv .parquet .pdf.

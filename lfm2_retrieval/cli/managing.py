@@ -38,6 +38,8 @@ def info_command(
 
     Example: lfm2-search info --index notes
     """
+    from lfm2_retrieval.index.analysis import Analysis
+
     engine = open_engine(index)
     stats = engine.stats()
     if as_json:
@@ -46,6 +48,7 @@ def info_command(
         dense = stats.get("dense")
         stats["dense"] = (f"{dense['encoder']} ({dense['dim']}-d, {dense['dtype']}): three-signal search" if dense
                           else "none: two signals (MaxSim, BM25); `lfm2-search add-dense` adds the third")
+        stats["lexical"] = Analysis.from_json(stats.get("lexical")).describe()
         console.print(table_of(f"index {engine.path}", stats))
 
 

@@ -1,5 +1,5 @@
 """Documents <-> chunks: the search engine over one index and one encoder. It chunks documents
-(chunking.py), labels their language (language.py), fuses semantic and lexical rankings
+(chunking.py), labels their language (index/language.py), fuses semantic and lexical rankings
 (fusion.py), explains matches (explain.py), answers one validated SearchRequest (request.py) for
 every front end, and is the only writer of an index: the CLI, the
 ingestion pipeline and the HTTP API all change an index through its writing sessions."""

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InvalidDocumentError
 from ..index import ChunkMetadata
 from .chunking import Chunker
-from .language import language_of
+from ..index.language import language_of
 
 # A document's language is told from its first characters (a chunk's own comes from the chunk).
 LANGUAGE_SAMPLE_CHARS = 20_000

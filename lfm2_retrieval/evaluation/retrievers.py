@@ -117,11 +117,12 @@ class HybridRetriever:
         self.dense_weight = None if dense is None else (DEFAULT_DENSE_WEIGHT if dense_weight is None else dense_weight)
         label = "RRF" if self.fusion == "rrf" else f"alpha={self.alpha:g}"
         default = fusion is None and alpha is None and dense_weight is None
+        bm25 = self.lexical.name
         if dense is None:
-            self.name = f"{semantic.name} + BM25 ({label}{', default' if default else ''})"
+            self.name = f"{semantic.name} + {bm25} ({label}{', default' if default else ''})"
         else:
             weight = "" if self.fusion == "rrf" else f", dense={self.dense_weight:g}"
-            self.name = f"{semantic.name} + {dense.name} + BM25 ({label}{weight}{', default' if default else ''})"
+            self.name = f"{semantic.name} + {dense.name} + {bm25} ({label}{weight}{', default' if default else ''})"
 
     def _legs(self) -> dict[str, Any]:
         legs = {"semantic": self.semantic, "lexical": self.lexical}
@@ -202,7 +203,7 @@ class BM25Retriever:
         self.name = "BM25" if self.analysis == Analysis() else f"BM25 ({self.analysis.describe()})"
 
     def index(self, corpus: dict[str, str]) -> Any:
-        from ..engine.language import language_of
+        from ..index.language import language_of
 
         ids = list(corpus)
         texts = [corpus[i] for i in ids]

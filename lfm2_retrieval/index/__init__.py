@@ -4,7 +4,7 @@ faiss, with a BM25 side, changed only by atomic commits.
     manifest.py   what one commit is made of (typed; the on-disk format and its versions)
     codec.py      centroids and packed residuals: token vectors to codes and back
     segment.py    immutable segments: codes, inverted file, chunk table (a document's metadata
-                  once), BM25 (lexical.py)
+                  once), BM25 (lexical.py) of terms made per language (analysis.py, language.py)
     postings.py   Elias-Fano coded inverted-file lists
     snapshot.py   one commit opened for searching, after the cheap integrity checks
     search.py     candidates (centroid interaction) -> approximate scores -> exact MaxSim

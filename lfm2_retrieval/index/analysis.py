@@ -1,12 +1,13 @@
 """How text becomes lexical terms, per language: the analysis of the BM25 leg.
 
 Lucene's and Elasticsearch's language analyzers, in small: words are lower-cased (NFKC), the
-language's stop words dropped, the rest reduced to their Snowball stem. A chunk is analyzed in
-its own language (its `lang` metadata, language.py); a query is analyzed in the language of each
-chunk it is matched against, so a Russian query meets Russian chunks with Russian stems and
-stop words, and an English one English chunks with English ones, whatever the mix of the
-collection and however short or unsure the query (no language guess is needed for it). Words
-of other languages in a query (names, code, "OAuth2") stay as they are in any analysis.
+language's stop words dropped, the rest reduced to their Snowball stem. A chunk is analysed in
+its own language (its `lang` metadata, language.py). A query's language is language.py's guess
+(`query_languages`), or, when the guess is unsure (a few words, a name), the collection's main
+languages. Each chunk meets the query stemmed as the chunk itself was, without the stop words of
+the chunk's language and of the query's: a Russian question meets Russian pages with Russian
+stems, and "how do I" is nothing to an English page or a German one. Names, code and "OAuth2"
+come out as they went in.
 
 - Stemmers: Snowball's, through PyStemmer (a C extension, maintained with Snowball itself), for
   the ~30 languages it has (SNOWBALL).
@@ -29,10 +30,12 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
+
+from .language import MIN_CONFIDENCE, identify
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar.
@@ -83,14 +86,54 @@ STOP_WORDS = {
 }
 
 
+# A collection's main languages: those of at least this share of its chunks, at most this many.
+MAIN_LANGUAGE_SHARE = 0.1
+MAX_QUERY_LANGUAGES = 3
+
+
+@dataclass(frozen=True)
+class LexicalQuery:
+    """A query as BM25 reads it: its text and the languages it is analysed in, likeliest first
+    (chunks of a language not among them meet the first one's terms)."""
+
+    text: str
+    languages: tuple[str, ...] = ("",)
+
+
+def query_languages(text: str, language_docs: Mapping[str, int]) -> tuple[str, ...]:
+    """The languages to analyse a query in: its own when language.py is sure of it, else the
+    collection's main languages (`language_docs`: chunks per language), the guess first if it
+    is one of them."""
+    code, confidence = _identify(text)
+    if confidence >= MIN_CONFIDENCE:
+        return (code,)
+    total = sum(language_docs.values())
+    main = sorted((lang for lang, n in language_docs.items() if lang and n >= MAIN_LANGUAGE_SHARE * total),
+                  key=lambda lang: (lang != code, -language_docs[lang]))[:MAX_QUERY_LANGUAGES]
+    return tuple(main) or ((code,) if code else ("",))
+
+
+@lru_cache(maxsize=4096)  # a query is resolved once per request, and asked again by shards and fusions
+def _identify(text: str) -> tuple[str, float]:
+    return identify(text)
+
+
+def forget_queries() -> None:
+    """Empty the caches of query languages and terms (benchmarks time a query's first search)."""
+    _identify.cache_clear()
+    _query_terms.cache_clear()
+
+
 @dataclass(frozen=True)
 class Analysis:
     """How an index turns text into BM25 terms (recorded in its manifest and in each segment)."""
 
     stop_words: bool = True
     stemming: bool = True
-    title_weight: int = 1  # times the title and heading path are added to a chunk's terms (0: not)
-    language_statistics: bool = True  # IDF and average length within each chunk's language
+    title_weight: int = 3  # times the title and heading path are added to a chunk's terms (0: not)
+    # IDF within the query's language, average length within the chunk's (measured worse on
+    # the dev questions than the whole collection's: docs/indexing.md)
+    language_statistics: bool = False
 
     PLAIN = None  # set below: the analysis of indexes written before analysis existed
 
@@ -125,36 +168,45 @@ class Analysis:
 
     def terms(self, text: str, lang: str = "", title: str = "") -> list[str]:
         """The terms a chunk is indexed by: its text's, then its title's title_weight times."""
-        out = _analyze(text, *self.key(lang), keep_all_stop_words=False)
+        stemmer, stops = self.key(lang)
+        lists = (stops,) if stops else ()
+        out = _analyze(text, stemmer, lists, keep_all_stop_words=False)
         if title and self.title_weight:
-            out += _analyze(title, *self.key(lang), keep_all_stop_words=False) * self.title_weight
+            out += _analyze(title, stemmer, lists, keep_all_stop_words=False) * self.title_weight
         return out
 
-    def query_terms(self, text: str, languages: Sequence[str]) -> dict[str, set[str]]:
-        """A query's terms in each of `languages` (the languages of the chunks it is matched
-        against): {term: the languages whose analysis makes it}."""
-        return _query_terms(self, text, tuple(languages))
+    def query_terms(self, text: str, query_languages: Sequence[str],
+                    chunk_languages: Sequence[str]) -> dict[str, set[str]]:
+        """A query's terms for the chunks of each of `chunk_languages`: {term: the chunk languages
+        that meet it}. A chunk meets the query stemmed as the chunk was (so names, code and
+        cognates come out alike) without the stop words of its own language or of the query's:
+        "how do I" says nothing to an English page, and nothing to a German one either."""
+        return _query_terms(self, text, tuple(query_languages), tuple(chunk_languages))
 
 
 Analysis.PLAIN = Analysis(stop_words=False, stemming=False, title_weight=0, language_statistics=False)
 
 
-@lru_cache(maxsize=1024)  # a query is matched against every segment: analyse it once per language mix
-def _query_terms(analysis: Analysis, text: str, languages: tuple[str, ...]) -> dict[str, set[str]]:
+@lru_cache(maxsize=4096)  # a query meets every segment: analyse it once per language mix
+def _query_terms(analysis: Analysis, text: str, query_languages: tuple[str, ...],
+                 chunk_languages: tuple[str, ...]) -> dict[str, set[str]]:
+    asked = {analysis.key(lang)[1] for lang in query_languages} - {None}
     by_key: dict[tuple, list[str]] = {}
-    for lang in languages:
-        by_key.setdefault(analysis.key(lang), []).append(lang)
+    for lang in chunk_languages:
+        stemmer, stops = analysis.key(lang)
+        lists = tuple(sorted(asked | ({stops} if stops else set())))
+        by_key.setdefault((stemmer, lists), []).append(lang)
     out: dict[str, set[str]] = {}
-    for (stemmer, stops), langs in by_key.items():
-        for term in dict.fromkeys(_analyze(text, stemmer, stops, keep_all_stop_words=True)):
+    for (stemmer, lists), langs in by_key.items():
+        for term in dict.fromkeys(_analyze(text, stemmer, lists, keep_all_stop_words=True)):
             out.setdefault(term, set()).update(langs)
     return out
 
 
-def _analyze(text: str, stemmer: str | None, stops: str | None, keep_all_stop_words: bool) -> list[str]:
+def _analyze(text: str, stemmer: str | None, stop_lists: tuple[str, ...], keep_all_stop_words: bool) -> list[str]:
     tokens = words_and_bigrams(unicodedata.normalize("NFKC", text).lower())
-    if stops is not None:
-        stop = stop_words(stops)
+    if stop_lists:
+        stop = _stop_union(stop_lists)
         kept = [(t, is_word) for t, is_word in tokens if not (is_word and (t in stop or _unaccented(t) in stop))]
         if kept or not keep_all_stop_words:
             tokens = kept
@@ -172,6 +224,11 @@ def _unaccented(word: str) -> str:
         return word
     bare = "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c))
     return bare if bare.isascii() else word
+
+
+@lru_cache(maxsize=256)
+def _stop_union(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset().union(*(stop_words(name) for name in names))
 
 
 @lru_cache(maxsize=None)

@@ -26,6 +26,7 @@ from .codec import ResidualCodec
 from .dense import DenseSlot
 from .contract import Capabilities
 from .filters import Filter, evaluate, validate
+from .analysis import LexicalQuery, query_languages
 from .lexical import TermStatistics
 from .manifest import MANIFEST, Manifest
 from .search import QueryPlan, SearchParams, exhaustive_segment, search_segments
@@ -146,7 +147,7 @@ class MultiVectorIndex:
                 "commit": snap.commit, "segments": len(snap.segments), "dim": self.dim, "nbits": m.nbits,
                 "centroids": snap.codec.num_centroids if snap.codec else 0,
                 "model_fingerprint": m.model_fingerprint, "bytes_on_disk": disk,
-                "dense": m.dense_slot.to_json() if m.dense_slot else None}
+                "dense": m.dense_slot.to_json() if m.dense_slot else None, "lexical": m.analysis.to_json()}
 
     # ------------------------------------------------------------------ reading chunks
     def _locate(self, snap: Snapshot) -> dict[str, tuple[int, int]]:
@@ -308,13 +309,16 @@ class MultiVectorIndex:
                 found[q].extend((float(sc), s, int(r)) for r, sc in zip(row_ids, row_scores) if r >= 0)
         return [self._hits(snap, f, k) for f in found]
 
-    def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
-                       collections: Sequence[tuple] | None = None, snapshot: Snapshot | None = None) -> list[list[Hit]]:
-        """Top-k chunks by BM25 for each query text (the lexical index of the same snapshot).
+    def search_lexical(self, queries: Sequence[str | LexicalQuery], k: int = 10, filter: Filter | None = None,
+                       collections: Sequence[TermStatistics] | None = None,
+                       snapshot: Snapshot | None = None) -> list[list[Hit]]:
+        """Top-k chunks by BM25 for each query (the lexical index of the same snapshot). A query
+        text is analysed in its language, or the collection's main ones (analysis.py).
 
         collections: per query, the term statistics of a larger collection this index is part of
         (a sharded index's: the sum of every shard's `lexical_statistics`), so that its scores
-        are the whole collection's. snapshot: as in search."""
+        are the whole collection's; its queries then come resolved (LexicalQuery), by that
+        collection's languages. snapshot: as in search."""
         if k < 1:
             raise ValueError("k must be at least 1")
         filter = None if filter is None else validate(filter)
@@ -322,6 +326,7 @@ class MultiVectorIndex:
         allowed = self._allowed(snap, filter)
         results = []
         for n, query in enumerate(queries):
+            query = self.resolve_query(query, snap)
             collection = self._lexical_statistics(snap, query) if collections is None else collections[n]
             if collection is not None and not isinstance(collection, TermStatistics):
                 raise TypeError("collections must hold TermStatistics (index/lexical.py)")
@@ -334,12 +339,28 @@ class MultiVectorIndex:
             results.append(self._hits(snap, found, k))
         return results
 
-    def lexical_statistics(self, query: str, snapshot: Snapshot | None = None) -> TermStatistics:
+    def language_docs(self, snapshot: Snapshot | None = None) -> dict[str, int]:
+        """Chunks per language (`lang`; "" where none is known), deleted ones included until a
+        merge drops them (as BM25's statistics count them)."""
+        total: dict[str, int] = {}
+        for seg in (snapshot or self._snapshot).segments:
+            for lang, n in seg.lexical.language_docs().items():
+                total[lang] = total.get(lang, 0) + n
+        return total
+
+    def resolve_query(self, query: str | LexicalQuery, snapshot: Snapshot | None = None) -> LexicalQuery:
+        """A query text with the languages BM25 analyses it in (analysis.query_languages)."""
+        if isinstance(query, LexicalQuery):
+            return query
+        return LexicalQuery(query, query_languages(query, self.language_docs(snapshot)))
+
+    def lexical_statistics(self, query: str | LexicalQuery, snapshot: Snapshot | None = None) -> TermStatistics:
         """The BM25 statistics of the query's terms in this snapshot (by chunk language)."""
-        return self._lexical_statistics(snapshot or self._snapshot, query, always=True)
+        snap = snapshot or self._snapshot
+        return self._lexical_statistics(snap, self.resolve_query(query, snap), always=True)
 
     @staticmethod
-    def _lexical_statistics(snap: Snapshot, query: str, always: bool = False) -> TermStatistics | None:
+    def _lexical_statistics(snap: Snapshot, query: LexicalQuery, always: bool = False) -> TermStatistics | None:
         """The sum of every segment's statistics, so that BM25 scores do not depend on how the
         index happens to be split (Lucene aggregates term statistics across segments the same
         way; deleted texts count until a merge drops them, as there)."""

@@ -1,10 +1,12 @@
 """Lexical matching with BM25 (bm25s), for any script and language mix.
 
 Texts become terms by their language's analysis (analysis.py: stop words, stems, title field).
-Scores are Lucene's BM25; their statistics (IDF, average length) are those of the whole
-collection, and, with `Analysis.language_statistics`, of the chunk's own language within it: in
-a collection of eight languages, "how" is in most English chunks and in almost no other, so
-across the collection it looks rare (a high IDF) although in English it says nothing.
+Scores are Lucene's BM25; their statistics are those of the whole collection, and, with
+`Analysis.language_statistics`, IDF is taken within the query's language and average length
+within each chunk's: in a collection of eight languages "install" is in many English chunks and
+few others, so across the collection it looks rare (a high IDF) although to an English reader it
+says little. (IDF within the *chunk's* language was measured too and lost: a stray English word
+in a German page is rare among German pages, so English queries ranked German pages first.)
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Analysis, tokenize
+from .analysis import Analysis, LexicalQuery, query_languages, tokenize
 from .storage import load_npy, save_npy
 
-__all__ = ["BM25Index", "TermStatistics", "tokenize", "lucene_idf"]
+__all__ = ["BM25Index", "LexicalQuery", "TermStatistics", "tokenize", "lucene_idf"]
 
 EMPTY_TOKEN = "\u2400"  # stands in for a text with no token at all
 LENGTHS = "lengths.npy"
@@ -85,10 +87,11 @@ class BM25Index:
     length normalisation L' (the collection's average length, or its language's). Parts written
     before lengths were stored keep their own average length.
 
-    Each text's language (row_languages.npy) scopes the query's terms: a text is matched by the
-    query as analysed in the text's own language (analysis.py), and, with language statistics,
-    scored with its language's IDF and average length (term_languages.npy: how many texts of
-    each language hold each term)."""
+    Each text's language (row_languages.npy) scopes the query's terms: a text meets the query
+    stemmed as the text was, without its stop words or the query language's (analysis.py);
+    with language statistics, IDF is counted among the texts of
+    the query's language (term_languages.npy: how many texts of each language hold each term)
+    and average length among the text's own language's."""
 
     def __init__(self, bm25, size: int, lengths: np.ndarray | None = None, analysis: Analysis = Analysis.PLAIN,
                  languages: Sequence[str] = ("",), row_languages: np.ndarray | None = None,
@@ -142,7 +145,7 @@ class BM25Index:
         names = list(positions) or [""]
         row_languages = np.array(rows, np.uint16)
         index = cls(bm25, len(ids), lengths, analysis, names, row_languages)
-        if len(names) > 1:
+        if len(names) > 1 and analysis.language_statistics:  # only statistics per language read it
             index._term_languages = index._count_term_languages(row_languages)
         return index
 
@@ -162,6 +165,7 @@ class BM25Index:
             save_npy(folder / LENGTHS, self.lengths)
         if self._row_languages is not None:
             save_npy(folder / ROW_LANGUAGES, self._row_languages)
+        if self._term_languages is not None:
             save_npy(folder / TERM_LANGUAGES, self._term_languages[0])
             save_npy(folder / TERM_LANGUAGE_DF, self._term_languages[1])
 
@@ -182,22 +186,36 @@ class BM25Index:
                    None if rows is None else np.asarray(rows), None if keys is None else (keys, df))
 
     # ------------------------------------------------------------------ statistics
-    def _query_terms(self, query: str) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    def language_docs(self) -> dict[str, int]:
+        """Texts per language."""
+        return {lang: int(n) for lang, n in zip(self.languages, self._language_docs)}
+
+    def resolve(self, query: "str | LexicalQuery") -> LexicalQuery:
+        """A query with the languages to analyse it in (those of this index alone for a text:
+        a collection of several parts resolves it once for all of them)."""
+        if isinstance(query, LexicalQuery):
+            return query
+        return LexicalQuery(query, query_languages(query, self.language_docs()))
+
+    def _query_terms(self, query: LexicalQuery) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """The query's terms this index holds, their term ids, and which of this index's
         languages each applies to ([terms, languages] bool; None: all of them)."""
-        by_term = self.analysis.query_terms(query, self.languages)
+        by_term = self.analysis.query_terms(query.text, query.languages, self.languages)
         terms = [t for t in by_term if t in self._vocab]
         ids = np.fromiter((self._vocab[t] for t in terms), np.int64, len(terms))
-        if len(self.languages) == 1 or all(len(by_term[t]) == len(self.languages) for t in terms):
+        if all(len(by_term[t]) == len(self.languages) for t in terms):
             return terms, ids, None
         allowed = np.array([[lang in by_term[t] for lang in self.languages] for t in terms], bool).reshape(
             len(terms), len(self.languages))
         return terms, ids, allowed
 
     def _term_language_df(self, ids: np.ndarray) -> np.ndarray:
-        """[terms, languages] how many texts of each language hold each term."""
+        """[terms, languages] how many texts of each language hold each term (without the
+        table, all of them under the first language: only their sum is read then)."""
         if self._term_languages is None:
-            return (self._indptr[ids + 1] - self._indptr[ids]).astype(np.int64)[:, None]
+            out = np.zeros((len(ids), len(self.languages)), np.int64)
+            out[:, 0] = self._indptr[ids + 1] - self._indptr[ids]
+            return out
         keys, df = self._term_languages
         n_langs = len(self.languages)
         lo, hi = np.searchsorted(keys, ids * n_langs), np.searchsorted(keys, ids * n_langs + n_langs)
@@ -207,13 +225,14 @@ class BM25Index:
         out[np.repeat(np.arange(len(ids)), counts), np.asarray(keys[at]) % n_langs] = df[at]
         return out
 
-    def statistics(self, query: str) -> TermStatistics:
+    def statistics(self, query: "str | LexicalQuery") -> TermStatistics:
         """This index's share of the collection statistics for `query` (summed by the caller)."""
+        query = self.resolve(query)
         terms, ids, _ = self._query_terms(query)
         table = self._term_language_df(ids)
         df = {t: {self.languages[j]: int(n) for j, n in enumerate(row) if n} for t, row in zip(terms, table)}
         # Terms the query has and this index lacks still count, with none: so do the others.
-        for t in self.analysis.query_terms(query, self.languages):
+        for t in self.analysis.query_terms(query.text, query.languages, self.languages):
             df.setdefault(t, {})
         docs = {lang: int(n) for lang, n in zip(self.languages, self._language_docs)}
         lengths = None if self._language_lengths is None else {
@@ -221,7 +240,7 @@ class BM25Index:
         return TermStatistics(docs, lengths, df)
 
     # ------------------------------------------------------------------ search
-    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None,
+    def search(self, queries: Sequence["str | LexicalQuery"], k: int, mask: np.ndarray | None = None,
                collection: TermStatistics | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(row numbers, scores) of the top k texts for each query, best first; rows where
         `mask` is False never appear, nor do texts sharing no term with the query.
@@ -231,7 +250,7 @@ class BM25Index:
         class). One collection serves every query, so pass one query with it."""
         k = min(k, self.size)
         out = []
-        for q in queries:
+        for q in map(self.resolve, queries):
             terms, ids, allowed = self._query_terms(q)
             if not terms or k == 0:
                 out.append((np.empty(0, np.int64), np.empty(0, np.float32)))
@@ -239,7 +258,7 @@ class BM25Index:
             statistics = collection
             if statistics is None and self.analysis.language_statistics:
                 statistics = self.statistics(q)  # its own, by language
-            scores = self._scores(terms, ids, allowed, statistics)
+            scores = self._scores(q, terms, ids, allowed, statistics)
             if mask is not None:
                 scores[~mask] = 0.0
             top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
@@ -248,7 +267,7 @@ class BM25Index:
             out.append((top.astype(np.int64), scores[top].astype(np.float32)))
         return out
 
-    def _scores(self, terms: list[str], ids: np.ndarray, allowed: np.ndarray | None,
+    def _scores(self, query: LexicalQuery, terms: list[str], ids: np.ndarray, allowed: np.ndarray | None,
                 collection: TermStatistics | None) -> np.ndarray:
         """Sum over the query's terms of their precomputed BM25 columns, each text counting only
         the terms of its language's analysis, re-weighted to the collection's statistics (as
@@ -264,27 +283,32 @@ class BM25Index:
             keep = allowed[term_of, langs]
             rows, part, term_of, langs = rows[keep], part[keep], term_of[keep], langs[keep]
         if collection is not None:
-            part = self._rescored(terms, ids, term_of, rows, langs, part, collection)
+            part = self._rescored(query, terms, ids, term_of, rows, langs, part, collection)
         # Only the texts holding a query term are touched: the query's cost, not the segment's.
         return np.bincount(rows, weights=part, minlength=self.size).astype(np.float32)
 
-    def _rescored(self, terms, ids, term_of, rows, langs, part, collection: TermStatistics) -> np.ndarray:
+    def _rescored(self, query: LexicalQuery, terms, ids, term_of, rows, langs, part,
+                  collection: TermStatistics) -> np.ndarray:
         """Each posting's score with the collection's IDF and average length: the whole
-        collection's, or (language statistics) its text's language's, smoothed towards the
-        whole collection's by PRIOR_TEXTS pseudo-texts."""
+        collection's, or (language statistics) IDF among the texts of the query's language (of
+        the query's languages, the one where the term is most at home) and average length among
+        those of the text's, each smoothed towards the whole collection's by PRIOR_TEXTS
+        pseudo-texts."""
         n_all = collection.n_docs
         df_all = np.array([sum(collection.df.get(t, {}).values()) for t in terms], np.float64)
         own = lucene_idf(self._indptr[ids + 1] - self._indptr[ids], self.size)[term_of]
         total_length = None if collection.lengths is None else sum(collection.lengths.values())
         average = total_length / n_all if total_length and n_all else None
         if self.analysis.language_statistics:
-            n_lang = np.array([collection.docs.get(lang, 0) for lang in self.languages], np.float64)
-            df_lang = np.array([[collection.df.get(t, {}).get(lang, 0) for lang in self.languages] for t in terms],
-                               np.float64).reshape(len(terms), len(self.languages))
-            share = df_all / max(n_all, 1)
-            idf = lucene_idf(df_lang + PRIOR_TEXTS * share[:, None], n_lang + PRIOR_TEXTS)
-            wanted = idf[term_of, 0 if langs is None else langs]
+            # What a word says in the query's language; unsure of it, in the one of the query's
+            # languages where the word is most at home (its lowest IDF among them).
+            n_query = np.array([collection.docs.get(lang, 0) for lang in query.languages], np.float64)
+            df_query = np.array([[collection.df.get(t, {}).get(lang, 0) for lang in query.languages] for t in terms],
+                                np.float64).reshape(len(terms), len(query.languages))
+            share = (df_all / max(n_all, 1))[:, None]
+            wanted = lucene_idf(df_query + PRIOR_TEXTS * share, n_query + PRIOR_TEXTS).min(axis=1)[term_of]
             if average is not None:
+                n_lang = np.array([collection.docs.get(lang, 0) for lang in self.languages], np.float64)
                 length_lang = np.array([collection.lengths.get(lang, 0) for lang in self.languages], np.float64)
                 average = ((length_lang + PRIOR_TEXTS * average) / (n_lang + PRIOR_TEXTS))[
                     0 if langs is None else langs]
@@ -301,7 +325,7 @@ class BM25Index:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of `query` against every text ([size] float32; 0 where nothing matches)."""
-        terms, _, _ = self._query_terms(query)
+        terms, _, _ = self._query_terms(self.resolve(query))
         if not terms:
             return np.zeros(self.size, np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)

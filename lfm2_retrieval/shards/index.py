@@ -39,6 +39,7 @@ from ..index import Counts, Hit, Manifest, MultiVectorIndex, ResidualCodec, Sear
 from ..index.contract import Capabilities, ShardSearch
 from ..index.analysis import Analysis
 from ..index.filters import Filter, validate
+from ..index.analysis import LexicalQuery, query_languages
 from ..index.lexical import TermStatistics
 from ..index.dense import DenseSlot
 from ..index.manifest import MANIFEST_NEXT
@@ -211,7 +212,8 @@ class ShardedIndex:
                                                                    "bytes_on_disk")}
         return {**out, "commit": self.commit, "shards": self.n_shards, "dim": self.dim,
                 "nbits": self.shard_map.nbits, "centroids": per_shard[0]["centroids"],
-                "model_fingerprint": self.shard_map.model_fingerprint, "dense": per_shard[0].get("dense")}
+                "model_fingerprint": self.shard_map.model_fingerprint, "dense": per_shard[0].get("dense"),
+                "lexical": per_shard[0].get("lexical")}
 
     # ------------------------------------------------------------------ reading chunks
     def get(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
@@ -323,22 +325,39 @@ class ShardedIndex:
         with self.writer(timeout=timeout) as w:
             return sum(writer.fill_dense(slot, embed) for writer in w.writers)
 
-    def lexical_statistics(self, query: str) -> TermStatistics:
-        return self.lexical_statistics_of([query])[0]
+    def lexical_statistics(self, query: str | LexicalQuery) -> TermStatistics:
+        return self.lexical_statistics_of([self.resolve_query(query)])[0]
 
-    def lexical_statistics_of(self, queries: Sequence[str], snapshots: list | None = None) -> list[TermStatistics]:
+    def lexical_statistics_of(self, queries: Sequence[LexicalQuery],
+                              snapshots: list | None = None) -> list[TermStatistics]:
         """The whole collection's BM25 statistics of each query (the shards' summed)."""
         per_shard = self._each_shard(lambda shard, snap: [shard.lexical_statistics(q, snapshot=snap) for q in queries],
                                      snapshots)
         return [TermStatistics.total(answer[i] for answer in per_shard) for i in range(len(queries))]
 
-    def search_lexical(self, queries: Sequence[str], k: int = 10, filter: Filter | None = None,
+    def language_docs(self, snapshots: list | None = None) -> dict[str, int]:
+        """Chunks per language over every shard (MultiVectorIndex.language_docs)."""
+        total: dict[str, int] = {}
+        for shard, snap in zip(self.shards, snapshots or self._snapshot.shards):
+            for lang, n in shard.language_docs(snapshot=snap).items():
+                total[lang] = total.get(lang, 0) + n
+        return total
+
+    def resolve_query(self, query: str | LexicalQuery, snapshots: list | None = None) -> LexicalQuery:
+        """A query text with the languages BM25 analyses it in, by the whole collection's
+        languages: every shard then reads it alike."""
+        if isinstance(query, LexicalQuery):
+            return query
+        return LexicalQuery(query, query_languages(query, self.language_docs(snapshots)))
+
+    def search_lexical(self, queries: Sequence[str | LexicalQuery], k: int = 10, filter: Filter | None = None,
                        collections: Sequence[TermStatistics] | None = None) -> list[list[Hit]]:
         """Top-k chunks by BM25, every shard scoring with the whole collection's statistics."""
         if k < 1:
             raise ValueError("k must be at least 1")
         filter = None if filter is None else validate(filter)
-        queries, snapshots = list(queries), self._snapshot.shards  # statistics and scores of one commit
+        snapshots = self._snapshot.shards  # statistics and scores of one commit
+        queries = [self.resolve_query(q, snapshots) for q in queries]
         if collections is None:
             collections = self.lexical_statistics_of(queries, snapshots)
         per_shard = self._each_shard(lambda shard, snap: shard.search_lexical(queries, k, filter, collections,

@@ -1,5 +1,6 @@
 """Which language a text is in: chunks get a `lang` metadata value (ISO 639-1 where one exists)
-that filters can use, `{"lang": "ja"}`.
+that filters can use, `{"lang": "ja"}`, and that BM25 analyses them by (analysis.py), and a
+query the language(s) BM25 analyses it in.
 
 py3langid (langid.py's model: byte n-grams, naive Bayes, 97 languages, BSD-3-Clause) is used
 because it is small (4 MB, numpy only), fast (about 0.1 ms a chunk) and accurate on chunk-sized
