@@ -190,21 +190,30 @@ Analysis.PLAIN = Analysis(stop_words=False, stemming=False, title_weight=0, lang
 @lru_cache(maxsize=4096)  # a query meets every segment: analyse it once per language mix
 def _query_terms(analysis: Analysis, text: str, query_languages: tuple[str, ...],
                  chunk_languages: tuple[str, ...]) -> dict[str, set[str]]:
-    asked = {analysis.key(lang)[1] for lang in query_languages} - {None}
-    by_key: dict[tuple, list[str]] = {}
-    for lang in chunk_languages:
-        stemmer, stops = analysis.key(lang)
-        lists = tuple(sorted(asked | ({stops} if stops else set())))
-        by_key.setdefault((stemmer, lists), []).append(lang)
+    tokens = words_and_bigrams(unicodedata.normalize("NFKC", text).lower())
     out: dict[str, set[str]] = {}
-    for (stemmer, lists), langs in by_key.items():
-        for term in dict.fromkeys(_analyze(text, stemmer, lists, keep_all_stop_words=True)):
+    for (stemmer, lists), langs in _groups(analysis, query_languages, chunk_languages):
+        for term in dict.fromkeys(_analyze(tokens, stemmer, lists, keep_all_stop_words=True)):
             out.setdefault(term, set()).update(langs)
     return out
 
 
-def _analyze(text: str, stemmer: str | None, stop_lists: tuple[str, ...], keep_all_stop_words: bool) -> list[str]:
-    tokens = words_and_bigrams(unicodedata.normalize("NFKC", text).lower())
+@lru_cache(maxsize=256)  # a segment's languages and the query's: a few combinations, met again and again
+def _groups(analysis: Analysis, query_languages: tuple[str, ...],
+            chunk_languages: tuple[str, ...]) -> list[tuple[tuple, tuple[str, ...]]]:
+    """((stemmer, stop-word lists), chunk languages) of each analysis the query needs."""
+    asked = {analysis.key(lang)[1] for lang in query_languages} - {None}
+    by_key: dict[tuple, list[str]] = {}
+    for lang in chunk_languages:
+        stemmer, stops = analysis.key(lang)
+        by_key.setdefault((stemmer, tuple(sorted(asked | ({stops} if stops else set())))), []).append(lang)
+    return [(key, tuple(langs)) for key, langs in by_key.items()]
+
+
+def _analyze(text: str | list[tuple[str, bool]], stemmer: str | None, stop_lists: tuple[str, ...],
+             keep_all_stop_words: bool) -> list[str]:
+    """Terms of a text (or of its words_and_bigrams, lower-cased, when several analyses share them)."""
+    tokens = words_and_bigrams(unicodedata.normalize("NFKC", text).lower()) if isinstance(text, str) else text
     if stop_lists:
         stop = _stop_union(stop_lists)
         kept = [(t, is_word) for t, is_word in tokens if not (is_word and (t in stop or _unaccented(t) in stop))]
