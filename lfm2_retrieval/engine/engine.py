@@ -14,12 +14,10 @@ chunks (info, list, delete, optimize) never pay for it.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +54,6 @@ class DeleteSummary:
     chunks: int  # chunks deleted (0: nothing matched, and no commit was made)
     commit: int
 
-
-# Where the dense leg of hybrid searches runs, beside the MaxSim leg (one pool per process).
-_LEGS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lfm2-search-dense-leg")
 
 # Per-document results come from a deeper list of chunks: a document's chunks crowd the top of
 # a chunk ranking (one long page can fill it), so k documents need several times k chunks.
@@ -414,14 +409,12 @@ class SearchEngine:
         # The semantic side keeps the search effort of `depth`: its exact stage already scores
         # far more than `fused_depth` documents, so the deeper list costs nothing extra.
         effort = SearchParams.for_k(depth, self.index.manifest.nbits)
-        # The dense leg runs on a thread beside MaxSim (faiss lets go of the GIL): at 100k chunks
-        # it would otherwise add its ~3 ms to every hybrid search (docs/dense.md).
-        dense = None if queries.dense is None else _LEGS.submit(
-            contextvars.copy_context().run, self.index.search_dense, queries.dense, fused_depth, request.filter)
+        # The legs run one after the other: the dense leg on a thread beside MaxSim gained nothing
+        # measurable (MaxSim keeps both cores busy; docs/dense.md), so it has none.
         legs = {"semantic": self.index.search(queries.vectors, k=fused_depth, filter=request.filter, params=effort),
                 "lexical": self.index.search_lexical(queries.texts, k=fused_depth, filter=request.filter)}
-        if dense is not None:
-            legs["dense"] = dense.result()
+        if queries.dense is not None:
+            legs["dense"] = self.index.search_dense(queries.dense, fused_depth, request.filter)
         out = []
         for q in range(len(queries.texts)):
             by_id = {h.id: h for leg in legs.values() for h in leg[q]}
