@@ -99,7 +99,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", choices=["dev", "eval"], default="dev")
     p.add_argument("--base", type=Path, default=ROOT / "eval" / "out" / "real-documents" / "default" / "index",
-                   help="the handbook index (python -m eval.real_documents builds it)")
+                   help="the handbook index (python -m eval.real_documents builds it; else built here, --model)")
+    p.add_argument("--model", default=None, help="the model to build a missing --base with (default: the embedded one)")
+    p.add_argument("--languages", nargs="*", default=LANGUAGES, help="handbook languages of a --base built here")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--alphas", type=float, nargs="*", default=[0.2, 0.35, 0.5, 0.65])
@@ -113,9 +115,13 @@ def main(argv=None) -> None:
     from lfm2_retrieval.index.analysis import Analysis
 
     torch.set_num_threads(args.threads)
-    if not (args.base / "manifest.json").exists():
-        raise SystemExit(f"no handbook index at {args.base}: run `python -m eval.real_documents` first")
     html = fetch(args.data)
+    if not (args.base / "manifest.json").exists():
+        from eval.real_documents import build_index
+        from lfm2_retrieval.model.locations import default_model
+
+        console.print(f"building the handbook index at {args.base} ({', '.join(args.languages)})")
+        build_index(args.model or str(default_model()), html, args.languages, args.base)["engine"].index.close()
     args.out.mkdir(parents=True, exist_ok=True)
     engine = SearchEngine.open(working_index(args.base, args.out))
     chosen = [row for n, row in enumerate(settings()) if args.split == "dev" and (args.rows is None or n in args.rows)

@@ -66,6 +66,10 @@ TINY = {
     "eval.nanobeir": (["--model", "{tiny}", "--tasks", "NanoSciFact", "--languages", "en", "--no-e5", "--no-minilm",
                        "--build", "--data", "{tmp}/tasks", "--out", "{tmp}/out"], True),
     "eval.real_documents": (["--model", "{tiny}", "--languages", "en-US", "--out", "{tmp}/out"], True),
+    "eval.lexical_analysis": (["--model", "{tiny}", "--languages", "en-US", "--base", "{tmp}/base", "--rows", "1",
+                               "--alphas", "--out", "{tmp}/out"], True),
+    "eval.bench_lexical": (["--index", "{kept}/ours-4-synthetic-1k", "--queries", "3", "--repeats", "1",
+                            "--out", "{tmp}/out"], True),
     "eval.collections.real_collection": (["--per-source", "5", "--out", "{tmp}/out"], True),
     "eval.collections.real_vectors": (["--chunks", "30", "--model", "{tiny}", "--out", "{tmp}/out"], True),
 }
@@ -90,7 +94,7 @@ def kept(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("module", list(TINY))
 def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate_tiny_dir, monkeypatch):
     args, needs_data = TINY[module]
-    kept = request.getfixturevalue("kept") if module == "eval.search_stages" else None
+    kept = request.getfixturevalue("kept") if module in ("eval.search_stages", "eval.bench_lexical") else None
     if needs_data and not SHARED.is_dir():
         pytest.skip(f"{module} reads ../shared/data, which is absent here")
     if module != "eval.bench_distributed":  # Ray's socket paths must stay short: it keeps /tmp

@@ -25,8 +25,18 @@ def listing(hits):
 
 
 def assert_same(got, want):
-    assert [[i for i, _ in q] for q in got] == [[i for i, _ in q] for q in want]
+    """The same scores rank by rank, and the same ids at each score (ties may come in any order;
+    at the cut-off score the ids may differ)."""
     assert np.allclose([s for q in got for _, s in q], [s for q in want for _, s in q], atol=1e-5)
+    for g, w in zip(got, want):
+        cut = w[-1][1] if w else 0.0
+        assert above(g, cut) == above(w, cut)
+
+
+def above(hits, cut):
+    """The ids of the hits scored above the cut-off score (with the scores equal rank by rank,
+    the same ids here is the same ranking up to the order of ties)."""
+    return {i for i, s in hits if s > cut + 1e-4}
 
 
 def test_release_index_searches_as_it_did(old_index):

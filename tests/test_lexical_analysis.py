@@ -228,3 +228,23 @@ def test_cli_chooses_and_changes_the_analysis(tmp_path, pylate_tiny_dir):
     assert MultiVectorIndex(where).manifest.analysis == Analysis(title_weight=2)
     result = runner.invoke(app, ["optimize", "--index", where, "--analysis", "english"])
     assert result.exit_code != 0 and "--analysis must be 'language' or 'plain'" in result.output
+
+
+def test_a_sharded_index_keeps_and_changes_its_analysis(tmp_path):
+    from lfm2_retrieval.shards import ShardedIndex, split_index
+
+    texts, langs = mixed_collection()
+    index = MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2, analysis=Analysis.PLAIN)
+    add_mixed(index, texts, langs)
+    sharded = split_index(index.path, tmp_path / "sharded", n_shards=2)
+    assert all(shard.manifest.analysis == Analysis.PLAIN for shard in sharded.shards)  # the split keeps it
+    query = "how do I add CORS?"
+    assert "CORS" not in sharded.search_lexical([query], k=1)[0][0].text
+    assert sharded.reanalyze(Analysis()) == len(texts)
+    sharded = ShardedIndex(sharded.path)
+    assert all(shard.manifest.analysis == Analysis() for shard in sharded.shards)
+    assert "CORS" in sharded.search_lexical([query], k=1)[0][0].text
+    index.reanalyze(Analysis())  # sharded and unsharded score alike
+    single = {h.id: h.score for h in index.search_lexical([query], k=20)[0]}
+    for hit in sharded.search_lexical([query], k=20)[0]:
+        assert hit.score == pytest.approx(single[hit.id], rel=1e-4)

@@ -36,7 +36,7 @@ def split_index(source: str | os.PathLike, target: str | os.PathLike, n_shards: 
     try:
         sharded = ShardedIndex.create(target, n_shards, dim=m.dim, nbits=m.nbits, model_fingerprint=m.model_fingerprint,
                                       model_source=m.model_source, num_centroids=m.num_centroids,
-                                      dense=m.dense_slot)
+                                      dense=m.dense_slot, analysis=m.analysis)
         with sharded.writer() as w:
             if snap.codec is not None:
                 w.use_codec(snap.codec)
