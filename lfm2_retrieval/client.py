@@ -95,7 +95,7 @@ def _raise_for(response: httpx.Response) -> None:
 
 def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: str, per_document: bool,
                  alpha: float | None, fusion: str | None, offset: int = 0, explain: bool = False,
-                 dense_weight: float | None = None) -> dict[str, Any]:
+                 dense_weight: float | None = None, highlight: bool = False) -> dict[str, Any]:
     """The body of POST /search: engine/request.py's SearchRequest, the fields left at their
     defaults left out."""
     body: dict[str, Any] = {"k": k, "mode": mode, "per_document": per_document}
@@ -107,6 +107,8 @@ def _search_body(query: str | Sequence[str], k: int, filter: dict | None, mode: 
         body["offset"] = offset
     if explain:
         body["explain"] = True
+    if highlight:
+        body["highlight"] = True
     return body
 
 
@@ -148,13 +150,13 @@ class _Hits:
     def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
                per_document: bool = False, alpha: float | None = None, fusion: str | None = None,
                offset: int = 0, explain: bool = False,
-               dense_weight: float | None = None) -> list[Hit] | list[list[Hit]]:
+               dense_weight: float | None = None, highlight: bool = False) -> list[Hit] | list[list[Hit]]:
         """The hits of one query (a str), or one list per query (a list of them); offset: hits
         skipped first (the next page); explain: each hit's token matches (Hit.explain) and, in
         hybrid mode, each signal's share of its score (Hit.legs); dense_weight: the dense leg's
-        weight on an index with dense vectors."""
+        weight on an index with dense vectors; highlight: each hit's snippet (Hit.snippet)."""
         return _hits(self.search_response(query, k, filter, mode, per_document, alpha, fusion, offset, explain,
-                                          dense_weight), query)
+                                          dense_weight, highlight), query)
 
 
 class Client(_Hits):
@@ -186,9 +188,10 @@ class Client(_Hits):
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
                         fusion: str | None = None, offset: int = 0, explain: bool = False,
-                        dense_weight: float | None = None) -> SearchResponse:
+                        dense_weight: float | None = None, highlight: bool = False) -> SearchResponse:
         """The whole answer: hits per query, the commit they come from, the time taken."""
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight)
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight,
+                            highlight)
         return SearchResponse.model_validate(self._request("POST", "/search", json=body))
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -251,8 +254,9 @@ class AsyncClient:
     async def search(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                      mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
                      fusion: str | None = None, offset: int = 0, explain: bool = False,
-                     dense_weight: float | None = None) -> list[Hit] | list[list[Hit]]:
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight)
+                     dense_weight: float | None = None, highlight: bool = False) -> list[Hit] | list[list[Hit]]:
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight,
+                            highlight)
         return _hits(SearchResponse.model_validate(await self._request("POST", "/search", json=body)), query)
 
     async def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
@@ -313,10 +317,11 @@ class LocalClient(_Hits):
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
                         fusion: str | None = None, offset: int = 0, explain: bool = False,
-                        dense_weight: float | None = None) -> SearchResponse:
+                        dense_weight: float | None = None, highlight: bool = False) -> SearchResponse:
         from .engine import SearchRequest
 
-        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight)
+        body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight,
+                            highlight)
         request = _validated(SearchRequest, body)
         with self._answers():
             return SearchResponse.of(self.engine.answer(request))

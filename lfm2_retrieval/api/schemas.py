@@ -42,6 +42,14 @@ class TokenMatch(BaseModel):
     score: float = Field(description="Their similarity: this query token's share of the MaxSim score")
 
 
+class Snippet(BaseModel):
+    text: str = Field(description="The window of the hit's text with the most query words (an ellipsis where "
+                                  "it was cut)")
+    highlights: list[tuple[int, int]] = Field(description="Character spans of the matched words in `text`")
+    start: int = Field(description="Where the window starts in the hit's text")
+    formatted: str = Field(description="`text` as HTML: escaped, each matched word in <mark>...</mark>")
+
+
 class Hit(BaseModel):
     id: str = Field(description="The chunk id: the document id, '#', the chunk number")
     score: float = Field(description="The score of the request's mode: MaxSim, BM25, dense inner product, or the "
@@ -53,6 +61,8 @@ class Hit(BaseModel):
                                                                "the score, best first")
     legs: dict[str, float] | None = Field(None, description="With explain: true in hybrid mode, each leg's share "
                                                             "of the fused score (semantic, dense, lexical)")
+    snippet: Snippet | None = Field(None, description="With highlight: true, the part of the text that answers "
+                                                      "the query, its matched words highlighted")
 
 
 class QueryResults(BaseModel):
@@ -74,7 +84,8 @@ class SearchResponse(BaseModel):
         results = [QueryResults(query=r.query, hits=[
             Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
                 **({} if r.explanations is None else {"explain": [m.as_dict() for m in r.explanations[i]]}),
-                **({} if r.legs is None else {"legs": r.legs[i]}))
+                **({} if r.legs is None else {"legs": r.legs[i]}),
+                **({} if r.snippets is None else {"snippet": r.snippets[i].as_dict()}))
             for i, h in enumerate(r.hits)]) for r in answer.results]
         partial = {"partial": True, "missing_shards": answer.missing_shards} if answer.missing_shards else {}
         return cls(results=results, commit=answer.commit, took_ms=answer.took_ms, **partial)

@@ -37,6 +37,7 @@ from ..index.integrity import Problem
 from ..shards import ShardedIndex, ShardMap, is_sharded, shard_policy_for
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
+from .snippets import snippet
 from .fusion import FUSION_DEPTH, fuse_legs
 from .request import MAX_QUERIES, QueryAnswer, SearchAnswer, SearchRequest
 from .session import WriteSession, chunk_ids_of
@@ -379,6 +380,12 @@ class SearchEngine:
             if vectors is not None:
                 for result, query_vectors in zip(results, vectors):
                     result.explanations = self.explain_hits(result.query, result.hits, query_vectors)
+        if request.highlight:
+            analysis = self.index.manifest.analysis
+            for result in results:
+                query = self.index.resolve_query(result.query)
+                result.snippets = [snippet(h.text, query, analysis, str(h.metadata.get("lang") or ""),
+                                           request.snippet_chars) for h in result.hits]
         return SearchAnswer(results, self.commit, round((time.perf_counter() - started) * 1000, 3),
                             list(shards.missing))
 

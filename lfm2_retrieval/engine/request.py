@@ -21,10 +21,12 @@ from ..index import Hit
 from ..index.filters import validate as validate_filter
 from .explain import TokenMatch
 from .fusion import resolve
+from .snippets import Snippet
 
 MAX_QUERY_CHARS = 4096
 MAX_QUERIES = 64
 MAX_K = 1000  # k + offset: the deepest hit a request may reach
+MAX_SNIPPET_CHARS = 4000
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
 Mode = Literal["semantic", "lexical", "dense", "hybrid"]
@@ -67,6 +69,12 @@ class SearchRequest(BaseModel):
         False, description="With each hit, the token matches behind its MaxSim score: for each query token, the "
                            "chunk's token that won it (character spans of both, and the similarity), in "
                            "semantic and hybrid modes; in hybrid mode also each leg's share of the fused score.")
+    highlight: StrictBool = Field(
+        False, description="With each hit, a snippet: the window of its text that holds the most query words, "
+                           "every word BM25 matches (whole words, stemmed in the chunk's language, no stop words) "
+                           "highlighted by character spans and as HTML (<mark>); in every mode")
+    snippet_chars: Annotated[int, Field(ge=0, le=MAX_SNIPPET_CHARS, strict=True)] = Field(
+        240, description="With highlight: the snippet's length in characters (0: the whole chunk)")
     per_document: StrictBool = Field(
         False, description="One hit per document: its best chunk, with metadata.matched_chunks (how many of its "
                            "chunks ranked); k then counts documents")
@@ -165,6 +173,7 @@ class QueryAnswer:
     hits: list[Hit]
     explanations: list[list[TokenMatch]] | None = None  # with explain: one list per hit
     legs: list[dict[str, float]] | None = None  # with explain, hybrid: each leg's share of each hit's score
+    snippets: list[Snippet] | None = None  # with highlight: one per hit
 
 
 @dataclass

@@ -39,7 +39,7 @@ from .language import MIN_CONFIDENCE, identify
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Han, Hiragana, Katakana, Hangul, Thai, Lao, Khmer, Myanmar.
-_NO_SPACE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
                        r"\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f]+")
 
 
@@ -51,7 +51,7 @@ def words_and_bigrams(text: str) -> list[tuple[str, bool]]:
     tokens: list[tuple[str, bool]] = []
     for word in _WORD.findall(text):
         pos = 0
-        for m in _NO_SPACE.finditer(word):
+        for m in UNSPACED.finditer(word):
             if m.start() > pos:
                 tokens.append((word[pos:m.start()], True))
             run = m.group()
@@ -61,6 +61,12 @@ def words_and_bigrams(text: str) -> list[tuple[str, bool]]:
         if pos < len(word):
             tokens.append((word[pos:], True))
     return tokens
+
+
+def stem(word: str, stemmer: str | None) -> str:
+    """A word as an analysis with `stemmer` indexes it (Analysis.key's stemmer; None: none)."""
+    word = unicodedata.normalize("NFKC", word).lower()
+    return _stemmer(stemmer).stemWord(word) if stemmer else word
 
 
 def tokenize(text: str) -> list[str]:
