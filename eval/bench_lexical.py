@@ -32,7 +32,7 @@ def queries(n: int) -> list[str]:
     from eval.lexical_analysis import read_questions
 
     handbook = [q for split in ("dev", "eval") for _, q, _ in read_questions(split)]
-    return real_queries(n) + handbook
+    return (real_queries(n) if n else []) + handbook
 
 
 def bm25_bytes(path: Path) -> int:
@@ -42,7 +42,8 @@ def bm25_bytes(path: Path) -> int:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", type=Path, required=True)
-    p.add_argument("--queries", type=int, default=100, help="SciFact and QA questions (the handbook's 105 added)")
+    p.add_argument("--queries", type=int, default=100, help="SciFact and QA questions (the handbook's 105 added; "
+                   "0: those only)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "lexical-bench")

@@ -106,6 +106,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--alphas", type=float, nargs="*", default=[0.2, 0.35, 0.5, 0.65])
     p.add_argument("--rows", type=int, nargs="*", help="dev: only these rows of the settings (0 = plain)")
+    p.add_argument("--max-queries", type=int, default=None, help="at most this many queries a task (a quick look)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     import torch
@@ -128,7 +129,7 @@ def main(argv=None) -> None:
               or row[0] == "plain (before)"]
     if args.split == "eval":
         chosen.append(("default (after)", Analysis()))
-    by_task = tasks(html, args.split)
+    by_task = {task: queries[:args.max_queries] for task, queries in tasks(html, args.split).items()}
     rows: dict[tuple[str, str], dict[str, dict]] = {}
     semantic = {task: measure(engine, queries, mode="semantic") for task, queries in by_task.items()}
     rows[("semantic (any setting)", "semantic")] = semantic

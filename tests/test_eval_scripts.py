@@ -67,9 +67,9 @@ TINY = {
                        "--build", "--data", "{tmp}/tasks", "--out", "{tmp}/out"], True),
     "eval.real_documents": (["--model", "{tiny}", "--languages", "en-US", "--out", "{tmp}/out"], True),
     "eval.lexical_analysis": (["--model", "{tiny}", "--languages", "en-US", "--base", "{tmp}/base", "--rows", "1",
-                               "--alphas", "--out", "{tmp}/out"], True),
-    "eval.bench_lexical": (["--index", "{kept}/ours-4-synthetic-1k", "--queries", "3", "--repeats", "1",
-                            "--out", "{tmp}/out"], True),
+                               "--alphas", "--max-queries", "5", "--out", "{tmp}/out"], True),
+    "eval.bench_lexical": (["--index", "{kept}/ours-4-synthetic-1k", "--queries", "0", "--repeats", "1",
+                            "--out", "{tmp}/out"], False),
     "eval.collections.real_collection": (["--per-source", "5", "--out", "{tmp}/out"], True),
     "eval.collections.real_vectors": (["--chunks", "30", "--model", "{tiny}", "--out", "{tmp}/out"], True),
 }
