@@ -14,15 +14,16 @@ come out as they went in.
 - Stop words: the lists bm25s ships (NLTK's, which are Snowball's lists; English is NLTK's 179
   words, as Lucene's 33 keep "how", "do", "what"), for 12 languages (STOP_WORDS). A text made of
   stop words only keeps them: "to be or not to be" is still a query.
-- Unspaced scripts (Chinese, Japanese, Thai...) keep their character bigrams (lexical.py): they
-  have no words to stem.
+- Unspaced scripts (Chinese, Japanese, Thai...) keep their character bigrams (words_and_bigrams):
+  they have no words to stem.
 
 `Analysis.PLAIN` is what the index did before analysis existed (lower-cased words, no language):
 segments that record no analysis are read with it, and `lfm2-search index --analysis plain`
 keeps it. `title_weight` repeats each chunk's title and heading path that many times after its
 text, which is BM25F with one length normalisation for both fields (Robertson, Zaragoza and
 Taylor 2004): a page whose title says the query outranks one that mentions it in passing.
-`language_statistics` computes IDF and average length within each language (lexical.py).
+`language_statistics` takes IDF within the query's language and average length within the
+chunk's (lexical.py): measured, it lost to the whole collection's, so it is off by default.
 """
 
 from __future__ import annotations
