@@ -114,7 +114,9 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
     import time
 
     httpx.post(server + "/documents", headers={"Authorization": "Bearer live-key"}, json={"documents": [
-        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en"}}]})
+        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en"}}] + [
+        {"id": f"more-{i}", "text": f"Note {i}: the signing keys of system {i} are kept apart.",
+         "metadata": {"lang": "en"}} for i in range(14)]})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -190,6 +192,27 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
             assert evaluate("document.querySelector('#results article.hit .source').textContent") == "ops"
             assert evaluate("document.querySelectorAll('#results mark').length") > 0
             assert "q=rotate+the+signing+keys" in evaluate("location.search")
+            # Fifteen documents or more (the server's other tests add some): a first page of 10, then
+            # "More results" adds the next page below it, none repeated; it goes when a page is short.
+            assert evaluate("document.querySelectorAll('#results article.hit').length") == 10
+            assert evaluate("document.getElementById('more').hidden") is False
+            evaluate("document.getElementById('more').click()")
+            deadline = time.time() + 30
+            while evaluate("document.querySelectorAll('#results article.hit').length") < 15:
+                assert time.time() < deadline, "no second page: " + page_state()
+                time.sleep(0.2)
+            sources = evaluate("[...document.querySelectorAll('#results .source')].map(e => e.textContent)")
+            assert len(set(sources)) == len(sources) >= 15
+            assert evaluate("document.getElementById('more').hidden") is (len(sources) < 20)
+            # Lexical mode: BM25's matched words highlighted (the snippet's spans over the whole chunk).
+            evaluate("document.getElementById('mode').value = 'lexical'; document.getElementById('form')"
+                     ".requestSubmit()")
+            deadline = time.time() + 30
+            while "lexical" not in (evaluate("document.getElementById('status').textContent") or ""):
+                assert time.time() < deadline, "no lexical results: " + page_state()
+                time.sleep(0.2)
+            marked = evaluate("[...document.querySelectorAll('#results mark')].map(e => e.textContent)")
+            assert marked and set(marked) <= {"Rotate", "signing", "keys"}, marked
     finally:
         end_browser(browser)
 
