@@ -14,6 +14,7 @@ and `refresh()` moves them to the newest one.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -342,11 +343,8 @@ class MultiVectorIndex:
     def language_docs(self, snapshot: Snapshot | None = None) -> dict[str, int]:
         """Chunks per language (`lang`; "" where none is known), deleted ones included until a
         merge drops them (as BM25's statistics count them)."""
-        total: dict[str, int] = {}
-        for seg in (snapshot or self._snapshot).segments:
-            for lang, n in seg.lexical.language_docs().items():
-                total[lang] = total.get(lang, 0) + n
-        return total
+        return dict(sum((Counter(seg.lexical.language_docs()) for seg in (snapshot or self._snapshot).segments),
+                        Counter()))
 
     def resolve_query(self, query: str | LexicalQuery, snapshot: Snapshot | None = None) -> LexicalQuery:
         """A query text with the languages BM25 analyses it in (analysis.query_languages)."""

@@ -237,10 +237,9 @@ class BM25Index:
         # Terms the query has and this index lacks still count, with none: so do the others.
         for t in self.analysis.query_terms(query.text, query.languages, self.languages):
             df.setdefault(t, {})
-        docs = {lang: int(n) for lang, n in zip(self.languages, self._language_docs)}
         lengths = None if self._language_lengths is None else {
             lang: int(n) for lang, n in zip(self.languages, self._language_lengths)}
-        return TermStatistics(docs, lengths, df)
+        return TermStatistics(self.language_docs(), lengths, df)
 
     # ------------------------------------------------------------------ search
     def search(self, queries: Sequence["str | LexicalQuery"], k: int, mask: np.ndarray | None = None,

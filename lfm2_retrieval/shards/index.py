@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import os
+from collections import Counter
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -337,11 +338,8 @@ class ShardedIndex:
 
     def language_docs(self, snapshots: list | None = None) -> dict[str, int]:
         """Chunks per language over every shard (MultiVectorIndex.language_docs)."""
-        total: dict[str, int] = {}
-        for shard, snap in zip(self.shards, snapshots or self._snapshot.shards):
-            for lang, n in shard.language_docs(snapshot=snap).items():
-                total[lang] = total.get(lang, 0) + n
-        return total
+        return dict(sum((Counter(shard.language_docs(snapshot=snap))
+                         for shard, snap in zip(self.shards, snapshots or self._snapshot.shards)), Counter()))
 
     def resolve_query(self, query: str | LexicalQuery, snapshots: list | None = None) -> LexicalQuery:
         """A query text with the languages BM25 analyses it in, by the whole collection's
