@@ -130,6 +130,46 @@ def test_saved_and_loaded_it_scores_the_same(tmp_path):
         assert list(r1) == list(r2) and np.allclose(s1, s2)
 
 
+def test_the_saved_reader_scores_as_bm25s_loader_does(tmp_path):
+    import bm25s
+
+    from lfm2_retrieval.index.lexical import SavedBM25
+
+    texts, langs = mixed_collection()
+    BM25Index.build(texts, langs, analysis=Analysis()).save(tmp_path / "bm25")
+    theirs, ours = bm25s.BM25.load(str(tmp_path / "bm25"), mmap=True), SavedBM25.load(tmp_path / "bm25")
+    assert ours.vocab_dict == theirs.vocab_dict and ours.b == theirs.b
+    terms = list(theirs.vocab_dict)
+    for query in (terms[:1], terms[3:9], terms[:2] * 2):  # a term twice counts twice in both
+        assert np.allclose(ours.get_scores(query), theirs.get_scores(query))
+    assert not ours.get_scores(["not-a-term"]).any()
+
+
+def test_a_lexical_search_loads_neither_torch_nor_numba(tmp_path):
+    """Start-up: `lfm2-search search --mode lexical` answers without the model's libraries."""
+    import subprocess
+    import sys
+
+    texts, langs = mixed_collection()
+    add_mixed(MultiVectorIndex.create(tmp_path / "idx", dim=DIM, nbits=2), texts, langs)
+    script = (f"import sys; from lfm2_retrieval.engine import SearchEngine, SearchRequest; "
+              f"e = SearchEngine.open({str(tmp_path / 'idx')!r}); "
+              f"hits = e.answer(SearchRequest.of(query='how do I add CORS?', mode='lexical')).results[0].hits; "
+              f"assert hits and 'CORS' in hits[0].text, hits; "
+              f"print(sorted(m for m in ('torch', 'numba', 'bm25s', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    # The command line's own path: a read-only command ends without the interpreter's teardown
+    # (cli.main), and its whole answer still arrives through a pipe.
+    command = [sys.executable, "-m", "lfm2_retrieval.cli", "search", "how do I add CORS?", "--mode", "lexical",
+               "-k", "3", "-i", str(tmp_path / "idx")]
+    done = subprocess.run([*command, "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["results"][0]["hits"]) == 3
+    missing = subprocess.run([*command[:-1], str(tmp_path / "none")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no index at" in missing.stderr
+
+
 def test_statistics_add_up():
     a = TermStatistics({"en": 2}, {"en": 10}, {"x": {"en": 1}})
     b = TermStatistics({"en": 1, "de": 3}, None, {"x": {"de": 2}, "y": {}})

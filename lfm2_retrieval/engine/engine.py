@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +31,6 @@ from ..index.analysis import Analysis
 from ..index.contract import SearchableIndex
 from ..index.dense import DenseSlot
 from ..index.writer import merge_candidates
-from ..model.encoder import ColBERTEncoder
 from ..model.locations import default_model, model_source
 from ..index.integrity import Problem
 from ..shards import ShardedIndex, ShardMap, is_sharded, shard_policy_for
@@ -41,6 +40,9 @@ from .snippets import snippet
 from .fusion import FUSION_DEPTH, fuse_legs
 from .request import MAX_QUERIES, QueryAnswer, SearchAnswer, SearchRequest
 from .session import WriteSession, chunk_ids_of
+
+if TYPE_CHECKING:  # torch loads with the model, on the first semantic search: never for a lexical one
+    from ..model.encoder import ColBERTEncoder
 
 
 @dataclass
@@ -140,6 +142,8 @@ class SearchEngine:
             raise IndexFolderError(
                 f"no index at {index_path}; build one with `lfm2-search index PATH --index {index_path}`"
             )
+        from ..model.encoder import ColBERTEncoder
+
         name = model or default_model()
         encoder = ColBERTEncoder.from_pretrained(name, dtype=dtype)
         dense_encoder, slot = _dense_encoder_and_slot(dense, lambda: encoder) if dense is not None else (None, None)
@@ -173,6 +177,8 @@ class SearchEngine:
         if self._encoder is None:
             with self._loading:
                 if self._encoder is None:
+                    from ..model.encoder import ColBERTEncoder
+
                     name = self._model or self.index.manifest.model_source or default_model()
                     encoder = ColBERTEncoder.from_pretrained(name, dtype=self._dtype)
                     self.index.check_compatible(encoder.dim, encoder.fingerprint)

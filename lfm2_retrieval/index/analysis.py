@@ -28,12 +28,14 @@ chunk's (lexical.py): measured, it lost to the whole collection's, so it is off 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from .language import MIN_CONFIDENCE, identify
@@ -249,9 +251,22 @@ def _stop_union(names: tuple[str, ...]) -> frozenset[str]:
 
 @lru_cache(maxsize=None)
 def stop_words(name: str) -> frozenset[str]:
-    import bm25s.stopwords
+    return frozenset(unicodedata.normalize("NFKC", w).lower() for w in getattr(_bm25s_stop_lists(), name))
 
-    return frozenset(unicodedata.normalize("NFKC", w).lower() for w in getattr(bm25s.stopwords, name))
+
+@lru_cache(maxsize=1)
+def _bm25s_stop_lists():
+    """bm25s's `stopwords` module (plain lists of words), loaded from its file on its own:
+    `import bm25s.stopwords` would first run bm25s's `__init__`, which imports numba and SciPy
+    (0.3 s), on every lexical search from the shell."""
+    spec = importlib.util.find_spec("bm25s")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("bm25s is needed for its stop-word lists: pip install bm25s")
+    path = Path(next(iter(spec.submodule_search_locations))) / "stopwords.py"
+    module_spec = importlib.util.spec_from_file_location("_lfm2_bm25s_stopwords", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
 
 
 _local = threading.local()  # PyStemmer's stemmers keep a cache and are not thread-safe: one per thread

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from ..errors import IndexDamagedError, IndexFolderError, raise_if_resource_error
 from .integrity import CheckReport, Problem, check_segment_fully, crc32_of
@@ -187,6 +186,7 @@ def _sources_of(path: Path, segments: list[str]) -> list[str] | None:
     for name in segments:
         folder = path / "segments" / name
         try:
+            import pyarrow.compute as pc
             import pyarrow.parquet as pq
 
             table = pq.read_table(folder / "docs.parquet")

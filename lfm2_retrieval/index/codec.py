@@ -17,12 +17,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
-import torch
 
-from . import kernels
+from ..lazy import lazy_module
 from .storage import load_npy, save_npy
+
+torch = lazy_module("torch")  # the semantic path only: a lexical search never loads it
+kernels = lazy_module("lfm2_retrieval.index.kernels")
+faiss = lazy_module("faiss")  # k-means and assignment, when writing: a search never loads it
 
 SUPPORTED_NBITS = (1, 2, 4)
 

@@ -10,7 +10,12 @@ numbers, a few words) is no answer: the chunk then takes its document's language
 
 from __future__ import annotations
 
+import lzma
+import os
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 MIN_CONFIDENCE = 0.5
 # Enough text for the guess; the model reads bytes, so more costs time and adds little.
@@ -25,10 +30,65 @@ def _model():
     if _identifier is None:
         with _lock:
             if _identifier is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-                _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                _identifier = _load_identifier()
     return _identifier
+
+
+_ARRAYS = ("ptc", "pc", "classes", "nextmove", "nextmove_row", "out_feat")
+
+
+def _load_identifier():
+    """py3langid's identifier, from an unpacked copy of its model where one can be kept.
+
+    The model ships as an LZMA-compressed npz: unpacking it took 0.26 s of every process that
+    guesses a language (each lexical search from the shell). Its arrays are kept once as .npy
+    files in ~/.cache/lfm2-search/py3langid (or $LFM2_SEARCH_CACHE/py3langid), the large
+    probability table memory-mapped: about 25 ms. They are read as py3langid's own loader reads
+    them (modelio.load_model); if that layout changes, or the cache cannot be written, the
+    packed model is read the slow way."""
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    try:
+        import numpy as np
+        from py3langid.modelio import _to_array
+
+        folder = _unpacked(Path(MODEL_DIR) / MODEL_FILE)
+        data = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
+        return LanguageIdentifier(
+            data["ptc"], np.asarray(data["pc"]), data["classes"].tolist(), _to_array(data["nextmove"]),
+            data["out_feat"].tolist(), norm_probs=True, tk_row=_to_array(data["nextmove_row"]))
+    except (OSError, KeyError, ImportError, ValueError):
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _unpacked(packed: Path) -> Path:
+    """The model's arrays as .npy files in a folder, written once: in a scratch folder first,
+    then renamed into place, so that processes racing to write it never read half of one."""
+    from importlib.metadata import version
+
+    import numpy as np
+
+    root = Path(os.environ.get("LFM2_SEARCH_CACHE", Path.home() / ".cache" / "lfm2-search")) / "py3langid"
+    target = root / f"model-{version('py3langid')}-{packed.stat().st_size}"
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=".part-"))
+    try:
+        with tempfile.TemporaryFile(dir=scratch) as npz:
+            with lzma.open(packed) as src:  # streamed: np.load would seek back and forth in it
+                shutil.copyfileobj(src, npz, length=1 << 20)
+            npz.seek(0)
+            with np.load(npz, allow_pickle=False) as data:
+                for name in _ARRAYS:
+                    np.save(scratch / f"{name}.npy", data[name])
+        os.replace(scratch, target)
+    except OSError:
+        if not target.is_dir():  # not another process's win: a full disk, a read-only home
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
 def identify(text: str) -> tuple[str, float]:

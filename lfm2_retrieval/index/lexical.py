@@ -75,6 +75,43 @@ def lucene_idf(df: np.ndarray, n_docs) -> np.ndarray:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5))
 
 
+class SavedBM25:
+    """The parts of a saved `bm25s.BM25` a search reads: its parameters, vocabulary and score
+    matrix (CSC: one column of precomputed scores per term), memory-mapped.
+
+    Read here from bm25s's own files rather than through `bm25s.BM25.load`, because importing
+    bm25s imports numba (a quarter of a second on two cores) and a lexical search from the shell
+    should answer in well under one. bm25s still writes them (`BM25Index.build`, `save`);
+    tests/test_lexical_analysis.py checks both readers agree."""
+
+    def __init__(self, params: dict, vocab_dict: dict[str, int], scores: dict[str, np.ndarray]) -> None:
+        self.b = float(params["b"])
+        self.vocab_dict = vocab_dict
+        self.scores = scores
+
+    @classmethod
+    def load(cls, folder: Path) -> "SavedBM25":
+        params = json.loads((folder / "params.index.json").read_text())
+        vocab = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
+        scores = {key: load_npy(folder / f"{key}.csc.index.npy", mmap_mode="r")
+                  for key in ("data", "indices", "indptr")}
+        scores["num_docs"] = params["num_docs"]
+        return cls(params, vocab, scores)
+
+    def get_scores(self, terms: Sequence[str]) -> np.ndarray:
+        """Every text's BM25 score for `terms`, as bm25s's `get_scores` gives it: the sum of each
+        known term's column, a term as often as it occurs in `terms`. ("lucene" scoring: no
+        non-occurrence scores to add.)"""
+        data, indices, indptr = (np.asarray(self.scores[key]) for key in ("data", "indices", "indptr"))
+        total = np.zeros(int(self.scores["num_docs"]), np.float32)
+        for term in terms:
+            column = self.vocab_dict.get(term)
+            if column is not None:
+                start, end = indptr[column], indptr[column + 1]
+                total[indices[start:end]] += data[start:end]  # a column names each text once
+        return total
+
+
 class BM25Index:
     """BM25 over a fixed list of texts (bm25s, Lucene's scoring variant); saved and memory-mapped.
 
@@ -173,8 +210,6 @@ class BM25Index:
 
     @classmethod
     def load(cls, folder: Path) -> "BM25Index":
-        import bm25s
-
         folder = Path(folder)
         info = json.loads((folder / "size.json").read_text())
         # Parts written before analysis existed: plain words, no languages.
@@ -184,7 +219,7 @@ class BM25Index:
             return load_npy(folder / name, mmap_mode="r") if (folder / name).exists() else None
 
         rows, keys, df = optional(ROW_LANGUAGES), optional(TERM_LANGUAGES), optional(TERM_LANGUAGE_DF)
-        return cls(bm25s.BM25.load(str(folder), mmap=True), info["size"], optional(LENGTHS), analysis, languages,
+        return cls(SavedBM25.load(folder), info["size"], optional(LENGTHS), analysis, languages,
                    None if rows is None else np.asarray(rows), None if keys is None else (keys, df))
 
     # ------------------------------------------------------------------ statistics

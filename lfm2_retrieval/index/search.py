@@ -37,12 +37,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..hardware import native_bfloat16
-from . import kernels
+from ..lazy import lazy_module
 from .codec import ResidualCodec
 from .segment import Segment
+
+torch = lazy_module("torch")  # loaded by the first semantic search, not by opening an index
+kernels = lazy_module("lfm2_retrieval.index.kernels")
 
 
 @dataclass(frozen=True)

@@ -49,12 +49,14 @@ import pyarrow.parquet as pq
 from .analysis import Analysis
 from .lexical import BM25Index
 from . import dense as dense_module
-from . import postings
 from .codec import ResidualCodec
 from .dense import DENSE_DTYPE, DENSE_FILE, HNSW_FILE, DenseSearcher, build_hnsw
 from ..errors import IndexDamagedError, raise_if_resource_error
 from .integrity import folder_checksums
 from .storage import NPY_LOCK, load_npy, publish_dir, save_npy
+from ..lazy import lazy_module
+
+postings = lazy_module("lfm2_retrieval.index.postings")  # numba-compiled: loaded by the first semantic search
 
 ROW_GROUP_ROWS = 4096
 LEXICAL_DIR = "bm25"
