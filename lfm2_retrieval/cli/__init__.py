@@ -10,11 +10,25 @@
 common.py holds what they share: consoles, errors as one line and an exit code, opening an index.
 """
 
+import logging
+import os
+import sys
+
 from . import indexing, managing, searching, serving, training  # noqa: F401 - each registers its commands
 from .app import app
+from .common import answered_read_only
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    app(prog_name="lfm2-search")
+    try:
+        app(prog_name="lfm2-search")
+    except SystemExit as done:
+        if done.code in (None, 0) and answered_read_only():
+            # Nothing left to write: end without the interpreter's teardown (common.read_only).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(0)
+        raise

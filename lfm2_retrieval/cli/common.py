@@ -66,6 +66,26 @@ def errors_are_answers(command):
     return wrapper
 
 
+_answered = {"read_only": False}
+
+
+def read_only(command):
+    """A command that only reads: once it has answered, the console entry point may end the
+    process without Python's teardown (main() in __init__.py), which after torch and numba
+    have loaded costs 0.3-0.5 s (torch unregisters its operator libraries one by one), a sixth
+    of a semantic search from the shell. Tests that run the app in-process are unaffected."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        result = command(*args, **kwargs)
+        _answered["read_only"] = True
+        return result
+    return wrapper
+
+
+def answered_read_only() -> bool:
+    return _answered["read_only"]
+
+
 def _index_and_commit(index: str | None):
     """(path, commit) of an index named on the command line; commit None if it has none yet."""
     from lfm2_retrieval.engine import SearchEngine

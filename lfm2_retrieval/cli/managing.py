@@ -23,6 +23,7 @@ from .common import (
     errors_are_answers,
     fail,
     open_engine,
+    read_only,
     snippet,
     table_of,
 )
@@ -30,6 +31,7 @@ from .common import (
 
 @app.command("info")
 @errors_are_answers
+@read_only
 def info_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -79,6 +81,7 @@ def add_dense_command(
 
 @app.command("list")
 @errors_are_answers
+@read_only
 def list_command(
     index: str = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     limit: int = typer.Option(50, min=0, help="How many documents to show (0: all)."),

@@ -9,7 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app
-from .common import INDEX_HELP, MODEL_HELP, console, display_source, errors_are_answers, fail, open_engine, snippet
+from .common import (INDEX_HELP, MODEL_HELP, console, display_source, errors_are_answers, fail, open_engine,
+                     read_only, snippet)
 
 
 def _parse_filter(value: str | None) -> dict | None:
@@ -27,6 +28,7 @@ def _parse_filter(value: str | None) -> dict | None:
 
 @app.command("search")
 @errors_are_answers
+@read_only
 def search_command(
     query: str = typer.Argument(..., help="What to look for, in any language the model knows."),
     k: int = typer.Option(10, "-k", help="How many chunks to return (at most 1000)."),

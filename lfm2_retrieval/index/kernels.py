@@ -38,6 +38,30 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+
+def _numba_without_cffi_support() -> None:
+    """Where cffi is installed, numba's first compiled call builds its cffi typing support, and
+    that parses C declarations with pycparser: 0.13 s of every process's first search, for
+    nothing (no kernel calls a cffi function). numba loads that support once, as "not
+    available", if `import cffi` fails while it does; cffi itself stays importable afterwards.
+    A process that already loaded numba's cffi support keeps it."""
+    import sys
+
+    if "numba.core.typing.cffi_utils" in sys.modules:
+        return
+    saved = sys.modules.get("cffi")
+    sys.modules["cffi"] = None  # makes `import cffi` raise ImportError
+    try:
+        import numba.core.typing.cffi_utils  # noqa: F401
+    finally:
+        if saved is None:
+            del sys.modules["cffi"]
+        else:
+            sys.modules["cffi"] = saved
+
+
+_numba_without_cffi_support()
+
 _OPTIONS = dict(nogil=True, cache=True, fastmath=True, boundscheck=False, error_model="numpy")
 
 
