@@ -70,6 +70,7 @@ TINY = {
                                "--alphas", "--max-queries", "5", "--out", "{tmp}/out"], True),
     "eval.bench_lexical": (["--index", "{kept}/ours-4-synthetic-1k", "--queries", "0", "--repeats", "1",
                             "--out", "{tmp}/out"], False),
+    "eval.bench_cli": (["--model", "{tiny}", "--docs", "{tmp}/docs", "--repeats", "1", "--out", "{tmp}/out"], False),
     "eval.collections.real_collection": (["--per-source", "5", "--out", "{tmp}/out"], True),
     "eval.collections.real_vectors": (["--chunks", "30", "--model", "{tiny}", "--out", "{tmp}/out"], True),
 }
@@ -100,6 +101,10 @@ def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate
     if module != "eval.bench_distributed":  # Ray's socket paths must stay short: it keeps /tmp
         monkeypatch.setenv("TMPDIR", str(tmp_path))  # indexes and servers' files go here
     args = [a.format(tmp=tmp_path, tiny=pylate_tiny_dir, kept=kept) for a in args]
+    if module == "eval.bench_cli":  # a folder of two documents to index
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "a.md").write_text("# Codes\n\nThe index is compressed into centroid codes.\n")
+        (tmp_path / "docs" / "b.md").write_text("# Search\n\nHybrid search fuses MaxSim and BM25.\n")
     done = run(module, *args)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     printed = done.stdout + done.stderr
