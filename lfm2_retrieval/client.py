@@ -303,16 +303,23 @@ class LocalClient(_Hits):
     """The same calls on a `SearchEngine` in this process (no server), with the same results and
     errors: validated like the HTTP API's requests."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, root: str | Path | None = ".") -> None:
+        """`root`: file paths in ids and sources are shown relative to it and taken relative to
+        it in deletes and filters, as the server does with its root (default: where this
+        process runs; None: absolute, as the index holds them)."""
+        from .ingest.sources import PathView
+
         self.engine = engine
+        self.paths = PathView(root)
 
     @classmethod
-    def open(cls, index: str | Path, model: str | None = None, create: bool = False) -> "LocalClient":
+    def open(cls, index: str | Path, model: str | None = None, create: bool = False,
+             root: str | Path | None = ".") -> "LocalClient":
         """The index at `index`; create=True makes an empty one there if there is none (else a
         missing index is an error, not a new one made by a typo)."""
         from .engine import SearchEngine
 
-        return cls(SearchEngine.open(index, model=model, create=create))
+        return cls(SearchEngine.open(index, model=model, create=create), root)
 
     def search_response(self, query: str | Sequence[str], k: int = 10, filter: dict | None = None,
                         mode: str = "hybrid", per_document: bool = False, alpha: float | None = None,
@@ -322,9 +329,11 @@ class LocalClient(_Hits):
 
         body = _search_body(query, k, filter, mode, per_document, alpha, fusion, offset, explain, dense_weight,
                             highlight)
+        if body.get("filter") is not None:
+            body["filter"] = self.paths.held_filter(body["filter"])
         request = _validated(SearchRequest, body)
         with self._answers():
-            return SearchResponse.of(self.engine.answer(request))
+            return SearchResponse.of(self.engine.answer(request), self.paths)
 
     def add(self, documents: Sequence[dict | Any], upsert: bool = True) -> AddDocumentsResponse:
         from .api.schemas import AddDocumentsRequest
@@ -338,14 +347,14 @@ class LocalClient(_Hits):
 
     def delete(self, doc_id: str) -> DeleteResponse:
         with self._answers():
-            done = self.engine.delete_documents([doc_id])
+            done = self.paths.first_held(doc_id, lambda name: self.engine.delete_documents([name]))
         if done.chunks == 0:
             raise NotFound(404, "not_found", f"no document with id {doc_id!r}")
         return DeleteResponse(id=doc_id, deleted_chunks=done.chunks, commit=done.commit)
 
     def delete_chunk(self, chunk_id: str) -> DeleteResponse:
         with self._answers():
-            done = self.engine.delete_chunks([chunk_id])
+            done = self.paths.first_held(chunk_id, lambda name: self.engine.delete_chunks([name]))
         if done.chunks == 0:
             raise NotFound(404, "not_found", f"no chunk with id {chunk_id!r}")
         return DeleteResponse(id=chunk_id, deleted_chunks=done.chunks, commit=done.commit)

@@ -24,7 +24,8 @@ from .client import ApiError, LocalClient
 
 INSTRUCTIONS = ("Search a local lfm2-search index of documents (multilingual late-interaction retrieval with "
                 "BM25). Use `search` with a question in any language; `filter` narrows by metadata such as "
-                '{"lang": "en"} or {"source": {"$prefix": "/path/to/docs/"}}. Cite hits by their source.')
+                '{"lang": "en"} or {"source": {"$prefix": "docs/"}} (file paths relative to the server\'s '
+                'folder). Cite hits by their source.')
 # What a hit keeps of its metadata: where it comes from, and its document id (what
 # delete_documents takes) when that is not its source already.
 CITED = ("source", "title", "section", "page", "lang", "doc_id")
@@ -61,7 +62,7 @@ def build_server(client: LocalClient):
                                           "or dense (an index with dense vectors)")] = "hybrid",
         filter: Annotated[dict[str, Any] | None,
                           Field(description='Metadata filter, e.g. {"lang": "en"}, {"year": {"$gte": 2020}}, '
-                                            '{"source": {"$prefix": "/docs/"}}, {"$or": [...]}')] = None,
+                                            '{"source": {"$prefix": "docs/"}}, {"$or": [...]}')] = None,
         per_document: Annotated[bool, Field(description="One hit per document (its best chunk)")] = False,
         offset: Annotated[int, Field(ge=0, le=900, description="Hits to skip first: the next page")] = 0,
     ) -> dict[str, Any]:

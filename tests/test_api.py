@@ -477,3 +477,32 @@ def test_a_caller_over_the_rate_limit_is_told_when_to_come_back(engine):
         assert int(limited.headers["retry-after"]) >= 1
         assert c.post("/search", json={"query": "sea"}, headers=other).status_code == 401  # keys before rates
         assert c.get("/health").status_code == 200  # never limited
+
+
+def test_file_paths_relative_to_the_servers_root(tmp_path, pylate_tiny_dir):
+    """Indexed files appear relative to the folder the server serves from (not as host paths),
+    and deletes and source filters take them so; --absolute-paths (root None) shows them as held."""
+    from lfm2_retrieval.client import LocalClient
+    from lfm2_retrieval.ingest import IngestOptions, Ingestor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ops.md").write_text("# Ops\n\nRotate the keys every month.")
+    (docs / "faq.md").write_text("# FAQ\n\nReset the router when the keys are rotated.")
+    engine = SearchEngine.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    Ingestor(engine, IngestOptions()).run([docs])
+    with TestClient(create_app(engine, ApiSettings(api_key=None, root=str(tmp_path)))) as c:
+        hits = c.post("/search", json={"query": "keys", "filter": {"source": "docs/ops.md"}}).json()
+        hits = hits["results"][0]["hits"]
+        assert [(h["id"], h["metadata"]["source"], h["metadata"]["doc_id"]) for h in hits] == [
+            ("docs/ops.md#0", "docs/ops.md", "docs/ops.md")]
+        prefix = c.post("/search", json={"query": "keys", "filter": {"source": {"$prefix": "docs/"}}}).json()
+        assert {h["metadata"]["source"] for h in prefix["results"][0]["hits"]} == {"docs/ops.md", "docs/faq.md"}
+        assert c.delete("/documents/docs/faq.md").json()["deleted_chunks"] == 1
+        assert c.delete("/documents/docs/faq.md").status_code == 404
+    with TestClient(create_app(engine, ApiSettings(api_key=None, root=None))) as c:
+        hits = c.post("/search", json={"query": "keys"}).json()["results"][0]["hits"]
+        assert [h["metadata"]["source"] for h in hits] == [(docs / "ops.md").as_posix()]
+    local = LocalClient(engine, root=docs)  # the Python client shows and takes them the same way
+    assert [h.id for h in local.search("keys")] == ["ops.md#0"]
+    assert local.delete("ops.md").deleted_chunks == 1

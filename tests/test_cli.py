@@ -203,7 +203,8 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_last_commit(tmp_path, pylate
 
 
 def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monkeypatch):
-    """`list` shows docs/faq.jsonl#faq-2 (relative); delete and --filter once needed the absolute path."""
+    """`list` shows docs/faq.jsonl#faq-2 (relative), search --json and list --json too; delete and
+    --filter take it (they once needed the absolute path)."""
     monkeypatch.chdir(tmp_path)
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -215,7 +216,8 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     listed = run("list", "--index", "idx").output
     assert "docs/faq.jsonl#faq-2" in listed
     hits = hits_of(run("search", "keys", "--index", "idx", "--json", "--filter", '{"source": "docs/ops.md"}').output)
-    assert hits and {h["metadata"]["source"] for h in hits} == {str(docs / "ops.md")}
+    assert hits and {h["metadata"]["source"] for h in hits} == {"docs/ops.md"}
+    assert {h["id"] for h in hits} == {"docs/ops.md#0"}
     hits = hits_of(run("search", "keys", "--index", "idx", "--json",
                           "--filter", '{"source": {"$in": ["docs/faq.jsonl"]}}').output)
     assert hits and all(h["metadata"]["source"].endswith("faq.jsonl") for h in hits)
@@ -223,10 +225,10 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     for filter_ in ('{"source": {"$prefix": "docs/o"}}', '{"source": {"$glob": "docs/*.md"}}',
                     '{"source": {"$glob": "*/ops.*"}}'):
         hits = hits_of(run("search", "keys", "--index", "idx", "--json", "--filter", filter_).output)
-        assert hits and {h["metadata"]["source"] for h in hits} == {str(docs / "ops.md")}, filter_
+        assert hits and {h["metadata"]["source"] for h in hits} == {"docs/ops.md"}, filter_
     assert "deleted 1 chunk" in run("delete", "docs/faq.jsonl#faq-2", "--index", "idx").output
     left = {json.loads(line)["doc_id"] for line in run("list", "--index", "idx", "--json").output.splitlines()}
-    assert left == {str(docs / "faq.jsonl") + "#faq-1", str(docs / "ops.md")}
+    assert left == {"docs/faq.jsonl#faq-1", "docs/ops.md"}
 
 
 def test_shard_then_use_the_sharded_index_as_any_other(indexed, tmp_path):

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from ..engine.request import SearchAnswer
+from ..ingest.sources import PathView
 
 MAX_DOCUMENTS = 256
 # One request must not hold the server for minutes: at about 11k tokens/s on 2 cores, 200k
@@ -79,10 +80,12 @@ class SearchResponse(BaseModel):
     missing_shards: list[str] | None = Field(None, description="With partial: the shards left out")
 
     @classmethod
-    def of(cls, answer: SearchAnswer) -> "SearchResponse":
-        """The engine's answer as the API's body (and the clients' result)."""
+    def of(cls, answer: SearchAnswer, paths: PathView | None = None) -> "SearchResponse":
+        """The engine's answer as the API's body (and the clients' result); file paths in ids,
+        `source` and `doc_id` as `paths` shows them (ingest/sources.py; None: as held)."""
+        paths = paths or PathView(None)
         results = [QueryResults(query=r.query, hits=[
-            Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata,
+            Hit(id=paths.shown(h.id), score=h.score, text=h.text, metadata=paths.shown_metadata(h.metadata),
                 **({} if r.explanations is None else {"explain": [m.as_dict() for m in r.explanations[i]]}),
                 **({} if r.legs is None else {"legs": r.legs[i]}),
                 **({} if r.snippets is None else {"snippet": r.snippets[i].as_dict()}))

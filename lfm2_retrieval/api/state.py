@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from ..engine import SearchEngine
+from ..ingest.sources import PathView
 from .batching import QueryBatcher, RequestCount
 from .limits import RateLimiter
 from .observability import Metrics
@@ -32,6 +33,9 @@ class ApiSettings:
     # once only adds contention, so extra requests queue here instead.
     max_concurrent_searches: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     shard_timeout_s: float = 10.0  # sharded indexes: a shard slower than this is unavailable (503, or partial)
+    # File paths in ids and sources are shown relative to this folder and taken relative to it
+    # in deletes and filters (ingest/sources.py's PathView); None: absolute, as the index holds them.
+    root: str | None = field(default_factory=os.getcwd)
 
 
 class Served:
@@ -39,6 +43,7 @@ class Served:
 
     def __init__(self, engine: SearchEngine, settings: ApiSettings) -> None:
         self.engine, self.settings = engine, settings
+        self.paths = PathView(settings.root)
         self.searching = RequestCount()
         encoder = engine.encoder  # loads the model now, not in /health on the event loop
         # The request's texts are clean already (SearchRequest): the encoder takes them as they are.

@@ -96,8 +96,11 @@ def list_command(
     docs = engine.documents()
     rows = [vars(d) for d in docs[offset: offset + limit if limit else None]]
     if as_json:
+        from lfm2_retrieval.ingest.sources import PathView
+
+        paths = PathView(".")  # file paths relative to here, as search --json and the server show them
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(paths.shown_metadata(row), ensure_ascii=False))
         return
     table = Table(title=f"{len(docs)} documents in {engine.path} (showing {len(rows)})", title_justify="left")
     for column in ("document", "chunks", "title"):

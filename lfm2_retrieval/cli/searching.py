@@ -74,7 +74,10 @@ def search_command(
     if as_json:  # the body POST /search answers, so a script reads either the same way
         from lfm2_retrieval.api.schemas import SearchResponse
 
-        print(SearchResponse.of(answer).model_dump_json(exclude_unset=True, indent=2))
+        from lfm2_retrieval.ingest.sources import PathView
+
+        # Paths relative to here, as the tables show them and as a server shows them from its root.
+        print(SearchResponse.of(answer, PathView(".")).model_dump_json(exclude_unset=True, indent=2))
         return
     if not hits:
         console.print("no results" + (" (nothing matches the filter)" if request.filter else ""))

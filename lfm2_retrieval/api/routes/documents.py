@@ -28,7 +28,8 @@ def add_documents(request: AddDocumentsRequest, state: Served = Depends(served))
 def delete_document(doc_id: str, state: Served = Depends(served)) -> DeleteResponse:
     """Delete a document (all its chunks) by its document id. Never a chunk: retrying the
     same request after the document is gone answers 404 and deletes nothing else."""
-    done = state.engine.delete_documents([doc_id], timeout=state.settings.write_timeout_s)
+    timeout = state.settings.write_timeout_s
+    done = state.paths.first_held(doc_id, lambda name: state.engine.delete_documents([name], timeout=timeout))
     if done.chunks == 0:
         raise NotFoundError(f"no document with id {doc_id!r} (a single chunk is deleted with DELETE /chunks/ID)")
     return DeleteResponse(id=doc_id, deleted_chunks=done.chunks, commit=done.commit)
@@ -38,7 +39,8 @@ def delete_document(doc_id: str, state: Served = Depends(served)) -> DeleteRespo
                responses={**ERRORS, 404: {"model": ErrorResponse}})
 def delete_chunk(chunk_id: str, state: Served = Depends(served)) -> DeleteResponse:
     """Delete one chunk by its chunk id (a hit's `id`, e.g. `guide.md#3`)."""
-    done = state.engine.delete_chunks([chunk_id], timeout=state.settings.write_timeout_s)
+    timeout = state.settings.write_timeout_s
+    done = state.paths.first_held(chunk_id, lambda name: state.engine.delete_chunks([name], timeout=timeout))
     if done.chunks == 0:
         raise NotFoundError(f"no chunk with id {chunk_id!r}")
     return DeleteResponse(id=chunk_id, deleted_chunks=done.chunks, commit=done.commit)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from ...engine import RESERVED_METADATA, SearchEngine, SearchRequest
+from ...index.filters import validate as validate_filter
 from ..auth import require_key
 from ..schemas import ErrorResponse, SearchResponse
 from ..state import Served, served
@@ -27,13 +28,15 @@ PAGE = Path(__file__).parent.parent / "page.html"
              dependencies=[Depends(require_key)], responses={**ERRORS, 400: {"model": ErrorResponse}})
 def search(request: SearchRequest, state: Served = Depends(served)) -> SearchResponse:
     """Rank chunks for one query or several. Concurrent requests share encoder batches."""
+    if request.filter is not None and state.paths.root:  # relative file paths, taken from the server's root
+        request = request.model_copy(update={"filter": validate_filter(state.paths.held_filter(request.filter))})
     with state.searching:
         vectors = state.batcher.encode(request.texts) if request.needs_vectors else None
         dense = np.stack(state.dense_batcher.encode(request.texts)) if state.engine.needs_dense(request) else None
         with state.search_slots:
             answer = state.engine.answer(request, vectors, shard_timeout_s=state.settings.shard_timeout_s, dense=dense)
     state.metrics.searches.labels(request.mode).inc(len(answer.results))
-    return SearchResponse.of(answer)
+    return SearchResponse.of(answer, state.paths)
 
 
 @router.get("/", include_in_schema=False)
