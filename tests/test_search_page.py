@@ -114,7 +114,8 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
     import time
 
     httpx.post(server + "/documents", headers={"Authorization": "Bearer live-key"}, json={"documents": [
-        {"id": "ops", "text": "Rotate the signing keys every month.", "metadata": {"lang": "en"}}] + [
+        {"id": "ops", "text": "Rotate the signing keys every month.",
+         "metadata": {"lang": "en", "source": "https://example.org/ops?a=1&b=2"}}] + [
         {"id": f"more-{i}", "text": f"Note {i}: the signing keys of system {i} are kept apart.",
          "metadata": {"lang": "en"}} for i in range(14)]})
     with socket.socket() as s:
@@ -189,7 +190,10 @@ def test_a_user_types_a_query_and_presses_enter(server, tmp_path):  # noqa: F811
             while not evaluate("document.querySelectorAll('#results article.hit').length"):
                 assert time.time() < deadline, "no results after Enter: " + page_state()
                 time.sleep(0.2)
-            assert evaluate("document.querySelector('#results article.hit .source').textContent") == "ops"
+            # A web address as source is a link, its href intact (the & escaped in HTML, not doubled).
+            first = "document.querySelector('#results article.hit .source a')"
+            assert evaluate(f"{first}.textContent") == "https://example.org/ops?a=1&b=2"
+            assert evaluate(f"{first}.href") == "https://example.org/ops?a=1&b=2"
             assert evaluate("document.querySelectorAll('#results mark').length") > 0
             assert "q=rotate+the+signing+keys" in evaluate("location.search")
             # Fifteen documents or more (the server's other tests add some): a first page of 10, then
