@@ -32,11 +32,13 @@ CITED = ("source", "title", "section", "page", "lang", "doc_id")
 
 
 def compact(hit) -> dict[str, Any]:
-    """A hit as an agent reads it: id, score (rounded), text, and where it comes from."""
+    """A hit as an agent reads it: id, score (rounded), its calibrated relevance where the model
+    has one (a probability: what an agent should weigh), text, and where it comes from."""
     where = {key: hit.metadata[key] for key in CITED if hit.metadata.get(key) not in (None, "")}
     if where.get("doc_id") == where.get("source"):
         where.pop("doc_id", None)  # a file's document id is its source: said once
-    return {"id": hit.id, "score": round(hit.score, 4), "text": hit.text, **where}
+    relevance = {} if getattr(hit, "relevance", None) is None else {"relevance": round(hit.relevance, 3)}
+    return {"id": hit.id, "score": round(hit.score, 4), **relevance, "text": hit.text, **where}
 
 
 def build_server(client: LocalClient):

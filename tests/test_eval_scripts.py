@@ -75,7 +75,8 @@ TINY = {
     "eval.collections.real_vectors": (["--chunks", "30", "--model", "{tiny}", "--out", "{tmp}/out"], True),
 }
 HELP_ONLY = {"eval.codec_fidelity", "eval.tokenizer_coverage", "eval.tune_fusion", "eval.three_signals",
-             "eval.campaign_curve"}  # campaign_curve reads a training run's log: test_training runs it
+             "eval.campaign_curve",  # campaign_curve reads a training run's log: test_training runs it
+             "eval.calibrate"}  # both suites built and searched; tests/test_calibration.py tests what it fits
 
 
 def test_every_benchmark_has_a_tiny_run_or_says_why_not():

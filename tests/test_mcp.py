@@ -49,7 +49,8 @@ def test_stdio_server_tools(tmp_path, pylate_tiny_dir):
             hits = structured(await client.call_tool("search", {"query": "reset button", "k": 2, "mode": "lexical",
                                                                 "filter": {"lang": "en"}}))["hits"]
             assert hits[0]["doc_id"] == "faq" and hits[0]["score"] > 0 and hits[0]["lang"] == "en"
-            assert set(hits[0]) <= {"id", "score", "text", "source", "title", "section", "page", "lang", "doc_id"}
+            assert set(hits[0]) <= {"id", "score", "relevance", "text", "source", "title", "section", "page", "lang",
+                                    "doc_id"}
             later = structured(await client.call_tool("search", {"query": "reset button", "k": 2, "mode": "lexical",
                                                                  "filter": {"lang": "en"}, "offset": 1}))["hits"]
             assert [h["id"] for h in later] == [h["id"] for h in hits[1:]]  # the next page

@@ -54,7 +54,11 @@ class Snippet(BaseModel):
 class Hit(BaseModel):
     id: str = Field(description="The chunk id: the document id, '#', the chunk number")
     score: float = Field(description="The score of the request's mode: MaxSim, BM25, dense inner product, or the "
-                                     "fused score")
+                                     "fused score (normalised within the query: the first hit's is 1.0)")
+    relevance: float | None = Field(None, description="An estimate of the probability that the hit is relevant, "
+                                                      "comparable across queries (fitted on dev data; semantic, "
+                                                      "lexical and two-signal hybrid modes, models with a "
+                                                      "calibration): what a threshold should read")
     text: str
     metadata: dict[str, Any] = Field(description="Document metadata plus doc_id, chunk, start_char, "
                                                  "end_char (and source, page for indexed files)")
@@ -86,6 +90,7 @@ class SearchResponse(BaseModel):
         paths = paths or PathView(None)
         results = [QueryResults(query=r.query, hits=[
             Hit(id=paths.shown(h.id), score=h.score, text=h.text, metadata=paths.shown_metadata(h.metadata),
+                **({} if r.relevance is None else {"relevance": r.relevance[i]}),
                 **({} if r.explanations is None else {"explain": [m.as_dict() for m in r.explanations[i]]}),
                 **({} if r.legs is None else {"legs": r.legs[i]}),
                 **({} if r.snippets is None else {"snippet": r.snippets[i].as_dict()}))

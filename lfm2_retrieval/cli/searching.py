@@ -85,6 +85,9 @@ def search_command(
     table = Table(title=f"{len(hits)} results for {escape(query)!r}", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
+    relevance = answer.results[0].relevance  # calibrated: comparable across queries (None: the model has none)
+    if relevance is not None:
+        table.add_column("relevance", justify="right")
     table.add_column("source")
     table.add_column("text")
     for rank, h in enumerate(hits, start=offset + 1):
@@ -96,5 +99,6 @@ def search_command(
             where += f" #{meta['chunk']}"
         if meta.get("matched_chunks", 1) > 1:
             where += f" ({meta['matched_chunks']} chunks)"
-        table.add_row(str(rank), f"{h.score:.2f}", escape(str(where)), escape(snippet(h.text)))
+        cells = [str(rank), f"{h.score:.2f}"] + ([] if relevance is None else [f"{relevance[rank - offset - 1]:.2f}"])
+        table.add_row(*cells, escape(str(where)), escape(snippet(h.text)))
     console.print(table)

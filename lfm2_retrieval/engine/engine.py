@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DocumentExistsError, IndexFolderError, IndexLockedError, InvalidDocumentError, InvalidRequestError
+from ..errors import (DocumentExistsError, IndexFolderError, IndexLockedError, InvalidDocumentError,
+                      InvalidRequestError, ModelUnavailableError)
 from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, SearchParams, check_index, repair_index
 from ..index.analysis import Analysis
 from ..index.contract import SearchableIndex
@@ -34,6 +35,7 @@ from ..index.writer import merge_candidates
 from ..model.locations import default_model, model_source
 from ..index.integrity import Problem
 from ..shards import ShardedIndex, ShardMap, is_sharded, shard_policy_for
+from .calibration import Calibration
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
 from .snippets import snippet
@@ -89,6 +91,16 @@ class Queries:
                        None if self.dense is None else self.dense[rows])
 
 
+@dataclass
+class Ranked:
+    """One query's ranking: its hits, best first; in hybrid mode each leg's share of each hit's
+    fused score (by id); where the model has a calibration, each hit's relevance (by id)."""
+
+    hits: list[Hit]
+    legs: dict[str, dict[str, float]] | None = None
+    relevance: dict[str, float] | None = None
+
+
 def one_per_document(hits: Sequence[Hit], k: int) -> list[Hit]:
     """The best chunk of each document, best documents first, each with `matched_chunks` in its
     metadata: how many of the document's chunks the ranked list held."""
@@ -100,6 +112,39 @@ def one_per_document(hits: Sequence[Hit], k: int) -> list[Hit]:
         best.setdefault(doc, hit)
     return [Hit(h.id, h.score, h.text, {**h.metadata, "matched_chunks": counts[doc]})
             for doc, h in list(best.items())[:k]]
+
+
+def _leg_scores(leg: Sequence[Hit], hits: Sequence[Hit]) -> list[float]:
+    """Each hit's raw score in one leg of a hybrid search; a hit the leg did not return takes the
+    leg's lowest (it scored at most that there), 0 when the leg returned nothing."""
+    scores = {h.id: h.score for h in leg}
+    floor = min(scores.values(), default=0.0)
+    return [scores.get(h.id, floor) for h in hits]
+
+
+def calibrated(calibration: Calibration | None, mode: str, hits: Sequence[Hit], query_vectors: int,
+               maxsim: Sequence[float] | None = None, bm25: Sequence[float] | None = None) -> dict[str, float] | None:
+    """Each hit's relevance by id (calibration.py's features from the hits' raw scores), or None."""
+    if calibration is None or mode not in calibration.weights or not hits:
+        return None
+    rank = np.arange(1, len(hits) + 1, dtype=np.float64)
+    maxsim_mean = None if maxsim is None else np.asarray(maxsim, np.float64) / max(query_vectors, 1)
+    bm25 = None if bm25 is None else np.asarray(bm25, np.float64)
+    if mode == "semantic":
+        margin = maxsim_mean - maxsim_mean[0]
+    elif mode == "lexical":
+        margin = bm25 / max(float(bm25[0]), 1e-9)
+    else:
+        margin = np.array([h.score for h in hits], np.float64)  # the fused score: 1.0 for the first
+    relevance = calibration.relevance(mode, rank=rank, margin=margin, maxsim=maxsim_mean, bm25=bm25)
+    return {h.id: round(float(p), 4) for h, p in zip(hits, relevance)}
+
+
+def _default_model_or_none() -> str | None:
+    try:
+        return default_model()
+    except ModelUnavailableError:
+        return None
 
 
 class SearchEngine:
@@ -115,6 +160,7 @@ class SearchEngine:
         self._dense_encoder = None  # the dense slot's encoder, loaded on first need
         self._dense_spec: str | None = None  # the slot's encoder spec it was loaded for
         self._loading = threading.RLock()  # re-entered: the dense head loads the model
+        self._calibrations: dict[str, Calibration | None] = {}  # by model folder (calibration.py)
         self._write_lock = threading.Lock()  # one writer per process; flock guards between processes
         self._refreshed_at = time.monotonic()
         # Small writes (one segment each) are merged in the background, one merge at a time.
@@ -170,6 +216,20 @@ class SearchEngine:
     @property
     def sharded(self) -> bool:
         return self.index.capabilities.shards
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The model's relevance calibration (calibration.py; None: it has none). Read from the
+        model's folder without loading the model, so a lexical search stays light."""
+        if self._encoder is not None:
+            folder = self._encoder.source_dir
+        else:
+            name = self._model or self.index.manifest.model_source or _default_model_or_none()
+            folder = name if name is not None and Path(name).is_dir() else None
+        key = str(folder)
+        if key not in self._calibrations:
+            self._calibrations[key] = Calibration.load(folder)
+        return self._calibrations[key]
 
     @property
     def encoder(self) -> ColBERTEncoder:
@@ -378,11 +438,14 @@ class SearchEngine:
                 ranked = self._per_document(request, queries, request.depth)
             else:
                 ranked = self._ranked(request, queries, request.depth)
-        results = [QueryAnswer(q, hits[request.offset:]) for q, (hits, _) in zip(texts, ranked)]
+        results = [QueryAnswer(q, r.hits[request.offset:]) for q, r in zip(texts, ranked)]
+        for result, r in zip(results, ranked):
+            if r.relevance is not None:
+                result.relevance = [r.relevance[h.id] for h in result.hits]
         if request.explain:
-            for result, (_, legs) in zip(results, ranked):
-                if legs is not None:
-                    result.legs = [legs.get(h.id, {}) for h in result.hits]
+            for result, r in zip(results, ranked):
+                if r.legs is not None:
+                    result.legs = [r.legs.get(h.id, {}) for h in result.hits]
             if vectors is not None:
                 for result, query_vectors in zip(results, vectors):
                     result.explanations = self.explain_hits(result.query, result.hits, query_vectors)
@@ -408,15 +471,21 @@ class SearchEngine:
                                       "fill them with `lfm2-search add-dense`")
         return self.encode_dense_queries(texts)
 
-    def _ranked(self, request: SearchRequest, queries: "Queries", depth: int) -> list[tuple[list[Hit], dict | None]]:
+    def _ranked(self, request: SearchRequest, queries: "Queries", depth: int) -> list[Ranked]:
         """The top `depth` chunks of each query in the request's mode, with (hybrid) each hit's
-        legs' shares of its fused score, by chunk id."""
+        legs' shares of its fused score, and each hit's relevance where the model has a
+        calibration (calibration.py)."""
+        calibration = self.calibration
         if request.mode == "semantic":
-            return [(hits, None) for hits in self.index.search(queries.vectors, k=depth, filter=request.filter)]
+            found = self.index.search(queries.vectors, k=depth, filter=request.filter)
+            return [Ranked(hits, None, calibrated(calibration, "semantic", hits, len(vectors), maxsim=[
+                h.score for h in hits])) for hits, vectors in zip(found, queries.vectors)]
         if request.mode == "lexical":
-            return [(hits, None) for hits in self.index.search_lexical(queries.texts, k=depth, filter=request.filter)]
+            found = self.index.search_lexical(queries.texts, k=depth, filter=request.filter)
+            return [Ranked(hits, None, calibrated(calibration, "lexical", hits, 1, bm25=[h.score for h in hits]))
+                    for hits in found]
         if request.mode == "dense":
-            return [(hits, None) for hits in self.index.search_dense(queries.dense, k=depth, filter=request.filter)]
+            return [Ranked(hits) for hits in self.index.search_dense(queries.dense, k=depth, filter=request.filter)]
         fusion, alpha = request.fusion_settings
         fused_depth = max(depth, FUSION_DEPTH)  # fuse deeper lists than asked for: a document can rise
         # The semantic side keeps the search effort of `depth`: its exact stage already scores
@@ -434,23 +503,27 @@ class SearchEngine:
             fused = fuse_legs({name: [(h.id, h.score) for h in leg[q]] for name, leg in legs.items()},
                               fusion, alpha, request.dense_weight)[:depth]
             hits = [Hit(doc_id, score, by_id[doc_id].text, by_id[doc_id].metadata) for doc_id, score, _ in fused]
-            out.append((hits, {doc_id: shares for doc_id, _, shares in fused}))
+            # Fitted on MaxSim and BM25 alone: with a dense leg the fused score means something else.
+            relevance = None if "dense" in legs else calibrated(
+                calibration, "hybrid", hits, len(queries.vectors[q]), maxsim=_leg_scores(legs["semantic"][q], hits),
+                bm25=_leg_scores(legs["lexical"][q], hits))
+            out.append(Ranked(hits, {doc_id: shares for doc_id, _, shares in fused}, relevance))
         return out
 
     def _per_document(self, request: SearchRequest, queries: "Queries",
-                      depth: int) -> list[tuple[list[Hit], dict | None]]:
+                      depth: int) -> list[Ranked]:
         """The top `depth` documents of each query: chunks ranked deeper, each document's best
         kept; deepen (to MAX_POOL chunks) while a query's list came back full yet holds fewer
         documents than asked."""
-        out: list[tuple[list[Hit], dict | None]] = [([], None) for _ in queries.texts]
+        out = [Ranked([]) for _ in queries.texts]
         pool_depth = min(MAX_POOL, depth * CHUNKS_PER_DOCUMENT)
         todo = list(range(len(queries.texts)))
         while todo:
             pool = self._ranked(request, queries.subset(todo), pool_depth)
             again = []
-            for i, (hits, legs) in zip(todo, pool):
-                out[i] = (one_per_document(hits, depth), legs)
-                if len(out[i][0]) < depth and len(hits) == pool_depth and pool_depth < MAX_POOL:
+            for i, ranked in zip(todo, pool):
+                out[i] = Ranked(one_per_document(ranked.hits, depth), ranked.legs, ranked.relevance)
+                if len(out[i].hits) < depth and len(ranked.hits) == pool_depth and pool_depth < MAX_POOL:
                     again.append(i)
             todo, pool_depth = again, min(MAX_POOL, pool_depth * 4)
         return out

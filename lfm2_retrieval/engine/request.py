@@ -174,6 +174,7 @@ class QueryAnswer:
     explanations: list[list[TokenMatch]] | None = None  # with explain: one list per hit
     legs: list[dict[str, float]] | None = None  # with explain, hybrid: each leg's share of each hit's score
     snippets: list[Snippet] | None = None  # with highlight: one per hit
+    relevance: list[float] | None = None  # where the model has a calibration: P(relevant) of each hit
 
 
 @dataclass

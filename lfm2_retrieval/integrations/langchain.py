@@ -37,17 +37,30 @@ SEARCH_KEYS = {"k", "filter", "mode", "per_document", "offset", "score_threshold
 SEARCH_TYPES = ("similarity", "similarity_score_threshold")
 
 
+def threshold_score(hit) -> float:
+    """What a score threshold reads: the hit's calibrated relevance (a probability, the same
+    scale for every query) where the model has a calibration, else its score."""
+    relevance = getattr(hit, "relevance", None)
+    return hit.score if relevance is None else relevance
+
+
+def _scores(hit) -> dict:
+    relevance = getattr(hit, "relevance", None)
+    return {"score": hit.score, **({} if relevance is None else {"relevance": relevance})}
+
+
 def to_document(hit) -> Document:
-    return Document(page_content=hit.text, id=hit.id, metadata={**hit.metadata, "id": hit.id, "score": hit.score})
+    return Document(page_content=hit.text, id=hit.id, metadata={**hit.metadata, "id": hit.id, **_scores(hit)})
 
 
 class LFM2Retriever(BaseRetriever):
     """Chunks (or, with per_document, one best chunk per document) for a query.
 
     `k`, `filter`, `mode`, `per_document` as fields, or in `search_kwargs` (which win), or for
-    one call as `invoke(query, k=1)` (which wins over both); `score_threshold` drops hits below
-    it (search_type "similarity_score_threshold"; hybrid scores are normalised per query, so a
-    threshold there is relative to the best hit). Unknown keys and search types are errors."""
+    one call as `invoke(query, k=1)` (which wins over both); `score_threshold` drops hits whose
+    calibrated `relevance` (a probability; docs/http-api.md) is below it (search_type
+    "similarity_score_threshold"; with a model that has no calibration, the score). Unknown keys
+    and search types are errors."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -100,7 +113,7 @@ def _check_keys(settings: dict) -> None:
 
 
 def _documents(hits, threshold: float | None) -> list[Document]:
-    return [to_document(h) for h in hits if threshold is None or h.score >= threshold]
+    return [to_document(h) for h in hits if threshold is None or threshold_score(h) >= threshold]
 
 
 class LFM2SearchVectorStore(VectorStore):
@@ -111,10 +124,10 @@ class LFM2SearchVectorStore(VectorStore):
     The engine embeds (late interaction and BM25; no `Embeddings` object is used), so
     `embedding` is accepted and ignored. A text longer than a chunk is stored as several chunks;
     a hit's Document has the text's id as `id` and the chunk's id in `metadata["id"]`, so
-    `delete(ids)` takes what `add_texts` returned. Scores are the request mode's: hybrid's lie in
-    [0, 1] (normalised per query, 1.0 the best hit) and serve as LangChain's relevance scores
-    for `similarity_score_threshold`; semantic (MaxSim sums) and lexical (BM25) scores do not,
-    and LangChain warns when it sees them there."""
+    `delete(ids)` takes what `add_texts` returned. `similarity_search_with_score` gives the
+    request mode's score; LangChain's relevance scores (`similarity_search_with_relevance_scores`,
+    `similarity_score_threshold`) are the hits' calibrated `relevance`, a probability on the same
+    scale for every query, where the model has a calibration (else the score)."""
 
     def __init__(self, client: Any, mode: str = "hybrid", per_document: bool = False) -> None:
         self.client, self.mode, self.per_document = client, mode, per_document
@@ -172,6 +185,17 @@ class LFM2SearchVectorStore(VectorStore):
     def _select_relevance_score_fn(self):
         return lambda score: score  # the engine's own scale (see the class docstring)
 
+    def _similarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        hits = blocking(self.client.search(query, **self._settings(k, kwargs.pop("filter", None), kwargs)),
+                        "asimilarity_search_with_relevance_scores")
+        return [(_stored(h), threshold_score(h)) for h in hits]
+
+    async def _asimilarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                        **kwargs: Any) -> list[tuple[Document, float]]:
+        hits = await call(self.client.search, query, **self._settings(k, kwargs.pop("filter", None), kwargs))
+        return [(_stored(h), threshold_score(h)) for h in hits]
+
     def _settings(self, k: int, filter: dict | None, extra: dict) -> dict:
         extra = {key: value for key, value in extra.items() if key != "score_threshold"}  # applied by LangChain
         unknown = set(extra) - {"mode", "per_document", "offset"}
@@ -209,7 +233,7 @@ def _batches(texts: Iterable[str], metadatas: list[dict] | None, ids: list[str] 
 def _stored(hit) -> Document:
     """A hit as the text it came from: the text's id, the chunk's id and score in metadata."""
     return Document(page_content=hit.text, id=str(hit.metadata.get("doc_id", hit.id)),
-                    metadata={**hit.metadata, "id": hit.id, "score": hit.score})
+                    metadata={**hit.metadata, "id": hit.id, **_scores(hit)})
 
 
 def _deleted(client: Any, doc_id: str) -> bool:

@@ -9,7 +9,8 @@
 Each node is a TextNode whose id is the chunk id, whose text is the chunk's, whose metadata is
 the chunk's (doc_id, source, title, section, lang, ...) and whose SOURCE relationship (ref_doc_id)
 is its document; bookkeeping keys (offsets, chunk number, content hash) are kept from the LLM's
-and the embedder's view. The score is the engine's. `filters` takes LlamaIndex's MetadataFilters.
+and the embedder's view. The score is the hit's calibrated relevance where the model has one, else
+the engine's score. `filters` takes LlamaIndex's MetadataFilters.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def to_node(hit) -> NodeWithScore:
     node = TextNode(id_=hit.id, text=hit.text, metadata=dict(hit.metadata),
                     relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)},
                     excluded_llm_metadata_keys=list(BOOKKEEPING), excluded_embed_metadata_keys=list(BOOKKEEPING))
-    return NodeWithScore(node=node, score=hit.score)
+    # The calibrated relevance where the model has one: a probability on the same scale for every
+    # query, which SimilarityPostprocessor(similarity_cutoff=...) can threshold; else the score.
+    relevance = getattr(hit, "relevance", None)
+    return NodeWithScore(node=node, score=hit.score if relevance is None else relevance)
 
 
 def engine_filter(filters: MetadataFilters | dict | None) -> dict | None:
