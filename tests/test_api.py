@@ -506,3 +506,27 @@ def test_file_paths_relative_to_the_servers_root(tmp_path, pylate_tiny_dir):
     local = LocalClient(engine, root=docs)  # the Python client shows and takes them the same way
     assert [h.id for h in local.search("keys")] == ["ops.md#0"]
     assert local.delete("ops.md").deleted_chunks == 1
+
+
+def test_opentelemetry_traces_requests_and_search_stages(engine):
+    """serve --otel: a span per request and, inside POST /search, per stage; /health untraced."""
+    pytest.importorskip("opentelemetry.instrumentation.fastapi", reason="the otel extra is not installed")
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lfm2_retrieval.api.tracing import enable
+
+    spans = InMemorySpanExporter()
+    app = create_app(engine, ApiSettings(api_key=None))
+    enable(app, spans, batch=False)
+    with TestClient(app) as c:
+        assert c.post("/search", json={"query": "keys", "k": 3}).status_code == 200
+        assert c.get("/health").status_code == 200
+    finished = spans.get_finished_spans()
+    names = [s.name for s in finished]
+    assert "encode queries" in names and "search index" in names
+    server = next(s for s in finished if s.kind.name == "SERVER")
+    assert server.name == "POST /search" and server.attributes["http.status_code"] == 200
+    stages = [s for s in finished if s.name in ("encode queries", "search index")]
+    assert all(s.parent is not None and s.context.trace_id == server.context.trace_id for s in stages)
+    assert not any("/health" in s.name for s in finished)
+    assert next(s for s in stages if s.name == "search index").attributes["mode"] == "hybrid"

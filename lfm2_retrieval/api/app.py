@@ -46,6 +46,8 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     async def lifespan(app: FastAPI):
         yield
         served.close()
+        if getattr(app.state, "tracer_provider", None) is not None:
+            app.state.tracer_provider.shutdown()  # the last spans are sent, not lost
 
     # /docs and /redoc from assets in the package fastapi-offline (Swagger UI 5, ReDoc), not a
     # CDN: the pages work on a machine without internet, as the rest of the server does.
@@ -68,4 +70,8 @@ def create_app(engine: SearchEngine, settings: ApiSettings | None = None) -> Fas
     install_error_handlers(app)
     for routes in (search, documents, health):
         app.include_router(routes.router)
+    if served.settings.otel:
+        from .tracing import enable
+
+        enable(app)
     return app

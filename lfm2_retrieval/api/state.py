@@ -33,6 +33,7 @@ class ApiSettings:
     # once only adds contention, so extra requests queue here instead.
     max_concurrent_searches: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     shard_timeout_s: float = 10.0  # sharded indexes: a shard slower than this is unavailable (503, or partial)
+    otel: bool = False  # OpenTelemetry traces over OTLP (tracing.py)
     # File paths in ids and sources are shown relative to this folder and taken relative to it
     # in deletes and filters (ingest/sources.py's PathView); None: absolute, as the index holds them.
     root: str | None = field(default_factory=os.getcwd)
@@ -56,6 +57,7 @@ class Served:
         self.facets: dict[int, dict] = {}  # {commit: facets}: computed once per commit
         self.metrics = Metrics(engine)
         self.rates = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+        self.tracer = None  # an OpenTelemetry tracer when traces are on (tracing.py)
 
     def close(self) -> None:
         self.batcher.close()

@@ -38,6 +38,9 @@ def serve_command(
                              "(default: where you start the server, as `lfm2-search index ./docs` there named them)."),
     absolute_paths: bool = typer.Option(False, "--absolute-paths", help="Show and take file paths absolute, as the "
                                         "index holds them, instead of relative to --root."),
+    otel: bool = typer.Option(False, "--otel", help="OpenTelemetry traces (a span per request, and per search stage) "
+                              "over OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4318); needs "
+                              "pip install 'lfm2-search[otel]'."),
 ) -> None:
     """Serve the HTTP API: POST /search, POST /documents, DELETE /documents/{id}, GET /health; docs at /docs.
 
@@ -61,7 +64,7 @@ def serve_command(
     engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
     settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout,
                            cors_origins=list(cors_origin), rate_limit=rate_limit,
-                           root=None if absolute_paths else os.path.abspath(root))
+                           root=None if absolute_paths else os.path.abspath(root), otel=otel)
     auth = ("on" + (" (and a read-only key)" if settings.read_key else "") if settings.api_key or settings.read_key
             else f"off (set {API_KEY_ENV} to require a key)")
     err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "

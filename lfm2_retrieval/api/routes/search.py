@@ -14,6 +14,7 @@ from ...index.filters import validate as validate_filter
 from ..auth import require_key
 from ..schemas import ErrorResponse, SearchResponse
 from ..state import Served, served
+from ..tracing import stage
 
 router = APIRouter()
 ERRORS = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
@@ -31,9 +32,10 @@ def search(request: SearchRequest, state: Served = Depends(served)) -> SearchRes
     if request.filter is not None and state.paths.root:  # relative file paths, taken from the server's root
         request = request.model_copy(update={"filter": validate_filter(state.paths.held_filter(request.filter))})
     with state.searching:
-        vectors = state.batcher.encode(request.texts) if request.needs_vectors else None
-        dense = np.stack(state.dense_batcher.encode(request.texts)) if state.engine.needs_dense(request) else None
-        with state.search_slots:
+        with stage(state.tracer, "encode queries", queries=len(request.texts)):
+            vectors = state.batcher.encode(request.texts) if request.needs_vectors else None
+            dense = np.stack(state.dense_batcher.encode(request.texts)) if state.engine.needs_dense(request) else None
+        with state.search_slots, stage(state.tracer, "search index", mode=request.mode, k=request.k):
             answer = state.engine.answer(request, vectors, shard_timeout_s=state.settings.shard_timeout_s, dense=dense)
     state.metrics.searches.labels(request.mode).inc(len(answer.results))
     return SearchResponse.of(answer, state.paths)
