@@ -229,6 +229,8 @@ def test_ids_and_sources_as_the_tables_show_them(tmp_path, pylate_tiny_dir, monk
     assert "deleted 1 chunk" in run("delete", "docs/faq.jsonl#faq-2", "--index", "idx").output
     left = {json.loads(line)["doc_id"] for line in run("list", "--index", "idx", "--json").output.splitlines()}
     assert left == {"docs/faq.jsonl#faq-1", "docs/ops.md"}
+    (docs / "ops.md").unlink()  # a file already gone is still deleted by the name the table showed
+    assert "deleted 1 chunk" in run("delete", "docs/ops.md", "--index", "idx").output
 
 
 def test_shard_then_use_the_sharded_index_as_any_other(indexed, tmp_path):

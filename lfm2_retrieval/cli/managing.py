@@ -123,11 +123,13 @@ def delete_command(
 
     Example: lfm2-search delete docs/old.md faq-17
     """
-    from lfm2_retrieval.ingest import absolute_id, source_name
+    from lfm2_retrieval.ingest import PathView, source_name
 
     engine = open_engine(index)
-    ids = [absolute_id(value) for value in ids]  # as `list` and `search` show them: relative paths
     files = [source_name(Path(v)) for v in ids if Path(v).exists() or os.sep in v]
+    # As `list` and `search` show them: a relative path names the file's id under here (even once
+    # the file is gone), and an id that is no path names itself (ingest/sources.py, as the server).
+    ids = [name for value in ids for name in PathView(".").held(value)]
     with engine.writing() as session:
         n = session.delete(ids)  # documents, else chunks
         if files:

@@ -14,14 +14,14 @@ from .common import (INDEX_HELP, MODEL_HELP, console, display_source, errors_are
 
 
 def _parse_filter(value: str | None) -> dict | None:
-    """--filter's JSON, its relative file paths made absolute (ingest/sources.py); the request
-    validates it."""
-    from lfm2_retrieval.ingest import absolute_sources
+    """--filter's JSON, its relative file paths taken from here (ingest/sources.py, as the server
+    takes them from its root); the request validates it."""
+    from lfm2_retrieval.ingest import PathView
 
     if not value:
         return None
     try:
-        return absolute_sources(json.loads(value))
+        return PathView(".").held_filter(json.loads(value))
     except json.JSONDecodeError as exc:
         fail(f"--filter is not valid JSON ({exc.msg}); example: --filter '{{\"lang\": \"en\"}}'")
 

@@ -2,7 +2,7 @@
 
 from .pipeline import IngestOptions, IngestReport, Ingestor
 from .readers import SUPPORTED_SUFFIXES, RecordFields, SourceText, UnreadableFile, read_file
-from .sources import PathView, absolute_id, absolute_sources, source_name
+from .sources import PathView, source_name
 
 __all__ = ["IngestOptions", "IngestReport", "Ingestor", "PathView", "RecordFields", "SUPPORTED_SUFFIXES", "SourceText",
-           "UnreadableFile", "absolute_id", "absolute_sources", "read_file", "source_name"]
+           "UnreadableFile", "read_file", "source_name"]
