@@ -8,6 +8,7 @@ file, which does not run this environment's editable-install hook), so the test 
 network and installs only the wheel itself."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,8 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_built_wheel_indexes_and_searches_outside_the_repository(tmp_path):
+    # Built from the files the Dockerfile copies, and only those (setuptools writes build/ beside
+    # them: a copy keeps the checkout clean).
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("lfm2_core", "lfm2_retrieval"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(wheels)], check=True, capture_output=True)
     wheel = next(wheels.glob("lfm2_search-*.whl"))
     venv = tmp_path / "venv"
