@@ -27,7 +27,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .api.schemas import AddDocumentsResponse, DeleteResponse, HealthResponse, Hit, IndexInfo, ModelInfo, SearchResponse
+from .api.schemas import (AddDocumentsResponse, DeleteResponse, DeleteWhereResponse, HealthResponse, Hit, IndexInfo,
+                          ModelInfo, SearchResponse)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -208,6 +209,11 @@ class Client(_Hits):
         """Delete one chunk by chunk id (a hit's id); NotFound if there is none."""
         return DeleteResponse.model_validate(self._request("DELETE", f"/chunks/{quote(chunk_id, safe='')}"))
 
+    def delete_where(self, filter: dict) -> DeleteWhereResponse:
+        """Delete every chunk whose metadata matches `filter` (search's filter language), in one
+        commit; deleted_chunks 0 when none matched."""
+        return DeleteWhereResponse.model_validate(self._request("POST", "/documents/delete", json={"filter": filter}))
+
     def health(self) -> HealthResponse:
         return HealthResponse.model_validate(self._request("GET", "/health"))
 
@@ -268,6 +274,10 @@ class AsyncClient:
 
     async def delete_chunk(self, chunk_id: str) -> DeleteResponse:
         return DeleteResponse.model_validate(await self._request("DELETE", f"/chunks/{quote(chunk_id, safe='')}"))
+
+    async def delete_where(self, filter: dict) -> DeleteWhereResponse:
+        return DeleteWhereResponse.model_validate(await self._request("POST", "/documents/delete",
+                                                                      json={"filter": filter}))
 
     async def health(self) -> HealthResponse:
         return HealthResponse.model_validate(await self._request("GET", "/health"))
@@ -358,6 +368,14 @@ class LocalClient(_Hits):
         if done.chunks == 0:
             raise NotFound(404, "not_found", f"no chunk with id {chunk_id!r}")
         return DeleteResponse(id=chunk_id, deleted_chunks=done.chunks, commit=done.commit)
+
+    def delete_where(self, filter: dict) -> DeleteWhereResponse:
+        from .api.schemas import DeleteWhereRequest
+
+        request = _validated(DeleteWhereRequest, {"filter": filter})
+        with self._answers():
+            done = self.engine.delete_where(self.paths.held_filter(request.filter))
+        return DeleteWhereResponse(deleted_chunks=done.chunks, commit=done.commit)
 
     def health(self) -> HealthResponse:
         self.engine.refresh()

@@ -530,3 +530,23 @@ def test_opentelemetry_traces_requests_and_search_stages(engine):
     assert all(s.parent is not None and s.context.trace_id == server.context.trace_id for s in stages)
     assert not any("/health" in s.name for s in finished)
     assert next(s for s in stages if s.name == "search index").attributes["mode"] == "hybrid"
+
+
+def test_delete_where_removes_what_a_filter_matches(tmp_path, pylate_tiny_dir):
+    """POST /documents/delete: every chunk a filter matches, in one commit; none matched is 0
+    and no commit; a malformed filter is a 400 that deletes nothing. The clients alike."""
+    from lfm2_retrieval.client import InvalidRequest, LocalClient
+
+    engine = SearchEngine.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    engine.upsert([TextDocument(f"n{i}", f"Part {i} of the manual.", {"ref_doc_id": f"m{i % 2}"}) for i in range(6)])
+    with TestClient(create_app(engine, ApiSettings(api_key=None))) as c:
+        commit = c.get("/health").json()["index"]["commit"]
+        done = c.post("/documents/delete", json={"filter": {"ref_doc_id": "m0"}}).json()
+        assert done["deleted_chunks"] == 3 and done["commit"] == commit + 1
+        assert c.post("/documents/delete", json={"filter": {"ref_doc_id": "m0"}}).json()["deleted_chunks"] == 0
+        bad = c.post("/documents/delete", json={"filter": {"ref_doc_id": {"$regex": "m"}}})
+        assert bad.status_code == 400 and len(engine) == 3
+    local = LocalClient(engine)
+    with pytest.raises(InvalidRequest):
+        local.delete_where({"$or": "m1"})
+    assert local.delete_where({"ref_doc_id": {"$in": ["m1"]}}).deleted_chunks == 3 and len(engine) == 0

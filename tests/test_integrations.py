@@ -149,3 +149,29 @@ def test_langchain_vector_store(server, tmp_path, pylate_tiny_dir):  # noqa: F81
     assert found[0].id == "lighthouse" and gone is True
     with pytest.raises(TypeError, match="asimilarity_search"):
         remote.similarity_search("lighthouses")
+
+
+def test_llamaindex_vector_store_as_its_users_build_an_index(tmp_path, pylate_tiny_dir):
+    """LFM2VectorStore under LlamaIndex's own VectorStoreIndex: documents inserted (split into
+    nodes by LlamaIndex), retrieved by text with filters, deleted by ref_doc_id; no embedding
+    model called by LlamaIndex."""
+    pytest.importorskip("llama_index.core", reason="the LlamaIndex vector store needs llama-index-core")
+    from llama_index.core import Document
+    from llama_index.core.vector_stores.types import ExactMatchFilter, MetadataFilters
+
+    from lfm2_retrieval.integrations.llamaindex import vector_store_index
+
+    local = LocalClient.open(tmp_path / "idx", model=str(pylate_tiny_dir), create=True)
+    index = vector_store_index(local, mode="lexical")
+    index.insert(Document(text="Rotate the signing keys every month.", doc_id="ops", metadata={"lang": "en"}))
+    index.insert(Document(text="Hold the reset button for five seconds: the keys stay.", doc_id="faq",
+                          metadata={"lang": "en", "tags": ["a"]}))
+    nodes = index.as_retriever(similarity_top_k=2).retrieve("signing keys")
+    assert nodes[0].node.ref_doc_id == "ops" and nodes[0].node.get_content().startswith("Rotate")
+    assert nodes[0].score >= nodes[-1].score
+    only = index.as_retriever(similarity_top_k=2, filters=MetadataFilters(
+        filters=[ExactMatchFilter(key="ref_doc_id", value="faq")])).retrieve("signing keys")
+    assert [n.node.ref_doc_id for n in only] == ["faq"]
+    assert "tags" not in only[0].node.metadata  # lists are not stored: the engine's metadata is scalar
+    index.delete_ref_doc("ops")
+    assert [n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=5).retrieve("signing keys")] == ["faq"]

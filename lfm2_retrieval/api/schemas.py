@@ -149,6 +149,18 @@ class DeleteResponse(BaseModel):
     commit: int
 
 
+class DeleteWhereRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filter: dict[str, Any] = Field(description='The chunks to delete, by metadata, as search filters name them: '
+                                               '{"ref_doc_id": "manual-7"}, {"source": {"$prefix": "docs/old/"}}')
+
+
+class DeleteWhereResponse(BaseModel):
+    deleted_chunks: int = Field(description="Chunks deleted (0: none matched, and no commit was made)")
+    commit: int
+
+
 class ModelInfo(BaseModel):
     source: str | None
     fingerprint: str

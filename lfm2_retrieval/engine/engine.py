@@ -31,6 +31,7 @@ from ..index import CheckReport, Counts, Hit, Manifest, MultiVectorIndex, Search
 from ..index.analysis import Analysis
 from ..index.contract import SearchableIndex
 from ..index.dense import DenseSlot
+from ..index.filters import validate as validate_filter
 from ..index.writer import merge_candidates
 from ..model.locations import default_model, model_source
 from ..index.integrity import Problem
@@ -629,6 +630,14 @@ class SearchEngine:
         """Delete single chunks by chunk id only, in one commit."""
         with self.writing(timeout=timeout) as session:
             chunks = session.delete_chunks(chunk_ids)
+        return DeleteSummary(chunks, session.commit_number)
+
+    def delete_where(self, filter: dict[str, Any], timeout: float = 10.0) -> DeleteSummary:
+        """Delete every chunk whose metadata matches `filter` (index/filters.py's language, checked
+        first: a malformed filter deletes nothing), in one commit."""
+        checked = validate_filter(filter)
+        with self.writing(timeout=timeout) as session:
+            chunks = session.delete_where(checked)
         return DeleteSummary(chunks, session.commit_number)
 
     def optimize(self, reencode: bool = False, nbits: int | None = None, timeout: float = 10.0,

@@ -1,4 +1,5 @@
-"""Writing: POST /documents (one atomic commit), DELETE /documents/{id}, DELETE /chunks/{id}."""
+"""Writing: POST /documents (one atomic commit), DELETE /documents/{id}, DELETE /chunks/{id},
+POST /documents/delete (every chunk a filter matches)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from fastapi import APIRouter, Depends
 from ...engine import TextDocument
 from ...errors import NotFoundError
 from ..auth import require_write_key
-from ..schemas import AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, ErrorResponse
+from ..schemas import (AddDocumentsRequest, AddDocumentsResponse, DeleteResponse, DeleteWhereRequest,
+                       DeleteWhereResponse, ErrorResponse)
 from ..state import Served, served
 
 router = APIRouter(dependencies=[Depends(require_write_key)])
@@ -44,3 +46,13 @@ def delete_chunk(chunk_id: str, state: Served = Depends(served)) -> DeleteRespon
     if done.chunks == 0:
         raise NotFoundError(f"no chunk with id {chunk_id!r}")
     return DeleteResponse(id=chunk_id, deleted_chunks=done.chunks, commit=done.commit)
+
+
+@router.post("/documents/delete", response_model=DeleteWhereResponse,
+             responses={**ERRORS, 400: {"model": ErrorResponse}})
+def delete_where(request: DeleteWhereRequest, state: Served = Depends(served)) -> DeleteWhereResponse:
+    """Delete every chunk whose metadata matches `filter`, in one commit: a document added in
+    parts (`{"ref_doc_id": ...}`), a folder of files (`{"source": {"$prefix": "docs/old/"}}`,
+    relative to the server's folder). A malformed filter is a 400 and deletes nothing."""
+    done = state.engine.delete_where(state.paths.held_filter(request.filter), timeout=state.settings.write_timeout_s)
+    return DeleteWhereResponse(deleted_chunks=done.chunks, commit=done.commit)
