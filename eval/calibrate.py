@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from lfm2_retrieval.engine.calibration import Calibration, features, fit_logistic, reliability
+from lfm2_retrieval.engine.calibration import Calibration, features, fit_logistic, margins, reliability
 from lfm2_retrieval.engine.fusion import FUSION_DEPTH, fuse
 from lfm2_retrieval.evaluation.builders import build_atomically, build_dev_suite, build_local_suite
 from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever
@@ -139,9 +139,9 @@ def inputs(mode: str, rows) -> dict[str, np.ndarray]:
     arr = np.array([r[:3] for r in rows], np.float64)
     shown = np.array([r[3] for r in rows], np.float64)
     first = np.maximum.accumulate(np.where(arr[:, 2] == 1, np.arange(len(rows)), 0))  # each row's rank-1 row
-    margin = {"semantic": shown - shown[first], "lexical": shown / np.maximum(shown[first], 1e-9),
-              "hybrid": shown}[mode]
-    return {"rank": arr[:, 2], "margin": margin, "maxsim": arr[:, 0], "bm25": arr[:, 1]}
+    # (a semantic row's shown score is its maxsim, a lexical row's its BM25: margins reads those)
+    return {"rank": arr[:, 2], "margin": margins(mode, first, arr[:, 0], arr[:, 1], shown),
+            "maxsim": arr[:, 0], "bm25": arr[:, 1]}
 
 
 def relevance_of(calibration: Calibration, mode: str, rows) -> np.ndarray:

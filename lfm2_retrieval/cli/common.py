@@ -23,6 +23,12 @@ MODEL_HELP = ("Model: a PyLate ColBERT folder or a hub id (needs internet). Defa
               "was built with, else $LFM2_SEARCH_MODEL, else the embedded default model.")
 
 
+ROOT_HELP = ("Ids and sources that are files under DIR are shown relative to it, and deletes and source filters "
+             "take paths relative to it (default: where you start the server, as `lfm2-search index ./docs` there "
+             "named them).")
+ABSOLUTE_PATHS_HELP = "Show and take file paths absolute, as the index holds them, instead of relative to --root."
+
+
 ANALYSIS_HELP = ("How BM25 reads text: 'language' (stop words, Snowball stems and statistics per chunk "
                  "language; docs/indexing.md lists the languages) or 'plain' (lower-cased words, as before 0.9).")
 TITLE_WEIGHT_HELP = "Times a chunk's title and heading path count beside its text in BM25 (0: not at all)."

@@ -7,7 +7,8 @@ import os
 import typer
 
 from .app import app
-from .common import INDEX_HELP, MODEL_HELP, RAY_ADDRESS_HELP, cannot_listen, err, errors_are_answers, fail, open_engine
+from .common import (ABSOLUTE_PATHS_HELP, INDEX_HELP, MODEL_HELP, RAY_ADDRESS_HELP, ROOT_HELP, cannot_listen, err,
+                     errors_are_answers, fail, open_engine)
 
 
 @app.command("serve")
@@ -33,11 +34,8 @@ def serve_command(
     rate_limit: float = typer.Option(None, "--rate-limit", min=0.01, metavar="PER_SECOND", help="Requests a second "
                                      "per caller (its API key, else its address), in bursts of twice that; "
                                      "over it: 429 with Retry-After. Default: no limit."),
-    root: str = typer.Option(".", "--root", metavar="DIR", help="Ids and sources that are files under DIR are "
-                             "shown relative to it, and deletes and source filters take paths relative to it "
-                             "(default: where you start the server, as `lfm2-search index ./docs` there named them)."),
-    absolute_paths: bool = typer.Option(False, "--absolute-paths", help="Show and take file paths absolute, as the "
-                                        "index holds them, instead of relative to --root."),
+    root: str = typer.Option(".", "--root", metavar="DIR", help=ROOT_HELP),
+    absolute_paths: bool = typer.Option(False, "--absolute-paths", help=ABSOLUTE_PATHS_HELP),
     otel: bool = typer.Option(False, "--otel", help="OpenTelemetry traces (a span per request, and per search stage) "
                               "over OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4318); needs "
                               "pip install 'lfm2-search[otel]'."),
@@ -64,7 +62,7 @@ def serve_command(
     engine.encoder  # noqa: B018 - load the model now: a bad one fails here, not on the first request
     settings = ApiSettings(max_body_bytes=int(max_body_mb * (1 << 20)), shard_timeout_s=shard_timeout,
                            cors_origins=list(cors_origin), rate_limit=rate_limit,
-                           root=None if absolute_paths else os.path.abspath(root), otel=otel)
+                           root=None if absolute_paths else root, otel=otel)
     auth = ("on" + (" (and a read-only key)" if settings.read_key else "") if settings.api_key or settings.read_key
             else f"off (set {API_KEY_ENV} to require a key)")
     err.print(f"serving {engine.path} ({len(engine)} chunks) on http://{host}:{port}  "
@@ -110,11 +108,8 @@ def mcp_command(
     host: str = typer.Option("127.0.0.1", help="With --http: interface to listen on."),
     port: int = typer.Option(8001, help="With --http: TCP port."),
     create: bool = typer.Option(False, "--create", help="Create the index if it does not exist."),
-    root: str = typer.Option(".", "--root", metavar="DIR", help="Ids and sources that are files under DIR are "
-                             "shown relative to it, and deletes and source filters take paths relative to it "
-                             "(default: where you start the server, as `lfm2-search index ./docs` there named them)."),
-    absolute_paths: bool = typer.Option(False, "--absolute-paths", help="Show and take file paths absolute, as the "
-                                        "index holds them, instead of relative to --root."),
+    root: str = typer.Option(".", "--root", metavar="DIR", help=ROOT_HELP),
+    absolute_paths: bool = typer.Option(False, "--absolute-paths", help=ABSOLUTE_PATHS_HELP),
 ) -> None:
     """Serve an index to AI agents over MCP: tools search, add_documents, delete_documents, index_info.
 
@@ -128,7 +123,7 @@ def mcp_command(
     from lfm2_retrieval.mcp_server import build_server, serve_http
 
     server = build_server(LocalClient(open_engine(index, model, create=create),
-                                      root=None if absolute_paths else os.path.abspath(root)))
+                                      root=None if absolute_paths else root))
     if http:
         if (problem := cannot_listen(host, port)) is not None:
             fail(f"cannot listen on {host}:{port} ({problem}); pick another with --port")

@@ -39,6 +39,17 @@ FEATURES = {"semantic": ("maxsim", "rank", "margin"), "lexical": ("bm25", "rank"
             "hybrid": ("maxsim", "bm25", "rank", "margin")}
 
 
+def margins(mode: str, first: np.ndarray | int = 0, maxsim: np.ndarray | None = None, bm25: np.ndarray | None = None,
+            fused: np.ndarray | None = None) -> np.ndarray:
+    """Each hit's margin (see above) against its query's first hit, `first` the index of that
+    hit (0 for one query's ranking; an array when rows of many queries are scored at once)."""
+    if mode == "semantic":
+        return maxsim - maxsim[first]
+    if mode == "lexical":
+        return bm25 / np.maximum(bm25[first], 1e-9)
+    return fused  # hybrid: the fused score, 1.0 for the first
+
+
 def features(mode: str, rank: np.ndarray, margin: np.ndarray, maxsim: np.ndarray | None = None,
              bm25: np.ndarray | None = None) -> np.ndarray:
     """[hits, features] in FEATURES[mode]'s order from the legs' raw scores (maxsim already

@@ -36,7 +36,7 @@ from ..index.writer import merge_candidates
 from ..model.locations import default_model, model_source
 from ..index.integrity import Problem
 from ..shards import ShardedIndex, ShardMap, is_sharded, shard_policy_for
-from .calibration import Calibration
+from .calibration import Calibration, margins
 from .chunking import Chunker, ChunkingOptions
 from .documents import DocumentSummary, PreparedChunk, TextDocument, chunk_document, clean_text, iter_chunk_document
 from .snippets import snippet
@@ -131,12 +131,7 @@ def calibrated(calibration: Calibration | None, mode: str, hits: Sequence[Hit], 
     rank = np.arange(1, len(hits) + 1, dtype=np.float64)
     maxsim_mean = None if maxsim is None else np.asarray(maxsim, np.float64) / max(query_vectors, 1)
     bm25 = None if bm25 is None else np.asarray(bm25, np.float64)
-    if mode == "semantic":
-        margin = maxsim_mean - maxsim_mean[0]
-    elif mode == "lexical":
-        margin = bm25 / max(float(bm25[0]), 1e-9)
-    else:
-        margin = np.array([h.score for h in hits], np.float64)  # the fused score: 1.0 for the first
+    margin = margins(mode, 0, maxsim_mean, bm25, np.array([h.score for h in hits], np.float64))
     relevance = calibration.relevance(mode, rank=rank, margin=margin, maxsim=maxsim_mean, bm25=bm25)
     return {h.id: round(float(p), 4) for h, p in zip(hits, relevance)}
 

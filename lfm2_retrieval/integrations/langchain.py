@@ -170,8 +170,7 @@ class LFM2SearchVectorStore(VectorStore):
 
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
                                      **kwargs: Any) -> list[tuple[Document, float]]:
-        hits = blocking(self.client.search(query, **self._settings(k, filter, kwargs)), "asimilarity_search")
-        return [(_stored(h), h.score) for h in hits]
+        return [(_stored(h), h.score) for h in self._hits(query, k, filter, kwargs)]
 
     async def asimilarity_search(self, query: str, k: int = 4, filter: dict | None = None,
                                  **kwargs: Any) -> list[Document]:
@@ -179,22 +178,24 @@ class LFM2SearchVectorStore(VectorStore):
 
     async def asimilarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
                                             **kwargs: Any) -> list[tuple[Document, float]]:
-        hits = await call(self.client.search, query, **self._settings(k, filter, kwargs))
-        return [(_stored(h), h.score) for h in hits]
+        return [(_stored(h), h.score) for h in await self._ahits(query, k, filter, kwargs)]
 
-    def _select_relevance_score_fn(self):
-        return lambda score: score  # the engine's own scale (see the class docstring)
-
+    # LangChain's relevance scores (similarity_search_with_relevance_scores, score thresholds)
     def _similarity_search_with_relevance_scores(self, query: str, k: int = 4,
                                                  **kwargs: Any) -> list[tuple[Document, float]]:
-        hits = blocking(self.client.search(query, **self._settings(k, kwargs.pop("filter", None), kwargs)),
-                        "asimilarity_search_with_relevance_scores")
+        hits = self._hits(query, k, kwargs.pop("filter", None), kwargs)
         return [(_stored(h), threshold_score(h)) for h in hits]
 
     async def _asimilarity_search_with_relevance_scores(self, query: str, k: int = 4,
                                                         **kwargs: Any) -> list[tuple[Document, float]]:
-        hits = await call(self.client.search, query, **self._settings(k, kwargs.pop("filter", None), kwargs))
+        hits = await self._ahits(query, k, kwargs.pop("filter", None), kwargs)
         return [(_stored(h), threshold_score(h)) for h in hits]
+
+    def _hits(self, query: str, k: int, filter: dict | None, extra: dict):
+        return blocking(self.client.search(query, **self._settings(k, filter, extra)), "asimilarity_search")
+
+    async def _ahits(self, query: str, k: int, filter: dict | None, extra: dict):
+        return await call(self.client.search, query, **self._settings(k, filter, extra))
 
     def _settings(self, k: int, filter: dict | None, extra: dict) -> dict:
         extra = {key: value for key, value in extra.items() if key != "score_threshold"}  # applied by LangChain
