@@ -199,6 +199,33 @@ def test_scipy_blas_runs_on_one_thread():
     assert scipy_blas and all(i["num_threads"] == 1 for i in scipy_blas)
 
 
+def test_kernels_load_scipys_blas_without_scipy_linalg():
+    """A fresh process: the kernels' BLAS products work with scipy.linalg's package never run
+    (0.17 s of a shell search), and the package still imports and works afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from lfm2_retrieval.index import kernels\n"
+        "rng = np.random.default_rng(0)\n"
+        "t = rng.standard_normal((9, 8)).astype(np.float32); q = rng.standard_normal((3, 8)).astype(np.float32)\n"
+        "from lfm2_retrieval.index.codec import ResidualCodec\n"
+        "v = rng.standard_normal((600, 8)).astype(np.float32); v /= np.linalg.norm(v, axis=1, keepdims=True)\n"
+        "codec = ResidualCodec.train(v, num_centroids=16, nbits=2, seed=0); codes, packed = codec.compress(v)\n"
+        "starts, ends = np.arange(0, 600, 6), np.arange(6, 606, 6)\n"
+        "got = kernels.exact_maxsim(q, codec.centroids, codec.byte_table, codes, packed, starts, ends)\n"
+        "d = codec.decompress(codes, packed, normalize=True)\n"
+        "assert np.allclose(got, [(d[s:e] @ q.T).max(0).sum() for s, e in zip(starts, ends)], atol=1e-5)\n"
+        "assert 'scipy.linalg' not in sys.modules and 'scipy.linalg.cython_blas' in sys.modules\n"
+        "from scipy.linalg import cython_blas, blas\n"
+        "assert np.allclose(blas.sgemm(1.0, t, q.T), t @ q.T, atol=1e-5)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 def test_the_package_sets_how_long_openmp_workers_spin():
     """lfm2_retrieval sets GOMP_SPINCOUNT before torch loads OpenMP, unless the user set it."""
     import subprocess

@@ -65,11 +65,38 @@ _numba_without_cffi_support()
 _OPTIONS = dict(nogil=True, cache=True, fastmath=True, boundscheck=False, error_model="numpy")
 
 
+def _load_scipy_cython_blas() -> None:
+    """Loads scipy.linalg.cython_blas, the module numba's compiled np.dot takes its BLAS from, as
+    numba's runtime asks for it: by its full name, from sys.modules. Imported the usual way it
+    runs scipy.linalg's __init__ first (LAPACK wrappers and more: 0.17 s of a shell search), which
+    the kernels never use; the extension alone loads in 12 ms. A later `import scipy.linalg` still
+    imports the package as usual (`from scipy.linalg import cython_blas` finds this module)."""
+    import importlib.util
+    import sys
+
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules or "scipy.linalg" in sys.modules:
+        import scipy.linalg.cython_blas
+        return
+    try:
+        folder = importlib.util.find_spec("scipy.linalg").submodule_search_locations[0]  # found, not run
+        found = [p for p in os.listdir(folder) if p.startswith("cython_blas.") and p.endswith((".so", ".pyd"))]
+        spec = importlib.util.spec_from_file_location(name, os.path.join(folder, found[0]))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not hasattr(module, "__pyx_capi__"):
+            raise ImportError(f"{name} exports no Cython C API")
+        sys.modules[name] = module
+    except Exception:  # an unexpected SciPy layout: the usual import
+        sys.modules.pop(name, None)
+        import scipy.linalg.cython_blas  # noqa: F401
+
+
 def _single_threaded_scipy_blas() -> None:
     """numba's np.dot calls SciPy's OpenBLAS. Left to itself, OpenBLAS threads a product of a
     block of tokens, and its threads spin on after each one, taking the cores from the kernel
     threads and torch: a search took twice as long. The kernels split the work themselves."""
-    import scipy.linalg.cython_blas  # noqa: F401 - loads SciPy's BLAS, to find it
+    _load_scipy_cython_blas()
     from threadpoolctl import ThreadpoolController
 
     for lib in ThreadpoolController().lib_controllers:
