@@ -94,7 +94,7 @@ def load_backbone(
     """An `LFM2Model` with the weights of a local folder or hub id, in eval mode."""
     model_dir = resolve_model_dir(name_or_path)
     config = LFM2Config.from_json(model_dir / "config.json")
-    model = LFM2Model(config)
+    model = LFM2Model(config, initialize=False)  # every weight is loaded below, or this fails
     state = read_state_dict(model_dir)
     expected = set(model.state_dict())
     missing = sorted(expected - set(state))
