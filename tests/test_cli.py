@@ -274,3 +274,17 @@ def test_the_progress_bar_ends_on_the_summary_s_rate(tmp_path, pylate_tiny_dir):
     bar = re.findall(r"([\d,]+) tok/s", done.stderr)
     summary = re.search(r"\(([\d,]+) tokens/s\)", done.stdout)
     assert bar and summary and bar[-1] == summary.group(1)
+
+
+def test_serve_on_ray_says_what_listens_beyond_a_loopback_host(monkeypatch):
+    """Ray's own ports ignore --host (docs/distributed.md#rays-own-ports): a local instance behind
+    a loopback API says so, and says loudly when Ray's token authentication is off."""
+    from lfm2_retrieval.cli.serving import ray_ports_notice
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    notice = ray_ports_notice("127.0.0.1", None)
+    assert "every interface" in notice and "token authentication (on by default)" in notice
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert "OFF" in ray_ports_notice("localhost", None)
+    assert ray_ports_notice("0.0.0.0", None) is None  # the user asked for every interface
+    assert ray_ports_notice("127.0.0.1", "auto") is None  # a cluster the user runs

@@ -90,6 +90,8 @@ def _serve_on_ray(index, model, host, port, address, replicas, max_body_mb, shar
     serving.run(path, host, port, address, replicas, model, api)
     err.print(f"serving {path} on Ray Serve at http://{host}:{port} (one deployment per shard, {replicas} "
               f"replica(s) each; /health lists them)")
+    if notice := ray_ports_notice(host, address):
+        err.print(notice)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -97,6 +99,25 @@ def _serve_on_ray(index, model, host, port, address, replicas, max_body_mb, shar
     from ray import serve
 
     serve.shutdown()
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def ray_ports_notice(host: str, address: str | None) -> str | None:
+    """What a user who asked for a loopback-only server must know of the local Ray instance it
+    starts: Ray (2.60, the newest) binds its GCS, raylet and worker ports to every interface
+    whatever node address it is given (measured: `_node_ip_address="127.0.0.1"` changes nothing;
+    upstream PR ray-project/ray#59852), so only the API port follows --host. Ray's token
+    authentication, on by default, is what guards them; a joined cluster is its owner's to secure."""
+    if address is not None or host not in LOOPBACK_HOSTS:
+        return None
+    guard = ("Ray's token authentication is OFF (RAY_AUTH_MODE=disabled): anyone who reaches them can run code"
+             if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled"
+             else "Ray's token authentication (on by default) guards them")
+    return (f"note: the API listens on {host} only, but the local Ray instance's own ports (GCS, raylet, workers) "
+            f"listen on every interface; {guard}. Firewall them on a shared network "
+            "(docs/distributed.md#rays-own-ports).")
 
 
 @app.command("mcp")
