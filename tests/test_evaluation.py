@@ -137,6 +137,26 @@ def test_local_suite_from_shared_data(shared_data, tmp_path):
     assert len(load_folder(tmp_path / "NanoSciFact_en").corpus) == 300
 
 
+def test_cross_lingual_qa_from_shared_data(shared_data):
+    """NanoXQA: the same questions and paragraphs in en, es and it under one set of ids, and no
+    paragraph of any language is one that training reads."""
+    import random
+
+    from lfm2_retrieval.evaluation.builders import build_xqa_nano
+    from lfm2_retrieval.training.data import qa_pairs
+
+    tasks = build_xqa_nano(shared_data)
+    assert [t.info.language for t in tasks] == ["en", "es", "it"] and all(t.info.parallel for t in tasks)
+    en, es, it = tasks
+    assert len(en.queries) == 50 and en.qrels == es.qrels == it.qrels
+    assert en.corpus.keys() == es.corpus.keys() == it.corpus.keys() and len(en.corpus) > 200
+    assert set(d for r in en.qrels.values() for d in r) <= set(en.corpus)
+    assert all(en.queries[q] != es.queries[q] != it.queries[q] for q in en.queries)  # translated, not copied
+    for task in tasks:
+        trained = {p.document for p in qa_pairs(shared_data, task.info.language, 0, random.Random(0))}
+        assert trained and not trained & set(task.corpus.values()), task.info.language
+
+
 # ---------------------------------------------------------------------- metrics
 def reference_ndcg10(qrels, run):
     """nDCG@10 with binary gains, written out from the definition (not through pytrec_eval)."""

@@ -6,7 +6,9 @@ queries plus BM25 hard negatives, up to a size. The same recipe makes
 - NanoQA tasks from SQuAD-style files: questions against paragraphs (the paragraph holding the
   answer is relevant), in any language;
 - NanoNTREX tasks from multi-parallel text: a sentence against sentences, with ids aligned
-  across languages, so queries of one language can search the corpus of another.
+  across languages, so queries of one language can search the corpus of another;
+- NanoXQA tasks from a QA set and its translations: questions against paragraphs, ids aligned
+  across languages likewise, for question answering across languages.
 Everything is seeded; the same inputs always give the same task.
 """
 
@@ -144,6 +146,74 @@ def build_parallel_nano(files: dict[str, Path], n_queries: int = N_QUERIES, corp
     return tasks
 
 
+# ---------------------------------------------------------------------- QA across languages
+# SQuAD v1.1 dev and two translations of it keep its question ids: the same question, and the
+# paragraph that answers it, in three languages.
+XQA_LANGUAGES = ("en", "es", "it")
+
+
+def _answerable(path: Path) -> dict[str, tuple[str, str]]:
+    """question id -> (question, its paragraph) of a SQuAD-style file's answerable questions."""
+    found = {}
+    for article in json.loads(Path(path).read_text(encoding="utf-8"))["data"]:
+        for para in article.get("paragraphs", []):
+            context = (para.get("context") or "").strip()
+            for qa in para.get("qas", []):
+                if context and not qa.get("is_impossible") and (qa.get("question") or "").strip():
+                    found[str(qa["id"])] = (qa["question"].strip(), context)
+    return found
+
+
+def build_xqa_nano(shared_data: Path, languages: Sequence[str] = XQA_LANGUAGES, n_queries: int = N_QUERIES,
+                   seed: int = 0) -> list[RetrievalTask]:
+    """Cross-lingual QA: one task per language over the same ids (`parallel`), so the questions
+    of one language search the paragraphs of another; query `<id>` is relevant to paragraph `p<n>`.
+
+    Only paragraphs that are in the NanoQA evaluation corpus of *every* language are used: those
+    are held out of training in each (training/data.py), so neither a question nor its paragraph
+    was ever trained on, in any of the languages. The corpus is every such paragraph (hundreds;
+    no hard negatives are added: any other paragraph would be training data somewhere); one
+    question per paragraph, at most `n_queries`."""
+    shared_data = Path(shared_data)
+    found, held, licenses = {}, {}, []
+    for lang in languages:
+        files, license = QA_EVAL_FILES[lang]
+        found[lang] = {}
+        for f in files:
+            found[lang].update(_answerable(shared_data / "qa" / f))
+        held[lang] = eval_qa_paragraphs(shared_data, lang)
+        licenses.append(f"{lang}: {license}")
+    first = languages[0]
+    common = sorted(set.intersection(*(set(found[lang]) for lang in languages)))
+    common = [q for q in common if all(found[lang][q][1] in held[lang] for lang in languages)]
+    # A paragraph of the first language must map to one paragraph in each other language.
+    aligned: dict[str, set[tuple[str, ...]]] = {}
+    for q in common:
+        aligned.setdefault(found[first][q][1], set()).add(tuple(found[lang][q][1] for lang in languages))
+    paragraphs = sorted(next(iter(v)) for v in aligned.values() if len(v) == 1)
+    key = {texts[0]: f"p{n}" for n, texts in enumerate(paragraphs)}
+    questions = [q for q in common if found[first][q][1] in key]
+    random.Random(seed).shuffle(questions)
+    picked, used = [], set()
+    for q in questions:
+        pid = key[found[first][q][1]]
+        if pid not in used and len(picked) < n_queries:
+            picked.append((q, pid))
+            used.add(pid)
+    if not picked:
+        raise ValueError(f"no question of {', '.join(languages)} has its paragraph held out in every language")
+    tasks = []
+    for i, lang in enumerate(languages):
+        info = TaskInfo(name="NanoXQA", language=lang, source=", ".join(QA_EVAL_FILES[lang][0]),
+                        license="; ".join(licenses), parallel=True,
+                        extra={"n_queries": len(picked), "corpus_size": len(paragraphs)})
+        task = RetrievalTask(info, {f"p{n}": texts[i] for n, texts in enumerate(paragraphs)},
+                             {q: found[lang][q][0] for q, _ in picked}, {q: {pid: 1} for q, pid in picked})
+        task.check()
+        tasks.append(task)
+    return tasks
+
+
 # ---------------------------------------------------------------------- the local suite
 # Evaluation files per language (dev/test splits; training uses the train files only).
 QA_EVAL_FILES = {
@@ -165,7 +235,8 @@ def build_local_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] 
                       ntrex_languages: Sequence[str] = tuple(NTREX_FILES), seed: int = 0,
                       qa_corpus_size: int = 1000, scifact_corpus_size: int = 2000,
                       ntrex_corpus_size: int = 500) -> list[Path]:
-    """Nano-SciFact, NanoQA in each language and NanoNTREX in each language, as BEIR folders."""
+    """Nano-SciFact, NanoQA in each language, NanoNTREX in each language and NanoXQA (en, es, it:
+    questions against paragraphs across languages), as BEIR folders."""
     shared_data, out = Path(shared_data), Path(out)
     written = []
     scifact = shared_data / "beir" / "scifact"
@@ -185,6 +256,9 @@ def build_local_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] 
     if len(files) >= 2:
         for task in build_parallel_nano(files, corpus_size=ntrex_corpus_size, seed=seed, license="CC BY-SA 4.0"):
             written.append(_save(task, out))
+    xqa = [lang for lang in XQA_LANGUAGES if lang in qa_languages]
+    if len(xqa) >= 2 and all((shared_data / "qa" / f).exists() for lang in xqa for f in QA_EVAL_FILES[lang][0]):
+        written.extend(_save(task, out) for task in build_xqa_nano(shared_data, xqa, seed=seed))
     return written
 
 
