@@ -67,7 +67,7 @@ def markdown(results: list[Result], references: dict[str, dict] | None = None) -
     for (system, task), g in cross_lingual_grids(results).items():
         langs = g["languages"]
         lines += [f"## Cross-lingual: {task}, {system}", "", "rows: document language; columns: query language; "
-                  "the diagonal (a sentence finding itself) is left out", "",
+                  "the diagonal (queries and documents in one language) is left out", "",
                   "| docs \\ queries | " + " | ".join(langs) + " | avg |", "|---|" + "---:|" * (len(langs) + 1)]
         for d in langs:
             lines.append(f"| {d} | " + " | ".join(_fmt(g["grid"].get(d, {}).get(q)) for q in langs)
