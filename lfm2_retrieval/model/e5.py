@@ -156,8 +156,23 @@ class E5Tokenizer:
 
     def pieces(self, texts: list[str]) -> list[list[int]]:
         """Each text's piece ids, without <s> and </s>."""
-        cleaned = [_SPACES.sub(" ", t.translate(self.table)) for t in texts]
-        return [e.ids for e in self.tokenizer.encode_batch(cleaned, add_special_tokens=False)]
+        return [e.ids for e in self._encodings(texts)]
+
+    def pieces_and_words(self, texts: list[str]) -> list[tuple[list[int], list[int | None], int]]:
+        """Each text's piece ids, the whitespace-separated word of the (normalised) text each
+        piece belongs to, and how many words that text has."""
+        from .tokenization import token_words
+
+        cleaned = self._cleaned(texts)
+        encodings = self.tokenizer.encode_batch(cleaned, add_special_tokens=False)
+        return [(e.ids, token_words(t, e.offsets, e.special_tokens_mask), len(t.split()))
+                for t, e in zip(cleaned, encodings)]
+
+    def _encodings(self, texts: list[str]):
+        return self.tokenizer.encode_batch(self._cleaned(texts), add_special_tokens=False)
+
+    def _cleaned(self, texts: list[str]) -> list[str]:
+        return [_SPACES.sub(" ", t.translate(self.table)) for t in texts]
 
 
 _SPACES = re.compile(" {2,}")
@@ -276,6 +291,33 @@ class TorchE5Encoder:
             start = end
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    @torch.inference_mode()
+    def word_states(self, texts: list[str], role: str) -> list[np.ndarray]:
+        """The teacher's contextual state of every whitespace-separated word of each text, read
+        in `role` ("query" or "passage", prefix included but not returned): the mean of the last
+        hidden states of the word's pieces, [n_words, dim] float32 per text (a word past the first
+        `window` pieces, or that its normalisation removes, is a row of zeros). One padded forward
+        for all the texts."""
+        prefix = QUERY_PREFIX if role == "query" else PASSAGE_PREFIX
+        skip = len(prefix.split())
+        encoded = [(ids[: self.window], words[: self.window], count - skip)
+                   for ids, words, count in self.tokenizer.pieces_and_words([prefix + t for t in texts])]
+        width = max(len(ids) for ids, _, _ in encoded) + 2
+        seq = torch.zeros((len(texts), width), dtype=torch.long)
+        mask = torch.zeros((len(texts), width), dtype=torch.bool)
+        for row, (ids, _, _) in enumerate(encoded):
+            seq[row, : len(ids) + 2] = torch.tensor([self.tokenizer.bos, *ids, self.tokenizer.eos])
+            mask[row, : len(ids) + 2] = True
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+            hidden = self.model(seq, mask).float()
+        out = []
+        for row, (ids, words, count) in enumerate(encoded):
+            index = torch.tensor([-1 if w is None else w - skip for w in words], dtype=torch.long)
+            real = index >= 0
+            sums = torch.zeros((count, self.dim)).index_add_(0, index[real], hidden[row, 1: 1 + len(ids)][real])
+            out.append((sums / torch.bincount(index[real], minlength=count).clamp(min=1)[:, None]).numpy())
+        return out
 
     def _means(self, sequences: list[list[int]]) -> np.ndarray:
         width = max(len(s) for s in sequences)

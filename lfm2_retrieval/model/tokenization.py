@@ -13,6 +13,7 @@ Documents later drop skiplist tokens (punctuation) and padding from their vector
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,22 @@ def _token_content(value: object) -> str | None:
     if isinstance(value, dict):
         return value.get("content")
     return value if isinstance(value, str) else None
+
+
+def token_words(text: str, offsets: list[tuple[int, int]], special: list[int]) -> list[int | None]:
+    """The whitespace-separated word of `text` each token belongs to (by the first character of
+    its span; None for special tokens and tokens of whitespace alone)."""
+    word_at = np.full(len(text) + 1, -1, dtype=np.int64)
+    for n, match in enumerate(re.finditer(r"\S+", text)):
+        word_at[match.start(): match.end()] = n
+    words: list[int | None] = []
+    for (start, end), is_special in zip(offsets, special):
+        w = -1 if is_special or end <= start else int(word_at[min(start, len(text))])
+        if w < 0 and not is_special and end > start:  # a span that starts on a space: its first word
+            inner = word_at[start:end]
+            w = int(inner[inner >= 0][0]) if (inner >= 0).any() else -1
+        words.append(None if w < 0 else w)
+    return words
 
 
 class ColBERTTokenizer:
@@ -106,15 +123,38 @@ class ColBERTTokenizer:
         raise ValueError("the tokenizer has no MASK, EOS or PAD token to pad queries with")
 
     def _tokenize(self, texts: list[str], max_length: int, prefix_id: int | None) -> list[list[int]]:
-        texts = [str(t).strip() for t in texts]
-        if self.config.do_lower_case:
-            texts = [t.lower() for t in texts]
+        texts = self._prepared(texts)
         budget = max_length - 1 if prefix_id is not None else max_length
         encodings = self._truncating_tokenizer(budget).encode_batch(texts, add_special_tokens=True)
         ids = [e.ids for e in encodings]
         if prefix_id is None:
             return ids
         return [seq[:1] + [prefix_id] + seq[1:] for seq in ids]
+
+    def word_ids(self, texts: list[str], role: str) -> list[list[int | None]]:
+        """For each position of what `queries` (role "query", before padding) or `documents`
+        (role "document") makes of each text, the whitespace-separated word of the text it reads
+        (`words_of` its first character); None for BOS, the prefix and other special tokens
+        (training/word_distillation.py). Whatever the tokenizer's own pre-tokenisation."""
+        if role == "query":
+            budget, prefix_id = self.config.query_length, self.query_prefix_id
+        else:
+            budget, prefix_id = self.config.document_length, self.document_prefix_id
+        budget = budget - 1 if prefix_id is not None else budget
+        prepared = self._prepared(texts)
+        out = []
+        for text, encoding in zip(prepared, self._truncating_tokenizer(budget).encode_batch(prepared)):
+            words = token_words(text, encoding.offsets, encoding.special_tokens_mask)
+            out.append(words if prefix_id is None else words[:1] + [None] + words[1:])
+        return out
+
+    def word_counts(self, texts: list[str]) -> list[int]:
+        """How many whitespace-separated words each text has, as `word_ids` counts them."""
+        return [len(t.split()) for t in self._prepared(texts)]
+
+    def _prepared(self, texts: list[str]) -> list[str]:
+        texts = [str(t).strip() for t in texts]
+        return [t.lower() for t in texts] if self.config.do_lower_case else texts
 
     def _truncating_tokenizer(self, max_length: int) -> Tokenizer:
         tok = self._truncating.get(max_length)

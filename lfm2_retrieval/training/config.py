@@ -91,6 +91,13 @@ class TrainConfig:
     dense_parallel_share: float = 0.75
     dense_parallel_tsv: list[str] = field(default_factory=list)
     token_loss: float = 1.0
+    # Token-level targets from the teacher's hidden states (training/word_distillation.py): each
+    # word's student state, through a linear map, must find the teacher's state of the same word
+    # among a batch's words (InfoNCE). distill_words weighs it (0: off); each step reads
+    # word_batch_size texts drawn as the dense batch is, and needs distill_dense's targets.
+    distill_words: float = 0.0
+    word_batch_size: int = 32
+    word_temperature: float = 0.05
     # bfloat16 autocast of the forward and backward passes (fast where the CPU multiplies bf16
     # natively: AMX, AVX512-BF16; the weights and the optimizer stay fp32).
     autocast_bf16: bool = False

