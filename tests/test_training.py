@@ -487,6 +487,12 @@ def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, 
     card = write_model_card(tmp_path / "run" / "model", tmp_path / "run", "lfm2-search train tiny").read_text()
     assert "## Dense head" in card and "uk, fa, he, sw, hu, ta" in card and "CPU-hours" in card
     assert 0 < cpu_hours([tmp_path / "run"]) < 1
+    from lfm2_retrieval.training import embed as embed_module
+
+    monkeypatch.setattr(embed_module, "EMBEDDED_MODEL_DIR", tmp_path / "package" / "default")
+    embedded = ColBERTEncoder.from_pretrained(embed_module.embed(tmp_path / "run"))  # the head travels with it
+    assert embedded.dense_dim == 384
+    np.testing.assert_allclose(embedded.encode_dense(["a question?"], "query"), vectors[1:], atol=2e-3)
 
 
 def test_the_device_script_trains_for_its_time_budget_and_resumes(tmp_path, shared_data):

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..model.locations import EMBEDDED_MODEL_DIR
+from ..model.dense_head import FOLDER as HEAD_FOLDER
 from .model_card import write_model_card
 
 COMMAND = "bash scripts/train-default-model.sh"
@@ -38,7 +39,7 @@ def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitation
     shutil.rmtree(tmp, ignore_errors=True)
     for path in source.rglob("*"):
         rel = path.relative_to(source)
-        if path.is_file() and (rel.name in KEEP or rel.parts[0].endswith("_Dense")):
+        if path.is_file() and (rel.name in KEEP or rel.parts[0].endswith("_Dense") or rel.parts[0] == HEAD_FOLDER):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, tmp / rel)
     if half:
