@@ -318,6 +318,21 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
         TrainConfig.load(None, [f"output_dir={run}", *overrides]).save(run / "config.json")
         (run / "data.json").write_text(json.dumps({"qa/ja": 10, "ntrex/en-ko": 5}))
     assert training_stages(second) == [first, second]
+    # A copy of a checkpoint keeps its origin (the trainer's training.json), and a stage's cost
+    # and steps end where the next stage took its model.
+    from lfm2_retrieval.training.model_card import cpu_hours, stage_ends
+
+    third, copy = tmp_path / "stage3", tmp_path / "snapshot"
+    copy.mkdir()
+    (copy / "training.json").write_text(json.dumps({"run": str(second), "step": 400}))
+    third.mkdir()
+    TrainConfig.load(None, [f"output_dir={third}", f"init_from={copy}"]).save(third / "config.json")
+    (third / "data.json").write_text("{}")
+    assert training_stages(third) == [first, second, third]
+    assert stage_ends([first, second, third]) == {first: None, second: 400, third: None}
+    (second / "log.jsonl").write_text("".join(json.dumps({"time": 1000.0 + s, "step": s}) + "\n"
+                                              for s in (200, 400, 600)))
+    assert 0 < cpu_hours([second], until={second: 400}) == pytest.approx(cpu_hours([second]) / 2)
     model = tmp_path / "model"
     shutil.copytree(pylate_tiny_dir, model)
     card = write_model_card(model, second, "bash scripts/train-default-model.sh").read_text()

