@@ -1,6 +1,7 @@
 """Make a trained model the embedded default: copy it into the package, with its model card.
 
     python -m lfm2_retrieval.training.embed runs/default-model-kd --metrics eval/out/default-v3/results.md
+    python -m lfm2_retrieval.training.embed runs/RUN --checkpoint runs/RUN/checkpoints/step-400
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from ..model.locations import EMBEDDED_MODEL_DIR
 from ..model.dense_head import FOLDER as HEAD_FOLDER
-from .model_card import write_model_card
+from .model_card import model_origin, write_model_card
 
 COMMAND = "bash scripts/train-default-model.sh"
 KEEP = {"config.json", "model.safetensors", "modules.json", "config_sentence_transformers.json",
@@ -31,10 +32,13 @@ def store_half(weights: Path) -> None:
 
 
 def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitations: str = "",
-          half: bool = True) -> Path:
-    source = run_dir / "model"
+          half: bool = True, checkpoint: Path | None = None) -> Path:
+    """Copies the run's final model (or `checkpoint`, one of its checkpoints) into the package,
+    with its card; the card's last stage ends at the step the model was taken at."""
+    source = Path(checkpoint) if checkpoint is not None else run_dir / "model"
     if not (source / "modules.json").exists():
         raise FileNotFoundError(f"{source} is not a finished model folder (run the training first)")
+    origin = model_origin(source)
     tmp = EMBEDDED_MODEL_DIR.with_name(EMBEDDED_MODEL_DIR.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for path in source.rglob("*"):
@@ -44,7 +48,8 @@ def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitation
             shutil.copy2(path, tmp / rel)
     if half:
         store_half(tmp / "model.safetensors")
-    write_model_card(tmp, run_dir, COMMAND, metrics_markdown, speed, limitations)
+    write_model_card(tmp, run_dir, COMMAND, metrics_markdown, speed, limitations,
+                     last_step=origin[1] if origin is not None else None)
     shutil.rmtree(EMBEDDED_MODEL_DIR, ignore_errors=True)
     tmp.rename(EMBEDDED_MODEL_DIR)
     return EMBEDDED_MODEL_DIR
@@ -56,11 +61,13 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, help="a results.md of eval/nanobeir.py to put in the card")
     parser.add_argument("--speed", default="", help="a line about encoding speed for the card")
     parser.add_argument("--limitations", default="", help="what the card must warn about")
+    parser.add_argument("--checkpoint", type=Path, help="embed this checkpoint of the run instead of its final model")
     parser.add_argument("--float32", action="store_true",
                         help="keep the backbone's weights in float32 (default: stored in float16)")
     args = parser.parse_args()
     metrics = args.metrics.read_text(encoding="utf-8").split("\n", 2)[-1] if args.metrics else ""
-    print(embed(args.run_dir, metrics, args.speed, args.limitations, half=not args.float32))
+    print(embed(args.run_dir, metrics, args.speed, args.limitations, half=not args.float32,
+                checkpoint=args.checkpoint))
 
 
 if __name__ == "__main__":

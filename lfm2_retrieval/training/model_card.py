@@ -97,9 +97,10 @@ def _teacher_name(spec: str) -> str:
 
 
 def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markdown: str = "",
-                     speed: str = "", limitations: str = "") -> Path:
+                     speed: str = "", limitations: str = "", last_step: int | None = None) -> Path:
+    """`last_step`: the step of run_dir the model was taken at (None: its end)."""
     stages = training_stages(run_dir)
-    ends = stage_ends(stages)
+    ends = {**stage_ends(stages), stages[-1]: last_step}
     counts: dict[str, int] = {}
     for run in stages:
         for source, n in json.loads((run / "data.json").read_text()).items():
