@@ -587,3 +587,25 @@ def test_the_campaign_curve_counts_cpu_hours_without_the_stops(tmp_path):
     assert [r["step"] for r in rows] == [30, 50]
     assert rows[0]["cpu_hours"] == 0.4 and rows[1]["cpu_hours"] == 0.8  # 720 s, then 1440 s, x 2 threads
     assert rows[1]["dense_ntrex_cross"] == 0.5
+
+
+def test_words_of_tokens_line_up_with_what_the_encoder_reads(pylate_tiny_dir):
+    """word_distillation's alignment: each position of a query or document gets the
+    whitespace-separated word it reads, by character offsets, whatever the tokenizer."""
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.model.tokenization import token_words
+
+    text = "ab  cd,e"
+    # (0,1) 'a'; (1,2) 'b'; (2,4) the spaces; (4,6) 'cd'; (6,8) ',e'; a special token at (0,0).
+    assert token_words(text, [(0, 0), (0, 1), (1, 2), (2, 4), (4, 6), (6, 8)], [1, 0, 0, 0, 0, 0]) == \
+        [None, 0, 0, None, 1, 1]
+    assert token_words(" x", [(0, 2)], [0]) == [0]  # a span that starts on the space: its word
+    tokenizer = ColBERTEncoder.from_pretrained(pylate_tiny_dir).tokenizer
+    texts = ["first words here", "another text, with more words in it " * 20]
+    tokenizer.config.attend_to_expansion_tokens = False  # the attention mask then marks the text's own tokens
+    for role, lengths in (("query", list(tokenizer.queries(texts).attention_mask.sum(1))),
+                          ("document", [len(d) for d in tokenizer.documents(texts)])):
+        words = tokenizer.word_ids(texts, role)
+        assert [len(w) for w in words] == lengths, role
+        assert words[0][:2] == [None, None] and max(w for w in words[0] if w is not None) == 2
+        assert max(w for w in words[1] if w is not None) < tokenizer.word_counts(texts)[1]  # truncated
