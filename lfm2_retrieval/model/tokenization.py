@@ -134,7 +134,7 @@ class ColBERTTokenizer:
     def word_ids(self, texts: list[str], role: str) -> list[list[int | None]]:
         """For each position of what `queries` (role "query", before padding) or `documents`
         (role "document") makes of each text, the whitespace-separated word of the text it reads
-        (`words_of` its first character); None for BOS, the prefix and other special tokens
+        (token_words: by its first character); None for BOS, the prefix and other special tokens
         (training/word_distillation.py). Whatever the tokenizer's own pre-tokenisation."""
         if role == "query":
             budget, prefix_id = self.config.query_length, self.query_prefix_id
