@@ -10,7 +10,8 @@ default: the goals table of issue 35, with the dense weight chosen on dev tasks 
    of (monolingual, grid) is chosen.
 2. Evaluation: the tasks of eval/nanobeir.py. Columns: monolingual (mean NDCG@10 over
    Nano-SciFact and NanoQA in 8 languages), NTREX grid (mean over the 72 ordered pairs of its 9
-   languages), across scripts (ar, ja, ko against the Latin-script languages, both ways).
+   languages), across scripts (ar, ja, ko against the Latin-script languages, both ways), QA
+   across languages (NanoXQA: questions in en, es, it against paragraphs in another of them).
 
 Legs are computed once per corpus and fused like the engine does (engine/fusion.py: each list cut
 at the fusion depth, min-max normalised, weighted). The e5 leg is multilingual-e5-small in torch
@@ -74,9 +75,9 @@ def load(folder: Path, builder, shared: Path, args) -> tuple[list, list]:
     mono = [t for t in tasks if not t.info.parallel]
     if args.qa_languages is not None:
         mono = [t for t in mono if t.info.name != "NanoQA" or t.info.language in args.qa_languages]
-    parallel = sorted((t for t in tasks if t.info.parallel), key=lambda t: t.info.language)
+    parallel = sorted((t for t in tasks if t.info.parallel), key=lambda t: (t.info.name, t.info.language))
     if args.ntrex_languages is not None:
-        parallel = [t for t in parallel if t.info.language in args.ntrex_languages]
+        parallel = [t for t in parallel if t.info.name != "NanoNTREX" or t.info.language in args.ntrex_languages]
     return mono, parallel
 
 
@@ -107,20 +108,22 @@ def scores(systems: list, mono: list, parallel: list, label: str) -> dict[str, d
             run = system.search(system.index(task.corpus), task.queries, DEPTH)
             out[system.name]["tasks"][f"{task.info.name}/{task.info.language}"] = score(task.qrels, run)["ndcg@10"]
         bar.update()
-    for docs in parallel:
+    for docs in parallel:  # each family (NanoNTREX, NanoXQA) a grid of its own
         for system in systems:
             handle = system.index(docs.corpus)
             for queries in parallel:
-                if queries.info.language != docs.info.language:
+                if queries.info.name == docs.info.name and queries.info.language != docs.info.language:
                     run = system.search(handle, queries.queries, DEPTH)
-                    pair = f"{queries.info.language}->{docs.info.language}"
+                    pair = f"{docs.info.name}:{queries.info.language}->{docs.info.language}"
                     out[system.name]["pairs"][pair] = score(docs.qrels, run)["ndcg@10"]
         bar.update()
     bar.close()
     for row in out.values():
+        ntrex = {pair.split(":")[1]: v for pair, v in row["pairs"].items() if pair.startswith("NanoNTREX:")}
         row["monolingual"] = _mean(row["tasks"].values())
-        row["grid"] = _mean(row["pairs"].values())
-        row["across scripts"] = _mean(v for pair, v in row["pairs"].items() if _across_scripts(pair))
+        row["grid"] = _mean(ntrex.values())
+        row["across scripts"] = _mean(v for pair, v in ntrex.items() if _across_scripts(pair))
+        row["XQA"] = _mean(v for pair, v in row["pairs"].items() if pair.startswith("NanoXQA:"))
     return out
 
 
@@ -136,11 +139,11 @@ def _mean(values) -> float | None:
 
 def table(title: str, rows: dict[str, dict]) -> Table:
     t = Table(title=title, title_justify="left")
-    for column in ("system", "monolingual", "NTREX grid", "across scripts"):
+    for column in ("system", "monolingual", "NTREX grid", "across scripts", "QA across languages"):
         t.add_column(column, justify="left" if column == "system" else "right")
     for name, row in rows.items():
-        t.add_row(name, *[f"{row[c]:.3f}" if row[c] is not None else "—"
-                          for c in ("monolingual", "grid", "across scripts")])
+        t.add_row(name, *[f"{row[c]:.3f}" if row.get(c) is not None else "—"
+                          for c in ("monolingual", "grid", "across scripts", "XQA")])
     return t
 
 
