@@ -93,6 +93,13 @@ def test_train_from_scratch_checkpoint_and_resume(tmp_path, shared_data):
     assert any(r.get("event") == "resumed" and r["step"] == 4 for r in log)
     losses = [r["loss"] for r in log if "loss" in r]
     assert all(loss == loss and loss >= 0 for loss in losses)  # finite
+    # stop_at ends a run early with its model and origin, the schedule still the full run's.
+    cfg = tiny(tmp_path / "early", shared_data, steps=100)
+    cfg.stop_at = 3
+    early = Trainer(cfg)
+    early.train()
+    assert early.step == 3
+    assert json.loads((tmp_path / "early" / "run" / "model" / "training.json").read_text())["step"] == 3
 
 
 def test_query_expansion_can_be_switched_off_for_a_loaded_model(tmp_path, shared_data):

@@ -121,6 +121,10 @@ class TrainConfig:
     # Stop after this many minutes of training (0: none), with a checkpoint the next run resumes
     # from: a lent GPU's session, or a CPU campaign in slices.
     max_minutes: float = 0.0
+    # End the run at this step (0: at `steps`) with its model in OUTPUT_DIR/model, while the
+    # learning-rate schedule still runs over `steps`: a long campaign's model as a later stage took
+    # it, rebuilt (scripts/train-default-model.sh).
+    stop_at: int = 0
     # Bookkeeping.
     log_every: int = 10
     eval_every: int = 500

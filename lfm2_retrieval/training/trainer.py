@@ -397,7 +397,7 @@ class Trainer:
         started, seen, losses, dense_losses, word_losses = time.perf_counter(), 0, [], [], []
         window = started  # steps/s counts training steps only, not checkpoints and evaluations
         deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
-        while self.step < cfg.steps:
+        while self.step < (min(cfg.stop_at, cfg.steps) if cfg.stop_at else cfg.steps):
             if deadline is not None and time.perf_counter() >= deadline:
                 folder = self.save_checkpoint()  # a complete model folder; the next run resumes here
                 self._log({"event": "time_budget_spent", "step": self.step, "max_minutes": cfg.max_minutes,
