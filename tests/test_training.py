@@ -29,21 +29,27 @@ def test_config_file_and_overrides(tmp_path):
 def test_the_default_recipe_chains_its_stages():
     """scripts/train-default-model.sh runs each config in turn, each starting from the model of
     the one before; every config loads (no unknown setting), the previous recipe's too."""
-    import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    script = (root / "scripts" / "train-default-model.sh").read_text()
-    stages = [TrainConfig.load(root / c) for c in re.findall(r"training (configs/\S+\.toml)", script)]
-    assert len(stages) == 2 and stages[0].init_from is None and stages[0].tokenizer == "e5"
-    for before, after in zip(stages, stages[1:]):
-        assert after.init_from == f"{before.output_dir}/model"
+    script = (root / "scripts" / "train-default-model.sh").read_text().replace("\\\n", " ")
+    calls = [line.split()[4:] for line in script.splitlines() if line.startswith('"$PY" -m lfm2_retrieval.cli train')]
+    stages = []
+    for call in calls:
+        if "--cache-only" in call:
+            continue
+        sets = [call[i + 1] for i, arg in enumerate(call) if arg == "--set"]
+        stages.append(TrainConfig.load(root / call[0], sets))
+    assert len(stages) == 6 and stages[0].init_from is None and stages[0].tokenizer == "e5"
+    runs = list(dict.fromkeys(s.output_dir for s in stages))  # the campaign's two slices share a run
+    for stage in stages[1:]:
+        assert stage.init_from == f"{runs[runs.index(stage.output_dir) - 1]}/model"
+    assert [s.stop_at for s in stages] == [0, 0, 800, 1850, 500, 300]
     assert all("korquad" not in " ".join(s.sources) and "scifact" not in s.sources for s in stages)
-    last = stages[-1]
-    assert last.teacher == "e5" and last.distill_teacher > 0 and last.negatives_from == "teacher"
+    assert all(s.teacher == "e5" and s.distill_teacher > 0 and s.negatives_from == "teacher" for s in stages[1:])
     # The teacher cache is filled before the stage that reads it.
     assert script.index("train configs/default-model-e5-vocab-kd.toml --cache-only") < \
-        script.index("training configs/default-model-e5-vocab-kd.toml")
+        script.index("train configs/default-model-e5-vocab-kd.toml \"$@\"")
     # Six languages are kept out of training entirely, to measure unseen ones.
     assert not {"uk", "fa", "he", "sw", "hu", "ta"} & {
         lang for s in stages for lang in s.languages + s.parallel_languages
