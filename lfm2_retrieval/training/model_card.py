@@ -84,7 +84,17 @@ def _stage_line(n: int, run: Path, end: int | None = None) -> str:
         start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
                   f"{c['pretrain_mask_rate']:.0%} of tokens hidden)")
     steps = c["steps"] if end is None else end
-    return (f"{n}. `{run.name}`, {start}: {steps} steps of {c['batch_size']} pairs, {negatives}, "
+    dense = ""
+    if c.get("distill_dense"):
+        dense = (f"; the dense head's loss (weight {c['distill_dense']}, {c.get('dense_batch_size', 64)} texts a step, "
+                 f"InfoNCE weight {c.get('dense_contrastive', 0.0)})")
+        if c.get("distill_words"):
+            dense += f" and word-level targets (weight {c['distill_words']})"
+        if not c.get("token_loss", 1.0):
+            return (f"{n}. `{run.name}`, {start}: {steps} steps of the dense head's loss alone (no pairs; "
+                    f"{c.get('dense_batch_size', 64)} texts a step, InfoNCE weight {c.get('dense_contrastive', 0.0)}), "
+                    f"AdamW at {c['learning_rate']} with warm-up and cosine decay, seed {c['seed']}.")
+    return (f"{n}. `{run.name}`, {start}: {steps} steps of {c['batch_size']} pairs, {negatives}{dense}, "
             f"temperature {c['temperature']}, AdamW at {c['learning_rate']} with warm-up and cosine decay, "
             f"seed {c['seed']}.")
 
@@ -141,7 +151,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         + (f"(multilingual-e5-small's SentencePiece pieces that the training text and NTREX-128's training "
            f"sentences in all its languages use, its embedding rows projected to {backbone['hidden_size']} "
            "dimensions as the first ones; `[Q] ` and `[D] ` as single tokens)."
-           if configs[0].get("tokenizer") == "e5" else
+           if configs[0].get("tokenizer") == "e5" or _unigram(model_dir) else
            "(byte-level BPE trained on the training text, with `[Q] ` and `[D] ` as single tokens)."),
         f"- Projection to {dim} dimensions per token; MaxSim scoring; queries "
         + (f"padded to {colbert.get('query_length')} tokens with expansion tokens"
@@ -180,6 +190,12 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     path = model_dir / "README.md"
     path.write_text("\n".join(line for line in lines if line is not None), encoding="utf-8")
     return path
+
+
+def _unigram(model_dir: Path) -> bool:
+    """Whether the folder's tokenizer is E5's SentencePiece pieces (a unigram model), not a BPE."""
+    tokenizer = Path(model_dir) / "tokenizer.json"
+    return tokenizer.exists() and json.loads(tokenizer.read_text(encoding="utf-8"))["model"]["type"] == "Unigram"
 
 
 def _dense_head_lines(configs: list[dict]) -> list[str]:
