@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", action="append", default=[], help="ColBERT model folder (repeatable; default: "
                    "the embedded model)")
     p.add_argument("--languages", nargs="*", default=LANGUAGES)
-    p.add_argument("--trained-config", type=Path, default=ROOT / "configs" / "default-model-e5.toml",
+    p.add_argument("--trained-config", type=Path, default=ROOT / "configs" / "dense-head.toml",
                    help="the training config that says which languages were seen")
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA)
     p.add_argument("--no-e5", action="store_true")
@@ -79,7 +79,13 @@ def trained_languages(config: Path) -> set[str]:
     if not config.exists():
         return set()
     raw = tomllib.loads(config.read_text(encoding="utf-8"))
-    return set(raw.get("languages", [])) | set(raw.get("parallel_languages", []))
+    seen = set(raw.get("languages", [])) | set(raw.get("parallel_languages", []))
+    if raw.get("distill_dense"):  # the dense targets read NTREX in every language but the unseen six
+        from lfm2_retrieval.evaluation.builders import NTREX_CODES
+        from lfm2_retrieval.training.dense_distillation import UNSEEN
+
+        seen |= {lang for lang, code in NTREX_CODES.items() if code not in UNSEEN}
+    return seen
 
 
 def systems(args) -> list:
