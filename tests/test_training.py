@@ -91,21 +91,19 @@ def test_train_from_scratch_checkpoint_and_resume(tmp_path, shared_data):
     assert model.backbone.config.bidirectional and model.dim == 16
     assert len(model.encode_documents(["日本語の文章", "an English sentence"])) == 2
 
-    # A longer run in the same folder resumes at step 4 and ends where a straight run would.
-    resumed = Trainer(tiny(tmp_path, shared_data, steps=6))
+    # A longer run in the same folder resumes at step 4; stop_at ends it at step 6 with its model
+    # and origin, the schedule still over all its 100 steps.
+    cfg = tiny(tmp_path, shared_data, steps=100)
+    cfg.stop_at = 6
+    resumed = Trainer(cfg)
     assert resumed.step == 4
     resumed.train()
+    assert resumed.step == 6
+    assert json.loads((tmp_path / "run" / "model" / "training.json").read_text())["step"] == 6
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "resumed" and r["step"] == 4 for r in log)
     losses = [r["loss"] for r in log if "loss" in r]
     assert all(loss == loss and loss >= 0 for loss in losses)  # finite
-    # stop_at ends a run early with its model and origin, the schedule still the full run's.
-    cfg = tiny(tmp_path / "early", shared_data, steps=100)
-    cfg.stop_at = 3
-    early = Trainer(cfg)
-    early.train()
-    assert early.step == 3
-    assert json.loads((tmp_path / "early" / "run" / "model" / "training.json").read_text())["step"] == 3
 
 
 def test_query_expansion_can_be_switched_off_for_a_loaded_model(tmp_path, shared_data):
