@@ -125,10 +125,13 @@ class DenseDistillation:
 
     def batch(self, step: int) -> list[Target]:
         """The targets of a step, the same whenever that step is run."""
-        rng = random.Random(self.seed * 1_000_003 + step)
-        n_parallel = round(self.batch_size * self.parallel_share)
+        return self.draw(random.Random(self.seed * 1_000_003 + step), self.batch_size)
+
+    def draw(self, rng: random.Random, k: int) -> list[Target]:
+        """k targets, `parallel_share` of them translations, the rest the pairs' own texts."""
+        n_parallel = round(k * self.parallel_share)
         return (rng.choices(self.parallel, k=n_parallel) if n_parallel else []) + (
-            rng.choices(self.monolingual, k=self.batch_size - n_parallel) if n_parallel < self.batch_size else [])
+            rng.choices(self.monolingual, k=k - n_parallel) if n_parallel < k else [])
 
     def loss(self, encoder, batch: list[Target]) -> torch.Tensor:
         """Mean squared distance between the student's unit vectors and the teacher's, plus

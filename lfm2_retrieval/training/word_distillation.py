@@ -48,12 +48,11 @@ class WordDistillation(nn.Module):
         """The texts of a step, drawn from the dense distillation's targets (translations and the
         pairs' own texts, in its proportions), the same whenever that step is run, and another
         draw than the dense batch's."""
-        rng = random.Random(self.seed * 1_000_003 + step + 7_919)
-        n_parallel = round(self.batch_size * dense.parallel_share)
-        return (rng.choices(dense.parallel, k=n_parallel) if n_parallel else []) + (
-            rng.choices(dense.monolingual, k=self.batch_size - n_parallel) if n_parallel < self.batch_size else [])
+        return dense.draw(random.Random(self.seed * 1_000_003 + step + 7_919), self.batch_size)
 
     def loss(self, encoder, batch: list[Target], step: int = 0) -> torch.Tensor:
+        """In-batch InfoNCE of the batch's words (at most max_words of them, the same ones
+        whenever this step is run): each student word against every teacher word."""
         student, teacher = [], []
         for role in ("query", "passage"):
             texts = [t.text for t in batch if t.role == role]
