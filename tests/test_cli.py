@@ -103,6 +103,12 @@ def test_search_errors(indexed, tmp_path):
     assert "empty" in run("search", "  ", "--index", index, ok=False).output
     missing = run("search", "x", "--index", tmp_path / "none", ok=False)
     assert missing.exit_code == 1 and "no index" in missing.output and "lfm2-search index" in missing.output
+    # Another model than the one that built it (as after an upgrade changes the embedded model):
+    # a clear error that says the ways out, and lexical search still answers.
+    other = run("search", "rivers", "--index", index, "--model", "lfm2_retrieval/models/default", ok=False)
+    assert other.exit_code == 1 and "was built with a model" in other.output and "--model" in other.output
+    assert "results for" in run("search", "rivers", "--index", index, "--model", "lfm2_retrieval/models/default",
+                                "--mode", "lexical").output
 
 
 def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):

@@ -78,13 +78,19 @@ class MultiVectorIndex:
         return cls(path)
 
     def check_compatible(self, dim: int, model_fingerprint: str | None = None) -> None:
+        """Whether a model's vectors can be searched in (and added to) this index; the error says
+        the ways out, since an upgrade that changes the embedded model lands users here."""
         m = self.manifest
+        ways_out = ("search it with the model that built it (--model; a package upgrade can change the embedded "
+                    "one, see CHANGELOG.md), search it by words alone (--mode lexical), or index the documents "
+                    "again into a new index")
         if m.dim != dim:
-            raise IndexFolderError(f"index {self.path} holds {m.dim}-d vectors, not {dim}-d")
+            raise IndexFolderError(f"index {self.path} was built with a model of {m.dim}-d vectors, not {dim}-d: "
+                                   + ways_out)
         if model_fingerprint and m.model_fingerprint and m.model_fingerprint != model_fingerprint:
             raise IndexFolderError(
-                f"index {self.path} was built with model {m.model_fingerprint}, not {model_fingerprint}; "
-                "vectors of different models cannot be mixed (use another index, or rebuild)"
+                f"index {self.path} was built with model {m.model_fingerprint}, not {model_fingerprint}; vectors of "
+                "different models cannot be mixed: " + ways_out
             )
 
     def refresh(self) -> bool:
