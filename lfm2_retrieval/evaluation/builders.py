@@ -152,20 +152,8 @@ def build_parallel_nano(files: dict[str, Path], n_queries: int = N_QUERIES, corp
 XQA_LANGUAGES = ("en", "es", "it")
 
 
-def _answerable(path: Path) -> dict[str, tuple[str, str]]:
-    """question id -> (question, its paragraph) of a SQuAD-style file's answerable questions."""
-    found = {}
-    for article in json.loads(Path(path).read_text(encoding="utf-8"))["data"]:
-        for para in article.get("paragraphs", []):
-            context = (para.get("context") or "").strip()
-            for qa in para.get("qas", []):
-                if context and not qa.get("is_impossible") and (qa.get("question") or "").strip():
-                    found[str(qa["id"])] = (qa["question"].strip(), context)
-    return found
-
-
 def build_xqa_nano(shared_data: Path, languages: Sequence[str] = XQA_LANGUAGES, n_queries: int = N_QUERIES,
-                   seed: int = 0) -> list[RetrievalTask]:
+                   seed: int = 0, held: dict[str, set[str]] | None = None) -> list[RetrievalTask]:
     """Cross-lingual QA: one task per language over the same ids (`parallel`), so the questions
     of one language search the paragraphs of another; query `<id>` is relevant to paragraph `p<n>`.
 
@@ -173,15 +161,17 @@ def build_xqa_nano(shared_data: Path, languages: Sequence[str] = XQA_LANGUAGES, 
     are held out of training in each (training/data.py), so neither a question nor its paragraph
     was ever trained on, in any of the languages. The corpus is every such paragraph (hundreds;
     no hard negatives are added: any other paragraph would be training data somewhere); one
-    question per paragraph, at most `n_queries`."""
+    question per paragraph, at most `n_queries`. `held`: each language's evaluation paragraphs,
+    when the caller has just built those tasks (else they are built again here)."""
     shared_data = Path(shared_data)
-    found, held, licenses = {}, {}, []
+    held = dict(held or {})
+    found, licenses = {}, []
     for lang in languages:
         files, license = QA_EVAL_FILES[lang]
-        found[lang] = {}
-        for f in files:
-            found[lang].update(_answerable(shared_data / "qa" / f))
-        held[lang] = eval_qa_paragraphs(shared_data, lang)
+        paragraphs, questions = read_squad([shared_data / "qa" / f for f in files])
+        found[lang] = {qid: (question, paragraphs[pid]) for qid, question, pid in questions}
+        if lang not in held:
+            held[lang] = eval_qa_paragraphs(shared_data, lang)
         licenses.append(f"{lang}: {license}")
     first = languages[0]
     common = sorted(set.intersection(*(set(found[lang]) for lang in languages)))
@@ -244,21 +234,23 @@ def build_local_suite(shared_data: Path, out: Path, qa_languages: Sequence[str] 
         task = build_beir_nano(scifact, "NanoSciFact", corpus_size=scifact_corpus_size, seed=seed,
                                license="CC BY-NC 2.0")
         written.append(_save(task, out))
+    qa_corpora = {}
     for lang in qa_languages:
         files, license = QA_EVAL_FILES[lang]
         paths = [shared_data / "qa" / f for f in files]
         if all(p.exists() for p in paths):
-            written.append(
-                _save(build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=seed, license=license), out)
-            )
+            task = build_qa_nano(paths, lang, corpus_size=qa_corpus_size, seed=seed, license=license)
+            qa_corpora[lang] = set(task.corpus.values())
+            written.append(_save(task, out))
     ntrex = shared_data / "parallel" / "ntrex128"
     files = {lang: ntrex / NTREX_FILES[lang] for lang in ntrex_languages if (ntrex / NTREX_FILES[lang]).exists()}
     if len(files) >= 2:
         for task in build_parallel_nano(files, corpus_size=ntrex_corpus_size, seed=seed, license="CC BY-SA 4.0"):
             written.append(_save(task, out))
-    xqa = [lang for lang in XQA_LANGUAGES if lang in qa_languages]
-    if len(xqa) >= 2 and all((shared_data / "qa" / f).exists() for lang in xqa for f in QA_EVAL_FILES[lang][0]):
-        written.extend(_save(task, out) for task in build_xqa_nano(shared_data, xqa, seed=seed))
+    xqa = [lang for lang in XQA_LANGUAGES if lang in qa_corpora]
+    if len(xqa) >= 2:  # held out = the NanoQA corpora just built (only at the default sizes: eval_qa_paragraphs')
+        held = qa_corpora if (qa_corpus_size, seed) == (1000, 0) else None
+        written.extend(_save(task, out) for task in build_xqa_nano(shared_data, xqa, seed=seed, held=held))
     return written
 
 

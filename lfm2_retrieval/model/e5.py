@@ -156,23 +156,20 @@ class E5Tokenizer:
 
     def pieces(self, texts: list[str]) -> list[list[int]]:
         """Each text's piece ids, without <s> and </s>."""
-        return [e.ids for e in self._encodings(texts)]
+        return [e.ids for _, e in self._encoded(texts)]
 
     def pieces_and_words(self, texts: list[str]) -> list[tuple[list[int], list[int | None], int]]:
         """Each text's piece ids, the whitespace-separated word of the (normalised) text each
         piece belongs to, and how many words that text has."""
         from .tokenization import token_words
 
-        cleaned = self._cleaned(texts)
-        encodings = self.tokenizer.encode_batch(cleaned, add_special_tokens=False)
         return [(e.ids, token_words(t, e.offsets, e.special_tokens_mask), len(t.split()))
-                for t, e in zip(cleaned, encodings)]
+                for t, e in self._encoded(texts)]
 
-    def _encodings(self, texts: list[str]):
-        return self.tokenizer.encode_batch(self._cleaned(texts), add_special_tokens=False)
-
-    def _cleaned(self, texts: list[str]) -> list[str]:
-        return [_SPACES.sub(" ", t.translate(self.table)) for t in texts]
+    def _encoded(self, texts: list[str]) -> list[tuple[str, object]]:
+        """(normalised text, its encoding) of each text."""
+        cleaned = [_SPACES.sub(" ", t.translate(self.table)) for t in texts]
+        return list(zip(cleaned, self.tokenizer.encode_batch(cleaned, add_special_tokens=False)))
 
 
 _SPACES = re.compile(" {2,}")

