@@ -264,14 +264,6 @@ def _call_in_dtype(module: nn.Module, dtype: torch.dtype, args: tuple):
     return functional_call(module, params, args)
 
 
-def native_bf16_available() -> bool:
-    """Whether this CPU has bf16 arithmetic (AVX512-BF16/AMX); emulated bf16 is slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class LFM2ForCausalLM(nn.Module):
     """Backbone plus a language-modelling head (tied to the embeddings unless configured not to)."""
 

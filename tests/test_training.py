@@ -26,6 +26,31 @@ def test_config_file_and_overrides(tmp_path):
         TrainConfig.load(path)
 
 
+def test_bf16_autocast_runs_only_where_the_cpu_multiplies_bf16_unless_forced(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lfm2_retrieval.training import trainer
+
+    path = tmp_path / "c.toml"
+    path.write_text("autocast_bf16 = true\n")
+    assert TrainConfig.load(path).autocast_bf16 is True
+    assert TrainConfig.load(path, ["autocast_bf16=always"]).autocast_bf16 == "always"
+    assert TrainConfig.load(path, ["autocast_bf16=off"]).autocast_bf16 is False
+    with pytest.raises(ValueError, match="always"):
+        TrainConfig.load(None, ["autocast_bf16=sometimes"])
+    logged = []
+
+    def decide(setting, native, device="cpu"):
+        monkeypatch.setattr(trainer, "native_bfloat16", lambda: native)
+        cfg = TrainConfig.load(None, [f"autocast_bf16={setting}"])
+        return trainer.Trainer._autocast(SimpleNamespace(cfg=cfg, device=torch.device(device), _log=logged.append))
+
+    assert decide("true", native=True) and decide("always", native=False) and decide("true", False, "cuda")
+    assert not decide("false", native=True) and not logged
+    assert not decide("true", native=False)  # emulated bf16: fp32 instead, and the log says why
+    assert logged[-1]["event"] == "autocast_bf16_off" and "always" in logged[-1]["why"]
+
+
 def test_the_default_recipe_chains_its_stages():
     """scripts/train-default-model.sh runs each config in turn, each starting from the model of
     the one before; every config loads (no unknown setting), the previous recipe's too."""

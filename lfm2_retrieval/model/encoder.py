@@ -28,8 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfm2_core import LFM2Model, load_backbone, resolve_model_dir, save_backbone
-from lfm2_core.model import native_bf16_available
 
+from ..hardware import native_bfloat16
 from .config import DENSE_TYPES, ColBERTConfig, read_modules, write_modules
 from .dense_head import DenseHead
 from .tokenization import ColBERTTokenizer
@@ -148,7 +148,7 @@ class ColBERTEncoder(nn.Module):
         """
         torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
         if compute_dtype == "auto":
-            bf16_math = torch_dtype == torch.bfloat16 and native_bf16_available()
+            bf16_math = torch_dtype == torch.bfloat16 and native_bfloat16()
             compute = torch.bfloat16 if bf16_math else torch.float32
         else:
             compute = DTYPES[compute_dtype] if isinstance(compute_dtype, str) else compute_dtype

@@ -98,9 +98,12 @@ class TrainConfig:
     distill_words: float = 0.0
     word_batch_size: int = 32
     word_temperature: float = 0.05
-    # bfloat16 autocast of the forward and backward passes (fast where the CPU multiplies bf16
-    # natively: AMX, AVX512-BF16; the weights and the optimizer stay fp32).
-    autocast_bf16: bool = False
+    # bfloat16 autocast of the forward and backward passes; the weights and the optimizer stay
+    # fp32. true: where it is fast, on CUDA and on CPUs that multiply bf16 natively (AMX,
+    # AVX512-BF16), fp32 elsewhere: oneDNN emulates bf16 on other CPUs, 4.4x slower than fp32 for
+    # a 192-wide layer on an AVX512 Xeon without BF16. "always": on whatever the CPU (to measure
+    # both ways). false: never.
+    autocast_bf16: bool | str = False
     # Masked-LM pre-training of the backbone before contrastive training (0 steps: none).
     pretrain_steps: int = 0
     pretrain_batch_size: int = 32
@@ -145,8 +148,16 @@ class TrainConfig:
             key, sep, value = item.partition("=")
             if not sep or key not in known:
                 raise ValueError(f"--set takes key=value with a known key, got {item!r}")
-            raw[key] = _parse(value, getattr(cls(), key))
+            # autocast_bf16 also takes a word ("always"); __post_init__ reads it
+            raw[key] = value if key == "autocast_bf16" else _parse(value, getattr(cls(), key))
         return cls(**raw)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.autocast_bf16, str):
+            word = self.autocast_bf16.strip().lower()
+            if word not in ("always", "true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(f"autocast_bf16 is true, false or \"always\", not {self.autocast_bf16!r}")
+            self.autocast_bf16 = "always" if word == "always" else word in ("true", "1", "yes", "on")
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")

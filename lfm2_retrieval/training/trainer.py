@@ -27,6 +27,7 @@ import torch
 
 from lfm2_core import LFM2Config, LFM2Model, resolve_model_dir
 
+from ..hardware import native_bfloat16
 from ..model.config import ColBERTConfig
 from ..model.encoder import ColBERTEncoder, Dense
 from ..evaluation.builders import ntrex_split_sentences
@@ -243,6 +244,7 @@ class Trainer:
             add_dense_head(self.encoder, self.model_teacher.cache.embedder.dim, self.model_teacher.id, cfg.seed)
         self.words = self._word_distillation()
         self.device = torch.device(_device(cfg.device))
+        self.autocast = self._autocast()
         self.encoder.to(self.device)
         if self.words is not None:
             self.words.head.to(self.device)
@@ -361,6 +363,16 @@ class Trainer:
         (folder / ORIGIN_FILE).write_text(json.dumps({"run": self.cfg.output_dir, "step": self.step}) + "\n")
 
     # ------------------------------------------------------------------ logging and evaluation
+    def _autocast(self) -> bool:
+        """Whether the steps run under bf16 autocast: as configured, but on a CPU that emulates
+        bf16 only when asked for "always" (it is several times slower there than fp32)."""
+        wanted = self.cfg.autocast_bf16
+        if wanted == "always" or not wanted or self.device.type != "cpu" or native_bfloat16():
+            return bool(wanted)
+        self._log({"event": "autocast_bf16_off", "why": "this CPU has no native bfloat16 (AVX512-BF16 or AMX): "
+                   "fp32 is faster here; autocast_bf16 = \"always\" forces it"})
+        return False
+
     def _log(self, record: dict) -> None:
         record = {"time": round(time.time(), 1), **record}
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
@@ -403,7 +415,7 @@ class Trainer:
                 self._log({"event": "time_budget_spent", "step": self.step, "max_minutes": cfg.max_minutes,
                            "checkpoint": str(folder)})
                 return folder
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 loss = torch.zeros(())
                 if stream is not None:
                     batch = next(stream)
