@@ -7,7 +7,8 @@ average on the dev tasks (never the evaluation tasks), beside the two models the
 Weight w is the second model's share. Averages land in runs/average-<w>/ (a PyLate folder each).
 BM25 is scored on the same tasks, first, as the baseline.
 Dev tasks as training scores them: NanoQA dev in en, ja, ko (and ar where there is one) and
-the NanoNTREX dev grid across those languages.
+the NanoNTREX dev grid across those languages; a model with a dense head is scored with it
+alone too (dense_*). A file only the first model has (a dense head) is kept as it is.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def average(a: Path, b: Path, out: Path, w: float) -> Path:
-    """(1 - w) * a + w * b for every tensor of every safetensors file; the rest copied from a."""
+    """(1 - w) * a + w * b for every tensor of every safetensors file the two share; the rest
+    copied from a (a dense head that only a has: a head trained on a's backbone, kept as it is)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(a, out)
     for f in a.rglob("*.safetensors"):
         rel = f.relative_to(a)
+        if not (b / rel).exists():
+            print(f"{rel}: only in {a}, kept as it is", flush=True)
+            continue
         ta, tb = load_file(f), load_file(b / rel)
         if ta.keys() != tb.keys() or any(ta[k].shape != tb[k].shape for k in ta):
             raise SystemExit(f"{rel}: the two models do not have the same tensors (not one lineage)")
@@ -36,22 +41,17 @@ def average(a: Path, b: Path, out: Path, w: float) -> Path:
     return out
 
 
-def dev_scores(folder: Path | None, shared: Path, languages: list[str]) -> dict[str, float]:
-    """NDCG@10 of a model folder (None: BM25) on each dev task, the NTREX grid's mean, and the mean."""
+def scores_of(folder: Path | None, tasks: tuple[list, list]) -> dict[str, float]:
+    """Dev NDCG@10 of a model folder (None: BM25) as training scores it (MaxSim, and its dense
+    head alone as dense_*), and the mean of the MaxSim columns."""
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.evaluation.builders import dev_tasks
-    from lfm2_retrieval.evaluation.harness import evaluate_cross_lingual, evaluate_task
-    from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever
+    from lfm2_retrieval.evaluation.retrievers import BM25Retriever
+    from lfm2_retrieval.training.trainer import dev_scores, system_dev_scores
 
-    tasks = dev_tasks(shared, languages, languages, qa_corpus_size=300, scifact_corpus_size=None)
-    system = BM25Retriever() if folder is None else ColBERTRetriever(ColBERTEncoder.from_pretrained(str(folder)),
-                                                                     folder.name)
-    scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in tasks if not t.info.parallel}
-    cross = list(evaluate_cross_lingual(system, [t for t in tasks if t.info.parallel]))
-    if cross:
-        scores["ntrex_cross"] = sum(r.ndcg_at_10 for r in cross) / len(cross)
-    scores["mean"] = sum(scores.values()) / len(scores)
-    return scores
+    scores = system_dev_scores(BM25Retriever(), *tasks) if folder is None else \
+        dev_scores(ColBERTEncoder.from_pretrained(str(folder)), tasks)
+    own = [v for k, v in scores.items() if not k.startswith("dense_")]
+    return {**scores, "mean": sum(own) / len(own)}
 
 
 def main() -> None:
@@ -64,17 +64,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [("BM25", dev_scores(None, args.shared_data, args.languages))]
+    from lfm2_retrieval.training.trainer import load_dev_tasks
+
+    tasks = load_dev_tasks(args.shared_data, args.languages)
+    rows = [("BM25", scores_of(None, tasks))]
     for w in args.weights:
         folder = args.first if w == 0 else args.second if w == 1 else average(
             args.first, args.second, ROOT / "runs" / f"average-{w:g}", w)
-        rows.append((f"{w:g}", dev_scores(folder, args.shared_data, args.languages)))
+        rows.append((f"{w:g}", scores_of(folder, tasks)))
         print(f"w={w:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in rows[-1][1].items()), flush=True)
-    keys = list(rows[0][1])
+    keys = list(dict.fromkeys(k for _, scores in rows for k in scores))
     print("\n| w (second model's share) | " + " | ".join(keys) + " |")
     print("|---|" + "---:|" * len(keys))
     for w, scores in rows:
-        print(f"| {w} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
+        print(f"| {w} | " + " | ".join(f"{scores[k]:.3f}" if k in scores else "-" for k in keys) + " |")
 
 
 if __name__ == "__main__":

@@ -212,7 +212,8 @@ def encode_documents_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[t
     return vectors, keep.to(vectors.device)
 
 
-def _dev_scores(system, monolingual: list, parallel: list) -> dict[str, float]:
+def system_dev_scores(system, monolingual: list, parallel: list) -> dict[str, float]:
+    """NDCG@10 of any retriever (evaluation/retrievers.py) on load_dev_tasks' tasks."""
     from ..evaluation.harness import evaluate_cross_lingual, evaluate_task
 
     scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in monolingual}
@@ -236,9 +237,9 @@ def dev_scores(encoder: ColBERTEncoder, tasks: tuple[list, list]) -> dict[str, f
     model has one. The curve of every run and the student-size table use this."""
     from ..evaluation.retrievers import ColBERTRetriever, DenseHeadRetriever
 
-    scores = _dev_scores(ColBERTRetriever(encoder, "dev"), *tasks)
+    scores = system_dev_scores(ColBERTRetriever(encoder, "dev"), *tasks)
     if encoder.dense_head is not None:
-        dense = _dev_scores(DenseHeadRetriever(encoder, "dev-dense"), *tasks)
+        dense = system_dev_scores(DenseHeadRetriever(encoder, "dev-dense"), *tasks)
         scores.update({f"dense_{k}": v for k, v in dense.items()})
     return scores
 
