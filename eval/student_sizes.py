@@ -12,6 +12,10 @@ interleaved, medians of --repeats; keep the machine quiet while it runs.
 
     .venv/bin/python -m eval.student_sizes runs/size-192x6 runs/size-256x8 runs/size-384x8
     .venv/bin/python -m eval.student_sizes runs/size-* --docs 100 --repeats 1   # quick look
+    .venv/bin/python -m eval.student_sizes runs/size-* --steps 50 150   # and each size at equal steps
+
+Run with `--set keep_every=50`, a run keeps the checkpoints --steps reads; `--kept DIR` finds
+copies made while a run went on (DIR/<run name>/step-N).
 """
 
 from __future__ import annotations
@@ -32,12 +36,23 @@ DEV_LANGUAGES = ["en", "ja", "ko", "ar"]
 
 def model_folder(run: Path) -> Path:
     """The run's final model, else its latest checkpoint (a run stopped by its time budget)."""
+    from lfm2_retrieval.training.trainer import checkpoints_of
+
     if (run / "model" / "modules.json").exists():
         return run / "model"
-    checkpoints = sorted((run / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = checkpoints_of(run)
     if not checkpoints:
         raise SystemExit(f"{run}: no model and no checkpoint yet")
     return checkpoints[-1]
+
+
+def checkpoint_at(run: Path, step: int, kept: Path | None) -> Path | None:
+    """The run's checkpoint of `step`: in the run (keep_every keeps them), or among copies made
+    while it ran (KEPT/<run name>/step-N)."""
+    for folder in (run / "checkpoints" / f"step-{step}", kept / run.name / f"step-{step}" if kept else None):
+        if folder is not None and (folder / "modules.json").exists():
+            return folder
+    return None
 
 
 def shape(run: Path) -> dict:
@@ -83,6 +98,11 @@ def main(argv=None) -> None:
     p.add_argument("--docs", type=int, default=300, help="SciFact files indexed for the throughput")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, nargs="*", default=[],
+                   help="also score each run's checkpoints of these steps (the same step for every size: "
+                        "what a step of each buys, beside what the budget buys)")
+    p.add_argument("--kept", type=Path, default=None, help="where copies of checkpoints live (KEPT/<run>/step-N), "
+                                                          "for runs whose rotation removed them")
     args = p.parse_args(argv)
     import torch
 
@@ -135,6 +155,28 @@ def main(argv=None) -> None:
                       *(score(dev, f"qa_{lang}") for lang in DEV_LANGUAGES), score(dev, "ntrex_cross"),
                       score(dev, "dense_ntrex_cross"), score(dev, "dense_qa_en"), f"{tokens[i] / s:,.0f}",
                       f"{fastest_teacher / s:.1f}x")
+    Console(width=240).print(table)
+    if args.steps:
+        print_steps(args.runs, args.steps, args.kept, tasks)
+
+
+def print_steps(runs: list[Path], steps: list[int], kept: Path | None, tasks) -> None:
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.trainer import dev_scores
+
+    table = Table(title="The same steps for every size: dev NDCG@10", title_justify="left")
+    for column in ("run", "step", *(f"QA {lang}" for lang in DEV_LANGUAGES), "NTREX grid", "head grid",
+                   "head QA en"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for step in steps:
+        for run in runs:
+            folder = checkpoint_at(run, step, kept)
+            if folder is None:
+                table.add_row(run.name, str(step), *["-"] * 7)
+                continue
+            dev = dev_scores(ColBERTEncoder.from_pretrained(folder), tasks)
+            table.add_row(run.name, str(step), *(score(dev, f"qa_{lang}") for lang in DEV_LANGUAGES),
+                          score(dev, "ntrex_cross"), score(dev, "dense_ntrex_cross"), score(dev, "dense_qa_en"))
     Console(width=240).print(table)
 
 

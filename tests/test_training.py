@@ -104,7 +104,7 @@ def tiny(tmp_path, shared_data, steps):
 
 def test_train_from_scratch_checkpoint_and_resume(tmp_path, shared_data):
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.training.trainer import Trainer
+    from lfm2_retrieval.training.trainer import Trainer, checkpoints_of
 
     first = Trainer(tiny(tmp_path, shared_data, steps=4))
     first.train()
@@ -116,14 +116,17 @@ def test_train_from_scratch_checkpoint_and_resume(tmp_path, shared_data):
     assert model.backbone.config.bidirectional and model.dim == 16
     assert len(model.encode_documents(["日本語の文章", "an English sentence"])) == 2
 
-    # A longer run in the same folder resumes at step 4; stop_at ends it at step 6 with its model
-    # and origin, the schedule still over all its 100 steps.
+    # A longer run in the same folder resumes at step 4 (past a half-written checkpoint a stop
+    # left); stop_at ends it at step 6 with its model and origin, the schedule still over all its
+    # 100 steps; keep_every keeps step 2, which rotation would have removed.
+    (tmp_path / "run" / "checkpoints" / "step-5.tmp").mkdir()
     cfg = tiny(tmp_path, shared_data, steps=100)
-    cfg.stop_at = 6
+    cfg.stop_at, cfg.keep_every = 6, 2
     resumed = Trainer(cfg)
     assert resumed.step == 4
     resumed.train()
     assert resumed.step == 6
+    assert [p.name for p in checkpoints_of(tmp_path / "run")] == ["step-2", "step-4", "step-6"]
     assert json.loads((tmp_path / "run" / "model" / "training.json").read_text())["step"] == 6
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "resumed" and r["step"] == 4 for r in log)
@@ -557,13 +560,16 @@ def test_the_student_size_table_scores_and_times_each_run(tmp_path, shared_data,
     cfg = tiny(tmp_path, shared_data, steps=2)
     Trainer(cfg).train()
     student_sizes.main([str(tmp_path / "run"), "--shared-data", str(shared_data), "--docs", "3", "--repeats", "1",
-                        "--threads", "1"])
+                        "--threads", "1", "--steps", "2", "1"])
     printed = capsys.readouterr().out
-    row = next(line for line in printed.splitlines() if line.startswith("│ run "))
-    assert "32x6" in row and "x │" in row  # the tiny shape, and its speed against the teacher's
+    rows = [line for line in printed.splitlines() if line.startswith("│ run ")]
+    assert "32x6" in rows[0] and "x │" in rows[0]  # the tiny shape, and its speed against the teacher's
     expected = dev_scores(ColBERTEncoder.from_pretrained(tmp_path / "run" / "model"),
                           load_dev_tasks(shared_data, student_sizes.DEV_LANGUAGES))
-    assert f"{expected['qa_en']:.3f}" in row and f"{expected['ntrex_cross']:.3f}" in row
+    assert f"{expected['qa_en']:.3f}" in rows[0] and f"{expected['ntrex_cross']:.3f}" in rows[0]
+    # Equal steps: step 2 is the final checkpoint (the same scores), step 1 was never saved.
+    assert "same steps" in printed and len(rows) == 3
+    assert f"{expected['qa_en']:.3f}" in rows[1] and rows[2].split("│")[3].strip() == "-"
 
 
 def test_the_device_script_trains_for_its_time_budget_and_resumes(tmp_path, shared_data):

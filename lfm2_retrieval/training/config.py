@@ -132,6 +132,9 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 250
+    # Checkpoints at multiples of keep_every stay when newer ones replace the rest (the last two
+    # always stay): a curve can be scored after the run (0: none kept).
+    keep_every: int = 0
     eval_languages: list[str] = field(default_factory=lambda: ["en", "ja", "ko", "ar"])  # dev tasks
 
     @classmethod

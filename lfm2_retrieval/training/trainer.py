@@ -244,6 +244,14 @@ def dev_scores(encoder: ColBERTEncoder, tasks: tuple[list, list]) -> dict[str, f
     return scores
 
 
+def checkpoints_of(run: Path) -> list[Path]:
+    """A run's complete checkpoints, oldest first: a step-N.tmp that a stop left half-written is
+    not one (it is replaced by the next save of step N)."""
+    folder = Path(run) / "checkpoints"
+    done = [p for p in folder.glob("step-*") if p.name[5:].isdigit()] if folder.exists() else []
+    return sorted(done, key=lambda p: int(p.name[5:]))
+
+
 # ---------------------------------------------------------------------- the loop
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
@@ -340,8 +348,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> list[Path]:
-        folder = self.out / "checkpoints"
-        return sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.exists() else []
+        return checkpoints_of(self.out)
 
     def _resume(self) -> None:
         ready = [c for c in self._checkpoints() if (c / "state.pt").exists()]
@@ -376,7 +383,8 @@ class Trainer:
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)  # a checkpoint is complete or absent
         for old in self._checkpoints()[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
+            if not (self.cfg.keep_every and int(old.name[5:]) % self.cfg.keep_every == 0):
+                shutil.rmtree(old, ignore_errors=True)
         return folder
 
     def _write_origin(self, folder: Path) -> None:
