@@ -85,19 +85,21 @@ def test_every_benchmark_has_a_tiny_run_or_says_why_not():
 
 
 @pytest.fixture(scope="module")
-def kept(tmp_path_factory) -> Path:
-    """A folder of indexes that bench_index's tiny run kept."""
+def kept_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """bench_index's tiny run, once for the module: the folder of indexes it kept, and the run
+    (its own tiny-configuration test reads that run instead of making another)."""
     folder = tmp_path_factory.mktemp("kept")
     done = run("eval.bench_index", *TINY["eval.bench_index"][0], "--keep", str(folder))
     assert done.returncode == 0, done.stderr[-3000:]
-    return folder
+    return folder, done
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", list(TINY))
 def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate_tiny_dir, monkeypatch):
     args, needs_data = TINY[module]
-    kept = request.getfixturevalue("kept") if module in ("eval.search_stages", "eval.bench_lexical") else None
+    kept, done = request.getfixturevalue("kept_run") if module in ("eval.bench_index", "eval.search_stages",
+                                                                    "eval.bench_lexical") else (None, None)
     if needs_data and not SHARED.is_dir():
         pytest.skip(f"{module} reads ../shared/data, which is absent here")
     if module != "eval.bench_distributed":  # Ray's socket paths must stay short: it keeps /tmp
@@ -107,7 +109,8 @@ def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate
         (tmp_path / "docs").mkdir()
         (tmp_path / "docs" / "a.md").write_text("# Codes\n\nThe index is compressed into centroid codes.\n")
         (tmp_path / "docs" / "b.md").write_text("# Search\n\nHybrid search fuses MaxSim and BM25.\n")
-    done = run(module, *args)
+    if module != "eval.bench_index":  # its run is kept_run's
+        done = run(module, *args)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     printed = done.stdout + done.stderr
     assert "|" in printed or "│" in printed or "30 chunks" in printed  # a table (real_vectors: its cache)
