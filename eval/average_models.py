@@ -46,7 +46,7 @@ def scores_of(folder: Path | None, tasks: tuple[list, list]) -> dict[str, float]
     head alone as dense_*), and the mean of the MaxSim columns."""
     from lfm2_retrieval import ColBERTEncoder
     from lfm2_retrieval.evaluation.retrievers import BM25Retriever
-    from lfm2_retrieval.training.trainer import dev_scores, system_dev_scores
+    from lfm2_retrieval.evaluation.dev import dev_scores, system_dev_scores
 
     scores = system_dev_scores(BM25Retriever(), *tasks) if folder is None else \
         dev_scores(ColBERTEncoder.from_pretrained(str(folder)), tasks)
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from lfm2_retrieval.training.trainer import load_dev_tasks
+    from lfm2_retrieval.evaluation.dev import load_dev_tasks
 
     tasks = load_dev_tasks(args.shared_data, args.languages)
     rows = [("BM25", scores_of(None, tasks))]

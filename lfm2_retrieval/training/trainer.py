@@ -31,6 +31,7 @@ from ..hardware import native_bfloat16
 from ..model.config import ColBERTConfig
 from ..model.encoder import ColBERTEncoder, Dense
 from ..evaluation.builders import ntrex_split_sentences
+from ..evaluation.dev import dev_scores, load_dev_tasks
 from ..model.tokenization import ColBERTTokenizer
 from ..model.tokenizer_training import EOS, PAD, train_byte_level_bpe
 from .config import TrainConfig
@@ -210,38 +211,6 @@ def encode_documents_train(encoder: ColBERTEncoder, texts: list[str]) -> tuple[t
     inputs, keep = encoder.document_inputs(encoder.tokenizer.documents(texts))
     vectors = encoder(**inputs)
     return vectors, keep.to(vectors.device)
-
-
-def system_dev_scores(system, monolingual: list, parallel: list) -> dict[str, float]:
-    """NDCG@10 of any retriever (evaluation/retrievers.py) on load_dev_tasks' tasks."""
-    from ..evaluation.harness import evaluate_cross_lingual, evaluate_task
-
-    scores = {f"qa_{t.info.language}": evaluate_task(system, t).ndcg_at_10 for t in monolingual}
-    cross = list(evaluate_cross_lingual(system, parallel)) if len(parallel) > 1 else []
-    if cross:
-        scores["ntrex_cross"] = sum(r.ndcg_at_10 for r in cross) / len(cross)
-    return scores
-
-
-def load_dev_tasks(shared_data: Path, languages: list[str]) -> tuple[list, list]:
-    """The dev tasks a run scores itself on (never the evaluation tasks): NanoQA dev in each of
-    languages that has one, and NanoNTREX dev across languages (monolingual, parallel)."""
-    from ..evaluation.builders import dev_tasks
-
-    tasks = dev_tasks(Path(shared_data), languages, languages, qa_corpus_size=300, scifact_corpus_size=None)
-    return [t for t in tasks if not t.info.parallel], [t for t in tasks if t.info.parallel]
-
-
-def dev_scores(encoder: ColBERTEncoder, tasks: tuple[list, list]) -> dict[str, float]:
-    """NDCG@10 on load_dev_tasks' tasks: MaxSim, and the dense head alone (keys dense_*) when the
-    model has one. The curve of every run and the student-size table use this."""
-    from ..evaluation.retrievers import ColBERTRetriever, DenseHeadRetriever
-
-    scores = system_dev_scores(ColBERTRetriever(encoder, "dev"), *tasks)
-    if encoder.dense_head is not None:
-        dense = system_dev_scores(DenseHeadRetriever(encoder, "dev-dense"), *tasks)
-        scores.update({f"dense_{k}": v for k, v in dense.items()})
-    return scores
 
 
 def checkpoints_of(run: Path) -> list[Path]:
