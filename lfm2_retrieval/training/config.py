@@ -151,28 +151,42 @@ class TrainConfig:
             key, sep, value = item.partition("=")
             if not sep or key not in known:
                 raise ValueError(f"--set takes key=value with a known key, got {item!r}")
-            # autocast_bf16 also takes a word ("always"); __post_init__ reads it
-            raw[key] = value if key == "autocast_bf16" else _parse(value, getattr(cls(), key))
+            raw[key] = _parse(key, value, known[key].type)
         return cls(**raw)
 
     def __post_init__(self) -> None:
         if isinstance(self.autocast_bf16, str):
             word = self.autocast_bf16.strip().lower()
-            if word not in ("always", "true", "false", "1", "0", "yes", "no", "on", "off"):
+            if word not in ("always",) + TRUE_WORDS + FALSE_WORDS:
                 raise ValueError(f"autocast_bf16 is true, false or \"always\", not {self.autocast_bf16!r}")
-            self.autocast_bf16 = "always" if word == "always" else word in ("true", "1", "yes", "on")
+            self.autocast_bf16 = "always" if word == "always" else word in TRUE_WORDS
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
 
 
-def _parse(value: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, list):
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _parse(key: str, value: str, declared: str) -> Any:
+    """A --set value as the field's declared type (a string such as "bool | str" or "list[str]",
+    the annotations being postponed): a bool field takes only true/false words, a field that
+    also takes a string (autocast_bf16's "always") keeps any other word for __post_init__."""
+    kinds = {kind.strip() for kind in declared.split("|")}
+    word = value.strip().lower()
+    if "None" in kinds and word == "none":
+        return None
+    if any(kind.startswith("list") for kind in kinds):
         return [v.strip() for v in value.split(",") if v.strip()]
-    return None if value.lower() == "none" else value
+    if "bool" in kinds and word in TRUE_WORDS + FALSE_WORDS:
+        return word in TRUE_WORDS
+    for kind, convert in (("int", int), ("float", float)):
+        if kind in kinds:
+            try:
+                return convert(value)
+            except ValueError:
+                raise ValueError(f"--set {key} takes {declared}, got {value!r}") from None
+    if kinds & {"str"}:
+        return value
+    raise ValueError(f"--set {key} takes {declared}, got {value!r}")
