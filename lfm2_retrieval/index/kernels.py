@@ -92,10 +92,34 @@ def _load_scipy_cython_blas() -> None:
         import scipy.linalg.cython_blas  # noqa: F401
 
 
+def _scipy_openblas_loaded() -> bool | None:
+    """Whether SciPy's own OpenBLAS (scipy.libs/libscipy_openblas*) is in this process yet, from
+    the process's memory map; None where there is no /proc to ask."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            return any("scipy.libs" in line and "openblas" in line for line in f)
+    except OSError:
+        return None
+
+
 def _single_threaded_scipy_blas() -> None:
     """numba's np.dot calls SciPy's OpenBLAS. Left to itself, OpenBLAS threads a product of a
     block of tokens, and its threads spin on after each one, taking the cores from the kernel
-    threads and torch: a search took twice as long. The kernels split the work themselves."""
+    threads and torch: a search took twice as long. The kernels split the work themselves.
+    OpenBLAS reads OPENBLAS_NUM_THREADS once, when it is loaded: where loading cython_blas is what
+    loads SciPy's OpenBLAS, the variable set for that moment does it. Where SciPy's BLAS is
+    loaded already, threadpoolctl sets it (it scans every loaded library: 0.16 s of a shell search)."""
+    if _scipy_openblas_loaded() is False:
+        saved = os.environ.get("OPENBLAS_NUM_THREADS")
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        try:
+            _load_scipy_cython_blas()
+        finally:
+            if saved is None:
+                del os.environ["OPENBLAS_NUM_THREADS"]
+            else:
+                os.environ["OPENBLAS_NUM_THREADS"] = saved
+        return
     _load_scipy_cython_blas()
     from threadpoolctl import ThreadpoolController
 
