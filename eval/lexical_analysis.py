@@ -61,17 +61,17 @@ def read_questions(split: str) -> list[tuple[str, str, str]]:
     return [(lang.strip(), q.strip(), page.strip()) for lang, q, page in rows]
 
 
-def tasks(html: Path, split: str) -> dict[str, list[tuple[str, str]]]:
+def tasks(html: Path, split: str, limit: int | None = None) -> dict[str, list[tuple[str, str]]]:
     """task -> (query, relevant document id) pairs."""
     from lfm2_retrieval.ingest import source_name
 
     out = {f"{split} questions": [(q, source_name(html / FOLDERS[lang] / page)) for lang, q, page in
                                   read_questions(split)]}
-    english = pages(html, "en-US")
+    english = pages(html, "en-US", limit)
     out["English questions"] = [(q, source_name(english[p])) for q, p in questions() if p in english]
     titles = []
     for lang in LANGUAGES:
-        titles += [(title_of(p), source_name(p)) for name, p in pages(html, lang).items() if name in english]
+        titles += [(title_of(p), source_name(p)) for name, p in pages(html, lang, limit).items() if name in english]
     out["titles"] = [(t, d) for t, d in titles if t]
     return out
 
@@ -107,6 +107,8 @@ def main(argv=None) -> None:
     p.add_argument("--alphas", type=float, nargs="*", default=[0.2, 0.35, 0.5, 0.65])
     p.add_argument("--rows", type=int, nargs="*", help="dev: only these rows of the settings (0 = plain)")
     p.add_argument("--max-queries", type=int, default=None, help="at most this many queries a task (a quick look)")
+    p.add_argument("--pages", type=int, default=None,
+                   help="a --base built here holds only the first N pages of each language (a quick look)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     import torch
@@ -122,14 +124,16 @@ def main(argv=None) -> None:
         from lfm2_retrieval.model.locations import default_model
 
         console.print(f"building the handbook index at {args.base} ({', '.join(args.languages)})")
-        build_index(args.model or str(default_model()), html, args.languages, args.base)["engine"].index.close()
+        build_index(args.model or str(default_model()), html, args.languages, args.base,
+                    limit=args.pages)["engine"].index.close()
     args.out.mkdir(parents=True, exist_ok=True)
     engine = SearchEngine.open(working_index(args.base, args.out))
     chosen = [row for n, row in enumerate(settings()) if args.split == "dev" and (args.rows is None or n in args.rows)
               or row[0] == "plain (before)"]
     if args.split == "eval":
         chosen.append(("default (after)", Analysis()))
-    by_task = {task: queries[:args.max_queries] for task, queries in tasks(html, args.split).items()}
+    by_task = {task: queries[:args.max_queries] for task, queries in tasks(html, args.split, args.pages).items()
+               if queries}  # with --pages, a task may keep no query
     rows: dict[tuple[str, str], dict[str, dict]] = {}
     semantic = {task: measure(engine, queries, mode="semantic") for task, queries in by_task.items()}
     rows[("semantic (any setting)", "semantic")] = semantic

@@ -73,10 +73,14 @@ def fetch(data: Path) -> Path:
     return html
 
 
-def pages(html: Path, language: str) -> dict[str, Path]:
-    """Page file name -> path, for the content pages of one language."""
-    folder = html / language
-    return {p.name: p for p in sorted(folder.glob("*.html")) if p.name != "index.html"}
+def pages(html: Path, language: str, limit: int | None = None) -> dict[str, Path]:
+    """Page file name -> path, for the content pages of one language; with a limit, only those
+    among the first `limit` English pages (by name), so every language keeps the same pages."""
+    found = {p.name: p for p in sorted((html / language).glob("*.html")) if p.name != "index.html"}
+    if limit is None:
+        return found
+    kept = set(sorted(pages(html, "en-US"))[:limit])
+    return {name: p for name, p in found.items() if name in kept}
 
 
 def title_of(path: Path) -> str:
@@ -87,14 +91,17 @@ def title_of(path: Path) -> str:
     return re.sub(r"^(\S{0,12}\s)?\d+(\.\d+)*\.?\s*", "", title).strip()
 
 
-def build_index(model: str, html: Path, languages: list[str], out: Path, dense: str | None = None) -> dict:
+def build_index(model: str, html: Path, languages: list[str], out: Path, dense: str | None = None,
+                limit: int | None = None) -> dict:
     from lfm2_retrieval.engine import SearchEngine
     from lfm2_retrieval.ingest import IngestOptions, Ingestor
 
     shutil.rmtree(out, ignore_errors=True)
     engine = SearchEngine.open(out, model=model, create=True, dense=dense)
     start = time.perf_counter()
-    report = Ingestor(engine, IngestOptions(exclude=["index.html"])).run([html / lang for lang in languages])
+    sources = [html / lang for lang in languages] if limit is None else \
+        [page for lang in languages for page in pages(html, lang, limit).values()]
+    report = Ingestor(engine, IngestOptions(exclude=["index.html"])).run(sources)
     seconds = time.perf_counter() - start
     return {"engine": engine, "seconds": seconds, "chunks": report.chunks_added, "tokens": report.tokens,
             "files": report.files_indexed}
@@ -121,20 +128,20 @@ def _ranks(engine, queries: list[tuple[str, str]], relevant, filter_, mode) -> d
             "queries": len(ranks)}
 
 
-def evaluate(engine, html: Path, languages: list[str],
-             modes: tuple[str, ...] = MODES) -> dict[tuple[str, str, str], dict[str, float]]:
+def evaluate(engine, html: Path, languages: list[str], modes: tuple[str, ...] = MODES,
+             limit: int | None = None) -> dict[tuple[str, str, str], dict[str, float]]:
     """(task, language, mode) -> {"mrr": ..., "hit": ...}."""
     from lfm2_retrieval.ingest import source_name
 
-    english = pages(html, "en-US")
+    english = pages(html, "en-US", limit)
     english_prefix = source_name(html / "en-US") + "/"
     results = {}
     if "en-US" in languages:  # natural questions: the English page answers, among all pages
         asked = [(q, page) for q, page in questions() if page in english]
-        for mode in modes:
+        for mode in modes if asked else ():  # none with --pages: no question's page is kept
             results[("questions", "en-US", mode)] = _ranks(engine, asked, lambda n: source_name(english[n]), None, mode)
     for lang in languages:
-        own = pages(html, lang)
+        own = pages(html, lang, limit)
         queries = [(title_of(p), name) for name, p in own.items() if name in english]
         queries = [(t, n) for t, n in queries if t]
         tasks = [("monolingual", None, lambda n: source_name(own[n]))]  # noqa: B023 - called within this iteration
@@ -154,6 +161,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dense", default=None, help="also index each model with this dense encoder (e5, model, or a "
                    "sentence-transformers folder) and score modes dense and hybrid (three signals)")
+    p.add_argument("--pages", type=int, default=None, help="only the first N pages of each language (a quick look)")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "real-documents")
     args = p.parse_args(argv)
     import torch
@@ -172,13 +180,14 @@ def main(argv=None) -> None:
         label = Path(model).parent.name if Path(model).name == "model" else Path(model).name
         label += f" + dense {dense}" if dense else ""
         labels.append(label)
-        built = build_index(model, html, args.languages, args.out / label.replace(" ", "_") / "index", dense)
+        built = build_index(model, html, args.languages, args.out / label.replace(" ", "_") / "index", dense,
+                            args.pages)
         speed[label] = {k: v for k, v in built.items() if k != "engine"}
         console.print(f"{label}: indexed {built['files']} pages, {built['chunks']} chunks, {built['tokens']} tokens "
                       f"in {built['seconds']:.0f} s ({built['tokens'] / built['seconds']:.0f} tokens/s, "
                       f"{built['chunks'] / built['seconds']:.1f} chunks/s)")
         modes = (*MODES, "dense") if dense else MODES
-        for (task, lang, mode), value in evaluate(built["engine"], html, args.languages, modes).items():
+        for (task, lang, mode), value in evaluate(built["engine"], html, args.languages, modes, args.pages).items():
             rows.setdefault((task, mode), {}).setdefault(label, {})[lang] = value
 
     table = Table(title=f"Debian handbook, page titles -> pages ({', '.join(args.languages)}); mean over languages "
