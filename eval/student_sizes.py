@@ -123,7 +123,8 @@ def main(argv=None) -> None:
         # bf16 only where the CPU multiplies it natively: emulated, it is the slower engine
         engines = teacher_systems(args.threads, ("float32", "bfloat16") if native_bfloat16() else ("float32",))
         teacher = median_seconds({name: partial(passages, texts) for name, (passages, _) in engines.items()},
-                                 args.repeats)
+                                 args.repeats, warm_up={name: partial(passages, texts[:8])
+                                                        for name, (passages, _) in engines.items()})
         run_pipeline(str(rows[0]["folder"]), files, Path(tmp) / "warm")  # warm-up
         encoders = [SearchEngine.open(Path(tmp) / f"encoder-{i}", model=str(row["folder"]), create=True)
                     for i, row in enumerate(rows)]
