@@ -12,6 +12,12 @@ import pytest
 # Tests never reach the network; a hub lookup must fail fast with our own message.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (-n 2) the workers share the cores: each worker and the programs it starts
+# get its share of threads, so two torch pools of 2 threads never fight over 2 cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+    os.environ.setdefault("MKL_NUM_THREADS", str(_share))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -14,7 +14,9 @@ from lfm2_retrieval.distributed.encoding import RayEncoding
 
 from index_helpers import assert_same_hits
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module (pytest -n 2 --dist loadgroup): its cluster is module-scoped,
+# and two Ray clusters on 2 cores at once would time each other out.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 # The local builds encode 8 chunks a call, as the actors do (group_chunks=8): a few small files
 # then make several groups and windows, and the two builds the same to the bit.
 SMALL_BATCHES = IngestOptions(encode_batch_chunks=8)

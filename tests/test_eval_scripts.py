@@ -56,7 +56,7 @@ TINY = {
     "eval.bench_api": (["--docs", "20", "--seconds", "1"], True),
     "eval.bench_ingest": (["--docs", "10", "--repeats", "1"], True),
     "eval.bench_dense": (["--chunks", "300", "--queries", "3", "--repeats", "1", "--out", "{tmp}/out"], False),
-    "eval.bench_teacher": (["--repeats", "1", "--per-file", "2"], True),
+    "eval.bench_teacher": (["--repeats", "1", "--per-file", "1"], True),
     "eval.bench_distributed": (["--docs", "20", "--queries", "3", "--workers", "1", "--no-http"], True),
     "eval.bm25_segments": ([], True),
     "eval.soak": (["--minutes", "0.15", "--searchers", "2", "--seed-documents", "10"], False),
@@ -65,8 +65,10 @@ TINY = {
     "eval.ntrex_languages": (["--languages", "fra", "--no-e5", "--out", "{tmp}/out"], True),
     "eval.nanobeir": (["--model", "{tiny}", "--tasks", "NanoSciFact", "--languages", "en", "--no-e5", "--no-minilm",
                        "--build", "--data", "{tmp}/tasks", "--out", "{tmp}/out"], True),
-    "eval.real_documents": (["--model", "{tiny}", "--languages", "en-US", "--out", "{tmp}/out"], True),
-    "eval.lexical_analysis": (["--model", "{tiny}", "--languages", "en-US", "--base", "{tmp}/base", "--rows", "1",
+    "eval.real_documents": (["--model", "{tiny}", "--languages", "en-US", "--pages", "12", "--out", "{tmp}/out"],
+                            True),
+    "eval.lexical_analysis": (["--model", "{tiny}", "--languages", "en-US", "--pages", "12", "--base", "{tmp}/base",
+                               "--rows", "1",
                                "--alphas", "--max-queries", "5", "--out", "{tmp}/out"], True),
     "eval.bench_lexical": (["--index", "{kept}/ours-4-synthetic-1k", "--queries", "0", "--repeats", "1",
                             "--out", "{tmp}/out"], False),
@@ -94,8 +96,17 @@ def kept_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return folder, done
 
 
+def tiny_case(module: str):
+    """A TINY module as a test case. Under pytest-xdist (-n 2 --dist loadgroup) those that share
+    bench_index's kept run share a worker, so the run happens once; bench_distributed shares
+    test_distributed's worker, so two Ray clusters never start at once."""
+    group = {"eval.bench_index": "kept", "eval.search_stages": "kept", "eval.bench_lexical": "kept",
+             "eval.bench_distributed": "ray"}.get(module)
+    return pytest.param(module, marks=[pytest.mark.xdist_group(group)] if group else [])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("module", list(TINY))
+@pytest.mark.parametrize("module", [tiny_case(m) for m in TINY])
 def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate_tiny_dir, monkeypatch):
     args, needs_data = TINY[module]
     kept, done = request.getfixturevalue("kept_run") if module in ("eval.bench_index", "eval.search_stages",
