@@ -187,6 +187,6 @@ def _parse(key: str, value: str, declared: str) -> Any:
                 return convert(value)
             except ValueError:
                 raise ValueError(f"--set {key} takes {declared}, got {value!r}") from None
-    if kinds & {"str"}:
+    if "str" in kinds:
         return value
     raise ValueError(f"--set {key} takes {declared}, got {value!r}")
