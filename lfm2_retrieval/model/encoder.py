@@ -270,8 +270,11 @@ class ColBERTEncoder(nn.Module):
         """(forward's arguments, keep mask) for queries."""
         batch = self.tokenizer.queries(texts)
         # Bidirectional retrievers read the expansion tokens as inputs; causal LFM2 zeroes
-        # them in the convolution as transformers does for batches of two or more.
-        state = torch.ones_like(torch.from_numpy(batch.attention_mask)) if self.backbone.config.bidirectional else None
+        # them in the convolution as transformers does for batches of two or more. Without
+        # expansion the padding is only padding: the convolution must not read it, or a query's
+        # vectors would depend on the longest query of its batch (its last token saw a pad).
+        expansion = self.backbone.config.bidirectional and self.config.do_query_expansion
+        state = torch.ones_like(torch.from_numpy(batch.attention_mask)) if expansion else None
         return (
             {
                 "input_ids": torch.from_numpy(batch.input_ids),
