@@ -69,7 +69,9 @@ def search_command(
 
     request = SearchRequest.of(query=query, k=k, offset=offset, filter=_parse_filter(filter), mode=mode,
                                fusion=fusion, alpha=alpha, per_document=per_document, dense_weight=dense_weight)
-    answer = open_engine(index, model).answer(request)
+    engine = open_engine(index, model)
+    engine.queries_without_torch = True  # one query in a fresh process: numpy encodes it in ms, torch loads in 1-2 s
+    answer = engine.answer(request)
     hits = answer.results[0].hits
     if as_json:  # the body POST /search answers, so a script reads either the same way
         from lfm2_retrieval.api.schemas import SearchResponse

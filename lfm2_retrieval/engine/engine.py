@@ -153,6 +153,10 @@ class SearchEngine:
         self._model, self._dtype = model, dtype
         self._chunking_asked = chunking
         self._chunker: Chunker | None = None
+        # A one-shot process (a search from the shell) may encode its queries without torch
+        # (model/numpy_queries.py, the same vectors): queries_without_torch.
+        self.queries_without_torch = False
+        self._numpy_queries = None
         self._dense_encoder = None  # the dense slot's encoder, loaded on first need
         self._dense_spec: str | None = None  # the slot's encoder spec it was loaded for
         self._loading = threading.RLock()  # re-entered: the dense head loads the model
@@ -396,7 +400,27 @@ class SearchEngine:
         for q in texts:
             if not q.strip():
                 raise InvalidRequestError("a query must contain some text")
-        return self.encoder.encode_queries(texts)
+        return self._query_encoder().encode_queries(texts)
+
+    def _query_encoder(self):
+        """What encodes queries: the model (torch), or, where queries_without_torch is set and the
+        model is not loaded yet, its query path in numpy, checked against the index like the
+        model. A folder numpy cannot read exactly (model/numpy_queries.Unsupported) gets torch."""
+        if self._encoder is not None or not self.queries_without_torch:
+            return self.encoder
+        if self._numpy_queries is None:
+            from ..model.numpy_queries import NumpyQueryEncoder, Unsupported
+
+            with self._loading:
+                try:
+                    name = self._model or self.index.manifest.model_source or default_model()
+                    numpy_queries = NumpyQueryEncoder.from_pretrained(name)
+                except Unsupported:
+                    self.queries_without_torch = False
+                    return self.encoder
+                self.index.check_compatible(numpy_queries.dim, numpy_queries.fingerprint)
+                self._numpy_queries = numpy_queries
+        return self._numpy_queries
 
     def search(self, queries: Sequence[str], k: int = 10, filter: dict | None = None, mode: str = "hybrid",
                alpha: float | None = None, fusion: str | None = None, per_document: bool = False,
@@ -426,7 +450,7 @@ class SearchEngine:
         started = time.perf_counter()
         texts = request.texts
         if vectors is None and request.needs_vectors:
-            vectors = self.encoder.encode_queries(texts)
+            vectors = self._query_encoder().encode_queries(texts)
         self.refresh(max_age=0.5)
         queries = Queries(texts, vectors, self._dense_queries(request, texts) if dense is None else np.asarray(dense))
         with shard_policy_for(shard_timeout_s, request.allow_partial) as shards:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,7 +110,11 @@ def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:
     (docs/benchmarks.md). bfloat16 keeps 8 bits of mantissa, so a score
     moves by up to ~2e-3 (2e-4 on average); the plan only orders centroids and ranks candidates,
     and the exact stage rescores the survivors on float32 vectors: on dev queries the top 10 were
-    the same as with float32."""
+    the same as with float32. Where torch is not loaded (a one-shot search whose queries were
+    encoded in numpy: model/numpy_queries.py), numpy's float32 product: importing torch for
+    one product would cost more than the whole search, and there is no torch pool to fight."""
+    if "torch" not in sys.modules:
+        return codec.centroids @ q.T
     if plan_dtype() is torch.bfloat16:
         return (codec.centroids_bf16 @ torch.from_numpy(q).to(torch.bfloat16).T).float().numpy()
     return similarities(codec.centroids, q)
