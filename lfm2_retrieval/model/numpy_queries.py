@@ -98,10 +98,6 @@ class NumpyQueryEncoder:
         return int(self.dense[-1]["linear.weight"].shape[0]) if self.dense else self.lfm2.hidden_size
 
     @property
-    def has_dense_head(self) -> bool:
-        return bool(self.head_weights)
-
-    @property
     def fingerprint(self) -> str:
         """ColBERTEncoder.fingerprint, to the bit: the same config, tokenizer and tensors, hashed
         in the order torch's state_dict lists them."""
@@ -167,7 +163,8 @@ class NumpyQueryEncoder:
         allowed = np.broadcast_to(mask.astype(bool)[None, :], (t, t)).copy()
         if not cfg.bidirectional:
             allowed &= np.tri(t, dtype=bool)
-        allowed[~allowed.any(axis=1)] = np.eye(t, dtype=bool)[~allowed.any(axis=1)]  # padding rows see themselves
+        empty = ~allowed.any(axis=1)  # a row with nothing to attend to sees itself (lfm2_core does the same)
+        allowed[empty] = np.eye(t, dtype=bool)[empty]
         rope = self._rope(t)
         state = None if state.all() else state.astype(np.float32)
         for i, kind in enumerate(cfg.layer_types):
