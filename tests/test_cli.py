@@ -294,3 +294,19 @@ def test_serve_on_ray_says_what_listens_beyond_a_loopback_host(monkeypatch):
     assert "OFF" in ray_ports_notice("localhost", None)
     assert ray_ports_notice("0.0.0.0", None) is None  # the user asked for every interface
     assert ray_ports_notice("127.0.0.1", "auto") is None  # a cluster the user runs
+
+
+def test_serve_on_ray_behind_a_loopback_host_starts_no_local_ray_unless_told(tmp_path):
+    """Issue 37: `serve --ray --host 127.0.0.1` must not open Ray's control ports on every
+    interface. Ray 2.60 cannot bind them to loopback, so the command refuses before Ray starts
+    and names the three ways on: --ray-open-ports, --ray-address, or --host 0.0.0.0."""
+    import sys
+
+    for host in ("127.0.0.1", "localhost"):  # 127.0.0.1 is serve's default host
+        done = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "none"), "--ray", "--host", host])
+        assert done.exit_code != 0
+        assert "--ray-open-ports" in done.output and "--ray-address" in done.output and "every interface" in done.output
+    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+    # Told to, it goes on (to the next check here: the index is not a sharded one).
+    told = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "none"), "--ray", "--ray-open-ports"])
+    assert "--ray-open-ports" not in told.output and "not a sharded index" in told.output

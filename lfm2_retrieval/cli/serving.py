@@ -29,6 +29,9 @@ def serve_command(
                              "and an ingress with this same API (a local Ray instance, or --ray-address)."),
     ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
     replicas: int = typer.Option(1, min=1, help="With --ray: replicas of each shard's deployment."),
+    ray_open_ports: bool = typer.Option(False, "--ray-open-ports", help="With --ray, a loopback --host and no "
+                                        "--ray-address: start the local Ray instance anyway, although Ray opens its "
+                                        "control ports on every interface (its token authentication guards them)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN", help="A browser origin allowed "
                                           "to call the API (e.g. https://app.example.com). Repeatable."),
     rate_limit: float = typer.Option(None, "--rate-limit", min=0.01, metavar="PER_SECOND", help="Requests a second "
@@ -52,6 +55,8 @@ def serve_command(
     from lfm2_retrieval.api.server import limit_malloc_arenas, serve
 
     if ray:
+        if ray_address is None and host in LOOPBACK_HOSTS and not ray_open_ports:
+            fail(LOCAL_RAY_REFUSED.format(host=host))
         return _serve_on_ray(index, model, host, port, ray_address, replicas, max_body_mb, shard_timeout)
 
     limit_malloc_arenas()  # before the model and the worker threads allocate
@@ -102,6 +107,14 @@ def _serve_on_ray(index, model, host, port, address, replicas, max_body_mb, shar
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# --host on loopback asks for a server this machine alone reaches; a local Ray instance would break
+# that silently (ray_ports_notice), so it starts only when the user says so.
+LOCAL_RAY_REFUSED = (
+    "--host {host} asks for a server only this machine reaches, but a local Ray instance opens its control "
+    "ports (GCS, raylet, workers) on every interface whatever it is told (Ray 2.60; "
+    "docs/distributed.md#rays-own-ports). Pass --ray-open-ports to start it anyway (Ray's token authentication "
+    "guards those ports), --ray-address ADDRESS to use a Ray cluster you run and secure, or --host 0.0.0.0 if "
+    "every interface is meant.")
 
 
 def ray_ports_notice(host: str, address: str | None) -> str | None:
