@@ -103,6 +103,12 @@ def plan_dtype() -> torch.dtype:
     return torch.bfloat16 if native_bfloat16() else torch.float32
 
 
+def _plan_wants_bfloat16() -> bool:
+    """plan_dtype's choice, read without loading torch."""
+    asked = os.environ.get(PLAN_DTYPE_ENV, "").strip().lower()
+    return asked == "bfloat16" if asked else native_bfloat16()
+
+
 def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:
     """[K, nq] float32: every centroid's similarity to every query token, the query plan's
     product. In bfloat16 where the CPU multiplies it natively (plan_dtype): about six times
@@ -110,10 +116,10 @@ def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:
     (docs/benchmarks.md). bfloat16 keeps 8 bits of mantissa, so a score
     moves by up to ~2e-3 (2e-4 on average); the plan only orders centroids and ranks candidates,
     and the exact stage rescores the survivors on float32 vectors: on dev queries the top 10 were
-    the same as with float32. Where torch is not loaded (a one-shot search whose queries were
-    encoded in numpy: model/numpy_queries.py), numpy's float32 product: importing torch for
-    one product would cost more than the whole search, and there is no torch pool to fight."""
-    if "torch" not in sys.modules:
+    the same as with float32. Where the plan is float32 and torch is not loaded (a one-shot
+    search whose queries were encoded in numpy: model/numpy_queries.py), numpy's product:
+    importing torch for one product would cost more than the whole search."""
+    if "torch" not in sys.modules and not _plan_wants_bfloat16():
         return codec.centroids @ q.T
     if plan_dtype() is torch.bfloat16:
         return (codec.centroids_bf16 @ torch.from_numpy(q).to(torch.bfloat16).T).float().numpy()
