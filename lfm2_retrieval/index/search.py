@@ -95,17 +95,14 @@ PLAN_DTYPE_ENV = "LFM2_SEARCH_PLAN_DTYPE"
 def plan_dtype() -> torch.dtype:
     """The precision of the query plan's product: $LFM2_SEARCH_PLAN_DTYPE (float32 or bfloat16)
     if set, else bfloat16 where the CPU multiplies it natively (hardware.py), float32 elsewhere."""
-    asked = os.environ.get(PLAN_DTYPE_ENV, "").strip().lower()
-    if asked:
-        if asked not in ("float32", "bfloat16"):
-            raise ValueError(f"{PLAN_DTYPE_ENV} must be float32 or bfloat16, not {asked!r}")
-        return getattr(torch, asked)
-    return torch.bfloat16 if native_bfloat16() else torch.float32
+    return torch.bfloat16 if _plan_wants_bfloat16() else torch.float32
 
 
 def _plan_wants_bfloat16() -> bool:
     """plan_dtype's choice, read without loading torch."""
     asked = os.environ.get(PLAN_DTYPE_ENV, "").strip().lower()
+    if asked and asked not in ("float32", "bfloat16"):
+        raise ValueError(f"{PLAN_DTYPE_ENV} must be float32 or bfloat16, not {asked!r}")
     return asked == "bfloat16" if asked else native_bfloat16()
 
 
