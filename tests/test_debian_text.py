@@ -1,13 +1,15 @@
 """Parallel text from Debian packages (training/debian_text.py): gettext catalogues and
-LibreOffice help pages aligned by paragraph id, written as the TSV the dense head reads."""
+LibreOffice help pages aligned by paragraph id (debian.tsv); GNOME's help and the Debian handbook
+aligned paragraph by paragraph (documentation.tsv): written as the TSV the dense head reads."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
 
-from lfm2_retrieval.training.debian_text import (_Paragraphs, clean_message, help_paragraphs, mo_pairs,
-                                                 sample_sources, usable, write_tsv)
+from lfm2_retrieval.training.debian_text import (_Paragraphs, clean_message, handbook_pairs, help_paragraphs,
+                                                 language_code, mallard_pairs, mo_pairs, publican_paragraphs,
+                                                 sample_sources, usable, wanted, write_tsv)
 from lfm2_retrieval.training.dense_distillation import tsv_targets
 
 
@@ -64,3 +66,80 @@ def test_rows_round_trip_into_dense_targets(tmp_path):
     targets = tsv_targets(tmp_path / "debian.tsv", roles=("query",))
     assert {t.teacher_text for t in targets} == {r[0] for r in kept}
     assert {t.text for t in targets} == {r[0] for r in kept} | {r[1] for r in kept}
+
+
+MALLARD_PAGE = '''<?xml version="1.0" encoding="utf-8"?>
+<page xmlns="http://projectmallard.org/1.0/" type="topic" id="bounce">
+  <info>
+    <link type="guide" xref="a11y"/>
+    <credit type="author"><name>A. Writer</name><email>a@example.org</email></credit>
+    <desc>{desc}</desc>
+  </info>
+  <title>{title}</title>
+  <p>{para} <gui>Settings</gui>.</p>
+  <steps><item><p>{step}</p></item></steps>
+</page>
+'''
+
+
+def write_mallard(root: Path, locale: str, **texts) -> None:
+    page = root / "usr/share/help" / locale / "gnome-help" / "bounce.page"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(MALLARD_PAGE.format(**texts), encoding="utf-8")
+
+
+def test_gnome_help_aligns_units_in_document_order(tmp_path):
+    english = dict(desc="Ignore quickly repeated key presses.", title="Turn on bounce keys",
+                   para="Turn on bounce keys in", step="Open the Activities overview and start typing.")
+    write_mallard(tmp_path, "C", **english)
+    write_mallard(tmp_path, "de", desc="Schnell wiederholte Tastendrücke ignorieren.", title="Tastenprellen",
+                  para="Schalten Sie Tastenprellen ein in", step="Open the Activities overview and start typing.")
+    write_mallard(tmp_path, "ja", desc="同じキーを無視します。", title="バウンスキー", para="有効にする", step="")
+    (tmp_path / "usr/share/help/ja/gnome-help/bounce.page").write_text(  # a unit fewer: not aligned
+        MALLARD_PAGE.replace("<steps><item><p>{step}</p></item></steps>", "").format(
+            desc="同じキーを無視します。", title="バウンスキー", para="有効にする"), encoding="utf-8")
+    write_mallard(tmp_path, "fr", desc="x", title="y", para="z", step="w")
+    (tmp_path / "usr/share/help/fr/gnome-help/bounce.page").write_text("<page><p>broken", encoding="utf-8")
+    pairs = list(mallard_pairs(tmp_path))
+    assert {p[2] for p in pairs} == {"de"}  # ja has a unit fewer, fr does not parse: both skipped
+    assert ("Ignore quickly repeated key presses.", "Schnell wiederholte Tastendrücke ignorieren.", "de") in pairs
+    assert ("Turn on bounce keys in Settings.", "Schalten Sie Tastenprellen ein in Settings.", "de") in pairs
+    assert "A. Writer" not in {p[0] for p in pairs}  # credits are not text
+    untranslated = [p for p in pairs if p[0] == p[1]]
+    assert untranslated and not any(usable(s, t) for s, t, _ in untranslated)  # left in English: no row
+
+
+def test_debian_handbook_aligns_publican_paragraphs(tmp_path):
+    def page(lang: str, paras: list[str]) -> None:
+        body = "".join(f'<div class="para">{p}<div class="note"><div class="para">nested</div></div></div>'
+                       if i == 0 else f'<div class="para">{p}</div>' for i, p in enumerate(paras))
+        path = tmp_path / "usr/share/doc/debian-handbook/html" / lang / "apt.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'<html><body><p id="title">nav</p><div class="chapter">{body}</div></body></html>')
+    page("en-US", ["APT is the <em>Advanced</em> Packaging Tool.", "It considers packages as a whole."])
+    page("de-DE", ["APT ist das <em>Advanced</em> Packaging Tool.", "Es betrachtet Pakete als Ganzes."])
+    page("it-IT", ["APT è lo strumento."])
+    assert publican_paragraphs(tmp_path / "usr/share/doc/debian-handbook/html/en-US/apt.html") == [
+        "APT is the Advanced Packaging Tool. nested", "It considers packages as a whole."]
+    assert list(handbook_pairs(tmp_path)) == [
+        ("APT is the Advanced Packaging Tool. nested", "APT ist das Advanced Packaging Tool. nested", "de-DE"),
+        ("It considers packages as a whole.", "Es betrachtet Pakete als Ganzes.", "de-DE")]
+
+
+def test_language_codes_have_one_spelling_and_unseen_languages_stay_out():
+    assert {language_code(x) for x in ("de", "de_DE", "de-DE")} == {"de"}
+    assert language_code("pt_BR") == "pt-br" and language_code("zh-TW") == "zh-tw"
+    assert language_code("sr@latin") == "sr-latn" and language_code("ar-MA") == "ar"
+    assert not wanted("en@quot") and not wanted("en_GB") and not wanted("fa-IR") and not wanted("uk")
+    assert wanted("ja") and wanted("pt_BR")
+
+
+def test_model_card_names_each_file_and_only_its_licences():
+    from lfm2_retrieval.training.model_card import _dense_head_lines
+
+    messages = " ".join(_dense_head_lines([{"distill_dense": 1.0, "dense_parallel_tsv": ["~/p/debian.tsv"]}]))
+    both = " ".join(_dense_head_lines([{"distill_dense": 1.0,
+                                        "dense_parallel_tsv": ["~/p/debian.tsv", "~/p/documentation.tsv"]}]))
+    assert "libreoffice-help MPL-2.0" in messages and "gnome-user-docs" not in messages
+    assert "gnome-user-docs CC-BY-SA-3.0" in both and "debian-handbook GPL-2.0-or-later OR CC-BY-SA-3.0" in both
+    assert "documentation.tsv: GNOME's help and the Debian Administrator's Handbook" in both

@@ -3,24 +3,34 @@ translation rows, fetched with `apt-get download` (package registries are reacha
 hub is not) and written as TSV (training/dense_distillation.py tsv_targets reads it).
 
     python -m lfm2_retrieval.training.debian_text                    # ~/.cache/lfm2-search/parallel
-    python -m lfm2_retrieval.training.debian_text --max-sources 8000 --help-languages de fr ja
+    python -m lfm2_retrieval.training.debian_text --only messages --max-sources 8000 --help-languages de fr ja
 
-Two kinds of text:
-- gettext catalogues (.mo files under /usr/share/locale/LANG/LC_MESSAGES of GNU and Debian tools:
-  coreutils, tar, grep, apt, dpkg, util-linux, glibc...): msgid -> msgstr, whole messages of at
-  least MIN_WORDS words (usage lines and error messages: short, everyday, in 80+ languages).
-- LibreOffice's help pages (libreoffice-help-LANG, about 35 languages): HTML pages at the same
-  path in every language whose paragraphs carry the same `id`, so paragraphs align exactly.
+Two files, so that adding one kind of text leaves the other's rows (and their teacher vectors) as
+they were:
+- debian.tsv, short texts:
+  - gettext catalogues (.mo files under /usr/share/locale/LANG/LC_MESSAGES of GNU and Debian
+    tools: coreutils, tar, grep, apt, dpkg, util-linux, glibc...): msgid -> msgstr, whole messages
+    of at least MIN_WORDS words (usage lines and error messages: short, everyday, in 80+ languages).
+  - LibreOffice's help pages (libreoffice-help-LANG, about 35 languages): HTML pages at the same
+    path in every language whose paragraphs carry the same `id`, so paragraphs align exactly.
+- documentation.tsv, paragraphs of prose (closer to the passages a search engine returns):
+  - GNOME's help (gnome-user-docs: the desktop help and the system administrator's guide, about
+    40 languages): Mallard pages translated in place by itstool, so a translated page has the
+    English page's titles and paragraphs in the same order; a page whose count differs is skipped.
+  - The Debian Administrator's Handbook (debian-handbook, 25 languages): Publican HTML built from
+    one source per language, the same files and the same paragraphs in the same order.
 
-Rows: source, translation, language, origin (package). The six languages kept unseen by the
-dense head (dense_distillation.UNSEEN: uk, fa, he, sw, hu, ta) are left out, and so is any row
-whose source sentence is an NTREX-128 sentence (none is expected; evaluation text stays out).
-`--max-sources` draws that many English sources (seeded) so the teacher cache stays affordable
-on a CPU: every source is embedded by the teacher twice (query and passage roles).
+Rows: source, translation, language (a BCP-47-like code: de, pt-br, zh-cn, sr-latn), origin
+(package). English variants (en@quot, en_GB) are left out, and so are the six languages kept
+unseen by the dense head (dense_distillation.UNSEEN: uk, fa, he, sw, hu, ta) and any paragraph
+a translation left in English. `--max-sources` draws that many English sources (seeded) so the
+teacher cache stays affordable on a CPU: every source is embedded by the teacher twice (query
+and passage roles).
 
 Licences (the model card lists them): LibreOffice help MPL-2.0; coreutils, tar, grep, sed,
 findutils, diffutils, wget, gettext GPL-3.0-or-later; apt, dpkg, util-linux, e2fsprogs
-GPL-2.0-or-later; glibc LGPL-2.1-or-later; gnupg GPL-3.0-or-later.
+GPL-2.0-or-later; glibc LGPL-2.1-or-later; gnupg GPL-3.0-or-later; GNOME help CC-BY-SA-3.0;
+the Debian Administrator's Handbook GPL-2.0-or-later or CC-BY-SA-3.0.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import re
 import struct
 import subprocess
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,13 +54,44 @@ HELP_LANGUAGES = ("ar", "bg", "bn", "ca", "cs", "da", "de", "el", "es", "et", "f
                   "km", "ko", "lt", "lv", "mk", "nb", "nl", "pl", "pt", "pt-br", "ro", "ru", "sk", "sl", "sv",
                   "tr", "vi", "zh-cn", "zh-tw")
 UNSEEN_LOCALES = ("uk", "fa", "he", "sw", "hu", "ta")
+DOCUMENTATION_PACKAGES = ("gnome-user-docs", "debian-handbook")
 MIN_WORDS = 4
 LICENSES = {"libreoffice-help": "MPL-2.0", "coreutils": "GPL-3.0-or-later", "tar": "GPL-3.0-or-later",
             "grep": "GPL-3.0-or-later", "sed": "GPL-3.0-or-later", "findutils": "GPL-3.0-or-later",
             "diffutils": "GPL-3.0-or-later", "wget": "GPL-3.0-or-later", "gettext": "GPL-3.0-or-later",
             "apt": "GPL-2.0-or-later", "dpkg": "GPL-2.0-or-later", "util-linux-locales": "GPL-2.0-or-later",
             "libc-l10n": "LGPL-2.1-or-later", "e2fsprogs-l10n": "GPL-2.0-or-later",
-            "gnupg-l10n": "GPL-3.0-or-later"}
+            "gnupg-l10n": "GPL-3.0-or-later", "gnome-user-docs": "CC-BY-SA-3.0",
+            "debian-handbook": "GPL-2.0-or-later OR CC-BY-SA-3.0"}
+# What each file holds, and from which packages: the model card names them and their licences.
+FILES = {"debian.tsv": ("gettext catalogues and LibreOffice help pages", (*GETTEXT_PACKAGES, "libreoffice-help")),
+         "documentation.tsv": ("GNOME's help and the Debian Administrator's Handbook", DOCUMENTATION_PACKAGES)}
+# Region kept only where it names a written standard of its own; elsewhere de-DE is de.
+KEEP_REGION = {"pt-br", "zh-cn", "zh-tw", "zh-hk", "sr-latn"}
+
+
+def language_code(locale: str) -> str:
+    """One spelling per language across packages: de_DE, de-DE, de -> de; pt_BR -> pt-br;
+    zh_CN -> zh-cn; sr@latin -> sr-latn; en@quot -> en-quot (an English variant: left out)."""
+    code = locale.lower().replace("_", "-").replace("@latin", "-latn").replace("@", "-")
+    if code in KEEP_REGION:
+        return code
+    language, _, region = code.partition("-")
+    return language if len(region) == 2 else code
+
+
+def unseen(locale: str) -> bool:
+    """A language held out from the dense head, so that "unseen languages" stays a measurement."""
+    return language_code(locale).split("-")[0] in UNSEEN_LOCALES
+
+
+def english(locale: str) -> bool:
+    """An English variant (en@quot, en_GB): its "translations" say nothing new."""
+    return language_code(locale).split("-")[0] == "en"
+
+
+def wanted(locale: str) -> bool:
+    return not unseen(locale) and not english(locale)
 
 
 def default_folder() -> Path:
@@ -141,9 +183,108 @@ def help_paragraphs(root: Path, language: str) -> dict[str, str]:
     return out
 
 
+# ---------------------------------------------------------------------- GNOME help (Mallard)
+MALLARD = "{http://projectmallard.org/1.0/}"
+MALLARD_SKIP = {"credit", "license", "revision", "link", "name", "email", "years"}  # people, links, dates
+
+
+def mallard_units(page: Path) -> list[str]:
+    """A Mallard page's translatable text in document order: its titles, paragraphs and the
+    description in its <info> (the rest of <info> is credits, links and revisions)."""
+    units: list[str] = []
+
+    def walk(element: ET.Element, in_info: bool) -> None:
+        tag = element.tag.removeprefix(MALLARD)
+        if tag in MALLARD_SKIP:
+            return
+        if tag in ("title", "desc", "p") and (not in_info or tag == "desc"):
+            units.append(" ".join("".join(element.itertext()).split()))
+            return
+        for child in element:
+            walk(child, in_info or tag == "info")
+
+    walk(ET.parse(page).getroot(), False)
+    return units
+
+
+def mallard_pairs(root: Path) -> Iterator[tuple[str, str, str]]:
+    """(English, translation, locale) of every page of every guide under root/usr/share/help whose
+    translation has as many units as the English page (itstool keeps the order)."""
+    base = root / "usr" / "share" / "help"
+    if not (base / "C").is_dir():
+        return
+    for english_page in sorted((base / "C").glob("*/*.page")):
+        rel = english_page.relative_to(base / "C")
+        try:
+            english = mallard_units(english_page)
+        except ET.ParseError:
+            continue
+        for locale_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name != "C"):
+            page = locale_dir / rel
+            try:
+                translated = mallard_units(page) if page.exists() else []
+            except ET.ParseError:  # a damaged translation is skipped, not fatal
+                continue
+            if len(translated) == len(english):
+                yield from ((e, t, locale_dir.name) for e, t in zip(english, translated))
+
+
+# ---------------------------------------------------------------------- the Debian handbook (Publican)
+class _PublicanParagraphs(html.parser.HTMLParser):
+    """Text of every `<div class="para">` (Publican's paragraph), nested divs included."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.paragraphs: list[str] = []
+        self._parts: list[str] | None = None
+        self._depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag != "div":
+            return
+        if self._parts is not None:
+            self._depth += 1
+            self._parts.append(" ")  # a nested block (a note, a listing) is not glued to the text before it
+        elif dict(attrs).get("class") == "para":
+            self._parts, self._depth = [], 1
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self._parts is not None:
+            self._depth -= 1
+            self._parts.append(" ")
+            if self._depth == 0:
+                self.paragraphs.append(" ".join("".join(self._parts).split()))
+                self._parts = None
+
+    def handle_data(self, data):
+        if self._parts is not None:
+            self._parts.append(data)
+
+
+def publican_paragraphs(page: Path) -> list[str]:
+    parser = _PublicanParagraphs()
+    parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+    return parser.paragraphs
+
+
+def handbook_pairs(root: Path) -> Iterator[tuple[str, str, str]]:
+    """(English, translation, locale) of every handbook page whose translation has as many
+    paragraphs as the English page."""
+    base = root / "usr" / "share" / "doc" / "debian-handbook" / "html"
+    if not (base / "en-US").is_dir():
+        return
+    for english_page in sorted((base / "en-US").glob("*.html")):
+        english = publican_paragraphs(english_page)
+        for locale_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in ("en-US", "Common_Content")):
+            page = locale_dir / english_page.name
+            translated = publican_paragraphs(page) if page.exists() else []
+            if len(translated) == len(english):
+                yield from ((e, t, locale_dir.name) for e, t in zip(english, translated))
+
+
 # ---------------------------------------------------------------------- the rows
-def usable(source: str, translation: str) -> bool:
-    return (len(source.split()) >= MIN_WORDS and translation != source and len(source) <= 1000
+def usable(source: str, translation: str, max_chars: int = 1000) -> bool:
+    return (len(source.split()) >= MIN_WORDS and translation != source and len(source) <= max_chars
             and "\t" not in source + translation and "\n" not in source + translation)
 
 
@@ -161,8 +302,8 @@ def collect(folder: Path, gettext_packages: list[str], help_languages: list[str]
             before = len(rows)
             for source, translation, locale in mo_pairs(root):
                 source, translation = clean_message(source), clean_message(translation)
-                if locale.split("_")[0] not in UNSEEN_LOCALES and usable(source, translation):
-                    rows.append((source, translation, locale, package))
+                if not unseen(locale) and usable(source, translation):  # English variants: see main
+                    rows.append((source, translation, language_code(locale), package))
             log(f"{package}: {len(rows) - before} rows")
         if "libreoffice-help-en-us" in debs:
             english = help_paragraphs(unpack(debs["libreoffice-help-en-us"], Path(scratch) / "help-en"), "en-US")
@@ -175,10 +316,28 @@ def collect(folder: Path, gettext_packages: list[str], help_languages: list[str]
                 found = help_paragraphs(root, lang if (root / "usr/share/libreoffice/help" / lang).exists()
                                         else _help_dir(root))
                 before = len(rows)
-                rows += [(english[key], text, lang, "libreoffice-help") for key, text in found.items()
+                rows += [(english[key], text, language_code(lang), "libreoffice-help") for key, text in found.items()
                          if key in english and usable(english[key], text)]
                 log(f"{package}: {len(rows) - before} rows")
     return rows
+
+
+def collect_documentation(folder: Path, packages: list[str], log=print) -> list[tuple[str, str, str, str]]:
+    """documentation.tsv's rows: GNOME's help and the Debian handbook, paragraph by paragraph."""
+    rows: list[tuple[str, str, str, str]] = []
+    readers = {"gnome-user-docs": mallard_pairs, "debian-handbook": handbook_pairs}
+    debs = download(list(packages), folder / "debs")
+    with tempfile.TemporaryDirectory() as scratch:
+        for package in packages:
+            if package not in debs or package not in readers:
+                log(f"{package}: not downloadable here (or no reader for it), skipped")
+                continue
+            before = len(rows)
+            for source, translation, locale in readers[package](unpack(debs[package], Path(scratch) / package)):
+                if wanted(locale) and usable(source, translation, max_chars=2000):
+                    rows.append((source, translation, language_code(locale), package))
+            log(f"{package}: {len(rows) - before} rows")
+    return list(dict.fromkeys(rows))
 
 
 def _help_dir(root: Path) -> str:
@@ -209,11 +368,26 @@ def main(argv=None) -> None:
     p.add_argument("--packages", nargs="*", default=list(GETTEXT_PACKAGES), help="packages with gettext catalogues")
     p.add_argument("--help-languages", nargs="*", default=list(HELP_LANGUAGES),
                    help="LibreOffice help languages (libreoffice-help-LANG)")
-    p.add_argument("--max-sources", type=int, default=8000, help="English sources kept (0: all)")
+    p.add_argument("--documentation", nargs="*", default=list(DOCUMENTATION_PACKAGES),
+                   help="packages of translated documentation (documentation.tsv)")
+    p.add_argument("--only", choices=["messages", "documentation"], help="write one of the two files")
+    p.add_argument("--max-sources", type=int, default=8000, help="English sources kept in debian.tsv (0: all)")
+    p.add_argument("--max-documentation-sources", type=int, default=0,
+                   help="English paragraphs kept in documentation.tsv (0: all, about 5,000)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    rows = sample_sources(collect(args.folder, args.packages, args.help_languages), args.max_sources, args.seed)
-    out = args.folder / "debian.tsv"
+    if args.only != "documentation":
+        rows = sample_sources(collect(args.folder, args.packages, args.help_languages), args.max_sources, args.seed)
+        # English variants leave after the draw, so it stays the one of the rows v5 and v6 trained
+        # on (and whose teacher vectors a cache holds): before it, 8,000 sources would be redrawn.
+        report([r for r in rows if not english(r[2])], args.folder / "debian.tsv")
+    if args.only != "messages":
+        rows = sample_sources(collect_documentation(args.folder, args.documentation),
+                              args.max_documentation_sources, args.seed)
+        report(rows, args.folder / "documentation.tsv")
+
+
+def report(rows: list, out: Path) -> None:
     write_tsv(rows, out)
     languages = {r[2] for r in rows}
     print(f"{len(rows)} rows, {len({r[0] for r in rows})} English sources, {len(languages)} languages -> {out}")

@@ -212,11 +212,12 @@ def _dense_head_lines(configs: list[dict]) -> list[str]:
              "English source (Reimers & Gurevych 2020), on NTREX-128's training sentences in every language but "
              "uk, fa, he, sw, hu, ta (held out as unseen), CC BY-SA 4.0"]
     if tsv:
-        from .debian_text import LICENSES
+        from .debian_text import FILES, LICENSES
 
-        lines[-1] += (f", and parallel text from Debian packages ({', '.join(tsv)}: gettext catalogues and "
-                      "LibreOffice help pages; licences: "
-                      + ", ".join(f"{k} {v}" for k, v in sorted(LICENSES.items())) + ")")
+        what = [f"{name}: {FILES[name][0]}" if name in FILES else name for name in tsv]
+        packages = sorted({p for name in tsv for p in FILES.get(name, ("", ()))[1]} or LICENSES)
+        lines[-1] += (f", and parallel text from Debian packages ({'; '.join(what)}; licences: "
+                      + ", ".join(f"{p} {LICENSES[p]}" for p in packages if p in LICENSES) + ")")
     lines[-1] += "."
     return lines + [""]
 
