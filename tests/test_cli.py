@@ -296,6 +296,25 @@ def test_serve_on_ray_says_what_listens_beyond_a_loopback_host(monkeypatch):
     assert ray_ports_notice("127.0.0.1", "auto") is None  # a cluster the user runs
 
 
+def test_index_on_a_local_ray_says_what_it_opens(tmp_path, monkeypatch):
+    """index --ray without --ray-address starts a local Ray instance, whose ports listen on every
+    interface: the command says so before it starts (here the start itself is stubbed)."""
+    pytest.importorskip("ray")
+    import lfm2_retrieval.distributed.encoding as encoding
+
+    def not_started(*args, **kwargs):
+        raise RuntimeError("stubbed: no Ray instance in this test")
+
+    monkeypatch.setattr(encoding, "RayEncoding", not_started)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nsome text to index")
+    told = CliRunner().invoke(app, ["index", str(docs), "--index", str(tmp_path / "idx"), "--ray"])
+    assert told.exit_code != 0
+    assert "listens on every interface" in told.stderr and "token authentication (on by default)" in told.stderr
+
+
 def test_serve_on_ray_behind_a_loopback_host_starts_no_local_ray_unless_told(tmp_path):
     """Issue 37: `serve --ray --host 127.0.0.1` must not open Ray's control ports on every
     interface. Ray 2.60 cannot bind them to loopback, so the command refuses before Ray starts

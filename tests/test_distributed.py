@@ -221,6 +221,7 @@ def test_the_command_line_indexes_on_a_cluster(cluster, tmp_path):
                                    "--ray-address", cluster.address, "--json"])
     assert remote_3.exit_code == 0, remote_3.output
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    assert "listens on every interface" not in remote.stderr  # it joined this process's cluster: nothing started
     assert json.loads(remote.stdout)["chunks_added"] == json.loads(local.stdout)["chunks_added"]  # logs: stderr
     assert_same_index(SearchEngine.open(tmp_path / "local"), SearchEngine.open(tmp_path / "remote"))
     missing = runner.invoke(

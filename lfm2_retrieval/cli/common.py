@@ -7,6 +7,7 @@ import dataclasses
 
 import functools
 import os
+import sys
 
 import typer
 from rich.console import Console
@@ -32,6 +33,20 @@ ABSOLUTE_PATHS_HELP = "Show and take file paths absolute, as the index holds the
 ANALYSIS_HELP = ("How BM25 reads text: 'language' (stop words, Snowball stems and statistics per chunk "
                  "language; docs/indexing.md lists the languages) or 'plain' (lower-cased words, as before 0.9).")
 TITLE_WEIGHT_HELP = "Times a chunk's title and heading path count beside its text in BM25 (0: not at all)."
+
+
+def ray_connected() -> bool:
+    """This process already holds a Ray connection: --ray then uses it and starts no instance."""
+    ray = sys.modules.get("ray")  # not imported: not connected (and importing it costs seconds)
+    return ray is not None and ray.is_initialized()
+
+
+def ray_guard() -> str:
+    """What guards a local Ray instance's ports, which listen on every interface (Ray 2.60:
+    docs/distributed.md#rays-own-ports): its token authentication, unless switched off."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return "Ray's token authentication is OFF (RAY_AUTH_MODE=disabled): anyone who reaches them can run code"
+    return "Ray's token authentication (on by default) guards them"
 
 
 def analysis_of(name: str | None, title_weight: int | None):

@@ -23,6 +23,8 @@ from .common import (
     errors_are_answers,
     fail,
     open_engine,
+    ray_connected,
+    ray_guard,
     table_of,
 )
 
@@ -94,6 +96,10 @@ def index_command(
     if ray:
         from lfm2_retrieval.distributed.encoding import RayEncoding
 
+        if ray_address is None and not ray_connected():  # a local instance starts: say what it opens
+            err.print("note: the local Ray instance started for encoding listens on every interface while it runs "
+                      f"(GCS, raylet, workers); {ray_guard()}. Firewall its ports on a shared network, or pass "
+                      "--ray-address to encode on a cluster you run (docs/distributed.md#rays-own-ports).")
         encoding = RayEncoding(engine, address=ray_address, workers=ray_workers,
                                group_chunks=ray_group, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
     options = IngestOptions(include=include, exclude=exclude,

@@ -8,7 +8,7 @@ import typer
 
 from .app import app
 from .common import (ABSOLUTE_PATHS_HELP, INDEX_HELP, MODEL_HELP, RAY_ADDRESS_HELP, ROOT_HELP, cannot_listen, err,
-                     errors_are_answers, fail, open_engine)
+                     errors_are_answers, fail, open_engine, ray_guard)
 
 
 @app.command("serve")
@@ -125,11 +125,8 @@ def ray_ports_notice(host: str, address: str | None) -> str | None:
     authentication, on by default, is what guards them; a joined cluster is its owner's to secure."""
     if address is not None or host not in LOOPBACK_HOSTS:
         return None
-    guard = ("Ray's token authentication is OFF (RAY_AUTH_MODE=disabled): anyone who reaches them can run code"
-             if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled"
-             else "Ray's token authentication (on by default) guards them")
     return (f"note: the API listens on {host} only, but the local Ray instance's own ports (GCS, raylet, workers) "
-            f"listen on every interface; {guard}. Firewall them on a shared network "
+            f"listen on every interface; {ray_guard()}. Firewall them on a shared network "
             "(docs/distributed.md#rays-own-ports).")
 
 
