@@ -1,5 +1,8 @@
 """A document's metadata is stored once per segment, not once per chunk (segment.py, format 3)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -65,6 +68,26 @@ def test_filters_on_shared_keys(index):
     index.add(["plain"], [np.ones((3, DIM), np.float32) / np.sqrt(DIM)], ["plain"], [{"lang": "en"}])
     assert "plain" in index.ids_where({"source": {"$nin": ["/docs/0.md"]}})
     assert "plain" not in index.ids_where({"source": {"$prefix": "/"}})
+
+
+def test_a_scan_reads_what_the_filter_table_holds_without_building_arrow_arrays(index):
+    index.add(["plain"], [np.ones((3, DIM), np.float32) / np.sqrt(DIM)], ["plain"], [{"lang": "en"}])
+    keys = ["doc_id", "source", "chunk", "lang", "missing"]
+    scanned = dict(index.scan_metadata(keys))
+    for seg in index.snapshot.segments:
+        table = seg.metadata_table
+        for i, chunk_id in enumerate(seg.external_ids):
+            assert scanned[chunk_id] == {k: table.column(k)[i].as_py() if k in table.column_names else None
+                                         for k in keys}
+    assert scanned["doc-2#3"] == {"doc_id": "doc-2", "source": "/docs/2.md", "chunk": 3, "lang": "en",
+                                  "missing": None}
+    assert scanned["plain"] == {"doc_id": None, "source": None, "chunk": None, "lang": "en", "missing": None}
+    # `lfm2-search info` scans every chunk: every pa.array call imports pandas (0.6 s), a scan makes none.
+    code = ("import sys; from lfm2_retrieval.index import MultiVectorIndex; "
+            f"n = sum(1 for _ in MultiVectorIndex({str(index.path)!r}).scan_metadata(['source'])); "
+            "print(n, 'pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["151", "False"]
 
 
 def test_merges_and_optimize_keep_one_copy(index):

@@ -201,9 +201,8 @@ class MultiVectorIndex:
         filter = None if filter is None else validate(filter)
         snap = self._snapshot
         for seg, mask in zip(snap.segments, self._allowed(snap, filter)):
-            table = seg.metadata_table
-            columns = [table.column(k).to_pylist() if k in table.column_names else [None] * seg.n_docs
-                       for k in keys]
+            values = seg.metadata_values(keys)  # not metadata_table: building Arrow arrays imports pandas
+            columns = [values[k] for k in keys]
             local = range(seg.n_docs) if mask is None else np.flatnonzero(mask).tolist()
             ids = seg.external_ids
             for i in local:

@@ -370,17 +370,28 @@ class Segment:
                                         f"the BM25 index does not load ({type(exc).__name__})") from None
         return BM25Index.build(self._docs_file.read(columns=["text"]).column(0).to_pylist())
 
+    def _own_and_shared(self) -> tuple[list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+        """Each chunk's own metadata, the shared row it points to (-1: none) and the shared rows,
+        as Python lists: every `pa.array` call imports pandas (0.6 s), which a scan for
+        `lfm2-search info` does not need."""
+        names = self._docs_file.schema_arrow.names
+        read = self._docs_file.read(columns=["metadata", "shared"] if "shared" in names else ["metadata"])
+        own = [json.loads(m) for m in read.column(0).to_pylist()]
+        rows = [-1 if r is None else r for r in read.column(1).to_pylist()] if "shared" in names else [-1] * len(own)
+        return own, rows, [self._read_shared(j) for j in range(self.n_shared)]
+
+    def metadata_values(self, keys: Sequence[str]) -> dict[str, list[Any]]:
+        """{key: its value for each chunk}: the chunk's own, else its shared row's, else None."""
+        own, rows, shared = self._own_and_shared()
+        return {key: _merged(key, own, rows, shared) for key in keys}
+
     @cached_property
     def metadata_table(self) -> pa.Table:
         """Metadata as columns (one per key seen in this segment), for filtering. A key found
         only in shared rows is a dictionary column: one value per shared row, so its memory
         and the work of a filter on it follow the documents, not the chunks."""
-        names = self._docs_file.schema_arrow.names
-        read = self._docs_file.read(columns=["metadata", "shared"] if "shared" in names else ["metadata"])
-        own = [json.loads(m) for m in read.column(0).to_pylist()]
-        rows = (np.asarray(read.column(1).to_numpy(zero_copy_only=False), dtype=np.int64) if "shared" in names
-                else np.full(len(own), -1, np.int64))
-        shared = [self._read_shared(j) for j in range(self.n_shared)]
+        own, row_list, shared = self._own_and_shared()
+        rows = np.asarray(row_list, dtype=np.int64)
         own_keys = dict.fromkeys(k for row in own for k in row)
         shared_keys = dict.fromkeys(k for row in shared for k in row)
         if not own_keys and not shared_keys:
@@ -388,8 +399,7 @@ class Segment:
         columns = {}
         for key in {**own_keys, **shared_keys}:
             if key in own_keys:  # own values, or the shared row's where the chunk has none
-                columns[key] = _metadata_column([o[key] if key in o else shared[r].get(key) if r >= 0 else None
-                                                 for o, r in zip(own, rows.tolist())])
+                columns[key] = _metadata_column(_merged(key, own, row_list, shared))
             else:
                 dictionary = _metadata_column([row.get(key) for row in shared])
                 indices = pa.array(rows, pa.int32(), mask=rows < 0)
@@ -446,6 +456,11 @@ class Segment:
         block_base = np.repeat(np.tile(np.arange(blocks, dtype=np.int64) * LEGACY_IVF_BLOCK, len(centroids)), sizes)
         docs = block_base + self.ivf_docs[positions]
         return docs, np.repeat(np.repeat(centroids, blocks), sizes)
+
+
+def _merged(key: str, own: list[dict[str, Any]], rows: list[int], shared: list[dict[str, Any]]) -> list[Any]:
+    """`key`'s value for each chunk: its own, else its shared row's (rows[i] >= 0), else None."""
+    return [o[key] if key in o else shared[r].get(key) if r >= 0 else None for o, r in zip(own, rows)]
 
 
 def _metadata_column(values: list[Any]) -> pa.Array:
