@@ -13,13 +13,15 @@
 # MAX_MINUTES: training time (default 11: the recipe ends within 12 minutes with start-up).
 # DEVICE: auto (default: CUDA when torch sees a GPU, else the CPU: how the test runs it), cuda, cpu.
 # LFM2_SEARCH_TEACHER_CACHE: the teacher cache to read (carry ~/.cache/lfm2-search/teachers along:
-#   22 MB; without it the cache is filled on the device machine's CPUs first).
+#   44 MB; without it the cache is filled on the device machine's CPUs first).
+# LFM2_SEARCH_PARALLEL: the folder of the config's parallel text (debian.tsv, documentation.tsv;
+#   a file may be carried gzip'd, 18 MB for both, as NAME.tsv.gz; no apt-get on a device machine).
 # PYTHON: the interpreter (default: .venv/bin/python if present, else python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 1 || "$1" == -* ]]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 run_dir=$1

@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
+
 from lfm2_retrieval.training.debian_text import (_Paragraphs, clean_message, handbook_pairs, help_paragraphs,
                                                  language_code, mallard_pairs, mo_pairs, publican_paragraphs,
                                                  sample_sources, usable, wanted, write_tsv)
@@ -143,3 +145,32 @@ def test_model_card_names_each_file_and_only_its_licences():
     assert "libreoffice-help MPL-2.0" in messages and "gnome-user-docs" not in messages
     assert "gnome-user-docs CC-BY-SA-3.0" in both and "debian-handbook GPL-2.0-or-later OR CC-BY-SA-3.0" in both
     assert "documentation.tsv: GNOME's help and the Debian Administrator's Handbook" in both
+
+
+def test_a_config_names_parallel_files_by_name_plain_or_gzipped(tmp_path, monkeypatch):
+    """dense_parallel_tsv = ["debian.tsv"] is a file of the parallel-text folder
+    ($LFM2_SEARCH_PARALLEL), read gzip'd when only the .gz is there (what a device machine gets)."""
+    import gzip
+
+    from lfm2_retrieval.training.config import TrainConfig
+    from lfm2_retrieval.training.trainer import dense_distillation
+
+    class Cache:  # the teacher cache is not read while targets are gathered
+        pass
+
+    class Teacher:
+        cache = Cache()
+
+    rows = [("the first source sentence here", "la première phrase source ici", "fr", "test"),
+            ("a second source sentence here", "una segunda frase fuente aquí", "es", "test")]
+    write_tsv(rows[:1], tmp_path / "debian.tsv")
+    with gzip.open(tmp_path / "documentation.tsv.gz", "wt", encoding="utf-8") as f:
+        f.write("\t".join(rows[1]) + "\n")
+    monkeypatch.setenv("LFM2_SEARCH_PARALLEL", str(tmp_path))
+    cfg = TrainConfig(shared_data=str(tmp_path / "no-shared-data"), distill_dense=1.0,
+                      dense_parallel_tsv=["debian.tsv", "documentation.tsv"])
+    texts = {t.text for t in dense_distillation(cfg, [], Teacher()).parallel}
+    assert texts == {r[0] for r in rows} | {r[1] for r in rows}
+    cfg.dense_parallel_tsv = ["elsewhere.tsv"]
+    with pytest.raises(FileNotFoundError, match="elsewhere.tsv"):
+        dense_distillation(cfg, [], Teacher())

@@ -75,6 +75,8 @@ def test_the_default_recipe_chains_its_stages():
     for stage in stages[1:]:
         assert stage.init_from == f"{runs[runs.index(stage.output_dir) - 1]}/model"
     assert [s.stop_at for s in stages] == [0, 0, 800, 1850, 500, 300]
+    # The embedded model (v6) read Debian's messages only; documentation.tsv came after it.
+    assert [[Path(t).name for t in s.dense_parallel_tsv] for s in stages[2:]] == [[], *[["debian.tsv"]] * 3]
     assert all("korquad" not in " ".join(s.sources) and "scifact" not in s.sources for s in stages)
     assert all(s.teacher == "e5" and s.distill_teacher > 0 and s.negatives_from == "teacher" for s in stages[1:])
     # The teacher cache is filled before the stage that reads it.

@@ -26,6 +26,7 @@ it would have seen without the stop.
 from __future__ import annotations
 
 import csv
+import gzip
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +75,11 @@ def ntrex_targets(shared: Path, roles: tuple[str, ...] = ("query", "passage")) -
 
 
 def tsv_targets(path: Path, roles: tuple[str, ...] = ("query", "passage")) -> list[Target]:
-    """Parallel text from a TSV file of (source, translation) rows, as written by
-    scripts/parallel-text.py: each translation (and source) pulled to the source."""
+    """Parallel text from a TSV file (or .tsv.gz) of (source, translation) rows, as written by
+    training/debian_text.py: each translation (and source) pulled to the source."""
     targets = []
-    with open(path, encoding="utf-8", newline="") as f:
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
         for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
             if len(row) >= 2 and row[0].strip() and row[1].strip():
                 source, translation = row[0].strip(), row[1].strip()

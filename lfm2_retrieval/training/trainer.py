@@ -177,9 +177,15 @@ def _fill_cache(teacher: DenseTeacher, texts_by_role: dict[str, list[str]], what
 def dense_distillation(cfg: TrainConfig, pairs: list[Pair], teacher: DenseTeacher) -> DenseDistillation:
     """The dense head's targets: NTREX-128 and the config's TSV files of parallel text, and the
     training pairs' own texts."""
+    from .debian_text import default_folder
+
     parallel = ntrex_targets(Path(cfg.shared_data))
     for name in cfg.dense_parallel_tsv:
-        path = Path(name).expanduser()
+        # A bare name is a file of the parallel-text folder ($LFM2_SEARCH_PARALLEL, else
+        # ~/.cache/lfm2-search/parallel), so a config names no machine's home folder.
+        path = default_folder() / name if Path(name).name == name else Path(name).expanduser()
+        if not path.exists() and path.with_name(path.name + ".gz").exists():
+            path = path.with_name(path.name + ".gz")  # gzip'd, to carry it to a device machine
         if not path.exists():
             raise FileNotFoundError(f"{path} (dense_parallel_tsv) is missing: make it with "
                                     "`python -m lfm2_retrieval.training.debian_text` (apt-get download, resumable)")
