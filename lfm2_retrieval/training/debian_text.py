@@ -85,13 +85,13 @@ def unseen(locale: str) -> bool:
     return language_code(locale).split("-")[0] in UNSEEN_LOCALES
 
 
-def english(locale: str) -> bool:
+def english_variant(locale: str) -> bool:
     """An English variant (en@quot, en_GB): its "translations" say nothing new."""
     return language_code(locale).split("-")[0] == "en"
 
 
 def wanted(locale: str) -> bool:
-    return not unseen(locale) and not english(locale)
+    return not unseen(locale) and not english_variant(locale)
 
 
 def default_folder() -> Path:
@@ -380,7 +380,7 @@ def main(argv=None) -> None:
         rows = sample_sources(collect(args.folder, args.packages, args.help_languages), args.max_sources, args.seed)
         # English variants leave after the draw, so it stays the one of the rows v5 and v6 trained
         # on (and whose teacher vectors a cache holds): before it, 8,000 sources would be redrawn.
-        report([r for r in rows if not english(r[2])], args.folder / "debian.tsv")
+        report([r for r in rows if not english_variant(r[2])], args.folder / "debian.tsv")
     if args.only != "messages":
         rows = sample_sources(collect_documentation(args.folder, args.documentation),
                               args.max_documentation_sources, args.seed)
