@@ -214,10 +214,13 @@ def _dense_head_lines(configs: list[dict]) -> list[str]:
     if tsv:
         from .debian_text import FILES, LICENSES
 
-        what = [f"{name}: {FILES[name][0]}" if name in FILES else name for name in tsv]
-        packages = sorted({p for name in tsv for p in FILES.get(name, ("", ()))[1]} or LICENSES)
-        lines[-1] += (f", and parallel text from Debian packages ({'; '.join(what)}; licences: "
-                      + ", ".join(f"{p} {LICENSES[p]}" for p in packages if p in LICENSES) + ")")
+        ours = [name for name in tsv if name in FILES]  # made by debian_text; any other file is the user's
+        if ours:
+            packages = sorted({p for name in ours for p in FILES[name][1]})
+            lines[-1] += (f", and parallel text from Debian packages ({'; '.join(f'{n}: {FILES[n][0]}' for n in ours)}; "
+                          "licences: " + ", ".join(f"{p} {LICENSES[p]}" for p in packages) + ")")
+        if others := [name for name in tsv if name not in FILES]:
+            lines[-1] += f", and parallel text from {', '.join(others)} (its licence: see its source)"
     lines[-1] += "."
     return lines + [""]
 
