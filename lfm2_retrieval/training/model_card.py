@@ -217,8 +217,9 @@ def _dense_head_lines(configs: list[dict]) -> list[str]:
         ours = [name for name in tsv if name in FILES]  # made by debian_text; any other file is the user's
         if ours:
             packages = sorted({p for name in ours for p in FILES[name][1]})
-            lines[-1] += (f", and parallel text from Debian packages ({'; '.join(f'{n}: {FILES[n][0]}' for n in ours)}; "
-                          "licences: " + ", ".join(f"{p} {LICENSES[p]}" for p in packages) + ")")
+            files = "; ".join(f"{n}: {FILES[n][0]}" for n in ours)
+            lines[-1] += (f", and parallel text from Debian packages ({files}; licences: "
+                          + ", ".join(f"{p} {LICENSES[p]}" for p in packages) + ")")
         if others := [name for name in tsv if name not in FILES]:
             lines[-1] += f", and parallel text from {', '.join(others)} (its licence: see its source)"
     lines[-1] += "."
