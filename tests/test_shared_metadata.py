@@ -90,6 +90,19 @@ def test_a_scan_reads_what_the_filter_table_holds_without_building_arrow_arrays(
     assert done.stdout.split() == ["151", "False"]
 
 
+def test_a_segment_parses_its_metadata_once_per_key(index, monkeypatch):
+    from lfm2_retrieval.index.segment import Segment
+    reads = []
+    original = Segment._own_and_shared
+    monkeypatch.setattr(Segment, "_own_and_shared", lambda self: reads.append(self.name) or original(self))
+    first = dict(index.scan_metadata(["source"]))
+    assert dict(index.scan_metadata(["source"])) == first and len(reads) == len(index.snapshot.segments)
+    both = dict(index.scan_metadata(["source", "chunk"]))  # a new key: one more read per segment
+    assert len(reads) == 2 * len(index.snapshot.segments)
+    assert {k: v["source"] for k, v in both.items()} == {k: v["source"] for k, v in first.items()}
+    assert dict(index.scan_metadata(["chunk", "source"])) == both and len(reads) == 2 * len(index.snapshot.segments)
+
+
 def test_merges_and_optimize_keep_one_copy(index):
     ids, metadata = _document_chunks(n_docs=2, chunks_per_doc=25, prefix="more-")
     index.add(ids, clustered_corpus(50, dim=DIM, seed=3), ["t"] * 50, metadata)

@@ -116,9 +116,10 @@ def centroid_scores(codec: ResidualCodec, q: np.ndarray) -> np.ndarray:
     the same as with float32. Where the plan is float32 and torch is not loaded (a one-shot
     search whose queries were encoded in numpy: model/numpy_queries.py), numpy's product:
     importing torch for one product would cost more than the whole search."""
-    if "torch" not in sys.modules and not _plan_wants_bfloat16():
+    bfloat16 = _plan_wants_bfloat16()
+    if not bfloat16 and "torch" not in sys.modules:
         return codec.centroids @ q.T
-    if plan_dtype() is torch.bfloat16:
+    if bfloat16:
         return (codec.centroids_bf16 @ torch.from_numpy(q).to(torch.bfloat16).T).float().numpy()
     return similarities(codec.centroids, q)
 

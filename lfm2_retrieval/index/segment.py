@@ -340,6 +340,7 @@ class Segment:
         # a cycle keeps its memory maps open until the cycle collector runs (a server then held
         # a thousand descriptors).
         self._shared_cache: dict[int, dict[str, Any]] = {}
+        self._metadata_columns: dict[str, list[Any]] = {}  # metadata_values' lists, by key
 
     @cached_property
     def dense_searcher(self) -> DenseSearcher:
@@ -381,9 +382,16 @@ class Segment:
         return own, rows, [self._read_shared(j) for j in range(self.n_shared)]
 
     def metadata_values(self, keys: Sequence[str]) -> dict[str, list[Any]]:
-        """{key: its value for each chunk}: the chunk's own, else its shared row's, else None."""
-        own, rows, shared = self._own_and_shared()
-        return {key: _merged(key, own, rows, shared) for key in keys}
+        """{key: its value for each chunk}: the chunk's own, else its shared row's, else None.
+        Each key's list is kept (a segment never changes): `info`, the document list and the
+        search page's fields scan the same few keys again and again, and parsing every chunk's
+        JSON each time cost what the scan itself did."""
+        missing = [key for key in keys if key not in self._metadata_columns]
+        if missing:
+            own, rows, shared = self._own_and_shared()
+            for key in missing:
+                self._metadata_columns[key] = _merged(key, own, rows, shared)
+        return {key: self._metadata_columns[key] for key in keys}
 
     @cached_property
     def metadata_table(self) -> pa.Table:
