@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..index.contract import Transaction
 from .documents import PreparedChunk
 
 if TYPE_CHECKING:
@@ -34,19 +35,10 @@ def chunk_ids_of(index: "MultiVectorIndex", doc_ids: Iterable[str]) -> dict[str,
     return out
 
 
-class WriteSession:
+class WriteSession(Transaction):
     def __init__(self, index: "MultiVectorIndex", writer: "IndexWriter", on_close: Callable[[bool], None]) -> None:
         self._index, self._writer, self._on_close = index, writer, on_close
         self.closed = False
-
-    def __enter__(self) -> "WriteSession":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
     # ------------------------------------------------------------------ reading, as of the lock
     def chunk_ids(self, doc_ids: Iterable[str]) -> dict[str, list[str]]:

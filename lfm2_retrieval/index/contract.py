@@ -5,6 +5,8 @@ instead of probed.
     SearchableIndex   one collection: MultiVectorIndex (index.py), or ShardedIndex (shards/)
     ShardSearch       where one shard's searches run: the shard's own MultiVectorIndex, or a
                       Ray Serve deployment (distributed/serving.py RemoteShard)
+    Transaction       a change published by commit() when its `with` block ends cleanly:
+                      IndexWriter, ShardedWriter, the engine's WriteSession
 
 An index answers `capabilities`, so a caller asks `index.capabilities.shards` rather than
 whether some method happens to exist.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +25,26 @@ from .filters import Filter
 from .manifest import Manifest
 from .search import QueryPlan, SearchParams
 from .snapshot import Hit
+
+
+class Transaction:
+    """A change that commits when its `with` block ends cleanly and is abandoned when the block
+    raises: writers and write sessions, so nothing half-made is ever published."""
+
+    def commit(self) -> Any:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import numpy as np
 
 from .analysis import Analysis
 from .codec import ResidualCodec, default_num_centroids
+from .contract import Transaction
 from .integrity import crc32_of, folder_checksums
 from .manifest import (COMMITS_DIR, FORMAT_VERSION, KEEP_COMMIT_POINTS, MANIFEST, MANIFEST_NEXT, Counts, Manifest,
                        SegmentEntry, commit_points)
@@ -67,7 +68,7 @@ def _crash_point(name: str) -> None:
         os._exit(137)
 
 
-class IndexWriter:
+class IndexWriter(Transaction):
     """The only way an index changes. Use as a context manager; nothing is visible until commit."""
 
     def __init__(self, path: Path, open_latest: Callable[[], Snapshot], expected_tokens: int | None = None,
@@ -103,15 +104,6 @@ class IndexWriter:
         except BaseException:
             self.lock.release()
             raise
-
-    def __enter__(self) -> "IndexWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
     # ------------------------------------------------------------------ id bookkeeping
     def _live_ids(self) -> dict[str, int]:

@@ -23,13 +23,14 @@ import numpy as np
 
 from ..index import Manifest, MultiVectorIndex, ResidualCodec, default_num_centroids
 from ..index.writer import CODEC_TRAINING_TOKENS, MAX_CODEC_SAMPLE, MAX_SEGMENTS, merge_candidates
+from ..index.contract import Transaction
 from ..index.storage import RenameDone
 from .shard_map import ShardMap, codec_fingerprint
 
 log = logging.getLogger("lfm2_search.shards")
 
 
-class ShardedWriter:
+class ShardedWriter(Transaction):
     """The writer of a sharded index (the IndexWriter interface): every shard's lock, chunks
     routed by document, one two-phase commit. Until the shards have a codec, chunks wait: the
     first ~1M tokens of all shards together train the one codec they all take."""
@@ -60,15 +61,6 @@ class ShardedWriter:
         def settle(prepared: Manifest) -> bool:
             return prepared.commit <= ShardMap.read(self.path).shard_commits[s]
         return settle
-
-    def __enter__(self) -> "ShardedWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
     # ------------------------------------------------------------------ routing
     def _shard_of(self, chunk_id: str, metadata: dict[str, Any] | None) -> int:
