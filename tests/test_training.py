@@ -1,6 +1,7 @@
 """Training: settings, the loss, and a few real steps from scratch with checkpoints and resume."""
 
 import json
+import os
 import zlib
 
 import numpy as np
@@ -389,6 +390,38 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     assert "teacher" not in card.split("2. `stage2`")[0]  # stage 1 had none
     assert "JaQuAD" in card and "NTREX-128" in card and "CC BY-SA 4.0" in card
     assert "hidden size" in card and "Parameters:" in card
+
+
+def test_a_card_keeps_the_history_of_an_embedded_start(tmp_path, pylate_tiny_dir):
+    """A run from the embedded default has no run folder behind its start: the start's
+    lineage.json, copied into the run when it starts, lists and counts the earlier stages, and
+    replacing the start folder later (embedding the run's model) does not change them."""
+    import shutil
+
+    from lfm2_retrieval.training.config import TrainConfig
+    from lfm2_retrieval.training.model_card import LINEAGE_FILE, record_start_lineage, write_model_card
+
+    start, run, model = tmp_path / "embedded", tmp_path / "later", tmp_path / "model"
+    shutil.copytree(pylate_tiny_dir, start)
+    (start / LINEAGE_FILE).write_text(json.dumps({"stages": ["1. `first`, from scratch.", "2. `second`."],
+                                                  "cpu_hours": 4.5}))
+    run.mkdir()
+    TrainConfig.load(None, [f"output_dir={run}", f"init_from={start}", "steps=400"]).save(run / "config.json")
+    (run / "data.json").write_text(json.dumps({"qa/ja": 10}))
+    (run / "log.jsonl").write_text("".join(json.dumps({"time": 1000.0 + 9 * s, "step": s}) + "\n"
+                                           for s in range(0, 401, 10)))  # 3600 s of training
+    record_start_lineage(start, run)
+    (start / LINEAGE_FILE).write_text(json.dumps({"stages": ["1. something else."], "cpu_hours": 99}))
+    record_start_lineage(start, run)  # once: a restart does not read the replaced folder
+    shutil.copytree(pylate_tiny_dir, model)
+    card = write_model_card(model, run, "retrain").read_text()
+    assert "1. `first`, from scratch.\n2. `second`.\n3. `later`, from `" in card
+    threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count()
+    hours = 4.5 + threads
+    assert f"about {hours:.1f} CPU-hours" in card and "4.5 of them the stages before `later`" in card
+    assert json.loads((model / LINEAGE_FILE).read_text()) == {
+        "stages": ["1. `first`, from scratch.", "2. `second`.", card.split("\n2. `second`.\n")[1].split("\n")[0]],
+        "cpu_hours": round(hours, 2)}
 
 
 def test_hide_tokens_masks_a_share_of_real_tokens_only():

