@@ -14,31 +14,18 @@ alone too (dense_*). A file only the first model has (a dense head) is kept as i
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+
+from lfm2_retrieval.training.averaging import average_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def average(a: Path, b: Path, out: Path, w: float) -> Path:
-    """(1 - w) * a + w * b for every tensor of every safetensors file the two share; the rest
-    copied from a (a dense head that only a has: a head trained on a's backbone, kept as it is)."""
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(a, out)
-    for f in a.rglob("*.safetensors"):
-        rel = f.relative_to(a)
-        if not (b / rel).exists():
-            print(f"{rel}: only in {a}, kept as it is", flush=True)
-            continue
-        ta, tb = load_file(f), load_file(b / rel)
-        if ta.keys() != tb.keys() or any(ta[k].shape != tb[k].shape for k in ta):
-            raise SystemExit(f"{rel}: the two models do not have the same tensors (not one lineage)")
-        save_file({k: ((1 - w) * ta[k].float() + w * tb[k].float()).to(ta[k].dtype) for k in ta}, out / rel,
-                  metadata={"format": "pt"})
-    return out
+    """(1 - w) * a + w * b (training/averaging.py: a dense head that only a has is kept as it is)."""
+    return average_models([a, b], out, [1 - w, w])
 
 
 def scores_of(folder: Path | None, tasks: tuple[list, list]) -> dict[str, float]:

@@ -392,6 +392,40 @@ def test_model_card_follows_every_training_stage(tmp_path, pylate_tiny_dir):
     assert "hidden size" in card and "Parameters:" in card
 
 
+def test_the_mean_of_checkpoints_is_a_model_whose_card_says_so(tmp_path, pylate_tiny_dir):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.averaging import average_checkpoints
+    from lfm2_retrieval.training.config import TrainConfig
+    from lfm2_retrieval.training.model_card import averaged_steps, model_origin, write_model_card
+
+    run = tmp_path / "run"
+    for step, scale in ((100, 1.0), (200, 2.0), (300, 6.0)):
+        folder = run / "checkpoints" / f"step-{step}"
+        shutil.copytree(pylate_tiny_dir, folder)
+        weights = load_file(str(folder / "model.safetensors"))
+        save_file({k: v * scale for k, v in weights.items()}, str(folder / "model.safetensors"))
+        (folder / "state.pt").write_bytes(b"optimizer")
+    TrainConfig.load(None, [f"output_dir={run}", "steps=1000"]).save(run / "config.json")
+    (run / "data.json").write_text(json.dumps({"qa/ja": 10}))
+    mean = average_checkpoints(run, [100, 200, 300], tmp_path / "mean")
+    original = load_file(str(pylate_tiny_dir / "model.safetensors"))
+    averaged = load_file(str(mean / "model.safetensors"))
+    for name, tensor in original.items():
+        torch.testing.assert_close(averaged[name], tensor * 3.0)
+    assert not (mean / "state.pt").exists() and ColBERTEncoder.from_pretrained(str(mean)).dim > 0
+    assert model_origin(mean) == (run, 300) and averaged_steps(mean) == [100, 200, 300]
+    shutil.copytree(pylate_tiny_dir, tmp_path / "card")
+    card = write_model_card(tmp_path / "card", run, "retrain", last_step=300, averaged=averaged_steps(mean)).read_text()
+    assert "1. `run`, from scratch: 300 steps of" in card
+    assert "; the model is the mean of its checkpoints at steps 100, 200 and 300 (training/averaging.py)." in card
+    with pytest.raises(FileNotFoundError, match="step-400"):
+        average_checkpoints(run, [300, 400], tmp_path / "none")
+
+
 def test_a_card_keeps_the_history_of_an_embedded_start(tmp_path, pylate_tiny_dir):
     """A run from the embedded default has no run folder behind its start: the start's
     lineage.json, copied into the run when it starts, lists and counts the earlier stages, and

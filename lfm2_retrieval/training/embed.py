@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..model.locations import EMBEDDED_MODEL_DIR
 from ..model.dense_head import FOLDER as HEAD_FOLDER
-from .model_card import model_origin, write_model_card
+from .model_card import averaged_steps, model_origin, write_model_card
 
 COMMAND = "bash scripts/train-default-model.sh"
 KEEP = {"config.json", "model.safetensors", "modules.json", "config_sentence_transformers.json",
@@ -49,7 +49,7 @@ def embed(run_dir: Path, metrics_markdown: str = "", speed: str = "", limitation
     if half:
         store_half(tmp / "model.safetensors")
     write_model_card(tmp, run_dir, COMMAND, metrics_markdown, speed, limitations,
-                     last_step=origin[1] if origin is not None else None)
+                     last_step=origin[1] if origin is not None else None, averaged=averaged_steps(source))
     shutil.rmtree(EMBEDDED_MODEL_DIR, ignore_errors=True)
     tmp.rename(EMBEDDED_MODEL_DIR)
     return EMBEDDED_MODEL_DIR

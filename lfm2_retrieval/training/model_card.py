@@ -4,6 +4,7 @@ the training command, and measured quality and speed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from .data import DATA_LICENSES
@@ -58,6 +59,12 @@ def model_origin(folder: Path) -> tuple[Path, int | None] | None:
     if folder.parent.name == "checkpoints" and (folder.parent.parent / "config.json").exists():
         return folder.parent.parent, int(folder.name.split("-")[-1])
     return None
+
+
+def averaged_steps(folder: Path) -> list[int] | None:
+    """The checkpoint steps a model folder is the mean of (training/averaging.py), or None."""
+    found = Path(folder) / ORIGIN_FILE
+    return json.loads(found.read_text()).get("average_of") if found.exists() else None
 
 
 def _origin_of_run(run: Path) -> tuple[Path, int | None] | None:
@@ -133,13 +140,18 @@ def _teacher_name(spec: str) -> str:
 
 
 def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markdown: str = "",
-                     speed: str = "", limitations: str = "", last_step: int | None = None) -> Path:
-    """`last_step`: the step of run_dir the model was taken at (None: its end)."""
+                     speed: str = "", limitations: str = "", last_step: int | None = None,
+                     averaged: Sequence[int] | None = None) -> Path:
+    """`last_step`: the step of run_dir the model was taken at (None: its end); `averaged`: the
+    steps of run_dir's checkpoints the model is the mean of (training/averaging.py), if it is one."""
     stages = training_stages(run_dir)
     ends = {**stage_ends(stages), stages[-1]: last_step}
     earlier = start_lineage(stages)
     stage_lines = earlier["stages"] + [_stage_line(n, run, ends[run])
                                        for n, run in enumerate(stages, start=len(earlier["stages"]) + 1)]
+    if averaged:
+        stage_lines[-1] = stage_lines[-1].removesuffix(".") + (
+            f"; the model is the mean of its checkpoints at steps {_listed(sorted(averaged))} (training/averaging.py).")
     hours = earlier["cpu_hours"] + cpu_hours(stages, until=ends)
     counts: dict[str, int] = {}
     for run in stages:
@@ -224,6 +236,10 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     (model_dir / LINEAGE_FILE).write_text(json.dumps({"stages": stage_lines, "cpu_hours": round(hours, 2)},
                                                      indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def _listed(steps: Sequence[int]) -> str:
+    return ", ".join(map(str, steps[:-1])) + f" and {steps[-1]}" if len(steps) > 1 else str(steps[0])
 
 
 def _unigram(model_dir: Path) -> bool:
