@@ -147,8 +147,12 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     stages = training_stages(run_dir)
     ends = {**stage_ends(stages), stages[-1]: last_step}
     earlier = start_lineage(stages)
-    stage_lines = earlier["stages"] + [_stage_line(n, run, ends[run])
-                                       for n, run in enumerate(stages, start=len(earlier["stages"]) + 1)]
+    own = [_stage_line(n, run, ends[run]) for n, run in enumerate(stages, start=len(earlier["stages"]) + 1)]
+    if earlier["stages"]:  # the start folder's name alone says nothing once another model replaces it
+        start = json.loads((stages[0] / "config.json").read_text())["init_from"]
+        before = len(earlier["stages"])
+        own[0] = own[0].replace(f"from `{start}`:", f"from `{start}` (the model of stages 1-{before}):", 1)
+    stage_lines = earlier["stages"] + own
     if averaged:
         stage_lines[-1] = stage_lines[-1].removesuffix(".") + (
             f"; the model is the mean of its checkpoints at steps {_listed(sorted(averaged))} (training/averaging.py).")
