@@ -71,13 +71,19 @@ def test_the_default_recipe_chains_its_stages():
             continue
         sets = [call[i + 1] for i, arg in enumerate(call) if arg == "--set"]
         stages.append(TrainConfig.load(root / call[0], sets))
-    assert len(stages) == 6 and stages[0].init_from is None and stages[0].tokenizer == "e5"
+    assert len(stages) == 7 and stages[0].init_from is None and stages[0].tokenizer == "e5"
     runs = list(dict.fromkeys(s.output_dir for s in stages))  # the campaign's two slices share a run
     for stage in stages[1:]:
         assert stage.init_from == f"{runs[runs.index(stage.output_dir) - 1]}/model"
-    assert [s.stop_at for s in stages] == [0, 0, 800, 1850, 500, 300]
-    # The embedded model (v6) read Debian's messages only; documentation.tsv came after it.
-    assert [[Path(t).name for t in s.dense_parallel_tsv] for s in stages[2:]] == [[], *[["debian.tsv"]] * 3]
+    assert [s.stop_at for s in stages] == [0, 0, 800, 1850, 500, 300, 600]
+    # The embedded model (v7) read Debian's messages only; documentation.tsv came after v6.
+    assert [[Path(t).name for t in s.dense_parallel_tsv] for s in stages[2:]] == [[], *[["debian.tsv"]] * 4]
+    # v7 is the mean of the last stage's checkpoints: they are kept, and the mean reads that run.
+    assert stages[-1].keep_every == 100 and stages[-1].learning_rate == 1e-4
+    averaging = [line.split() for line in script.splitlines() if "lfm2_retrieval.training.averaging" in line]
+    assert len(averaging) == 1 and averaging[0][3] == stages[-1].output_dir
+    assert averaging[0][averaging[0].index("--steps") + 1:averaging[0].index("--out")] == ["300", "400", "500", "600"]
+    assert script.index("training.averaging runs/") > script.index(f"--set output_dir={stages[-1].output_dir}")
     assert all("korquad" not in " ".join(s.sources) and "scifact" not in s.sources for s in stages)
     assert all(s.teacher == "e5" and s.distill_teacher > 0 and s.negatives_from == "teacher" for s in stages[1:])
     # The teacher cache is filled before the stage that reads it.
@@ -449,7 +455,7 @@ def test_a_card_keeps_the_history_of_an_embedded_start(tmp_path, pylate_tiny_dir
     record_start_lineage(start, run)  # once: a restart does not read the replaced folder
     shutil.copytree(pylate_tiny_dir, model)
     card = write_model_card(model, run, "retrain").read_text()
-    assert "1. `first`, from scratch.\n2. `second`.\n3. `later`, from `" in card
+    assert f"1. `first`, from scratch.\n2. `second`.\n3. `later`, from `{start}` (the model of stages 1-2): 400" in card
     threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count()
     hours = 4.5 + threads
     assert f"about {hours:.1f} CPU-hours" in card and "4.5 of them the stages before `later`" in card
