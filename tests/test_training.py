@@ -459,6 +459,13 @@ def test_a_card_keeps_the_history_of_an_embedded_start(tmp_path, pylate_tiny_dir
     threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count()
     hours = 4.5 + threads
     assert f"about {hours:.1f} CPU-hours" in card and "4.5 of them the stages before `later`" in card
+    # A start that a run here made is followed through that run (training_stages), not recorded too.
+    traced, later = tmp_path / "traced", tmp_path / "later-still"
+    shutil.copytree(start, traced)
+    (traced / "training.json").write_text(json.dumps({"run": str(run), "step": 400}))
+    later.mkdir()
+    record_start_lineage(traced, later)
+    assert not (later / "start-lineage.json").exists()
     assert json.loads((model / LINEAGE_FILE).read_text()) == {
         "stages": ["1. `first`, from scratch.", "2. `second`.", card.split("\n2. `second`.\n")[1].split("\n")[0]],
         "cpu_hours": round(hours, 2)}

@@ -18,8 +18,8 @@ SOURCE_DATASETS.update({f"ict/{k.split('/')[1]}": v for k, v in SOURCE_DATASETS.
 
 
 ORIGIN_FILE = "training.json"  # in a model folder the trainer writes: {"run": ..., "step": ...}
-# A model's whole history, written beside its card and kept by `embed`: {"stages": [the card's
-# stage lines], "cpu_hours": their cost}. The runs that made an embedded model live on the machine
+# A model's whole history, written beside its card (so `embed` puts it in the package): {"stages":
+# [the card's stage lines], "cpu_hours": their cost}. The runs that made an embedded model live on the machine
 # that trained it; a later run that starts from the embedded folder copies this file into its
 # own folder (START_LINEAGE_FILE) on its first start, so its card still lists and counts them.
 LINEAGE_FILE = "lineage.json"
@@ -33,7 +33,11 @@ def record_start_lineage(init_from: str | Path | None, run_dir: Path) -> None:
         return
     from lfm2_core import resolve_model_dir
 
-    found = resolve_model_dir(str(init_from)) / LINEAGE_FILE
+    start = resolve_model_dir(str(init_from))
+    origin = model_origin(start)
+    if origin is not None and (origin[0] / "config.json").exists():
+        return  # a run here made the start: training_stages follows it, and counting it twice is wrong
+    found = start / LINEAGE_FILE
     if found.exists():
         (Path(run_dir) / START_LINEAGE_FILE).write_text(found.read_text(encoding="utf-8"), encoding="utf-8")
 
