@@ -23,11 +23,6 @@ from lfm2_retrieval.training.averaging import average_models
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def average(a: Path, b: Path, out: Path, w: float) -> Path:
-    """(1 - w) * a + w * b (training/averaging.py: a dense head that only a has is kept as it is)."""
-    return average_models([a, b], out, [1 - w, w])
-
-
 def scores_of(folder: Path | None, tasks: tuple[list, list]) -> dict[str, float]:
     """Dev NDCG@10 of a model folder (None: BM25) as training scores it (MaxSim, and its dense
     head alone as dense_*), and the mean of the MaxSim columns."""
@@ -56,8 +51,8 @@ def main() -> None:
     tasks = load_dev_tasks(args.shared_data, args.languages)
     rows = [("BM25", scores_of(None, tasks))]
     for w in args.weights:
-        folder = args.first if w == 0 else args.second if w == 1 else average(
-            args.first, args.second, ROOT / "runs" / f"average-{w:g}", w)
+        folder = args.first if w == 0 else args.second if w == 1 else average_models(
+            [args.first, args.second], ROOT / "runs" / f"average-{w:g}", [1 - w, w])
         rows.append((f"{w:g}", scores_of(folder, tasks)))
         print(f"w={w:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in rows[-1][1].items()), flush=True)
     keys = list(dict.fromkeys(k for _, scores in rows for k in scores))
