@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lfm2_retrieval.training.debian_text import (DOCUMENTATION_PACKAGES, _Paragraphs, clean_message,
-                                                 help_paragraphs, language_code, mallard_pairs, mo_pairs,
-                                                 sample_sources, usable, wanted, write_tsv)
+from lfm2_retrieval.training.debian_text import (DOCUMENTATION_PACKAGES, FILES, LICENSES, _Paragraphs,
+                                                 clean_message, help_paragraphs, language_code, mallard_pairs,
+                                                 message_rows, mo_pairs, once_per_language, sample_sources, usable,
+                                                 wanted, write_tsv)
 from lfm2_retrieval.training.dense_distillation import tsv_targets
 
 
@@ -42,6 +43,25 @@ def test_gettext_catalogues_give_message_pairs(tmp_path):
     assert ("Save the document now", "Dokument jetzt speichern", "de") in pairs
     assert usable("cannot open the file for reading", "kann die Datei nicht zum Lesen öffnen")
     assert not usable("Save", "Speichern") and not usable("same text in both", "same text in both")
+
+
+def test_desktop_messages_keep_seen_languages_once_each(tmp_path):
+    """desktop.tsv: the same rows as debian.tsv's messages (unseen languages out), and a message
+    that two packages both translate counted once a language; a catalogue with a broken
+    Plural-Forms header is skipped, not fatal."""
+    message = "Could not open the folder you asked for"
+    write_mo(tmp_path / "gtk/usr/share/locale/ar/LC_MESSAGES/gtk30.mo",
+             {"": "Content-Type: text/plain; charset=UTF-8\n", message: "تعذر فتح المجلد الذي طلبته"})
+    write_mo(tmp_path / "gtk/usr/share/locale/uk/LC_MESSAGES/gtk30.mo",  # unseen: held out
+             {"": "Content-Type: text/plain; charset=UTF-8\n", message: "Не вдалося відкрити теку"})
+    write_mo(tmp_path / "gtk/usr/share/locale/hi/LC_MESSAGES/gtk30.mo",  # "plural=" missing
+             {"": "Content-Type: text/plain; charset=UTF-8\nPlural-Forms: nplurals=2;\n", message: "फ़ोल्डर"})
+    write_mo(tmp_path / "files/usr/share/locale/ar/LC_MESSAGES/nautilus.mo",
+             {"": "Content-Type: text/plain; charset=UTF-8\n", message: "تعذر فتح المجلد"})
+    rows = message_rows("gtk", tmp_path / "gtk") + message_rows("files", tmp_path / "files")
+    assert [r[2] for r in rows] == ["ar", "ar"]
+    assert once_per_language(rows) == [(message, "تعذر فتح المجلد الذي طلبته", "ar", "gtk")]
+    assert "desktop.tsv" in FILES and all(package in LICENSES for package in FILES["desktop.tsv"][1])
 
 
 def test_help_pages_align_by_paragraph_id(tmp_path):

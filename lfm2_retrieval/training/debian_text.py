@@ -4,8 +4,9 @@ hub is not) and written as TSV (training/dense_distillation.py tsv_targets reads
 
     python -m lfm2_retrieval.training.debian_text                    # ~/.cache/lfm2-search/parallel
     python -m lfm2_retrieval.training.debian_text --only messages --max-sources 8000 --help-languages de fr ja
+    python -m lfm2_retrieval.training.debian_text --only desktop   # desktop.tsv alone
 
-Two files, so that adding one kind of text leaves the other's rows (and their teacher vectors) as
+One file a kind of text, so that adding one leaves the others' rows (and their teacher vectors) as
 they were:
 - debian.tsv, short texts:
   - gettext catalogues (.mo files under /usr/share/locale/LANG/LC_MESSAGES of GNU and Debian
@@ -20,6 +21,11 @@ they were:
   Not the Debian Administrator's Handbook, although it aligns as well: it is the corpus of
   eval/real_documents.py, whose cross-lingual task (a page title against the English pages) a
   model trained on its aligned paragraphs would have seen.
+- desktop.tsv, the GNOME desktop's interface messages (GTK, GLib, GNOME Shell, Settings, Files,
+  gedit, Software, Evolution's data server): gettext again, but translated into about 150
+  languages, so it brings the scripts debian.tsv barely has (6,000 English messages drawn:
+  Arabic, Hindi, Bengali, Thai, Georgian, Telugu, Marathi, Armenian... thousands of rows each
+  where debian.tsv has tens).
 
 Rows: source, translation, language (a BCP-47-like code: de, pt-br, zh-cn, sr-latn), origin
 (package). English variants (en@quot, en_GB) are left out, and so are the six languages kept
@@ -30,7 +36,9 @@ and passage roles).
 
 Licences (the model card lists them): LibreOffice help MPL-2.0; coreutils, tar, grep, sed,
 findutils, diffutils, wget, gettext GPL-3.0-or-later; apt, dpkg, util-linux, e2fsprogs
-GPL-2.0-or-later; glibc LGPL-2.1-or-later; gnupg GPL-3.0-or-later; GNOME help CC-BY-SA-3.0.
+GPL-2.0-or-later; glibc LGPL-2.1-or-later; gnupg GPL-3.0-or-later; GNOME help CC-BY-SA-3.0;
+GTK, GLib LGPL-2.1-or-later; Evolution's data server LGPL-2.0-or-later; GNOME Shell, Settings,
+gedit, Software GPL-2.0-or-later; Files (nautilus) GPL-3.0-or-later.
 """
 
 from __future__ import annotations
@@ -55,16 +63,23 @@ HELP_LANGUAGES = ("ar", "bg", "bn", "ca", "cs", "da", "de", "el", "es", "et", "f
                   "tr", "vi", "zh-cn", "zh-tw")
 UNSEEN_LOCALES = ("uk", "fa", "he", "sw", "hu", "ta")
 DOCUMENTATION_PACKAGES = ("gnome-user-docs",)
+DESKTOP_PACKAGES = ("libgtk-3-common", "libglib2.0-data", "gnome-shell-common", "gnome-control-center-data",
+                    "nautilus-data", "gedit-common", "gnome-software-common", "evolution-data-server-common")
 MIN_WORDS = 4
 LICENSES = {"libreoffice-help": "MPL-2.0", "coreutils": "GPL-3.0-or-later", "tar": "GPL-3.0-or-later",
             "grep": "GPL-3.0-or-later", "sed": "GPL-3.0-or-later", "findutils": "GPL-3.0-or-later",
             "diffutils": "GPL-3.0-or-later", "wget": "GPL-3.0-or-later", "gettext": "GPL-3.0-or-later",
             "apt": "GPL-2.0-or-later", "dpkg": "GPL-2.0-or-later", "util-linux-locales": "GPL-2.0-or-later",
             "libc-l10n": "LGPL-2.1-or-later", "e2fsprogs-l10n": "GPL-2.0-or-later",
-            "gnupg-l10n": "GPL-3.0-or-later", "gnome-user-docs": "CC-BY-SA-3.0"}
+            "gnupg-l10n": "GPL-3.0-or-later", "gnome-user-docs": "CC-BY-SA-3.0",
+            "libgtk-3-common": "LGPL-2.1-or-later", "libglib2.0-data": "LGPL-2.1-or-later",
+            "gnome-shell-common": "GPL-2.0-or-later", "gnome-control-center-data": "GPL-2.0-or-later",
+            "nautilus-data": "GPL-3.0-or-later", "gedit-common": "GPL-2.0-or-later",
+            "gnome-software-common": "GPL-2.0-or-later", "evolution-data-server-common": "LGPL-2.0-or-later"}
 # What each file holds, and from which packages: the model card names them and their licences.
 FILES = {"debian.tsv": ("gettext catalogues and LibreOffice help pages", (*GETTEXT_PACKAGES, "libreoffice-help")),
-         "documentation.tsv": ("GNOME's help", DOCUMENTATION_PACKAGES)}
+         "documentation.tsv": ("GNOME's help", DOCUMENTATION_PACKAGES),
+         "desktop.tsv": ("the GNOME desktop's gettext catalogues", DESKTOP_PACKAGES)}
 # Region kept only where it names a written standard of its own; elsewhere de-DE is de.
 KEEP_REGION = {"pt-br", "zh-cn", "zh-tw", "zh-hk", "sr-latn"}
 
@@ -123,7 +138,7 @@ def mo_pairs(root: Path) -> Iterator[tuple[str, str, str]]:
         try:
             with open(mo, "rb") as f:
                 catalog = gettext.GNUTranslations(f)._catalog  # the parsed msgid -> msgstr table
-        except (OSError, ValueError, struct.error):  # a damaged catalogue (bad magic, bad offsets, bad UTF-8)
+        except (OSError, ValueError, IndexError, struct.error):  # damaged: bad magic, offsets, UTF-8, Plural-Forms
             continue
         for source, translation in catalog.items():
             if isinstance(source, tuple):  # plural forms: (msgid, n)
@@ -234,8 +249,20 @@ def usable(source: str, translation: str, max_chars: int = 1000) -> bool:
             and "\t" not in source + translation and "\n" not in source + translation)
 
 
+def message_rows(package: str, root: Path) -> list[tuple[str, str, str, str]]:
+    """One unpacked package's gettext rows: whole messages, in the languages the dense head sees
+    (English variants are dropped by the callers: see main)."""
+    rows = []
+    for source, translation, locale in mo_pairs(root):
+        source, translation = clean_message(source), clean_message(translation)
+        if not unseen(locale) and usable(source, translation):
+            rows.append((source, translation, language_code(locale), package))
+    return rows
+
+
 def collect(folder: Path, gettext_packages: list[str], help_languages: list[str],
             log=print) -> list[tuple[str, str, str, str]]:
+    """debian.tsv's rows: the tools' gettext catalogues, then LibreOffice's help paragraphs."""
     rows: list[tuple[str, str, str, str]] = []
     debs = download(list(gettext_packages) + ["libreoffice-help-en-us"] +
                     [f"libreoffice-help-{lang}" for lang in help_languages], folder / "debs")
@@ -244,13 +271,9 @@ def collect(folder: Path, gettext_packages: list[str], help_languages: list[str]
             if package not in debs:
                 log(f"{package}: not downloadable here, skipped")
                 continue
-            root = unpack(debs[package], Path(scratch) / package)
-            before = len(rows)
-            for source, translation, locale in mo_pairs(root):
-                source, translation = clean_message(source), clean_message(translation)
-                if not unseen(locale) and usable(source, translation):  # English variants: see main
-                    rows.append((source, translation, language_code(locale), package))
-            log(f"{package}: {len(rows) - before} rows")
+            found = message_rows(package, unpack(debs[package], Path(scratch) / package))
+            rows += found
+            log(f"{package}: {len(found)} rows")
         if "libreoffice-help-en-us" in debs:
             english = help_paragraphs(unpack(debs["libreoffice-help-en-us"], Path(scratch) / "help-en"), "en-US")
             for lang in help_languages:
@@ -266,6 +289,33 @@ def collect(folder: Path, gettext_packages: list[str], help_languages: list[str]
                          if key in english and usable(english[key], text)]
                 log(f"{package}: {len(rows) - before} rows")
     return rows
+
+
+def collect_desktop(folder: Path, packages: list[str], log=print) -> list[tuple[str, str, str, str]]:
+    """desktop.tsv's rows: the GNOME desktop's gettext catalogues, whose translators cover about
+    150 languages (Arabic, Hindi, Bengali, Thai, Georgian, Telugu... where the tools of debian.tsv
+    have a few dozen messages at most). A message several packages share is kept once a language."""
+    rows: list[tuple[str, str, str, str]] = []
+    debs = download(list(packages), folder / "debs")
+    with tempfile.TemporaryDirectory() as scratch:
+        for package in packages:
+            if package not in debs:
+                log(f"{package}: not downloadable here, skipped")
+                continue
+            found = [r for r in message_rows(package, unpack(debs[package], Path(scratch) / package))
+                     if not english_variant(r[2])]
+            rows += found
+            log(f"{package}: {len(found)} rows")
+    return once_per_language(rows)
+
+
+def once_per_language(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """The first row of each (source, language): GTK's "Cancel the operation" is also Files' and
+    Settings', and a message counted three times would weigh three times in the draw of targets."""
+    first: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+    for row in rows:
+        first.setdefault((row[0], row[2]), row)
+    return list(first.values())
 
 
 def collect_documentation(folder: Path, packages: list[str], log=print) -> list[tuple[str, str, str, str]]:
@@ -316,21 +366,29 @@ def main(argv=None) -> None:
                    help="LibreOffice help languages (libreoffice-help-LANG)")
     p.add_argument("--documentation", nargs="*", default=list(DOCUMENTATION_PACKAGES),
                    help="packages of translated documentation (documentation.tsv)")
-    p.add_argument("--only", choices=["messages", "documentation"], help="write one of the two files")
+    p.add_argument("--desktop", nargs="*", default=list(DESKTOP_PACKAGES),
+                   help="packages with the desktop's gettext catalogues (desktop.tsv)")
+    p.add_argument("--only", choices=["messages", "documentation", "desktop"],
+                   help="write one of the files (debian.tsv, documentation.tsv, desktop.tsv)")
     p.add_argument("--max-sources", type=int, default=8000, help="English sources kept in debian.tsv (0: all)")
     p.add_argument("--max-documentation-sources", type=int, default=0,
                    help="English paragraphs kept in documentation.tsv (0: all, about 2,400)")
+    p.add_argument("--max-desktop-sources", type=int, default=6000,
+                   help="English messages kept in desktop.tsv (0: all, about 11,800)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.only != "documentation":
+    if args.only in (None, "messages"):
         rows = sample_sources(collect(args.folder, args.packages, args.help_languages), args.max_sources, args.seed)
         # English variants leave after the draw, so it stays the one of the rows v5 and v6 trained
         # on (and whose teacher vectors a cache holds): before it, 8,000 sources would be redrawn.
         report([r for r in rows if not english_variant(r[2])], args.folder / "debian.tsv")
-    if args.only != "messages":
+    if args.only in (None, "documentation"):
         rows = sample_sources(collect_documentation(args.folder, args.documentation),
                               args.max_documentation_sources, args.seed)
         report(rows, args.folder / "documentation.tsv")
+    if args.only in (None, "desktop"):
+        rows = sample_sources(collect_desktop(args.folder, args.desktop), args.max_desktop_sources, args.seed)
+        report(rows, args.folder / "desktop.tsv")
 
 
 def report(rows: list, out: Path) -> None:
