@@ -428,6 +428,15 @@ def test_the_mean_of_checkpoints_is_a_model_whose_card_says_so(tmp_path, pylate_
     card = write_model_card(tmp_path / "card", run, "retrain", last_step=300, averaged=averaged_steps(mean)).read_text()
     assert "1. `run`, from scratch: 300 steps of" in card
     assert "; the model is the mean of its checkpoints at steps 100, 200 and 300 (training/averaging.py)." in card
+    # A later run from the mean: the card says so of the first stage, whose model it took.
+    tail = tmp_path / "tail"
+    tail.mkdir()
+    TrainConfig.load(None, [f"output_dir={tail}", "steps=50", f"init_from={mean}"]).save(tail / "config.json")
+    (tail / "data.json").write_text(json.dumps({"qa/ja": 10}))
+    card = write_model_card(tmp_path / "card", tail, "retrain").read_text()
+    first, second = card.split("1. `run`")[1].split("2. `tail`")
+    assert "the model is the mean of its checkpoints at steps 100, 200 and 300" in first
+    assert "mean of its checkpoints" not in second and "50 steps" in second
     with pytest.raises(FileNotFoundError, match="step-400"):
         average_checkpoints(run, [300, 400], tmp_path / "none")
 

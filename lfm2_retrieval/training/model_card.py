@@ -96,6 +96,17 @@ def stage_ends(stages: list[Path]) -> dict[Path, int | None]:
     return ends
 
 
+def stage_means(stages: list[Path]) -> dict[Path, list[int]]:
+    """The stages whose model the next stage started from as a mean of checkpoints: {stage: the
+    steps averaged}, read from the start folder's ORIGIN_FILE while it is still on this machine."""
+    means = {}
+    for earlier, later in zip(stages, stages[1:]):
+        start = json.loads((later / "config.json").read_text()).get("init_from")
+        if start and Path(start).is_dir() and (steps := averaged_steps(Path(start))):
+            means[earlier] = steps
+    return means
+
+
 def _stage_line(n: int, run: Path, end: int | None = None) -> str:
     c = json.loads((run / "config.json").read_text())
     by_teacher = c.get("negatives_from", "bm25") == "teacher"
@@ -156,10 +167,10 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
         start = json.loads((stages[0] / "config.json").read_text())["init_from"]
         before = len(earlier["stages"])
         own[0] = own[0].replace(f"from `{start}`:", f"from `{start}` (the model of stages 1-{before}):", 1)
+    means = {**stage_means(stages), stages[-1]: averaged}
+    own = [line.removesuffix(".") + f"; the model is the mean of its checkpoints at steps {_listed(sorted(steps))} "
+           "(training/averaging.py)." if (steps := means.get(run)) else line for line, run in zip(own, stages)]
     stage_lines = earlier["stages"] + own
-    if averaged:
-        stage_lines[-1] = stage_lines[-1].removesuffix(".") + (
-            f"; the model is the mean of its checkpoints at steps {_listed(sorted(averaged))} (training/averaging.py).")
     hours = earlier["cpu_hours"] + cpu_hours(stages, until=ends)
     counts: dict[str, int] = {}
     for run in stages:
