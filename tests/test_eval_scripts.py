@@ -63,6 +63,8 @@ TINY = {
     "eval.average_models": (["{tiny}", "{tiny}", "--weights", "0", "1", "--languages", "en"], True),
     "eval.language_id": (["--out", "{tmp}/out"], True),
     "eval.ntrex_languages": (["--languages", "fra", "--no-e5", "--out", "{tmp}/out"], True),
+    "eval.int8_weights": (["--model", "{tiny}", "--docs", "3", "--repeats", "1", "--shapes", "64x6", "--no-quality"],
+                          True),
     "eval.nanobeir": (["--model", "{tiny}", "--tasks", "NanoSciFact", "--languages", "en", "--no-e5", "--no-minilm",
                        "--build", "--data", "{tmp}/tasks", "--out", "{tmp}/out"], True),
     "eval.real_documents": (["--model", "{tiny}", "--languages", "en-US", "--pages", "12", "--out", "{tmp}/out"],
@@ -125,3 +127,21 @@ def test_tiny_configurations_print_their_table(module, tmp_path, request, pylate
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     printed = done.stdout + done.stderr
     assert "|" in printed or "│" in printed or "30 chunks" in printed  # a table (real_vectors: its cache)
+
+
+def test_an_int8_copy_leaves_the_model_float_and_encodes_close_to_it(pylate_tiny_dir):
+    """eval/int8_weights.py quantizes a copy: the model it was given keeps its float layers (the
+    float32 rows of its table are that model), and the copy's vectors stay near the float ones."""
+    import numpy as np
+    import torch
+
+    from eval.int8_weights import int8_encoder
+    from lfm2_retrieval import ColBERTEncoder
+
+    encoder = ColBERTEncoder.from_pretrained(str(pylate_tiny_dir))
+    quantized = int8_encoder(encoder)
+    assert all(type(m) is not torch.nn.Linear for m in quantized.backbone.modules())
+    assert any(type(m) is torch.nn.Linear for m in encoder.backbone.modules())
+    texts = ["the index is compressed into centroid codes", "hybrid search fuses MaxSim and BM25"]
+    for a, b in zip(encoder.encode_documents(texts), quantized.encode_documents(texts)):
+        assert a.shape == b.shape and float(np.mean(np.sum(a * b, axis=1))) > 0.9
