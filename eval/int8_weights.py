@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import tempfile
 import time
@@ -36,15 +37,16 @@ DEV_LANGUAGES = ["en", "ja", "ko", "ar"]
 ATTENTION_EVERY = {6: (2, 5), 8: (2, 5, 7)}  # the size study's layer patterns (configs/student-sizes.toml)
 
 
-def int8(module: torch.nn.Module) -> torch.nn.Module:
-    """A copy whose nn.Linear layers hold int8 weights (activations quantized on the fly)."""
+def int8(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
+    """`module` (a copy unless `inplace`) with int8 weights in its nn.Linear layers (activations
+    quantized on the fly)."""
     from torch.ao.quantization import quantize_dynamic
 
     # torch.ao.quantization is deprecated for torchao (not a dependency here) yet still works in
     # torch 2.13; what this measures says int8 does not pay, so nothing in the engine relies on it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=inplace)
 
 
 def int8_encoder(encoder):
@@ -52,8 +54,8 @@ def int8_encoder(encoder):
     stays float (a lookup, not a multiplication), and so does the dense head: one 192x384 layer
     applied once a text, which reads its weight's dtype."""
     quantized = copy.deepcopy(encoder)
-    quantized.backbone = int8(encoder.backbone)
-    quantized.dense = int8(encoder.dense)
+    int8(quantized.backbone, inplace=True)
+    int8(quantized.dense, inplace=True)
     return quantized
 
 
@@ -102,8 +104,6 @@ def main(argv=None) -> None:
                    "PyTorch's float32 on the CPUs measured so far, so never the fastest teacher)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    import json
-
     from eval.bench_api import load_scifact
     from lfm2_retrieval import ColBERTEncoder
     from lfm2_retrieval.engine import SearchEngine, TextDocument
@@ -143,7 +143,7 @@ def main(argv=None) -> None:
     config = json.loads((folder / "config.json").read_text())
     e5_file = E5File.read()
     e5_torch = TorchE5Encoder(e5_file, dtype="float32")
-    e5_int8 = TorchE5Encoder(e5_file, dtype="float32")
+    e5_int8 = copy.copy(e5_torch)  # the same tokenizer, an int8 copy of the model
     e5_int8.model = int8(e5_torch.model)
     jobs = {
         "student encoder, float32": lambda: encoder.encode_documents(texts),

@@ -29,8 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lfm2_retrieval.evaluation.builders import (DEV_SEED, NTREX_DEV_SENTENCES, build_parallel_nano, ntrex_files,
-                                                ntrex_split_sentences)
+from lfm2_retrieval.evaluation.builders import build_parallel_nano, ntrex_dev_grid, ntrex_files, ntrex_split_sentences
 from lfm2_retrieval.evaluation.harness import evaluate_cross_lingual
 from lfm2_retrieval.evaluation.retrievers import BM25Retriever, ColBERTRetriever, TeacherRetriever
 from lfm2_retrieval.evaluation.tasks import RetrievalTask, TaskInfo
@@ -67,10 +66,8 @@ def evaluation_tasks(shared: Path, languages: list[str], split: str = "evaluatio
     missing = sorted(set(languages) - set(files))
     if missing:
         console.print(f"[yellow]no NTREX file for {missing}: left out[/yellow]")
-    if split == "dev":  # the dev grid's sentences, drawn as ntrex_split_sentences draws them
-        evaluation, _ = ntrex_split_sentences(shared)
-        grid = build_parallel_nano(ntrex_files(shared), corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED,
-                                   exclude=evaluation)
+    if split == "dev":  # the dev grid's own sentences
+        grid = ntrex_dev_grid(ntrex_files(shared), ntrex_split_sentences(shared)[0])
     else:  # the grid's tasks: their sentences are held out of training
         grid = build_parallel_nano(ntrex_files(shared))
     wanted = {int(d[1:]) for d in grid[0].corpus}

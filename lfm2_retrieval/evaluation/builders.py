@@ -298,14 +298,20 @@ def ntrex_files(shared_data: Path, languages: Sequence[str] = tuple(NTREX_FILES)
     return {lang: folder / ntrex_file_name(lang) for lang in languages if (folder / ntrex_file_name(lang)).exists()}
 
 
+def ntrex_dev_grid(files: dict[str, Path], evaluation: Collection[int], license: str = "") -> list[RetrievalTask]:
+    """The NanoNTREX dev tasks over `files`: NTREX_DEV_SENTENCES sentences drawn with DEV_SEED
+    from those that are not `evaluation`'s (the one draw training leaves out and dev reads)."""
+    return build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation,
+                               license=license)
+
+
 def ntrex_split_sentences(shared_data: Path) -> tuple[set[int], set[int]]:
     """Sentence numbers of the NanoNTREX evaluation tasks and of the dev tasks."""
     files = ntrex_files(shared_data)
     if len(files) < 2:
         return set(), set()
     evaluation = {int(d[1:]) for d in build_parallel_nano(files)[0].corpus}
-    dev = build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation)[0]
-    return evaluation, {int(d[1:]) for d in dev.corpus}
+    return evaluation, {int(d[1:]) for d in ntrex_dev_grid(files, evaluation)[0].corpus}
 
 
 def dev_tasks(shared_data: Path, qa_languages: Sequence[str] = tuple(QA_DEV_FILES),
@@ -331,8 +337,7 @@ def dev_tasks(shared_data: Path, qa_languages: Sequence[str] = tuple(QA_DEV_FILE
     files = ntrex_files(shared_data, ntrex_languages)
     if len(files) >= 2:
         evaluation, _ = ntrex_split_sentences(shared_data)
-        tasks += build_parallel_nano(files, corpus_size=NTREX_DEV_SENTENCES, seed=DEV_SEED, exclude=evaluation,
-                                     license="CC BY-SA 4.0")
+        tasks += ntrex_dev_grid(files, evaluation, license="CC BY-SA 4.0")
     return tasks
 
 

@@ -53,7 +53,7 @@ import struct
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 GETTEXT_PACKAGES = ("coreutils", "tar", "grep", "sed", "findutils", "diffutils", "wget", "gettext", "apt", "dpkg",
@@ -249,7 +249,26 @@ def usable(source: str, translation: str, max_chars: int = 1000) -> bool:
             and "\t" not in source + translation and "\n" not in source + translation)
 
 
-def message_rows(package: str, root: Path) -> list[tuple[str, str, str, str]]:
+Row = tuple[str, str, str, str]  # source, translation, language, package
+
+
+def package_rows(folder: Path, packages: list[str], read: Callable[[str, Path], list[Row]], log=print) -> list[Row]:
+    """Each package fetched (into folder/debs), unpacked into a scratch folder and read by
+    `read(package, its root)`, one log line each; a package apt cannot fetch is skipped."""
+    rows: list[Row] = []
+    debs = download(list(packages), folder / "debs")
+    with tempfile.TemporaryDirectory() as scratch:
+        for package in packages:
+            if package not in debs:
+                log(f"{package}: not downloadable here, skipped")
+                continue
+            found = read(package, unpack(debs[package], Path(scratch) / package))
+            rows += found
+            log(f"{package}: {len(found)} rows")
+    return rows
+
+
+def message_rows(package: str, root: Path) -> list[Row]:
     """One unpacked package's gettext rows: whole messages, in the languages the dense head sees
     (English variants are dropped by the callers: see main)."""
     rows = []
@@ -260,80 +279,60 @@ def message_rows(package: str, root: Path) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def collect(folder: Path, gettext_packages: list[str], help_languages: list[str],
-            log=print) -> list[tuple[str, str, str, str]]:
+def collect(folder: Path, gettext_packages: list[str], help_languages: list[str], log=print) -> list[Row]:
     """debian.tsv's rows: the tools' gettext catalogues, then LibreOffice's help paragraphs."""
-    rows: list[tuple[str, str, str, str]] = []
-    debs = download(list(gettext_packages) + ["libreoffice-help-en-us"] +
-                    [f"libreoffice-help-{lang}" for lang in help_languages], folder / "debs")
+    rows = package_rows(folder, gettext_packages, message_rows, log)
+    english_deb = download(["libreoffice-help-en-us"], folder / "debs").get("libreoffice-help-en-us")
+    if english_deb is None:
+        return rows
     with tempfile.TemporaryDirectory() as scratch:
-        for package in gettext_packages:
-            if package not in debs:
-                log(f"{package}: not downloadable here, skipped")
-                continue
-            found = message_rows(package, unpack(debs[package], Path(scratch) / package))
-            rows += found
-            log(f"{package}: {len(found)} rows")
-        if "libreoffice-help-en-us" in debs:
-            english = help_paragraphs(unpack(debs["libreoffice-help-en-us"], Path(scratch) / "help-en"), "en-US")
-            for lang in help_languages:
-                package = f"libreoffice-help-{lang}"
-                if package not in debs:
-                    log(f"{package}: not downloadable here, skipped")
-                    continue
-                root = unpack(debs[package], Path(scratch) / package)
-                found = help_paragraphs(root, lang if (root / "usr/share/libreoffice/help" / lang).exists()
-                                        else _help_dir(root))
-                before = len(rows)
-                rows += [(english[key], text, language_code(lang), "libreoffice-help") for key, text in found.items()
-                         if key in english and usable(english[key], text)]
-                log(f"{package}: {len(rows) - before} rows")
-    return rows
+        english = help_paragraphs(unpack(english_deb, Path(scratch) / "help-en"), "en-US")
+
+    def help_rows(package: str, root: Path) -> list[Row]:
+        lang = package.removeprefix("libreoffice-help-")
+        language_dir = lang if (root / "usr/share/libreoffice/help" / lang).exists() else _help_dir(root)
+        found = help_paragraphs(root, language_dir)
+        return [(english[key], text, language_code(lang), "libreoffice-help") for key, text in found.items()
+                if key in english and usable(english[key], text)]
+
+    return rows + package_rows(folder, [f"libreoffice-help-{lang}" for lang in help_languages], help_rows, log)
 
 
-def collect_desktop(folder: Path, packages: list[str], log=print) -> list[tuple[str, str, str, str]]:
+def collect_desktop(folder: Path, packages: list[str], log=print) -> list[Row]:
     """desktop.tsv's rows: the GNOME desktop's gettext catalogues, whose translators cover about
     150 languages (Arabic, Hindi, Bengali, Thai, Georgian, Telugu... where the tools of debian.tsv
     have a few dozen messages at most). A message several packages share is kept once a language."""
-    rows: list[tuple[str, str, str, str]] = []
-    debs = download(list(packages), folder / "debs")
-    with tempfile.TemporaryDirectory() as scratch:
-        for package in packages:
-            if package not in debs:
-                log(f"{package}: not downloadable here, skipped")
-                continue
-            found = [r for r in message_rows(package, unpack(debs[package], Path(scratch) / package))
-                     if not english_variant(r[2])]
-            rows += found
-            log(f"{package}: {len(found)} rows")
-    return once_per_language(rows)
+    def rows_of(package: str, root: Path) -> list[Row]:
+        return [r for r in message_rows(package, root) if not english_variant(r[2])]
+
+    return once_per_language(package_rows(folder, packages, rows_of, log))
 
 
-def once_per_language(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+def once_per_language(rows: list[Row]) -> list[Row]:
     """The first row of each (source, language): GTK's "Cancel the operation" is also Files' and
     Settings', and a message counted three times would weigh three times in the draw of targets."""
-    first: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+    first: dict[tuple[str, str], Row] = {}
     for row in rows:
         first.setdefault((row[0], row[2]), row)
     return list(first.values())
 
 
-def collect_documentation(folder: Path, packages: list[str], log=print) -> list[tuple[str, str, str, str]]:
+DOCUMENTATION_READERS = {"gnome-user-docs": mallard_pairs}  # package -> (English, translation, locale) pairs
+
+
+def collect_documentation(folder: Path, packages: list[str], log=print) -> list[Row]:
     """documentation.tsv's rows: GNOME's help, unit by unit."""
-    rows: list[tuple[str, str, str, str]] = []
-    readers = {"gnome-user-docs": mallard_pairs}
-    debs = download(list(packages), folder / "debs")
-    with tempfile.TemporaryDirectory() as scratch:
-        for package in packages:
-            if package not in debs or package not in readers:
-                log(f"{package}: not downloadable here (or no reader for it), skipped")
-                continue
-            before = len(rows)
-            for source, translation, locale in readers[package](unpack(debs[package], Path(scratch) / package)):
-                if wanted(locale) and usable(source, translation, max_chars=2000):
-                    rows.append((source, translation, language_code(locale), package))
-            log(f"{package}: {len(rows) - before} rows")
-    return list(dict.fromkeys(rows))
+    for package in packages:
+        if package not in DOCUMENTATION_READERS:
+            log(f"{package}: no reader for it, skipped")
+
+    def rows_of(package: str, root: Path) -> list[Row]:
+        return [(source, translation, language_code(locale), package)
+                for source, translation, locale in DOCUMENTATION_READERS[package](root)
+                if wanted(locale) and usable(source, translation, max_chars=2000)]
+
+    readable = [p for p in packages if p in DOCUMENTATION_READERS]
+    return list(dict.fromkeys(package_rows(folder, readable, rows_of, log)))
 
 
 def _help_dir(root: Path) -> str:
