@@ -81,7 +81,11 @@ TINY = {
 HELP_ONLY = {"eval.codec_fidelity", "eval.tokenizer_coverage", "eval.tune_fusion", "eval.three_signals",
              "eval.campaign_curve",  # campaign_curve reads a training run's log: test_training runs it
              "eval.calibrate",  # both suites built and searched; tests/test_calibration.py tests what it fits
-             "eval.student_sizes"}  # its input is training runs: tests/test_training.py runs it on a tiny one
+             "eval.student_sizes",  # its input is training runs: tests/test_training.py runs it on a tiny one
+             # the campaign's teacher cache (hours of E5 on a fresh machine); its pieces are tested below
+             "eval.head_probe",
+             # 128 NTREX files encoded and the dev suite built; its pieces are tested below
+             "eval.language_centering"}
 
 
 def test_every_benchmark_has_a_tiny_run_or_says_why_not():
@@ -145,3 +149,69 @@ def test_an_int8_copy_leaves_the_model_float_and_encodes_close_to_it(pylate_tiny
     texts = ["the index is compressed into centroid codes", "hybrid search fuses MaxSim and BM25"]
     for a, b in zip(encoder.encode_documents(texts), quantized.encode_documents(texts)):
         assert a.shape == b.shape and float(np.mean(np.sum(a * b, axis=1))) > 0.9
+
+
+def test_the_head_probe_reads_what_the_dense_head_reads_and_its_fit_learns(pylate_tiny_dir):
+    """eval/head_probe.py: the first block of its features is the mean of the final hidden state
+    over the kept tokens (what model/dense_head.py pools), one block a layer follows; and its fit,
+    on a target that is a linear map of the features, brings the loss down."""
+    import torch
+
+    from eval.head_probe import Features, Head, fit
+    from lfm2_retrieval import ColBERTEncoder
+
+    encoder = ColBERTEncoder.from_pretrained(str(pylate_tiny_dir))
+    features = Features(encoder)
+    texts = ["the index is compressed into centroid codes", "hybrid search fuses MaxSim and BM25 and more"]
+    got = features(texts, "document")
+    hidden, layers = encoder.backbone.config.hidden_size, len(encoder.backbone.layers)
+    assert got.shape == (2, (layers + 1) * hidden)
+    inputs, keep = encoder.document_inputs(encoder.tokenizer.documents(texts))
+    with torch.inference_mode():
+        final = encoder.hidden_states(**inputs).float()
+    w = keep.float().unsqueeze(-1)
+    expected = ((final * w).sum(1) / w.sum(1)).numpy()
+    assert abs(got[:, :hidden] - expected).max() < 1e-4
+
+    torch.manual_seed(0)
+    feats = {role: torch.randn(64, 8) for role in ("query", "passage")}
+    mapping = torch.randn(8, 4)
+    teacher = {role: torch.nn.functional.normalize(f @ mapping, dim=-1) for role, f in feats.items()}
+    labels = {role: torch.arange(64) for role in feats}
+    head = Head(8, 4, mlp=False)
+    before = fit(Head(8, 4, mlp=False), feats, teacher, labels, steps=1, batch=32, lr=0.0, seed=0)
+    after = fit(head, feats, teacher, labels, steps=300, batch=32, lr=1e-2, seed=0)
+    assert after < 0.5 * before
+
+
+def test_language_centring_keeps_unit_vectors_and_strength_zero_is_the_model(pylate_tiny_dir):
+    """eval/language_centering.py: at strength 0 its retriever ranks exactly as the model's own
+    MaxSim; re-centred vectors stay unit length, and a language without a mean takes the mean over
+    languages ("*")."""
+    import numpy as np
+
+    from eval.language_centering import Centered, center
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.evaluation.retrievers import ColBERTRetriever
+
+    encoder = ColBERTEncoder.from_pretrained(str(pylate_tiny_dir))
+    corpus = {"a": "the index is compressed into centroid codes", "b": "hybrid search fuses MaxSim and BM25",
+              "c": "les documents sont découpés en morceaux"}
+    queries = {"q1": "how is the index compressed?", "q2": "what does hybrid search fuse?"}
+    dim = encoder.dim
+    means = {"tokens": {role: {"*": np.full(dim, 0.1, np.float32), "en": np.full(dim, -0.1, np.float32)}
+                        for role in ("query", "document")}}
+    plain = ColBERTRetriever(encoder, "plain")
+    same = Centered(encoder, "tokens", means, 0.0)
+    assert same.search(same.index(corpus), queries, 3) == plain.search(plain.index(corpus), queries, 3)
+
+    vectors = np.random.default_rng(0).standard_normal((5, dim)).astype(np.float32)
+    moved = center(vectors, means["tokens"]["query"]["*"], 1.0)
+    assert np.allclose(np.linalg.norm(moved, axis=1), 1.0, atol=1e-5)
+    shifted = Centered(encoder, "tokens", means, 1.0)
+    assert all(np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+               for v in shifted._vectors(list(corpus.values()), "document"))
+    french = corpus["c"]  # py3langid: fr, which has no mean here
+    raw = encoder.encode_documents([french])[0]
+    assert np.allclose(shifted._vectors([french], "document")[0],
+                       center(raw, means["tokens"]["document"]["*"], 1.0), atol=1e-5)
