@@ -768,3 +768,45 @@ def test_words_of_tokens_line_up_with_what_the_encoder_reads(pylate_tiny_dir):
         assert [len(w) for w in words] == lengths, role
         assert words[0][:2] == [None, None] and max(w for w in words[0] if w is not None) == 2
         assert max(w for w in words[1] if w is not None) < tokenizer.word_counts(texts)[1]  # truncated
+
+
+def test_a_grown_model_encodes_as_its_source_and_its_card_says_it_grew(tmp_path, pylate_tiny_dir):
+    """training/growing.py: the new layers copy their predecessors with zeroed output maps, so the
+    grown model's vectors equal the source's; the card of a run started from it says it grew."""
+    import shutil
+
+    from lfm2_retrieval import ColBERTEncoder
+    from lfm2_retrieval.training.config import TrainConfig
+    from lfm2_retrieval.training.growing import grow
+    from lfm2_retrieval.training.model_card import write_model_card
+
+    run = tmp_path / "run"
+    source = run / "checkpoints" / "step-100"
+    shutil.copytree(pylate_tiny_dir, source)
+    TrainConfig.load(None, [f"output_dir={run}", "steps=100"]).save(run / "config.json")
+    (run / "data.json").write_text(json.dumps({"qa/ja": 10}))
+    kinds = json.loads((source / "config.json").read_text())["layer_types"]
+    grown = grow(source, tmp_path / "grown", [0, len(kinds) - 1])
+    config = json.loads((grown / "config.json").read_text())
+    assert config["layer_types"] == [kinds[0], kinds[0], *kinds[1:], kinds[-1]]
+    assert config["num_hidden_layers"] == len(kinds) + 2
+    before, after = ColBERTEncoder.from_pretrained(str(source)), ColBERTEncoder.from_pretrained(str(grown))
+    assert len(after.backbone.layers) == len(kinds) + 2
+    assert not after.backbone.layers[1].feed_forward.w2.weight.any()
+    texts = ["the index is compressed into centroid codes", "東京は日本の首都です。"]
+    for a, b in zip(before.encode_documents(texts), after.encode_documents(texts)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for a, b in zip(before.encode_queries(texts), after.encode_queries(texts)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="distinct layer indices"):
+        grow(source, tmp_path / "bad", [len(kinds)])
+
+    tail = tmp_path / "tail"
+    tail.mkdir()
+    TrainConfig.load(None, [f"output_dir={tail}", "steps=50", f"init_from={grown}"]).save(tail / "config.json")
+    (tail / "data.json").write_text(json.dumps({"qa/ja": 10}))
+    shutil.copytree(grown, tmp_path / "card")
+    card = write_model_card(tmp_path / "card", tail, "retrain").read_text()
+    first = card.split("1. `run`")[1].split("2. `tail`")[0]
+    assert f"then grown from {len(kinds)} to {len(kinds) + 2} layers (a new layer after layers 0 and " \
+           f"{len(kinds) - 1}" in first

@@ -55,8 +55,8 @@ def model_origin(folder: Path) -> tuple[Path, int | None] | None:
     ORIGIN_FILE, which the trainer writes into every checkpoint and final model and a copy keeps;
     else its place, `<run>/model` or `<run>/checkpoints/step-N`."""
     folder = Path(folder)
-    if (folder / ORIGIN_FILE).exists():
-        record = json.loads((folder / ORIGIN_FILE).read_text())
+    record = json.loads((folder / ORIGIN_FILE).read_text()) if (folder / ORIGIN_FILE).exists() else {}
+    if "run" in record:  # a grown copy of a folder from no run records only its growth
         return Path(record["run"]), record.get("step")
     if (folder.parent / "config.json").exists():
         return folder.parent, None
@@ -105,6 +105,21 @@ def stage_means(stages: list[Path]) -> dict[Path, list[int]]:
         if start and Path(start).is_dir() and (steps := averaged_steps(Path(start))):
             means[earlier] = steps
     return means
+
+
+def stage_growth(stages: list[Path]) -> dict[Path, str]:
+    """The stages whose model the next stage started from grown deeper (training/growing.py):
+    {stage: what was done}, read from the start folder's ORIGIN_FILE while it is on this machine."""
+    grown = {}
+    for earlier, later in zip(stages, stages[1:]):
+        start = json.loads((later / "config.json").read_text()).get("init_from")
+        found = Path(start) / ORIGIN_FILE if start else None
+        if found is not None and found.exists() and (how := json.loads(found.read_text()).get("grown")):
+            after = _listed(how["new_after"])
+            grown[earlier] = (f"then grown from {how['layers']} to {how['layers'] + len(how['new_after'])} layers "
+                              f"(a new layer after layer{'s' if len(how['new_after']) > 1 else ''} {after}, "
+                              "its output maps zero: training/growing.py)")
+    return grown
 
 
 def _stage_line(n: int, run: Path, end: int | None = None) -> str:
@@ -170,6 +185,8 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     means = {**stage_means(stages), stages[-1]: averaged}
     own = [line.removesuffix(".") + f"; the model is the mean of its checkpoints at steps {_listed(sorted(steps))} "
            "(training/averaging.py)." if (steps := means.get(run)) else line for line, run in zip(own, stages)]
+    growth = stage_growth(stages)
+    own = [line.removesuffix(".") + f"; {growth[run]}." if run in growth else line for line, run in zip(own, stages)]
     stage_lines = earlier["stages"] + own
     hours = earlier["cpu_hours"] + cpu_hours(stages, until=ends)
     counts: dict[str, int] = {}
