@@ -807,6 +807,7 @@ def test_a_grown_model_encodes_as_its_source_and_its_card_says_it_grew(tmp_path,
     (tail / "data.json").write_text(json.dumps({"qa/ja": 10}))
     shutil.copytree(grown, tmp_path / "card")
     card = write_model_card(tmp_path / "card", tail, "retrain").read_text()
-    first = card.split("1. `run`")[1].split("2. `tail`")[0]
-    assert f"then grown from {len(kinds)} to {len(kinds) + 2} layers (a new layer after layers 0 and " \
-           f"{len(kinds) - 1}" in first
+    first, second = card.split("1. `run`")[1].split("2. `tail`")
+    assert "grown" not in first
+    assert f"; its start was grown from {len(kinds)} to {len(kinds) + 2} layers (a new layer after layers 0 " \
+           f"and {len(kinds) - 1}, its output maps zero: training/growing.py)." in second

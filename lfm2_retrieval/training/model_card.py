@@ -108,17 +108,18 @@ def stage_means(stages: list[Path]) -> dict[Path, list[int]]:
 
 
 def stage_growth(stages: list[Path]) -> dict[Path, str]:
-    """The stages whose model the next stage started from grown deeper (training/growing.py):
-    {stage: what was done}, read from the start folder's ORIGIN_FILE while it is on this machine."""
+    """The stages that started from a model grown deeper (training/growing.py): {stage: how it
+    grew}, read from the start folder's ORIGIN_FILE while it is on this machine. Keyed by the
+    stage that starts from it, so a start from the embedded model (no earlier stage) is covered."""
     grown = {}
-    for earlier, later in zip(stages, stages[1:]):
-        start = json.loads((later / "config.json").read_text()).get("init_from")
+    for run in stages:
+        start = json.loads((run / "config.json").read_text()).get("init_from")
         found = Path(start) / ORIGIN_FILE if start else None
         if found is not None and found.exists() and (how := json.loads(found.read_text()).get("grown")):
-            after = _listed(how["new_after"])
-            grown[earlier] = (f"then grown from {how['layers']} to {how['layers'] + len(how['new_after'])} layers "
-                              f"(a new layer after layer{'s' if len(how['new_after']) > 1 else ''} {after}, "
-                              "its output maps zero: training/growing.py)")
+            new = how["new_after"]
+            grown[run] = (f"its start was grown from {how['layers']} to {how['layers'] + len(new)} layers (a new "
+                          f"layer after layer{'s' if len(new) > 1 else ''} {_listed(new)}, its output maps zero: "
+                          "training/growing.py)")
     return grown
 
 
