@@ -12,8 +12,8 @@ is the residual's gradient times the layer's inputs), so training then gives the
 
 The grown folder keeps its source's origin (training.json) and says how it was grown, so a run
 that starts from it (`--set init_from=...`) still has its history. Issue 36's rule holds for
-any size: indexing at least 4x the teacher's throughput (eval/int8_weights.py --shapes measures
-a shape).
+any size: indexing at least 4x the teacher's throughput (`python -m eval.int8_weights --model
+GROWN --no-quality`; v7 grown from 6 to 8 layers measured 3.8x against v7's 5.4x).
 """
 
 from __future__ import annotations
