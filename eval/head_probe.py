@@ -11,11 +11,12 @@ features says the head's form was the limit; one that does not says the backbone
 
 Features of a text: the mean over its kept tokens of the final (normed) hidden state, and of each
 layer's output. Heads: linear / MLP (one hidden layer of 1024, GELU) on the final features alone,
-and on the final and every layer's features side by side; and the campaign's own head
-fitted further on the same features. Targets are drawn like the campaign's
-(configs/dense-head.toml: NTREX-128 and the TSVs of parallel text, 3/4 of them; the training
-pairs' own texts), their teacher vectors read from the teacher cache (filled where missing). The
-loss is the campaign's: squared distance of unit vectors plus in-batch InfoNCE per role.
+and on the final and every layer's features side by side; the campaign's own head fitted
+further on the same features; and no head at all (the final state's mean scored as it is).
+Targets are drawn like the campaign's (configs/dense-head.toml: NTREX-128 and the TSVs of
+parallel text, 3/4 of them; the training pairs' own texts), their teacher vectors read from the
+teacher cache (filled where missing). The loss is the campaign's: squared distance of unit
+vectors plus in-batch InfoNCE per role.
 Scores: NDCG@10 on the trainer's dev tasks (NanoQA dev en/ja/ko, NanoNTREX dev grid across
 en/ja/ko/ar), never the evaluation tasks.
 """
@@ -131,6 +132,15 @@ def fit(head: Head, feats: dict, teacher: dict, labels: dict, steps: int, batch:
     return float(np.mean(losses[-100:]))
 
 
+def identity(width: int) -> nn.Linear:
+    """A linear map that changes nothing: the pooled features scored as they are."""
+    linear = nn.Linear(width, width)
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(width))
+        linear.bias.zero_()
+    return linear
+
+
 class ProbeRetriever:
     """A fitted head on the frozen features as a retriever (evaluation/retrievers.py's interface)."""
 
@@ -197,20 +207,24 @@ def main(argv=None) -> None:
 
     tasks = load_dev_tasks(Path(cfg.shared_data), args.languages)
     width_all = feats["query"].shape[1]
-    candidates = [("the campaign's head (linear, final state)", CampaignHead(encoder.dense_head, hidden), None)]
-    candidates.append(("the campaign's head, fitted on", Head(hidden, teacher["query"].shape[1], False,
-                                                               encoder.dense_head.linear), None))
+    # (name, head, whether it is fitted here)
+    candidates = [("no head: the final state's mean itself", Head(hidden, hidden, False, identity(hidden)), False)]
+    if encoder.dense_head is not None:  # a model without a head has only the fresh ones
+        own = CampaignHead(encoder.dense_head, hidden)
+        candidates.append(("the campaign's head (linear, final state)", own, False))
+        candidates.append(("the campaign's head, fitted on", Head(hidden, teacher["query"].shape[1], False,
+                                                                   encoder.dense_head.linear), True))
     for name, width, mlp in [("linear, final state", hidden, False), ("MLP, final state", hidden, True),
                              ("linear, final + every layer", width_all, False),
                              ("MLP, final + every layer", width_all, True)]:
-        candidates.append((name, Head(width, teacher["query"].shape[1], mlp), None))
+        candidates.append((name, Head(width, teacher["query"].shape[1], mlp), True))
     table = Table(title=f"Heads on {args.model.name}'s frozen features: dev NDCG@10")
     for col in ["head", "params", "loss", *[f"qa_{lang}" for lang in args.languages[:3]], "ntrex_cross", "fit s"]:
         table.add_column(col, justify="left" if col == "head" else "right")
-    for name, head, _ in candidates:
+    for name, head, fitted in candidates:
         t0 = time.perf_counter()
         loss = float("nan")
-        if isinstance(head, Head):
+        if fitted:
             loss = fit(head, feats, teacher, labels, args.steps, args.batch, args.lr, args.seed)
         head.eval()
         fit_s = time.perf_counter() - t0
