@@ -156,12 +156,11 @@ class ProbeRetriever:
         return ids, self._vectors([corpus[i] for i in ids], "document")
 
     def search(self, handle, queries: dict[str, str], k: int):
-        from lfm2_retrieval.evaluation.retrievers import _top_k
+        from lfm2_retrieval.evaluation.retrievers import top_k_run
 
         ids, docs = handle
         qids = list(queries)
-        scores = self._vectors([queries[q] for q in qids], "query") @ docs.T
-        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+        return top_k_run(qids, self._vectors([queries[q] for q in qids], "query") @ docs.T, ids, k)
 
 
 class CampaignHead(nn.Module):

@@ -48,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 ROLES = ("query", "document")
 RAW: dict[str, dict[tuple[str, str], np.ndarray]] = {}  # kind -> (text, role) -> the model's vectors
+LANGUAGE: dict[str, str] = {}  # text -> its detected language ("*": none), for every system alike
 
 
 def language_means(encoder, shared: Path, per_file: int) -> dict[str, dict[str, dict[str, np.ndarray]]]:
@@ -115,7 +116,9 @@ class Centered:
         table = self.means[self.kind][role]
         out = []
         for t in texts:
-            mean = table.get(language_of(t, "*") or "*", table["*"])
+            if t not in LANGUAGE:
+                LANGUAGE[t] = language_of(t, "*") or "*"
+            mean = table.get(LANGUAGE[t], table["*"])
             out.append(center(self._memo[(t, role)], mean, self.strength) if self.strength else self._memo[(t, role)])
         return out
 
@@ -125,15 +128,14 @@ class Centered:
         return (ids, np.stack(vectors)) if self.kind == "dense" else self.colbert.index_vectors(ids, vectors)
 
     def search(self, handle, queries: dict[str, str], k: int):
-        from lfm2_retrieval.evaluation.retrievers import _top_k
+        from lfm2_retrieval.evaluation.retrievers import top_k_run
 
         qids = list(queries)
         vectors = self._vectors([queries[q] for q in qids], "query")
         if self.kind == "tokens":
             return self.colbert.search_vectors(handle, qids, vectors, k)
         ids, docs = handle
-        scores = np.stack(vectors) @ docs.T
-        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+        return top_k_run(qids, np.stack(vectors) @ docs.T, ids, k)
 
 
 def main(argv=None) -> None:

@@ -45,6 +45,12 @@ def _top_k(scores: np.ndarray, ids: list[str], k: int) -> dict[str, float]:
     return {ids[i]: float(scores[i]) for i in top}
 
 
+def top_k_run(qids: list[str], scores: np.ndarray, ids: list[str], k: int) -> Run:
+    """Each query's k best documents from a [queries, documents] score matrix (one vector per
+    text: the dense systems)."""
+    return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+
+
 @dataclass
 class _TokenMatrix:
     ids: list[str]
@@ -247,8 +253,7 @@ class DenseRetriever:
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
         ids, docs = handle
         qids = list(queries)
-        scores = (self._encode([queries[q] for q in qids]) @ docs.T).numpy()
-        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+        return top_k_run(qids, (self._encode([queries[q] for q in qids]) @ docs.T).numpy(), ids, k)
 
 
 class TeacherRetriever:
@@ -277,8 +282,7 @@ class TeacherRetriever:
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
         ids, docs = handle
         qids = list(queries)
-        scores = self.cache.get([queries[q] for q in qids], "query") @ docs.T
-        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+        return top_k_run(qids, self.cache.get([queries[q] for q in qids], "query") @ docs.T, ids, k)
 
 
 class DenseHeadRetriever:
@@ -297,5 +301,4 @@ class DenseHeadRetriever:
     def search(self, handle: Any, queries: dict[str, str], k: int) -> Run:
         ids, docs = handle
         qids = list(queries)
-        scores = self.encoder.encode_dense([queries[q] for q in qids], "query") @ docs.T
-        return {qid: _top_k(scores[i], ids, k) for i, qid in enumerate(qids)}
+        return top_k_run(qids, self.encoder.encode_dense([queries[q] for q in qids], "query") @ docs.T, ids, k)

@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from .averaging import SKIP
 from .model_card import ORIGIN_FILE, model_origin
 
 BACKBONE_WEIGHTS = "model.safetensors"
@@ -59,14 +60,12 @@ def grow(source: Path, out: Path, after: Sequence[int]) -> Path:
     config["num_hidden_layers"] = len(plan)
 
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(source, out, ignore=lambda _, names: [n for n in names if n == "state.pt"])
+    shutil.copytree(source, out, ignore=lambda _, names: [n for n in names if n in SKIP])
     save_file(grown, str(out / BACKBONE_WEIGHTS), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     # The source's origin carries over (a checkpoint's is its place in its run, written out here).
-    found = model_origin(source)
-    origin_file = source / ORIGIN_FILE
-    origin = json.loads(origin_file.read_text(encoding="utf-8")) if origin_file.exists() else {}
-    if found is not None:
+    origin = json.loads((out / ORIGIN_FILE).read_text(encoding="utf-8")) if (out / ORIGIN_FILE).exists() else {}
+    if "run" not in origin and (found := model_origin(source)) is not None:
         origin.update(run=str(found[0]), step=found[1])
     origin["grown"] = {"from": str(source), "layers": len(kinds), "new_after": sorted(after)}
     (out / ORIGIN_FILE).write_text(json.dumps(origin) + "\n", encoding="utf-8")

@@ -96,15 +96,19 @@ def stage_ends(stages: list[Path]) -> dict[Path, int | None]:
     return ends
 
 
+def _start_origin(run: Path) -> dict:
+    """The ORIGIN_FILE record of the folder a run started from ({} when it has none, or the
+    folder is no longer on this machine)."""
+    start = json.loads((run / "config.json").read_text()).get("init_from")
+    found = Path(start) / ORIGIN_FILE if start else None
+    return json.loads(found.read_text()) if found is not None and found.exists() else {}
+
+
 def stage_means(stages: list[Path]) -> dict[Path, list[int]]:
     """The stages whose model the next stage started from as a mean of checkpoints: {stage: the
     steps averaged}, read from the start folder's ORIGIN_FILE while it is still on this machine."""
-    means = {}
-    for earlier, later in zip(stages, stages[1:]):
-        start = json.loads((later / "config.json").read_text()).get("init_from")
-        if start and Path(start).is_dir() and (steps := averaged_steps(Path(start))):
-            means[earlier] = steps
-    return means
+    return {earlier: steps for earlier, later in zip(stages, stages[1:])
+            if (steps := _start_origin(later).get("average_of"))}
 
 
 def stage_growth(stages: list[Path]) -> dict[Path, str]:
@@ -113,9 +117,7 @@ def stage_growth(stages: list[Path]) -> dict[Path, str]:
     stage that starts from it, so a start from the embedded model (no earlier stage) is covered."""
     grown = {}
     for run in stages:
-        start = json.loads((run / "config.json").read_text()).get("init_from")
-        found = Path(start) / ORIGIN_FILE if start else None
-        if found is not None and found.exists() and (how := json.loads(found.read_text()).get("grown")):
+        if how := _start_origin(run).get("grown"):
             new = how["new_after"]
             grown[run] = (f"its start was grown from {how['layers']} to {how['layers'] + len(new)} layers (a new "
                           f"layer after layer{'s' if len(new) > 1 else ''} {_listed(new)}, its output maps zero: "
