@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .averaging import SKIP
-from .model_card import ORIGIN_FILE, model_origin
+from .model_card import ORIGIN_FILE, model_origin, origin_record
 
 BACKBONE_WEIGHTS = "model.safetensors"
 ZEROED = ("out_proj.weight", "feed_forward.w2.weight")  # the maps that write into the residual stream
@@ -66,7 +66,7 @@ def grow(source: Path, out: Path, after: Sequence[int]) -> Path:
     save_file(grown, str(out / BACKBONE_WEIGHTS), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     # The source's origin carries over (a checkpoint's is its place in its run, written out here).
-    origin = json.loads((out / ORIGIN_FILE).read_text(encoding="utf-8")) if (out / ORIGIN_FILE).exists() else {}
+    origin = origin_record(out)
     if "run" not in origin and (found := model_origin(source)) is not None:
         origin.update(run=str(found[0]), step=found[1])
     origin["grown"] = {"from": str(source), "layers": len(kinds), "new_after": sorted(after),
@@ -78,8 +78,7 @@ def grow(source: Path, out: Path, after: Sequence[int]) -> Path:
 def new_layers(folder: Path) -> list[int]:
     """The indices of the layers that growing added to the model folder `folder` ([] when it was
     not grown). Older grown folders record only the source indices the new layers follow."""
-    found = Path(folder) / ORIGIN_FILE
-    how = json.loads(found.read_text(encoding="utf-8")).get("grown") if found.exists() else None
+    how = origin_record(folder).get("grown")
     if not how:
         return []
     if "new_layers" in how:

@@ -50,12 +50,19 @@ def start_lineage(stages: list[Path]) -> dict:
     return {"stages": list(record.get("stages", [])), "cpu_hours": float(record.get("cpu_hours", 0.0))}
 
 
+def origin_record(folder: Path) -> dict:
+    """A model folder's ORIGIN_FILE ({} when it has none): its run and step, and how a mean of
+    checkpoints (training/averaging.py) or a grown copy (training/growing.py) was made."""
+    found = Path(folder) / ORIGIN_FILE
+    return json.loads(found.read_text(encoding="utf-8")) if found.exists() else {}
+
+
 def model_origin(folder: Path) -> tuple[Path, int | None] | None:
     """The run a model folder came from, and the step it was taken at (None: the run's end): its
     ORIGIN_FILE, which the trainer writes into every checkpoint and final model and a copy keeps;
     else its place, `<run>/model` or `<run>/checkpoints/step-N`."""
     folder = Path(folder)
-    record = json.loads((folder / ORIGIN_FILE).read_text()) if (folder / ORIGIN_FILE).exists() else {}
+    record = origin_record(folder)
     if "run" in record:  # a grown copy of a folder from no run records only its growth
         return Path(record["run"]), record.get("step")
     if (folder.parent / "config.json").exists():
@@ -67,8 +74,7 @@ def model_origin(folder: Path) -> tuple[Path, int | None] | None:
 
 def averaged_steps(folder: Path) -> list[int] | None:
     """The checkpoint steps a model folder is the mean of (training/averaging.py), or None."""
-    found = Path(folder) / ORIGIN_FILE
-    return json.loads(found.read_text()).get("average_of") if found.exists() else None
+    return origin_record(folder).get("average_of")
 
 
 def _origin_of_run(run: Path) -> tuple[Path, int | None] | None:
@@ -100,8 +106,7 @@ def _start_origin(run: Path) -> dict:
     """The ORIGIN_FILE record of the folder a run started from ({} when it has none, or the
     folder is no longer on this machine)."""
     start = json.loads((run / "config.json").read_text()).get("init_from")
-    found = Path(start) / ORIGIN_FILE if start else None
-    return json.loads(found.read_text()) if found is not None and found.exists() else {}
+    return origin_record(Path(start)) if start else {}
 
 
 def stage_means(stages: list[Path]) -> dict[Path, list[int]]:
