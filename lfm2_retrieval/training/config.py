@@ -115,7 +115,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     embedding_learning_rate_scale: float = 1.0  # the token embeddings' learning rate, as a share of it
     # The learning rate of the layers that growing added to the start (training/growing.py), as a
-    # share of it: they start with zeroed output maps, and at a refining rate barely move.
+    # share of it: they start with zeroed output maps, and at a refining rate barely move (1.0:
+    # they learn with the rest, as runs did before the option).
     grown_learning_rate_scale: float = 1.0
     weight_decay: float = 0.01
     warmup_steps: int = 100

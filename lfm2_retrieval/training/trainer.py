@@ -259,14 +259,14 @@ class Trainer:
         # what they know (Adam moves every weight by about the learning rate a step, whatever
         # its scale, and these rows are 0.02 wide).
         embeddings = self.encoder.backbone.embed_tokens.weight
-        grown = self._grown_parameters()
+        grown = self._grown_parameters() if cfg.grown_learning_rate_scale != 1.0 else []
         taken = {id(embeddings)} | {id(p) for p in grown}
         rest = [p for m in self._modules() for p in m.parameters() if id(p) not in taken]
         groups = [
             {"params": rest},
             {"params": [embeddings], "lr": cfg.learning_rate * cfg.embedding_learning_rate_scale},
         ]
-        if grown:  # a group only for a grown start, so older runs' optimizer states still load
+        if grown:  # a group only when asked for, so the states of runs from before it still load
             groups.append({"params": grown, "lr": cfg.learning_rate * cfg.grown_learning_rate_scale})
         if self.words is not None:
             groups.append({"params": list(self.words.head.parameters())})
