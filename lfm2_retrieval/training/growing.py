@@ -10,8 +10,8 @@ is the residual's gradient times the layer's inputs), so training then gives the
 
     python -m lfm2_retrieval.training.growing runs/c2-mean-300-600 --after 1 4 --out runs/v7-grown8
 
-The grown folder keeps its source's origin (training.json) and says how it was grown (which
-layers are new), so a run that starts from it (`--set init_from=...`) still has its history, and
+The grown folder keeps its source's origin (training.json) and says how it was grown (after
+which layers the new ones go), so a run that starts from it (`--set init_from=...`) still has its history, and
 can give the new layers a learning rate of their own (`--set grown_learning_rate_scale=10`):
 zeroed maps at a refining rate barely move in hundreds of steps. Issue 36's rule holds for any
 size: indexing at least 4x the teacher's throughput (`python -m eval.int8_weights --model GROWN
@@ -70,21 +70,16 @@ def grow(source: Path, out: Path, after: Sequence[int]) -> Path:
     origin = origin_record(out)
     if "run" not in origin and (found := model_origin(source)) is not None:
         origin.update(run=str(found[0]), step=found[1])
-    origin["grown"] = {"from": str(source), "layers": len(kinds), "new_after": sorted(after),
-                       "new_layers": [new for new, (_, fresh) in enumerate(plan) if fresh]}
+    origin["grown"] = {"from": str(source), "layers": len(kinds), "new_after": sorted(after)}
     (out / ORIGIN_FILE).write_text(json.dumps(origin) + "\n", encoding="utf-8")
     return out
 
 
 def new_layers(folder: Path) -> list[int]:
     """The indices of the layers that growing added to the model folder `folder` ([] when it was
-    not grown). Older grown folders record only the source indices the new layers follow."""
+    not grown): the k-th new layer (by the source index it follows) sits k places further on."""
     how = origin_record(folder).get("grown")
-    if not how:
-        return []
-    if "new_layers" in how:
-        return list(how["new_layers"])
-    return [old + rank + 1 for rank, old in enumerate(sorted(how["new_after"]))]
+    return [old + rank + 1 for rank, old in enumerate(sorted(how["new_after"]))] if how else []
 
 
 def main(argv: Sequence[str] | None = None) -> None:
