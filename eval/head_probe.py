@@ -36,6 +36,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from lfm2_retrieval.model.dense_head import masked_mean
+
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -79,8 +81,7 @@ class Features:
             self.captured.clear()
             with torch.inference_mode():
                 final = self.encoder.hidden_states(**inputs)
-            w = keep.float().unsqueeze(-1)
-            means = [((h.float() * w).sum(1) / w.sum(1).clamp(min=1)) for h in [final, *self.captured]]
+            means = [masked_mean(h.float(), keep) for h in [final, *self.captured]]
             out[rows] = torch.cat(means, -1).numpy()
         return out
 

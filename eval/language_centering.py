@@ -67,8 +67,7 @@ def language_means(encoder, shared: Path, per_file: int) -> dict[str, dict[str, 
         texts = [t.strip() for i, t in enumerate(lines) if i not in held_out and t.strip()][:per_file]
         languages = [language_of(t, "") for t in texts]
         for role in ROLES:
-            tokens = encoder.encode_queries(texts) if role == "query" else encoder.encode_documents(texts)
-            dense = encoder.encode_dense(texts, role) if encoder.dense_head is not None else [None] * len(texts)
+            tokens, dense = _vectors(encoder, texts, role)
             for lang, t, d in zip(languages, tokens, dense):
                 if not lang:
                     continue
@@ -84,6 +83,17 @@ def language_means(encoder, shared: Path, per_file: int) -> dict[str, dict[str, 
             if table:
                 table["*"] = np.mean(list(table.values()), axis=0)
     return means
+
+
+def _vectors(encoder, texts: list[str], role: str) -> tuple[list[np.ndarray], list]:
+    """(token vectors, dense vectors or Nones) of texts; a document's both come from one forward."""
+    if encoder.dense_head is None:
+        tokens = encoder.encode_queries(texts) if role == "query" else encoder.encode_documents(texts)
+        return tokens, [None] * len(texts)
+    if role == "document":
+        tokens, dense = encoder.encode_documents_with_dense(texts)
+        return tokens, list(dense)
+    return encoder.encode_queries(texts), list(encoder.encode_dense(texts, role))
 
 
 def center(vectors: np.ndarray, mean: np.ndarray, strength: float) -> np.ndarray:

@@ -25,6 +25,13 @@ from torch import nn
 FOLDER = "dense_head"
 
 
+def masked_mean(hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """[batch, dim] mean of hidden states [batch, tokens, dim] over the tokens keep [batch, tokens]
+    marks (an all-false row gives zeros, not a division by zero)."""
+    weights = keep.to(device=hidden.device, dtype=hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
 class DenseHead(nn.Module):
     def __init__(self, in_features: int, out_features: int, target: str | None = None) -> None:
         super().__init__()
@@ -38,8 +45,7 @@ class DenseHead(nn.Module):
     def forward(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """[batch, out] unit vectors (fp32) from hidden states [batch, tokens, in] and the keep
         mask [batch, tokens] of the tokens that count."""
-        weights = keep.to(device=hidden.device, dtype=hidden.dtype).unsqueeze(-1)
-        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        mean = masked_mean(hidden, keep)
         return F.normalize(self.linear(mean.to(self.linear.weight.dtype)).float(), p=2, dim=-1)
 
     def save(self, model_dir: Path) -> None:

@@ -50,6 +50,11 @@ def start_lineage(stages: list[Path]) -> dict:
     return {"stages": list(record.get("stages", [])), "cpu_hours": float(record.get("cpu_hours", 0.0))}
 
 
+def run_config(run: Path) -> dict:
+    """A run folder's config.json: the TrainConfig it ran with (the trainer writes it on start)."""
+    return json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
+
+
 def origin_record(folder: Path) -> dict:
     """A model folder's ORIGIN_FILE ({} when it has none): its run and step, and how a mean of
     checkpoints (training/averaging.py) or a grown copy (training/growing.py) was made."""
@@ -78,7 +83,7 @@ def averaged_steps(folder: Path) -> list[int] | None:
 
 
 def _origin_of_run(run: Path) -> tuple[Path, int | None] | None:
-    start = json.loads((run / "config.json").read_text()).get("init_from")
+    start = run_config(run).get("init_from")
     return model_origin(Path(start)) if start else None
 
 
@@ -105,7 +110,7 @@ def stage_ends(stages: list[Path]) -> dict[Path, int | None]:
 def _start_origin(run: Path) -> dict:
     """The ORIGIN_FILE record of the folder a run started from ({} when it has none, or the
     folder is no longer on this machine)."""
-    start = json.loads((run / "config.json").read_text()).get("init_from")
+    start = run_config(run).get("init_from")
     return origin_record(Path(start)) if start else {}
 
 
@@ -127,14 +132,14 @@ def stage_growth(stages: list[Path]) -> dict[Path, str]:
             grown[run] = (f"its start was grown from {how['layers']} to {how['layers'] + len(new)} layers (a new "
                           f"layer after layer{'s' if len(new) > 1 else ''} {_listed(new)}, its output maps zero: "
                           "training/growing.py)")
-            c = json.loads((run / "config.json").read_text())
+            c = run_config(run)
             if (scale := c.get("grown_learning_rate_scale", 1.0)) != 1.0:
                 grown[run] += f", the new layers trained at {scale:g}x the learning rate"
     return grown
 
 
 def _stage_line(n: int, run: Path, end: int | None = None) -> str:
-    c = json.loads((run / "config.json").read_text())
+    c = run_config(run)
     by_teacher = c.get("negatives_from", "bm25") == "teacher"
     negatives = ("in-batch negatives" if not c.get("hard_negatives") else
                  f"in-batch negatives plus one hard negative per pair from the teacher's own ranking (top "
@@ -190,7 +195,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
     earlier = start_lineage(stages)
     own = [_stage_line(n, run, ends[run]) for n, run in enumerate(stages, start=len(earlier["stages"]) + 1)]
     if earlier["stages"]:  # the start folder's name alone says nothing once another model replaces it
-        start = json.loads((stages[0] / "config.json").read_text())["init_from"]
+        start = run_config(stages[0])["init_from"]
         before = len(earlier["stages"])
         own[0] = own[0].replace(f"from `{start}`:", f"from `{start}` (the model of stages 1-{before}):", 1)
     means = {**stage_means(stages), stages[-1]: averaged}
@@ -208,7 +213,7 @@ def write_model_card(model_dir: Path, run_dir: Path, command: str, metrics_markd
                                                                               source.startswith("ntrex") else [])})
     backbone = json.loads((model_dir / "config.json").read_text())
     colbert = json.loads((model_dir / "config_sentence_transformers.json").read_text())
-    configs = [json.loads((run / "config.json").read_text()) for run in stages]
+    configs = [run_config(run) for run in stages]
     params, dim = None, None
     try:
         from lfm2_retrieval import ColBERTEncoder
@@ -343,7 +348,7 @@ def step_cpu_hours(run: Path, gap_s: float = 600.0) -> list[tuple[dict, float]]:
     log = run / "log.jsonl"
     if not log.exists():
         return []
-    threads = json.loads((run / "config.json").read_text()).get("threads") or os.cpu_count() or 1
+    threads = run_config(run).get("threads") or os.cpu_count() or 1
     out, last, seconds = [], None, 0.0
     for line in log.read_text(encoding="utf-8").splitlines():
         record = json.loads(line) if line.strip() else {}
