@@ -1,6 +1,7 @@
 """Parallel text from Debian packages (training/debian_text.py): gettext catalogues and
 LibreOffice help pages aligned by paragraph id (debian.tsv); GNOME's help aligned unit by unit
-(documentation.tsv): written as the TSV the dense head reads."""
+(documentation.tsv); translated manual pages aligned section by section (manpages.tsv,
+training/manual_pages.py): written as the TSV the dense head reads."""
 
 from __future__ import annotations
 
@@ -183,3 +184,105 @@ def test_a_config_names_parallel_files_by_name_plain_or_gzipped(tmp_path, monkey
     cfg.dense_parallel_tsv = ["elsewhere.tsv"]
     with pytest.raises(FileNotFoundError, match="elsewhere.tsv"):
         dense_distillation(cfg, [], Teacher())
+
+
+ENGLISH_PAGE = r'''.\" SPDX-License-Identifier: Linux-man-pages-copyleft
+.TH pipe 7 2022-12-04 "Linux man-pages 6.03"
+.SH NAME
+pipe \- overview of pipes and FIFOs
+.SH DESCRIPTION
+A pipe has a
+.I read end
+and a
+.IR "write end" .
+It is created by
+.BR pipe (2),
+which returns \fBtwo\fP file descriptors\(emone for each end.
+.SS I/O on pipes and FIFOs
+.PP
+.EX
+int fd[2]; pipe(fd);
+.EE
+.TP
+.B O_NONBLOCK
+Reads and writes do not block when the pipe is empty or full.
+.SH SEE ALSO
+Read fifo(7) for further details about named pipes.
+'''
+GERMAN_PAGE = r'''.\" -*- coding: UTF-8 -*-
+.TH pipe 7 "4. Dezember 2022" "Linux man-pages 6.03"
+.SH BEZEICHNUNG
+pipe \- Überblick über Pipes und FIFOs
+.SH BESCHREIBUNG
+Eine Pipe hat ein
+.I Leseende
+und ein
+.IR Schreibende .
+Sie wird von
+.BR pipe (2)
+erzeugt, das \fBzwei\fP Dateideskriptoren liefert\(emeinen für jedes Ende.
+.SS "E/A auf Pipes und FIFOs"
+.PP
+.EX
+int fd[2]; pipe(fd);
+.EE
+.TP
+.B O_NONBLOCK
+Lese- und Schreibvorgänge blockieren nicht, wenn die Pipe leer oder voll ist.
+.SH "SIEHE AUCH"
+Read fifo(7) for further details about named pipes.
+.SH ÜBERSETZUNG
+Die deutsche Übersetzung dieser Handbuchseite wurde von Jemand erstellt.
+'''
+
+
+def test_manual_pages_read_as_sections_of_plain_paragraphs():
+    from lfm2_retrieval.training.manual_pages import macro_arguments, page_sections
+
+    assert macro_arguments('"write end" .') == ["write end", "."] and macro_arguments("pipe (2),") == ["pipe", "(2),"]
+    sections = page_sections(ENGLISH_PAGE)
+    assert sections == [
+        ["pipe - overview of pipes and FIFOs"],
+        ["A pipe has a read end and a write end. It is created by pipe(2), which returns two file descriptors—one "
+         "for each end.", "I/O on pipes and FIFOs",  # a subsection's title is a paragraph; code is left out
+         "Reads and writes do not block when the pipe is empty or full."],  # .TP's tag (the option) too
+        ["Read fifo(7) for further details about named pipes."]]
+
+
+def test_manual_pages_align_by_section_and_paragraph(tmp_path, monkeypatch):
+    """The translated page pairs with the English page of the same name, paragraph by paragraph;
+    the translators' extra section, an untranslated paragraph, a page of another version (a
+    section's paragraph count or the number of sections differs) and an unseen language give no row."""
+    import gzip
+
+    from lfm2_retrieval.training.debian_text import collect_manpages
+
+    def package(name: str, pages: dict[str, str]) -> None:
+        for rel, text in pages.items():
+            path = tmp_path / "unpacked" / name / "usr/share/man" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(gzip.compress(text.encode()))
+
+    package("manpages", {"man7/pipe.7.gz": ENGLISH_PAGE})
+    package("manpages-de", {"de/man7/pipe.7.gz": GERMAN_PAGE})
+    package("manpages-fr", {"fr/man7/pipe.7.gz": GERMAN_PAGE.replace(".TP\n.B O_NONBLOCK\nLese", ".PP\nLese")
+                            .replace(".SS \"E/A auf Pipes und FIFOs\"\n", "")})  # a paragraph fewer
+    package("manpages-uk", {"uk/man7/pipe.7.gz": GERMAN_PAGE})  # unseen
+    package("manpages-ru", {"ru/man7/pipe.7.gz": GERMAN_PAGE.replace("pipe \\- Überblick", "pipe \\- обзор")
+                            .replace(".SH BEZEICHNUNG\n", ".SH BEZEICHNUNG\n.SH EXTRA\n.SH EXTRA2\n")})  # 2 more
+
+    def fake_download(packages, folder):  # apt-get download and dpkg-deb -x: the folders above
+        return {p: tmp_path / "unpacked" / p for p in packages if (tmp_path / "unpacked" / p).exists()}
+
+    monkeypatch.setattr("lfm2_retrieval.training.debian_text.download", fake_download)
+    monkeypatch.setattr("lfm2_retrieval.training.debian_text.unpack", lambda deb, into: deb)
+    rows = collect_manpages(tmp_path, ["manpages"], ["manpages-de", "manpages-fr", "manpages-uk", "manpages-ru"],
+                            log=lambda _: None)
+    assert {r[2] for r in rows} == {"de"}  # uk unseen; fr's and ru's pages do not line up
+    assert ("pipe - overview of pipes and FIFOs", "pipe - Überblick über Pipes und FIFOs", "de", "manpages-de") in rows
+    assert ("Reads and writes do not block when the pipe is empty or full.",
+            "Lese- und Schreibvorgänge blockieren nicht, wenn die Pipe leer oder voll ist.", "de",
+            "manpages-de") in rows
+    assert len([r for r in rows if r[2] == "de"]) == 4  # NAME, two paragraphs and the subsection; not SEE ALSO
+    assert not any("Jemand" in r[1] for r in rows)  # the translators' section has no English counterpart
+    assert "manpages.tsv" in FILES and all(package in LICENSES for package in FILES["manpages.tsv"][1])

@@ -26,6 +26,11 @@ they were:
   languages, so it brings the scripts debian.tsv barely has (6,000 English messages drawn:
   Arabic, Hindi, Bengali, Thai, Georgian, Telugu, Marathi, Armenian... thousands of rows each
   where debian.tsv has tens).
+- manpages.tsv, paragraphs of manual pages: manpages-l10n's translations (manpages-de, -fr, -ru,
+  -el, -vi... about 20 languages; the Japanese and Chinese pages of the JM and CMPP projects),
+  and the pages dpkg and apt ship translated, aligned with the English pages of the same release
+  section by section (training/manual_pages.py). Prose about commands and system calls, and
+  Cyrillic and Greek paragraphs the other files have few of.
 
 Rows: source, translation, language (a BCP-47-like code: de, pt-br, zh-cn, sr-latn), origin
 (package). English variants (en@quot, en_GB) are left out, and so are the six languages kept
@@ -38,7 +43,13 @@ Licences (the model card lists them): LibreOffice help MPL-2.0; coreutils, tar, 
 findutils, diffutils, wget, gettext GPL-3.0-or-later; apt, dpkg, util-linux, e2fsprogs
 GPL-2.0-or-later; glibc LGPL-2.1-or-later; gnupg GPL-3.0-or-later; GNOME help CC-BY-SA-3.0;
 GTK, GLib LGPL-2.1-or-later; Evolution's data server LGPL-2.0-or-later; GNOME Shell, Settings,
-gedit, Software GPL-2.0-or-later; Files (nautilus) GPL-3.0-or-later.
+gedit, Software GPL-2.0-or-later; Files (nautilus) GPL-3.0-or-later; manpages-l10n's translations
+GPL-3.0-or-later; the JM project's (manpages-ja) and CMPP's (manpages-zh) under their original
+pages' licences (GFDL-1.2-or-later for some of CMPP's); the English pages under their packages':
+Linux man-pages (manpages, manpages-dev) Linux-man-pages-copyleft, GPL-2.0-or-later and BSD
+licences page by page; systemd LGPL-2.1-or-later; procps, psmisc, man-db GPL-2.0-or-later;
+shadow (passwd, login) BSD-3-Clause and GPL-2.0-or-later; gzip GPL-3.0-or-later; less
+GPL-3.0-or-later or the Less License.
 """
 
 from __future__ import annotations
@@ -65,6 +76,14 @@ UNSEEN_LOCALES = ("uk", "fa", "he", "sw", "hu", "ta")
 DOCUMENTATION_PACKAGES = ("gnome-user-docs",)
 DESKTOP_PACKAGES = ("libgtk-3-common", "libglib2.0-data", "gnome-shell-common", "gnome-control-center-data",
                     "nautilus-data", "gedit-common", "gnome-software-common", "evolution-data-server-common")
+# Translated manual pages (uk and hu are unseen languages; pt is an empty package) and the packages
+# whose English pages they translate (dpkg and apt ship their own translations too).
+MANPAGE_TRANSLATIONS = tuple(f"manpages-{lang}" for lang in (
+    "cs", "cs-dev", "da", "da-dev", "de", "de-dev", "el", "es", "es-dev", "fi", "fr", "fr-dev", "id", "it", "it-dev",
+    "ja", "ja-dev", "mk", "nb", "nl", "nl-dev", "pl", "pl-dev", "pt-br", "pt-br-dev", "ro", "ru", "ru-dev", "sr", "sv",
+    "tr", "vi", "zh"))
+MANPAGE_ENGLISH = ("manpages", "manpages-dev", "coreutils", "util-linux", "procps", "passwd", "login", "grep", "sed",
+                   "tar", "findutils", "diffutils", "gzip", "man-db", "psmisc", "dpkg", "apt", "less", "systemd")
 MIN_WORDS = 4
 LICENSES = {"libreoffice-help": "MPL-2.0", "coreutils": "GPL-3.0-or-later", "tar": "GPL-3.0-or-later",
             "grep": "GPL-3.0-or-later", "sed": "GPL-3.0-or-later", "findutils": "GPL-3.0-or-later",
@@ -75,11 +94,21 @@ LICENSES = {"libreoffice-help": "MPL-2.0", "coreutils": "GPL-3.0-or-later", "tar
             "libgtk-3-common": "LGPL-2.1-or-later", "libglib2.0-data": "LGPL-2.1-or-later",
             "gnome-shell-common": "GPL-2.0-or-later", "gnome-control-center-data": "GPL-2.0-or-later",
             "nautilus-data": "GPL-3.0-or-later", "gedit-common": "GPL-2.0-or-later",
-            "gnome-software-common": "GPL-2.0-or-later", "evolution-data-server-common": "LGPL-2.0-or-later"}
+            "gnome-software-common": "GPL-2.0-or-later", "evolution-data-server-common": "LGPL-2.0-or-later",
+            "manpages-l10n": "GPL-3.0-or-later", "manpages-ja": "the original pages' licences",
+            "manpages-zh": "GFDL-1.2-or-later and the original pages' licences",
+            "manpages": "Linux-man-pages-copyleft, GPL-2.0-or-later, BSD (page by page)",
+            "util-linux": "GPL-2.0-or-later", "procps": "GPL-2.0-or-later", "passwd": "BSD-3-Clause, GPL-2.0-or-later",
+            "gzip": "GPL-3.0-or-later", "man-db": "GPL-2.0-or-later", "psmisc": "GPL-2.0-or-later",
+            "less": "GPL-3.0-or-later or the Less License", "systemd": "LGPL-2.1-or-later"}
 # What each file holds, and from which packages: the model card names them and their licences.
 FILES = {"debian.tsv": ("gettext catalogues and LibreOffice help pages", (*GETTEXT_PACKAGES, "libreoffice-help")),
          "documentation.tsv": ("GNOME's help", DOCUMENTATION_PACKAGES),
-         "desktop.tsv": ("the GNOME desktop's gettext catalogues", DESKTOP_PACKAGES)}
+         "desktop.tsv": ("the GNOME desktop's gettext catalogues", DESKTOP_PACKAGES),
+         "manpages.tsv": ("translated manual pages and their English pages",
+                          ("manpages-l10n", "manpages-ja", "manpages-zh", "manpages", "coreutils", "util-linux",
+                           "procps", "passwd", "grep", "sed", "tar", "findutils", "diffutils", "gzip", "man-db",
+                           "psmisc", "dpkg", "apt", "less", "systemd"))}
 # Region kept only where it names a written standard of its own; elsewhere de-DE is de.
 KEEP_REGION = {"pt-br", "zh-cn", "zh-tw", "zh-hk", "sr-latn"}
 
@@ -335,6 +364,37 @@ def collect_documentation(folder: Path, packages: list[str], log=print) -> list[
     return list(dict.fromkeys(package_rows(folder, readable, rows_of, log)))
 
 
+def collect_manpages(folder: Path, english_packages: list[str], translations: list[str], log=print) -> list[Row]:
+    """manpages.tsv's rows: every translated page (in the translation packages, and in the English
+    packages' own usr/share/man/LANG) paired with the English page of the same name, paragraph by
+    paragraph (manual_pages.aligned_paragraphs)."""
+    from .manual_pages import aligned_paragraphs, pages, read_page
+
+    english: dict[str, list[list[str]]] = {}
+    translated: list[tuple[str, str, str, list[list[str]]]] = []  # package, locale, page, its sections
+    debs = download([*english_packages, *translations], folder / "debs")
+    with tempfile.TemporaryDirectory() as scratch:
+        for package in [*english_packages, *translations]:
+            if package not in debs:
+                log(f"{package}: not downloadable here, skipped")
+                continue
+            found = 0
+            for locale, page, path in pages(unpack(debs[package], Path(scratch) / package)):
+                if not locale:
+                    english.setdefault(page, read_page(path))
+                elif wanted(locale):
+                    translated.append((package, locale, page, read_page(path)))
+                found += 1
+            log(f"{package}: {found} pages")
+    rows = [(source, translation, language_code(locale), package)
+            for package, locale, page, sections in translated if page in english
+            for source, translation in aligned_paragraphs(english[page], sections)
+            if usable(source, translation, max_chars=2000)]
+    log(f"{len(translated)} translated pages, {sum(page in english for _, _, page, _ in translated)} "
+        f"with their English page among {len(english)}")
+    return list(dict.fromkeys(rows))
+
+
 def _help_dir(root: Path) -> str:
     folders = [p.name for p in (root / "usr/share/libreoffice/help").iterdir() if p.is_dir()]
     return folders[0] if folders else ""
@@ -367,13 +427,19 @@ def main(argv=None) -> None:
                    help="packages of translated documentation (documentation.tsv)")
     p.add_argument("--desktop", nargs="*", default=list(DESKTOP_PACKAGES),
                    help="packages with the desktop's gettext catalogues (desktop.tsv)")
-    p.add_argument("--only", choices=["messages", "documentation", "desktop"],
-                   help="write one of the files (debian.tsv, documentation.tsv, desktop.tsv)")
+    p.add_argument("--manpages", nargs="*", default=list(MANPAGE_TRANSLATIONS),
+                   help="packages of translated manual pages (manpages.tsv)")
+    p.add_argument("--manpages-english", nargs="*", default=list(MANPAGE_ENGLISH),
+                   help="packages whose English manual pages those translate")
+    p.add_argument("--only", choices=["messages", "documentation", "desktop", "manpages"],
+                   help="write one of the files (debian.tsv, documentation.tsv, desktop.tsv, manpages.tsv)")
     p.add_argument("--max-sources", type=int, default=8000, help="English sources kept in debian.tsv (0: all)")
     p.add_argument("--max-documentation-sources", type=int, default=0,
                    help="English paragraphs kept in documentation.tsv (0: all, about 2,400)")
     p.add_argument("--max-desktop-sources", type=int, default=6000,
                    help="English messages kept in desktop.tsv (0: all, about 11,800)")
+    p.add_argument("--max-manpage-sources", type=int, default=6000,
+                   help="English paragraphs kept in manpages.tsv (0: all)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.only in (None, "messages"):
@@ -388,6 +454,10 @@ def main(argv=None) -> None:
     if args.only in (None, "desktop"):
         rows = sample_sources(collect_desktop(args.folder, args.desktop), args.max_desktop_sources, args.seed)
         report(rows, args.folder / "desktop.tsv")
+    if args.only in (None, "manpages"):
+        rows = sample_sources(collect_manpages(args.folder, args.manpages_english, args.manpages),
+                              args.max_manpage_sources, args.seed)
+        report(rows, args.folder / "manpages.tsv")
 
 
 def report(rows: list, out: Path) -> None:
