@@ -5,6 +5,7 @@ hub is not) and written as TSV (training/dense_distillation.py tsv_targets reads
     python -m lfm2_retrieval.training.debian_text                    # ~/.cache/lfm2-search/parallel
     python -m lfm2_retrieval.training.debian_text --only messages --max-sources 8000 --help-languages de fr ja
     python -m lfm2_retrieval.training.debian_text --only desktop   # desktop.tsv alone
+    python -m lfm2_retrieval.training.debian_text --only manpages  # manpages.tsv alone
 
 One file a kind of text, so that adding one leaves the others' rows (and their teacher vectors) as
 they were:
@@ -97,8 +98,10 @@ LICENSES = {"libreoffice-help": "MPL-2.0", "coreutils": "GPL-3.0-or-later", "tar
             "gnome-software-common": "GPL-2.0-or-later", "evolution-data-server-common": "LGPL-2.0-or-later",
             "manpages-l10n": "GPL-3.0-or-later", "manpages-ja": "the original pages' licences",
             "manpages-zh": "GFDL-1.2-or-later and the original pages' licences",
-            "manpages": "Linux-man-pages-copyleft, GPL-2.0-or-later, BSD (page by page)",
-            "util-linux": "GPL-2.0-or-later", "procps": "GPL-2.0-or-later", "passwd": "BSD-3-Clause, GPL-2.0-or-later",
+            "manpages": "Linux-man-pages-copyleft or GPL-2.0-or-later or BSD (page by page)",
+            "manpages-dev": "Linux-man-pages-copyleft or GPL-2.0-or-later or BSD (page by page)",
+            "util-linux": "GPL-2.0-or-later", "procps": "GPL-2.0-or-later", "passwd": "BSD-3-Clause and GPL-2.0-or-later",
+            "login": "BSD-3-Clause and GPL-2.0-or-later",
             "gzip": "GPL-3.0-or-later", "man-db": "GPL-2.0-or-later", "psmisc": "GPL-2.0-or-later",
             "less": "GPL-3.0-or-later or the Less License", "systemd": "LGPL-2.1-or-later"}
 # What each file holds, and from which packages: the model card names them and their licences.
@@ -106,9 +109,7 @@ FILES = {"debian.tsv": ("gettext catalogues and LibreOffice help pages", (*GETTE
          "documentation.tsv": ("GNOME's help", DOCUMENTATION_PACKAGES),
          "desktop.tsv": ("the GNOME desktop's gettext catalogues", DESKTOP_PACKAGES),
          "manpages.tsv": ("translated manual pages and their English pages",
-                          ("manpages-l10n", "manpages-ja", "manpages-zh", "manpages", "coreutils", "util-linux",
-                           "procps", "passwd", "grep", "sed", "tar", "findutils", "diffutils", "gzip", "man-db",
-                           "psmisc", "dpkg", "apt", "less", "systemd"))}
+                          ("manpages-l10n", "manpages-ja", "manpages-zh", *MANPAGE_ENGLISH))}
 # Region kept only where it names a written standard of its own; elsewhere de-DE is de.
 KEEP_REGION = {"pt-br", "zh-cn", "zh-tw", "zh-hk", "sr-latn"}
 
