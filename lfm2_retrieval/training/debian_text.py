@@ -100,8 +100,8 @@ LICENSES = {"libreoffice-help": "MPL-2.0", "coreutils": "GPL-3.0-or-later", "tar
             "manpages-zh": "GFDL-1.2-or-later and the original pages' licences",
             "manpages": "Linux-man-pages-copyleft or GPL-2.0-or-later or BSD (page by page)",
             "manpages-dev": "Linux-man-pages-copyleft or GPL-2.0-or-later or BSD (page by page)",
-            "util-linux": "GPL-2.0-or-later", "procps": "GPL-2.0-or-later", "passwd": "BSD-3-Clause and GPL-2.0-or-later",
-            "login": "BSD-3-Clause and GPL-2.0-or-later",
+            "util-linux": "GPL-2.0-or-later", "procps": "GPL-2.0-or-later",
+            "passwd": "BSD-3-Clause and GPL-2.0-or-later", "login": "BSD-3-Clause and GPL-2.0-or-later",
             "gzip": "GPL-3.0-or-later", "man-db": "GPL-2.0-or-later", "psmisc": "GPL-2.0-or-later",
             "less": "GPL-3.0-or-later or the Less License", "systemd": "LGPL-2.1-or-later"}
 # What each file holds, and from which packages: the model card names them and their licences.
