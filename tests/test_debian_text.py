@@ -286,3 +286,16 @@ def test_manual_pages_align_by_section_and_paragraph(tmp_path, monkeypatch):
     assert len([r for r in rows if r[2] == "de"]) == 4  # NAME, two paragraphs and the subsection; not SEE ALSO
     assert not any("Jemand" in r[1] for r in rows)  # the translators' section has no English counterpart
     assert "manpages.tsv" in FILES and all(package in LICENSES for package in FILES["manpages.tsv"][1])
+
+
+def test_manual_pages_leave_out_macro_definitions_however_they_end():
+    """asciidoctor's pages (util-linux) define macros inside an .if block, ended by ".  ." rather
+    than "..": the page's text after them is read, the definitions' lines are not."""
+    from lfm2_retrieval.training.manual_pages import page_sections
+
+    page = (".SH NAME\nisosize \\- output the length of an iso9660 filesystem\n"
+            ".de URL\n\\fI\\\\$2\\fP <\\\\$1>\\\\$3\n..\n"
+            ".if \\n[.g] \\{\\\n.  am URL\nnot text\n.  .\n.\\}\n"
+            ".SH DESCRIPTION\nThis command outputs the length of an iso9660 filesystem.\n")
+    assert page_sections(page) == [["isosize - output the length of an iso9660 filesystem"],
+                                   ["This command outputs the length of an iso9660 filesystem."]]

@@ -27,7 +27,9 @@ PARAGRAPH = {"PP", "P", "LP", "HP", "IP", "TP", "TQ", "SS"}  # start a new parag
 TAGGED = {"TP", "TQ"}  # the next text line is the tag (an option's name): left out
 FONT = {"B", "I", "SM", "SB"}  # arguments in one font, joined by spaces
 ALTERNATING = {"BR", "RB", "IR", "RI", "BI", "IB"}  # arguments in alternating fonts, joined without spaces
-SKIPPED_BLOCKS = {"nf": "fi", "EX": "EE", "TS": "TE", "ig": ".."}
+# Blocks left out, by the request that ends each: code, tables, ignored text, macro definitions
+# (which end at "..", written ".  ." inside an indented .if block as well).
+SKIPPED_BLOCKS = {"nf": "fi", "EX": "EE", "TS": "TE", "ig": ".", "de": ".", "am": "."}
 SPECIAL = {"aq": "'", "dq": '"', "lq": '"', "rq": '"', "oq": "'", "cq": "'", "co": "©", "rg": "®", "em": "—",
            "en": "–", "hy": "-", "bu": "•", "mu": "×", "de": "°", "ti": "~", "ha": "^", "ga": "`", "ba": "|",
            "rs": "\\", "Fo": "«", "Fc": "»", "fo": "‹", "fc": "›", "<=": "≤", ">=": "≥", "->": "→", "<-": "←",
@@ -79,12 +81,13 @@ def page_sections(text: str) -> Sections:
         words.clear()
 
     for line in text.splitlines():
+        control = line.startswith((".", "'"))  # a request line, else text
+        request, _, rest = line[1:].strip().partition(" ") if control else ("", "", "")
         if skip_until is not None:
-            if line.startswith(("." + skip_until, "'" + skip_until)) or (skip_until == ".." and line == ".."):
+            if control and request == skip_until:
                 skip_until = None
             continue
-        if line.startswith((".", "'")):
-            request, _, rest = line[1:].strip().partition(" ")
+        if control:
             if request.startswith(('\\"', '"')) or not request:  # a comment, or an empty request
                 continue
             if request == "SH":
