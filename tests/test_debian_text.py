@@ -1,6 +1,6 @@
 """Parallel text from Debian packages (training/debian_text.py): gettext catalogues and
 LibreOffice help pages aligned by paragraph id (debian.tsv); GNOME's help aligned unit by unit
-(documentation.tsv); translated manual pages aligned section by section (manpages.tsv,
+(documentation.tsv); translated manual pages aligned paragraph by paragraph (manpages.tsv,
 training/manual_pages.py): written as the TSV the dense head reads."""
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ they were:
 - manpages.tsv, paragraphs of manual pages: manpages-l10n's translations (manpages-de, -fr, -ru,
   -el, -vi... about 20 languages; the Japanese and Chinese pages of the JM and CMPP projects),
   and the pages dpkg and apt ship translated, aligned with the English pages of the same release
-  section by section (training/manual_pages.py). Prose about commands and system calls, and
-  Cyrillic and Greek paragraphs the other files have few of.
+  paragraph by paragraph where the whole page lines up (training/manual_pages.py). Prose about
+  commands and system calls, and Cyrillic and Greek paragraphs the other files have few of.
 
 Rows: source, translation, language (a BCP-47-like code: de, pt-br, zh-cn, sr-latn), origin
 (package). English variants (en@quot, en_GB) are left out, and so are the six languages kept
@@ -282,19 +282,25 @@ def usable(source: str, translation: str, max_chars: int = 1000) -> bool:
 Row = tuple[str, str, str, str]  # source, translation, language, package
 
 
-def package_rows(folder: Path, packages: list[str], read: Callable[[str, Path], list[Row]], log=print) -> list[Row]:
-    """Each package fetched (into folder/debs), unpacked into a scratch folder and read by
-    `read(package, its root)`, one log line each; a package apt cannot fetch is skipped."""
-    rows: list[Row] = []
+def unpacked(folder: Path, packages: list[str], log=print) -> Iterator[tuple[str, Path]]:
+    """(package, its unpacked root) of each package fetched (into folder/debs) and unpacked into a
+    scratch folder that lasts until the iteration ends; a package apt cannot fetch is skipped."""
     debs = download(list(packages), folder / "debs")
     with tempfile.TemporaryDirectory() as scratch:
         for package in packages:
             if package not in debs:
                 log(f"{package}: not downloadable here, skipped")
                 continue
-            found = read(package, unpack(debs[package], Path(scratch) / package))
-            rows += found
-            log(f"{package}: {len(found)} rows")
+            yield package, unpack(debs[package], Path(scratch) / package)
+
+
+def package_rows(folder: Path, packages: list[str], read: Callable[[str, Path], list[Row]], log=print) -> list[Row]:
+    """Each package's rows, read by `read(package, its root)`, one log line each."""
+    rows: list[Row] = []
+    for package, root in unpacked(folder, packages, log):
+        found = read(package, root)
+        rows += found
+        log(f"{package}: {len(found)} rows")
     return rows
 
 
@@ -369,24 +375,19 @@ def collect_manpages(folder: Path, english_packages: list[str], translations: li
     """manpages.tsv's rows: every translated page (in the translation packages, and in the English
     packages' own usr/share/man/LANG) paired with the English page of the same name, paragraph by
     paragraph (manual_pages.aligned_paragraphs)."""
-    from .manual_pages import aligned_paragraphs, pages, read_page
+    from .manual_pages import Sections, aligned_paragraphs, pages, read_page
 
-    english: dict[str, list[list[str]]] = {}
-    translated: list[tuple[str, str, str, list[list[str]]]] = []  # package, locale, page, its sections
-    debs = download([*english_packages, *translations], folder / "debs")
-    with tempfile.TemporaryDirectory() as scratch:
-        for package in [*english_packages, *translations]:
-            if package not in debs:
-                log(f"{package}: not downloadable here, skipped")
-                continue
-            found = 0
-            for locale, page, path in pages(unpack(debs[package], Path(scratch) / package)):
-                if not locale:
-                    english.setdefault(page, read_page(path))
-                elif wanted(locale):
-                    translated.append((package, locale, page, read_page(path)))
-                found += 1
-            log(f"{package}: {found} pages")
+    english: dict[str, Sections] = {}
+    translated: list[tuple[str, str, str, Sections]] = []  # package, locale, page, its sections
+    for package, root in unpacked(folder, [*english_packages, *translations], log):
+        found = 0
+        for locale, page, path in pages(root):
+            if not locale:
+                english.setdefault(page, read_page(path))
+            elif wanted(locale):
+                translated.append((package, locale, page, read_page(path)))
+            found += 1
+        log(f"{package}: {found} pages")
     rows = [(source, translation, language_code(locale), package)
             for package, locale, page, sections in translated if page in english
             for source, translation in aligned_paragraphs(english[page], sections)
